@@ -1,0 +1,245 @@
+"""Batched MuJoCo simulation: N environments of one model held as arrays, stepped in MuJoCo's threads."""
+
+from __future__ import annotations
+
+import copy
+import os
+from dataclasses import dataclass
+
+import mujoco
+import mujoco.rollout
+import numpy as np
+
+from embodia.sim.randomization import DomainRandomization, ModelParams, apply_scales, sample_scales
+
+STATE_SPEC = int(
+    mujoco.mjtState.mjSTATE_FULLPHYSICS | mujoco.mjtState.mjSTATE_MOCAP_POS | mujoco.mjtState.mjSTATE_MOCAP_QUAT
+)
+_STATE_PARTS = ("TIME", "QPOS", "QVEL", "ACT", "HISTORY", "MOCAP_POS", "MOCAP_QUAT", "USERDATA", "PLUGIN", "PLASTIC")
+
+
+def state_layout(model: mujoco.MjModel, spec: int = STATE_SPEC) -> dict[str, slice]:
+    """Column slices of each state component inside a MuJoCo state vector of `spec`."""
+    layout, offset = {}, 0
+    bits = sorted((int(getattr(mujoco.mjtState, f"mjSTATE_{part}")), part) for part in _STATE_PARTS)
+    for bit, part in bits:
+        if not spec & bit:
+            continue
+        size = mujoco.mj_stateSize(model, bit)
+        layout[part.lower()] = slice(offset, offset + size)
+        offset += size
+    if offset != mujoco.mj_stateSize(model, spec):
+        raise RuntimeError("MuJoCo state layout changed; update embodia.sim.batch._STATE_PARTS")
+    return layout
+
+
+def episode_rngs(seeds: np.ndarray) -> list[np.random.Generator]:
+    """One generator per episode seed, so any episode's randomness can be replayed from its seed alone."""
+    return [np.random.default_rng(int(s)) for s in seeds]
+
+
+@dataclass
+class StepInfo:
+    """What happened inside the physics step, per env."""
+
+    diverged: np.ndarray  # (num_envs,) bool: physics blew up and the env must be reset
+
+
+class BatchSim:
+    """N copies of one MuJoCo model stepped together with `mujoco.rollout` on persistent threads.
+
+    State lives in `self.state` (num_envs, nstate); `qpos`, `qvel`, `mocap_pos` are views into it.
+    Sensors in `self.sensordata` are those MuJoCo computed during the last physics substep.
+    """
+
+    def __init__(
+        self,
+        model: mujoco.MjModel,
+        num_envs: int,
+        *,
+        frame_skip: int = 1,
+        randomization: DomainRandomization | None = None,
+        nthread: int | None = None,
+        seed: int = 0,
+        perturbations: bool = False,
+    ) -> None:
+        if num_envs < 1:
+            raise ValueError(f"num_envs={num_envs} must be >= 1")
+        if frame_skip < 1:
+            raise ValueError(f"frame_skip={frame_skip} must be >= 1")
+        self.model = model
+        self.num_envs = num_envs
+        self.frame_skip = frame_skip
+        self.dt = model.opt.timestep * frame_skip
+        self.randomization = randomization or DomainRandomization()
+        self.rng = np.random.default_rng(seed)
+        self.nominal = ModelParams(model)
+        self.layout = state_layout(model)
+        self.nstate = mujoco.mj_stateSize(model, STATE_SPEC)
+        self._init_state(model)
+        self._init_models()
+        self._init_threads(nthread)
+        self._init_controls(perturbations)
+        self.divergence_count = 0
+
+    # ------------------------------------------------------------------ setup
+    def _init_state(self, model: mujoco.MjModel) -> None:
+        data = mujoco.MjData(model)
+        mujoco.mj_forward(model, data)
+        self.initial_state = np.zeros(self.nstate)
+        mujoco.mj_getState(model, data, self.initial_state, STATE_SPEC)
+        self.state = np.tile(self.initial_state, (self.num_envs, 1))  # (num_envs, nstate)
+        self.sensordata = np.tile(data.sensordata, (self.num_envs, 1))  # (num_envs, nsensordata)
+        self._scratch = data
+
+    def _init_models(self) -> None:
+        if self.randomization.changes_model():
+            self.models: list[mujoco.MjModel] = [copy.copy(self.model) for _ in range(self.num_envs)]
+        else:
+            self.models = [self.model] * self.num_envs
+        self.latency = np.zeros(self.num_envs, dtype=np.int64)
+
+    def _init_threads(self, nthread: int | None) -> None:
+        nthread = nthread if nthread is not None else min(os.cpu_count() or 1, self.num_envs)
+        self.nthread = max(1, nthread)
+        self._datas = [mujoco.MjData(self.model) for _ in range(self.nthread)]
+        self._rollout = mujoco.rollout.Rollout(nthread=self.nthread if self.nthread > 1 else 0)
+        self._state_out = np.zeros((self.num_envs, self.frame_skip, self.nstate))
+        self._sensor_out = np.zeros((self.num_envs, self.frame_skip, self.model.nsensordata))
+
+    def _init_controls(self, perturbations: bool) -> None:
+        m = self.model
+        self.ctrl = np.zeros((self.num_envs, m.nu))
+        limited = m.actuator_ctrllimited.astype(bool)
+        self.ctrl_low = np.where(limited, m.actuator_ctrlrange[:, 0], -np.inf)
+        self.ctrl_high = np.where(limited, m.actuator_ctrlrange[:, 1], np.inf)
+        self.perturbations = perturbations
+        self.control_spec = int(mujoco.mjtState.mjSTATE_CTRL)
+        if perturbations:
+            self.control_spec |= int(mujoco.mjtState.mjSTATE_XFRC_APPLIED)
+        self.xfrc_applied = np.zeros((self.num_envs, m.nbody, 6))  # external wrench per body (force, torque)
+        self._history = np.zeros((self.num_envs, self.randomization.max_latency() + 1, m.nu))
+
+    def close(self) -> None:
+        """Stop the physics threads."""
+        if getattr(self, "_rollout", None) is not None:
+            self._rollout.close()
+            self._rollout = None
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    # ------------------------------------------------------------------ state views
+    def _view(self, part: str) -> np.ndarray:
+        return self.state[:, self.layout[part]]
+
+    @property
+    def time(self) -> np.ndarray:
+        return self.state[:, self.layout["time"].start]
+
+    @property
+    def qpos(self) -> np.ndarray:
+        return self._view("qpos")
+
+    @property
+    def qvel(self) -> np.ndarray:
+        return self._view("qvel")
+
+    @property
+    def mocap_pos(self) -> np.ndarray:
+        return self._view("mocap_pos").reshape(self.num_envs, self.model.nmocap, 3)
+
+    def set_qpos(self, env_ids: np.ndarray, qpos: np.ndarray) -> None:
+        self.state[env_ids, self.layout["qpos"]] = qpos
+
+    def set_qvel(self, env_ids: np.ndarray, qvel: np.ndarray) -> None:
+        self.state[env_ids, self.layout["qvel"]] = qvel
+
+    def set_mocap_pos(self, env_ids: np.ndarray, mocap_index: int, pos: np.ndarray) -> None:
+        start = self.layout["mocap_pos"].start + 3 * mocap_index
+        self.state[env_ids, start : start + 3] = pos
+
+    # ------------------------------------------------------------------ reset
+    def reset(self, env_ids: np.ndarray, rngs: list[np.random.Generator]) -> None:
+        """Put `env_ids` back to the model's initial state and draw their randomization from `rngs`."""
+        env_ids = np.asarray(env_ids, dtype=np.int64)
+        self.state[env_ids] = self.initial_state
+        self.ctrl[env_ids] = 0.0
+        self.xfrc_applied[env_ids] = 0.0
+        self._history[env_ids] = 0.0
+        draws = [sample_scales(self.randomization, rng, 1) for rng in rngs]
+        for env_id, draw in zip(env_ids, draws):
+            self.latency[env_id] = draw["latency"][0]
+            if self.randomization.changes_model():
+                apply_scales(self.models[env_id], self.nominal, draw, 0)
+
+    def add_initial_noise(self, env_ids: np.ndarray, rngs: list[np.random.Generator]) -> None:
+        """Add the randomization's extra initial-state noise on top of the task's reset distribution."""
+        dr = self.randomization
+        if dr.init_qpos_noise > 0:
+            noise = np.stack([r.uniform(-dr.init_qpos_noise, dr.init_qpos_noise, self.model.nq) for r in rngs])
+            self.state[env_ids, self.layout["qpos"]] += noise
+        if dr.init_qvel_noise > 0:
+            noise = np.stack([r.normal(0.0, dr.init_qvel_noise, self.model.nv) for r in rngs])
+            self.state[env_ids, self.layout["qvel"]] += noise
+
+    def forward(self, env_ids: np.ndarray) -> None:
+        """Recompute sensors for `env_ids` after their state was written (used after resets only)."""
+        data = self._scratch
+        for env_id in np.asarray(env_ids, dtype=np.int64):
+            mujoco.mj_setState(self.models[env_id], data, self.state[env_id], STATE_SPEC)
+            mujoco.mj_forward(self.models[env_id], data)
+            self.sensordata[env_id] = data.sensordata
+
+    # ------------------------------------------------------------------ step
+    def check_ctrl(self, ctrl: np.ndarray) -> np.ndarray:
+        """Validate shape and finiteness of a control batch; returns it as float64."""
+        ctrl = np.asarray(ctrl, dtype=np.float64)
+        expected = (self.num_envs, self.model.nu)
+        if ctrl.shape != expected:
+            raise ValueError(f"control batch has shape {ctrl.shape}, expected {expected} (num_envs, nu)")
+        bad = ~np.isfinite(ctrl).all(axis=1)
+        if bad.any():
+            raise ValueError(f"control contains NaN or inf for envs {np.flatnonzero(bad).tolist()}")
+        return ctrl
+
+    def step(self, ctrl: np.ndarray) -> StepInfo:
+        """Advance all envs by `frame_skip` physics steps under `ctrl` (num_envs, nu); recover diverged envs."""
+        ctrl = self.check_ctrl(ctrl)
+        dr = self.randomization
+        if dr.action_noise_std > 0:
+            ctrl = ctrl + self.rng.normal(0.0, dr.action_noise_std, ctrl.shape)
+        ctrl = np.clip(ctrl, self.ctrl_low, self.ctrl_high)
+        if self._history.shape[1] > 1:
+            self._history = np.roll(self._history, 1, axis=1)
+            self._history[:, 0] = ctrl
+            ctrl = self._history[np.arange(self.num_envs), self.latency]
+        self.ctrl[:] = ctrl
+        control = ctrl
+        if self.perturbations:
+            control = np.concatenate([ctrl, self.xfrc_applied.reshape(self.num_envs, -1)], axis=1)
+        expected_time = self.time + self.dt
+        self._rollout.rollout(
+            self.models,
+            self._datas,
+            self.state,
+            control[:, None, :],
+            control_spec=self.control_spec,
+            nstep=self.frame_skip,
+            state=self._state_out,
+            sensordata=self._sensor_out,
+        )
+        self.state[:] = self._state_out[:, -1]
+        self.sensordata[:] = self._sensor_out[:, -1]
+        return StepInfo(diverged=self._diverged(expected_time))
+
+    def _diverged(self, expected_time: np.ndarray) -> np.ndarray:
+        # MuJoCo resets an unstable env's data to time 0 itself, so a wrong clock marks divergence too.
+        finite = np.isfinite(self.state).all(axis=1)
+        clock_ok = np.abs(self.time - expected_time) < 0.5 * self.model.opt.timestep
+        diverged = ~(finite & clock_ok)
+        self.divergence_count += int(diverged.sum())
+        return diverged

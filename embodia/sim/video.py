@@ -1,0 +1,42 @@
+"""Write frame stacks to MP4 (H.264 via PyAV), atomically: a temp file renamed into place."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+
+def write_video(path: str | Path, frames: np.ndarray, fps: int = 30, codec: str = "libx264", crf: int = 23) -> Path:
+    """Encode (T, H, W, 3) uint8 frames to `path`; returns the path. Even sizes are required by yuv420p."""
+    import av
+
+    path = Path(path)
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+        raise ValueError(f"frames must be (T, H, W, 3) uint8, got {frames.shape} {frames.dtype}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.mp4")
+    height, width = frames.shape[1:3]
+    with av.open(str(tmp), mode="w") as container:
+        stream = container.add_stream(codec, rate=int(fps))
+        stream.width, stream.height = width - width % 2, height - height % 2
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"crf": str(crf)} if codec == "libx264" else {}
+        for frame in frames:
+            image = av.VideoFrame.from_ndarray(frame[: stream.height, : stream.width], format="rgb24")
+            for packet in stream.encode(image):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    os.replace(tmp, path)
+    return path
+
+
+def read_video(path: str | Path) -> np.ndarray:
+    """Decode every frame of a video file to (T, H, W, 3) uint8."""
+    import av
+
+    with av.open(str(path)) as container:
+        return np.stack([frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)])

@@ -1,0 +1,99 @@
+"""The task contract: scene, reset distribution, observation, reward, termination and success over a batch."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import ClassVar
+
+import mujoco
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from embodia.sim.assets import load_model
+from embodia.sim.batch import BatchSim
+
+
+class TaskConfig(BaseModel):
+    """Settings every task has; tasks subclass it to add their own fields."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    frame_skip: int = Field(5, ge=1, description="physics steps per env step (control decimation)")
+    max_episode_steps: int = Field(1000, ge=1, description="env steps before an episode is truncated")
+    reset_noise_scale: float = Field(0.1, ge=0.0, description="scale of the task's initial-state noise")
+    reward_scales: dict[str, float] = Field(default_factory=dict, description="weight of each reward term")
+
+
+class Task(ABC):
+    """One robot task, vectorized over the batch. Subclasses read physics through names bound once."""
+
+    name: ClassVar[str]
+    xml: ClassVar[str]  # MJCF file name under embodia/tasks/assets
+    cameras: ClassVar[tuple[str, ...]] = ()  # named cameras a policy or dataset may render
+
+    def __init__(self, config: TaskConfig | None = None) -> None:
+        self.config = config if config is not None else self.default_config()
+
+    @classmethod
+    @abstractmethod
+    def default_config(cls) -> TaskConfig:
+        """Defaults for this task, as plain data."""
+
+    def build_model(self) -> mujoco.MjModel:
+        """The MuJoCo model of the scene (override to edit it with MjSpec)."""
+        return load_model(self.xml)
+
+    def bind(self, sim: BatchSim) -> None:
+        """Resolve names to indices and allocate per-env task state (goals); called once per batch."""
+        self.num_envs = sim.num_envs
+
+    # ---- action space: defaults to the actuators' control range
+    def action_bounds(self, model: mujoco.MjModel) -> tuple[np.ndarray, np.ndarray]:
+        """(low, high) of one env's action."""
+        return model.actuator_ctrlrange[:, 0].copy(), model.actuator_ctrlrange[:, 1].copy()
+
+    def action_to_ctrl(self, sim: BatchSim, action: np.ndarray) -> np.ndarray:
+        """Map a policy action batch (num_envs, action_dim) to MuJoCo controls (num_envs, nu)."""
+        return action
+
+    # ---- the task proper
+    @abstractmethod
+    def reset(self, sim: BatchSim, env_ids: np.ndarray, rngs: list[np.random.Generator]) -> None:
+        """Write the reset distribution's initial state (and goals) for `env_ids`, one generator each."""
+
+    @abstractmethod
+    def observe(self, sim: BatchSim) -> np.ndarray:
+        """Observation batch (num_envs, obs_dim)."""
+
+    @abstractmethod
+    def reward_terms(self, sim: BatchSim, action: np.ndarray, before: np.ndarray) -> dict[str, np.ndarray]:
+        """Unweighted reward terms, each (num_envs,); `before` is the state batch before the step."""
+
+    def terminated(self, sim: BatchSim) -> np.ndarray:
+        """(num_envs,) bool: the episode ended in a terminal state (fell, dropped the object, ...)."""
+        return np.zeros(sim.num_envs, dtype=bool)
+
+    def success(self, sim: BatchSim) -> np.ndarray:
+        """(num_envs,) bool: the task's goal is achieved now."""
+        return np.zeros(sim.num_envs, dtype=bool)
+
+    def failure_modes(self, sim: BatchSim) -> dict[str, np.ndarray]:
+        """Named termination causes, each (num_envs,) bool, for evaluation reports."""
+        return {"terminated": self.terminated(sim)}
+
+    def reward(self, sim: BatchSim, action: np.ndarray, before: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Weighted sum of the reward terms and the weighted terms themselves."""
+        terms = self.reward_terms(sim, action, before)
+        scales = self.config.reward_scales
+        weighted = {name: scales.get(name, 1.0) * value for name, value in terms.items()}
+        return sum(weighted.values()), weighted
+
+
+def uniform(rngs: list[np.random.Generator], low, high, size: int | tuple[int, ...]) -> np.ndarray:
+    """Stack one uniform draw per episode generator: (len(rngs), *size)."""
+    return np.stack([rng.uniform(low, high, size) for rng in rngs])
+
+
+def normal(rngs: list[np.random.Generator], scale: float, size: int | tuple[int, ...]) -> np.ndarray:
+    """Stack one gaussian draw per episode generator: (len(rngs), *size)."""
+    return np.stack([scale * rng.standard_normal(size) for rng in rngs])

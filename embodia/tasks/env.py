@@ -1,0 +1,208 @@
+"""A task on a batch simulator, with Gymnasium's words: reset/step, terminated vs truncated, autoreset."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import gymnasium as gym
+import numpy as np
+
+from embodia.sim.batch import BatchSim, episode_rngs
+from embodia.sim.randomization import DomainRandomization
+from embodia.tasks.base import Task
+
+AutoresetMode = Literal["same_step", "next_step", "disabled"]
+
+
+class BatchEnv:
+    """`num_envs` episodes of one task stepped together; observations and rewards are whole-batch arrays.
+
+    Autoreset modes follow Gymnasium: `same_step` resets finished envs inside the step and puts the
+    terminal observation in `info["final_obs"]`; `next_step` returns the terminal observation and resets
+    on the following step; `disabled` leaves resets to the caller (`reset(options={"reset_mask": ...})`).
+    """
+
+    def __init__(
+        self,
+        task: Task | str,
+        num_envs: int = 1,
+        *,
+        seed: int = 0,
+        randomization: DomainRandomization | dict | None = None,
+        autoreset_mode: AutoresetMode = "same_step",
+        max_episode_steps: int | None = None,
+        nthread: int | None = None,
+        perturbations: bool = False,
+        task_config: dict | None = None,
+    ) -> None:
+        from embodia.tasks.registry import make_task
+
+        self.task = make_task(task, task_config) if isinstance(task, str) else task
+        if isinstance(randomization, dict):
+            randomization = DomainRandomization.model_validate(randomization)
+        if autoreset_mode not in ("same_step", "next_step", "disabled"):
+            raise ValueError(f"autoreset_mode={autoreset_mode!r}; use 'same_step', 'next_step' or 'disabled'")
+        self.autoreset_mode = autoreset_mode
+        self.model = self.task.build_model()
+        self.sim = BatchSim(
+            self.model,
+            num_envs,
+            frame_skip=self.task.config.frame_skip,
+            randomization=randomization,
+            nthread=nthread,
+            seed=seed,
+            perturbations=perturbations,
+        )
+        self.task.bind(self.sim)
+        self.num_envs = num_envs
+        self.max_episode_steps = max_episode_steps or self.task.config.max_episode_steps
+        self._seed_rng = np.random.default_rng(seed)
+        self._noise_rng = np.random.default_rng([seed, 1])
+        self.episode_seed = np.zeros(num_envs, dtype=np.int64)
+        self.episode_step = np.zeros(num_envs, dtype=np.int64)
+        self.episode_return = np.zeros(num_envs)
+        self._needs_reset = np.zeros(num_envs, dtype=bool)
+        self._define_spaces()
+
+    # ------------------------------------------------------------------ spaces
+    def _define_spaces(self) -> None:
+        low, high = self.task.action_bounds(self.model)
+        self.single_action_space = gym.spaces.Box(low.astype(np.float32), high.astype(np.float32), dtype=np.float32)
+        obs = self.task.observe(self.sim)
+        self.obs_dim = obs.shape[1]
+        self.single_observation_space = gym.spaces.Box(-np.inf, np.inf, (self.obs_dim,), dtype=np.float64)
+        self.action_space = gym.vector.utils.batch_space(self.single_action_space, self.num_envs)
+        self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, self.num_envs)
+
+    @property
+    def action_dim(self) -> int:
+        return self.single_action_space.shape[0]
+
+    # ------------------------------------------------------------------ reset
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
+        """Reset all envs (or those in `options["reset_mask"]`); `options["episode_seeds"]` replays episodes."""
+        options = options or {}
+        if seed is not None:
+            self._seed_rng = np.random.default_rng(seed)
+            self._noise_rng = np.random.default_rng([seed, 1])
+            self.sim.rng = np.random.default_rng([seed, 2])
+        mask = options.get("reset_mask")
+        env_ids = np.arange(self.num_envs) if mask is None else np.flatnonzero(np.asarray(mask, dtype=bool))
+        self.reset_envs(env_ids, options.get("episode_seeds"))
+        return self._observe(), {"episode_seed": self.episode_seed.copy()}
+
+    def reset_envs(self, env_ids: np.ndarray, episode_seeds: np.ndarray | None = None) -> None:
+        """Start new episodes in `env_ids` only; every other env is untouched."""
+        env_ids = np.asarray(env_ids, dtype=np.int64)
+        if env_ids.size == 0:
+            return
+        if episode_seeds is None:
+            episode_seeds = self._seed_rng.integers(0, 2**62, size=env_ids.size)
+        episode_seeds = np.asarray(episode_seeds, dtype=np.int64)
+        if episode_seeds.shape != env_ids.shape:
+            raise ValueError(f"episode_seeds has shape {episode_seeds.shape}, expected {env_ids.shape} (one per env reset)")
+        rngs = episode_rngs(episode_seeds)
+        self.sim.reset(env_ids, rngs)
+        self.task.reset(self.sim, env_ids, rngs)
+        self.sim.add_initial_noise(env_ids, rngs)
+        self.sim.forward(env_ids)
+        self.episode_seed[env_ids] = episode_seeds
+        self.episode_step[env_ids] = 0
+        self.episode_return[env_ids] = 0.0
+        self._needs_reset[env_ids] = False
+
+    # ------------------------------------------------------------------ step
+    def check_action(self, action: np.ndarray) -> np.ndarray:
+        """Validate an action batch; clip it to the action space. Raises ValueError naming the envs."""
+        action = np.asarray(action, dtype=np.float64)
+        expected = (self.num_envs, self.action_dim)
+        if action.shape != expected:
+            if action.shape == (self.action_dim,) and self.num_envs == 1:
+                action = action[None]
+            else:
+                raise ValueError(f"action has shape {action.shape}, expected {expected} (num_envs, action_dim)")
+        bad = ~np.isfinite(action).all(axis=1)
+        if bad.any():
+            raise ValueError(f"action contains NaN or inf for envs {np.flatnonzero(bad).tolist()}")
+        return np.clip(action, self.single_action_space.low, self.single_action_space.high)
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        """Advance every env one control step: (obs, reward, terminated, truncated, info), all batched."""
+        action = self.check_action(action)
+        pending = self._needs_reset.copy() if self.autoreset_mode == "next_step" else None
+        before = self.sim.state.copy()
+        physics = self.sim.step(self.task.action_to_ctrl(self.sim, action))
+        reward, terms = self.task.reward(self.sim, action, before)
+        success = self.task.success(self.sim)
+        terminated = self.task.terminated(self.sim)
+        self.episode_step += 1
+        truncated = self.episode_step >= self.max_episode_steps
+        diverged = physics.diverged
+        if diverged.any():
+            reward = np.where(diverged, 0.0, reward)
+            terminated = terminated & ~diverged
+            truncated = truncated | diverged
+        self.episode_return += reward
+        obs = self._observe()
+        if diverged.any():  # the state is garbage: report the last good observation instead
+            obs[diverged] = self._observe_state(before)[diverged]
+        info: dict[str, Any] = {"success": success, "diverged": diverged, "episode_seed": self.episode_seed.copy()}
+        info.update({f"reward/{name}": value for name, value in terms.items()})
+        done = terminated | truncated
+        info["episode_return"] = self.episode_return.copy()
+        info["episode_length"] = self.episode_step.copy()
+        if pending is not None and pending.any():
+            obs, reward, terminated, truncated = self._finish_pending_resets(pending, obs, reward, terminated, truncated)
+            done = done & ~pending
+        if done.any():
+            obs = self._autoreset(done, obs, info)
+        return obs, reward, terminated, truncated, info
+
+    def _finish_pending_resets(self, pending, obs, reward, terminated, truncated):
+        # next_step mode: the envs that ended last step are reset now; this step's action is ignored for them
+        ids = np.flatnonzero(pending)
+        self.reset_envs(ids)
+        obs = self._observe()
+        reward = np.where(pending, 0.0, reward)
+        return obs, reward, terminated & ~pending, truncated & ~pending
+
+    def _autoreset(self, done: np.ndarray, obs: np.ndarray, info: dict) -> np.ndarray:
+        info["_final_obs"] = done
+        info["final_obs"] = obs.copy()
+        if self.autoreset_mode == "same_step":
+            self.reset_envs(np.flatnonzero(done))
+            return self._observe()
+        self._needs_reset |= done
+        return obs
+
+    # ------------------------------------------------------------------ observation
+    def _observe(self) -> np.ndarray:
+        obs = self.task.observe(self.sim)
+        std = self.sim.randomization.obs_noise_std
+        if std > 0:
+            obs = obs + self._noise_rng.normal(0.0, std, obs.shape)
+        return obs
+
+    def _observe_state(self, state: np.ndarray) -> np.ndarray:
+        current = self.sim.state.copy()
+        self.sim.state[:] = state
+        obs = self.task.observe(self.sim)
+        self.sim.state[:] = current
+        return obs
+
+    # ------------------------------------------------------------------ rendering
+    def render(self, env_ids=None, camera: str | int = -1, width: int = 128, height: int = 128, depth: bool = False) -> np.ndarray:
+        """RGB uint8 (k, height, width, 3) (or float32 depth) of `env_ids` from a named camera."""
+        from embodia.sim.render import BatchRenderer
+
+        key = (width, height)
+        if getattr(self, "_renderer", None) is None or self._renderer.size != key:
+            self._renderer = BatchRenderer(self.sim, width=width, height=height)
+        ids = np.arange(self.num_envs) if env_ids is None else np.atleast_1d(env_ids)
+        return self._renderer.render(ids, camera=camera, depth=depth)
+
+    def close(self) -> None:
+        if getattr(self, "_renderer", None) is not None:
+            self._renderer.close()
+            self._renderer = None
+        self.sim.close()

@@ -1,0 +1,118 @@
+"""Every embodia task as a Gymnasium env: a standard single `gymnasium.Env` and a native `VectorEnv`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+GYM_IDS = {
+    "embodia/CheetahRun-v0": "cheetah-run",
+    "embodia/AntWalk-v0": "ant-walk",
+    "embodia/CartpoleSwingup-v0": "cartpole-swingup",
+    "embodia/CartpoleBalance-v0": "cartpole-balance",
+    "embodia/ArmReach-v0": "arm-reach",
+    "embodia/ArmPush-v0": "arm-push",
+    "embodia/ArmPickPlace-v0": "arm-pick-place",
+}
+
+
+class SingleEnv(gym.Env):
+    """One embodia env through Gymnasium's single-env API (the TimeLimit wrapper truncates episodes)."""
+
+    metadata = {"render_modes": ["rgb_array", "depth_array"], "render_fps": 20}
+
+    def __init__(self, task: str, render_mode: str | None = None, width: int = 480, height: int = 480,
+                 camera: str | int | None = None, **env_kwargs: Any) -> None:
+        from embodia.tasks.env import BatchEnv
+
+        self._env = BatchEnv(task, num_envs=1, autoreset_mode="disabled", max_episode_steps=10**9, **env_kwargs)
+        self.action_space = self._env.single_action_space
+        self.observation_space = self._env.single_observation_space
+        self.render_mode = render_mode
+        self._render_size = (width, height)
+        self._camera = camera if camera is not None else (self._env.task.cameras[0] if self._env.task.cameras else -1)
+        self.metadata = dict(self.metadata, render_fps=int(round(1.0 / self._env.sim.dt)))
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        if seed is None and not hasattr(self, "_seeded"):
+            seed = int(self.np_random.integers(0, 2**31))
+        self._seeded = True
+        obs, info = self._env.reset(seed=seed, options=options)
+        return obs[0], {k: v[0] for k, v in info.items()}
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self._env.step(np.asarray(action, dtype=np.float64)[None])
+        info = {k: v[0] for k, v in info.items() if not k.startswith("_") and k != "final_obs"}
+        return obs[0], float(reward[0]), bool(terminated[0]), bool(truncated[0]), info
+
+    def render(self):
+        width, height = self._render_size
+        depth = self.render_mode == "depth_array"
+        return self._env.render([0], camera=self._camera, width=width, height=height, depth=depth)[0]
+
+    def close(self):
+        self._env.close()
+
+
+class VectorEnv(gym.vector.VectorEnv):
+    """embodia's batched simulator as a native Gymnasium VectorEnv (Gymnasium's next-step autoreset by default)."""
+
+    metadata = {"render_modes": ["rgb_array"], "autoreset_mode": gym.vector.AutoresetMode.NEXT_STEP}
+
+    def __init__(self, task: str, num_envs: int = 1, autoreset_mode: str | gym.vector.AutoresetMode = "next_step",
+                 render_mode: str | None = None, **env_kwargs: Any) -> None:
+        from embodia.tasks.env import BatchEnv
+
+        mode = autoreset_mode.value if isinstance(autoreset_mode, gym.vector.AutoresetMode) else autoreset_mode
+        self._env = BatchEnv(task, num_envs=num_envs, autoreset_mode=mode, **env_kwargs)
+        self.num_envs = num_envs
+        self.single_action_space = self._env.single_action_space
+        self.single_observation_space = self._env.single_observation_space
+        self.action_space = self._env.action_space
+        self.observation_space = self._env.observation_space
+        self.render_mode = render_mode
+        self.metadata = dict(self.metadata, autoreset_mode=gym.vector.AutoresetMode(mode))
+
+    @property
+    def batch_env(self):
+        """The underlying embodia BatchEnv."""
+        return self._env
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        obs, info = self._env.reset(seed=seed, options=options)
+        return obs, info
+
+    def step(self, actions):
+        return self._env.step(actions)
+
+    def render(self):
+        return self._env.render(camera=self._env.task.cameras[0] if self._env.task.cameras else -1)
+
+    def close_extras(self, **kwargs):
+        self._env.close()
+
+
+def register_envs() -> None:
+    """Register embodia's Gymnasium IDs (idempotent)."""
+    for gym_id, task in GYM_IDS.items():
+        if gym_id in gym.registry:
+            continue
+        gym.register(
+            id=gym_id,
+            entry_point="embodia.tasks.gym_envs:SingleEnv",
+            vector_entry_point="embodia.tasks.gym_envs:VectorEnv",
+            max_episode_steps=_episode_steps(task),
+            kwargs={"task": task},
+        )
+
+
+def _episode_steps(task: str) -> int | None:
+    from embodia.tasks.registry import UnknownTaskError, make_task
+
+    try:
+        return make_task(task).config.max_episode_steps
+    except UnknownTaskError:
+        return None
