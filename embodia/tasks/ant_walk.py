@@ -1,5 +1,9 @@
 """Quadruped walking forward, as Gymnasium's Ant-v5 with include_cfrc_ext_in_observation=False.
 
+Forward velocity comes from the torso's integrated position (qpos); Ant-v5 reads `xpos` after `mj_step`,
+which MuJoCo leaves slightly off the integrated position, so observations agree exactly and the forward
+reward term to within a few hundredths.
+
 Contact forces are not part of MuJoCo's state, so the batch cannot read them without a second
 physics pass; the 27-dim observation and `contact_cost_weight=0` are Ant-v5's own documented options.
 """

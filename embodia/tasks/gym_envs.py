@@ -18,6 +18,13 @@ GYM_IDS = {
 }
 
 
+_MODE_NAMES = {
+    gym.vector.AutoresetMode.NEXT_STEP: "next_step",
+    gym.vector.AutoresetMode.SAME_STEP: "same_step",
+    gym.vector.AutoresetMode.DISABLED: "disabled",
+}
+
+
 class SingleEnv(gym.Env):
     """One embodia env through Gymnasium's single-env API (the TimeLimit wrapper truncates episodes)."""
 
@@ -66,7 +73,9 @@ class VectorEnv(gym.vector.VectorEnv):
                  render_mode: str | None = None, **env_kwargs: Any) -> None:
         from embodia.tasks.env import BatchEnv
 
-        mode = autoreset_mode.value if isinstance(autoreset_mode, gym.vector.AutoresetMode) else autoreset_mode
+        mode = _MODE_NAMES[autoreset_mode] if isinstance(autoreset_mode, gym.vector.AutoresetMode) else autoreset_mode
+        if mode not in _MODE_NAMES.values():
+            raise ValueError(f"autoreset_mode={autoreset_mode!r}; use 'next_step', 'same_step' or 'disabled'")
         self._env = BatchEnv(task, num_envs=num_envs, autoreset_mode=mode, **env_kwargs)
         self.num_envs = num_envs
         self.single_action_space = self._env.single_action_space
@@ -74,7 +83,8 @@ class VectorEnv(gym.vector.VectorEnv):
         self.action_space = self._env.action_space
         self.observation_space = self._env.observation_space
         self.render_mode = render_mode
-        self.metadata = dict(self.metadata, autoreset_mode=gym.vector.AutoresetMode(mode))
+        mode_enum = {name: member for member, name in _MODE_NAMES.items()}[mode]
+        self.metadata = dict(self.metadata, autoreset_mode=mode_enum)
 
     @property
     def batch_env(self):
