@@ -19,7 +19,8 @@ def list_tasks() -> None:
     from embodia.tasks import BatchEnv, task_names
 
     table = Table(title="embodia tasks")
-    for column in ("task", "obs dim", "action dim", "episode steps", "control dt (s)", "cameras"):
+    table.add_column("task", no_wrap=True)
+    for column in ("obs", "act", "steps", "dt (s)", "cameras"):
         table.add_column(column)
     for name in task_names():
         env = BatchEnv(name, num_envs=1)
