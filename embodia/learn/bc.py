@@ -1,0 +1,202 @@
+"""Behavior cloning: an MLP maps a normalized observation to the expert's next action (or action chunk),
+trained with MSE or Gaussian NLL on normalized actions. Reads top to bottom: config, network, loss, training, I/O."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from torch import nn
+
+from embodia.learn.il_common import (
+    ActionQueue,
+    Demonstrations,
+    Normalizer,
+    action_bounds,
+    as_demonstrations,
+    export_onnx,
+    fit,
+    mlp,
+    onnx_metadata,
+    plot_losses,
+    read_checkpoint,
+    save_checkpoint,
+)
+
+
+class BCConfig(BaseModel):
+    """Every number behavior cloning uses, saved beside the checkpoint."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["bc"] = Field("bc", description="algorithm tag stored in config.json")
+    hidden_sizes: list[int] = Field(default_factory=lambda: [256, 256, 256], description="widths of the MLP's hidden layers")
+    loss: Literal["mse", "nll"] = Field("mse", description="'mse' on actions, or 'nll' of a diagonal Gaussian")
+    chunk_size: int = Field(1, ge=1, le=64, description="actions predicted per observation (action chunking)")
+    n_action_steps: int = Field(1, ge=1, description="predicted actions executed before predicting again (<= chunk_size)")
+    num_steps: int = Field(5000, ge=1, description="gradient steps")
+    batch_size: int = Field(256, ge=1, description="frames per gradient step")
+    learning_rate: float = Field(1e-3, gt=0, description="AdamW peak learning rate (warm-up then cosine decay)")
+    weight_decay: float = Field(1e-6, ge=0, description="AdamW weight decay")
+    obs_noise_std: float = Field(0.0, ge=0, description="gaussian noise on normalized observations while training "
+                                                       "(robustness to the policy's own drift)")
+    seed: int = Field(0, description="seed of weight init and minibatch sampling")
+
+    @model_validator(mode="after")
+    def _check_chunking(self) -> "BCConfig":
+        if self.n_action_steps > self.chunk_size:
+            raise ValueError(f"n_action_steps={self.n_action_steps} exceeds chunk_size={self.chunk_size}; "
+                             "execute at most the actions that are predicted")
+        if any(width < 1 for width in self.hidden_sizes):
+            raise ValueError(f"hidden_sizes={self.hidden_sizes} must all be >= 1")
+        return self
+
+
+# ---------------------------------------------------------------------------------------------- network
+class BCNet(nn.Module):
+    """obs (B, obs_dim) -> normalized action chunk mean (B, chunk_size, act_dim) [+ log std for NLL]."""
+
+    def __init__(self, obs_dim: int, act_dim: int, config: BCConfig) -> None:
+        super().__init__()
+        self.obs_dim, self.act_dim, self.chunk_size = obs_dim, act_dim, config.chunk_size
+        self.body = mlp(obs_dim, config.hidden_sizes, config.chunk_size * act_dim)
+        self.log_std = nn.Parameter(torch.zeros(config.chunk_size, act_dim)) if config.loss == "nll" else None
+
+    def forward(self, obs_norm: torch.Tensor) -> torch.Tensor:
+        return self.body(obs_norm).view(-1, self.chunk_size, self.act_dim)
+
+
+def mse_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean squared error; pred and target (B, chunk, act_dim) in normalized action units."""
+    return ((pred - target) ** 2).mean()
+
+
+def gaussian_nll_loss(mean: torch.Tensor, log_std: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Negative log-likelihood of target under N(mean, exp(log_std)^2) per dim, without the constant; (B, chunk, act_dim)."""
+    log_std = log_std.clamp(-5.0, 2.0)
+    return (0.5 * ((target - mean) / log_std.exp()) ** 2 + log_std).mean()
+
+
+# ---------------------------------------------------------------------------------------------- policy
+class BCPolicy(nn.Module):
+    """A trained BC model as an embodia Policy: `act(obs)` batched NumPy, `reset(env_ids)` clears chunk queues."""
+
+    def __init__(self, net: BCNet, obs_norm: Normalizer, action_norm: Normalizer, low: np.ndarray, high: np.ndarray,
+                 config: BCConfig, task: str | None = None) -> None:
+        super().__init__()
+        self.net, self.obs_norm, self.action_norm, self.config, self.task = net, obs_norm, action_norm, config, task
+        self.register_buffer("action_low", torch.as_tensor(low, dtype=torch.float32))
+        self.register_buffer("action_high", torch.as_tensor(high, dtype=torch.float32))
+        self.obs_dim, self.act_dim = net.obs_dim, net.act_dim
+        self.queue = ActionQueue(net.act_dim, config.n_action_steps)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        """obs (B, obs_dim) -> action chunk (B, chunk_size, act_dim) in env units, clipped to the action box."""
+        chunk = self.action_norm.inverse(self.net(self.obs_norm(obs)))
+        return torch.maximum(torch.minimum(chunk, self.action_high), self.action_low)
+
+    @torch.no_grad()
+    def predict_chunk(self, obs: np.ndarray) -> np.ndarray:
+        """(B, obs_dim) -> (B, chunk_size, act_dim) float32."""
+        return self.forward(torch.as_tensor(np.asarray(obs), dtype=torch.float32)).numpy()
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        """Batched action (B, act_dim); with chunking, replans only the envs whose queue ran out."""
+        obs = np.atleast_2d(np.asarray(obs, dtype=np.float32))
+        self.queue.ensure_batch(len(obs))
+        need = np.flatnonzero(self.queue.empty())
+        if need.size:
+            self.queue.fill(need, self.predict_chunk(obs[need])[:, : self.config.n_action_steps])
+        return self.queue.pop()
+
+    def reset(self, env_ids: np.ndarray | None = None) -> None:
+        """Forget the queued actions of `env_ids` (all envs if None): their episodes restarted."""
+        self.queue.clear(env_ids)
+
+
+class _FirstAction(nn.Module):
+    """The ONNX graph: obs -> first action of the predicted chunk."""
+
+    def __init__(self, policy: BCPolicy) -> None:
+        super().__init__()
+        self.policy = policy
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.policy(obs)[:, 0]
+
+
+# ---------------------------------------------------------------------------------------------- training
+def build_policy(demos: Demonstrations, config: BCConfig) -> BCPolicy:
+    """A fresh policy whose normalizers carry the demonstrations' statistics."""
+    torch.manual_seed(config.seed)
+    low, high = action_bounds(demos)
+    net = BCNet(demos.obs_dim, demos.act_dim, config)
+    return BCPolicy(net, Normalizer.mean_std(demos.observations), Normalizer.mean_std(demos.actions), low, high,
+                    config, demos.task)
+
+
+def train_bc(dataset: str | Path | Demonstrations, config: BCConfig | dict | None = None,
+             out: str | Path = "runs/bc", *, progress: bool = True) -> Path:
+    """Clone the demonstrations in `dataset` (a LeRobot directory or arrays); write a checkpoint dir to `out`."""
+    config = BCConfig.model_validate(config or {}) if not isinstance(config, BCConfig) else config
+    demos = as_demonstrations(dataset)
+    policy = build_policy(demos, config)
+    obs = policy.obs_norm(torch.as_tensor(demos.observations))  # (frames, obs_dim)
+    targets = policy.action_norm(torch.as_tensor(demos.action_chunks(config.chunk_size)))  # (frames, chunk, act_dim)
+    noise = torch.Generator().manual_seed(config.seed + 1)
+
+    def loss_fn(frame_ids: torch.Tensor) -> torch.Tensor:
+        batch_obs = obs[frame_ids]
+        if config.obs_noise_std > 0:
+            batch_obs = batch_obs + config.obs_noise_std * torch.randn(batch_obs.shape, generator=noise)
+        mean = policy.net(batch_obs)
+        if config.loss == "nll":
+            return gaussian_nll_loss(mean, policy.net.log_std, targets[frame_ids])
+        return mse_loss(mean, targets[frame_ids])
+
+    policy.train()
+    optimizer, losses = fit(loss_fn, list(policy.net.parameters()), num_frames=len(obs), num_steps=config.num_steps,
+                            batch_size=config.batch_size, learning_rate=config.learning_rate,
+                            weight_decay=config.weight_decay, seed=config.seed, description="bc", progress=progress)
+    policy.eval()
+    out = save_bc(policy, out, optimizer=optimizer, losses=losses, num_episodes=demos.num_episodes)
+    plot_losses(losses, out / "loss.png", f"behavior cloning ({demos.task or 'dataset'})")
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- checkpoint I/O
+def save_bc(policy: BCPolicy, out: str | Path, *, optimizer: torch.optim.Optimizer | None = None,
+            losses: list[float] | None = None, num_episodes: int | None = None) -> Path:
+    """Write model.safetensors, normalizer.safetensors, config.json, optimizer.pt, state.json to `out`."""
+    losses = losses or []
+    config = {"algo": "bc", "task": policy.task, "obs_dim": policy.obs_dim, "act_dim": policy.act_dim,
+              "action_low": policy.action_low.numpy(), "action_high": policy.action_high.numpy(),
+              "bc": policy.config.model_dump()}
+    state = {"step": len(losses), "final_loss": float(np.mean(losses[-100:])) if losses else None,
+             "losses": losses[:: max(1, len(losses) // 1000)], "num_episodes": num_episodes}
+    return save_checkpoint(out, model=policy.net, normalizers={"obs": policy.obs_norm, "action": policy.action_norm},
+                           config=config, optimizer=optimizer, state=state)
+
+
+def load_bc(path: str | Path) -> BCPolicy:
+    """Rebuild a BC policy from its checkpoint directory."""
+    stored, model_tensors, norm_tensors = read_checkpoint(path)
+    if stored.get("algo") != "bc":
+        raise ValueError(f"{Path(path) / 'config.json'} has algo={stored.get('algo')!r}, expected 'bc'")
+    config = BCConfig.model_validate(stored["bc"])
+    net = BCNet(stored["obs_dim"], stored["act_dim"], config)
+    net.load_state_dict(model_tensors)
+    policy = BCPolicy(net, Normalizer(**norm_tensors["obs"]), Normalizer(**norm_tensors["action"]),
+                      np.asarray(stored["action_low"]), np.asarray(stored["action_high"]), config, stored.get("task"))
+    return policy.eval()
+
+
+def export_bc(policy: BCPolicy | str | Path, path: str | Path) -> Path:
+    """Export to the embodia ONNX contract: obs -> deterministic first action, normalization folded in, clipped."""
+    policy = load_bc(policy) if isinstance(policy, (str, Path)) else policy
+    metadata = onnx_metadata(policy.task, policy.obs_dim, policy.act_dim, policy.action_low.numpy(),
+                             policy.action_high.numpy(), "bc")
+    return export_onnx(_FirstAction(policy), policy.obs_dim, path, metadata)

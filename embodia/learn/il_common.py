@@ -1,0 +1,501 @@
+"""Pieces shared by the imitation learners (BC, diffusion): demonstrations in memory, normalizers,
+action-chunk queues, checkpoint I/O, and a seeded success-rate rollout."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+CHECKPOINT_FILES = ("model.safetensors", "config.json", "normalizer.safetensors", "optimizer.pt", "state.json")
+
+
+class DatasetFormatError(ValueError):
+    """A dataset that cannot be used for imitation learning (missing columns, wrong shapes)."""
+
+
+# ---------------------------------------------------------------------------------------------- demonstrations
+@dataclass
+class Demonstrations:
+    """Expert frames held as arrays: what a learner trains on, whatever the storage underneath."""
+
+    observations: np.ndarray  # (num_frames, obs_dim) float32
+    actions: np.ndarray  # (num_frames, act_dim) float32
+    episode_index: np.ndarray  # (num_frames,) int64, frames of one episode contiguous and in time order
+    task: str | None = None
+    action_low: np.ndarray | None = None  # (act_dim,) bounds of the action space, when known
+    action_high: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        self.observations = np.asarray(self.observations, dtype=np.float32)
+        self.actions = np.asarray(self.actions, dtype=np.float32)
+        self.episode_index = np.asarray(self.episode_index, dtype=np.int64)
+        frames = len(self.observations)
+        if self.observations.ndim != 2 or self.actions.ndim != 2:
+            raise DatasetFormatError(
+                f"observations {self.observations.shape} and actions {self.actions.shape} must both be 2-D (frames, dim)")
+        if len(self.actions) != frames or len(self.episode_index) != frames:
+            raise DatasetFormatError(f"observations ({frames}), actions ({len(self.actions)}) and episode_index "
+                                     f"({len(self.episode_index)}) must have one row per frame")
+        if frames == 0:
+            raise DatasetFormatError("the demonstrations hold no frames; record some episodes first")
+        if not (np.isfinite(self.observations).all() and np.isfinite(self.actions).all()):
+            raise DatasetFormatError("the demonstrations contain NaN or inf in observations or actions")
+
+    @property
+    def obs_dim(self) -> int:
+        return self.observations.shape[1]
+
+    @property
+    def act_dim(self) -> int:
+        return self.actions.shape[1]
+
+    @property
+    def num_episodes(self) -> int:
+        return len(np.unique(self.episode_index))
+
+    def episode_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """(start, end) frame of each frame's episode, each (num_frames,); end is exclusive."""
+        change = np.flatnonzero(np.diff(self.episode_index) != 0) + 1
+        starts = np.concatenate([[0], change])
+        ends = np.concatenate([change, [len(self.episode_index)]])
+        lengths = ends - starts
+        return np.repeat(starts, lengths), np.repeat(ends, lengths)
+
+    def action_chunks(self, horizon: int) -> np.ndarray:
+        """(num_frames, horizon, act_dim): the next `horizon` actions from each frame, the episode's last
+        action repeated past its end (the expert holds still once done)."""
+        _, ends = self.episode_bounds()
+        offsets = np.arange(horizon)
+        index = np.minimum(np.arange(len(self.actions))[:, None] + offsets[None, :], ends[:, None] - 1)
+        return self.actions[index]
+
+
+def load_demonstrations(root: str | Path) -> Demonstrations:
+    """Read an embodia/LeRobot dataset directory into arrays (`observation.state`, `action`, `episode_index`)."""
+    root = Path(root)
+    if not root.exists():
+        raise FileNotFoundError(f"dataset {root} does not exist; generate one with `embodia data generate`")
+    info = _read_info(root)
+    columns = _read_parquet_columns(root, ("observation.state", "action", "episode_index", "frame_index"))
+    order = np.lexsort((columns["frame_index"], columns["episode_index"]))
+    low, high = _action_bounds_from_info(info)
+    return Demonstrations(
+        observations=columns["observation.state"][order],
+        actions=columns["action"][order],
+        episode_index=columns["episode_index"][order],
+        task=info.get("embodia", {}).get("task") if isinstance(info.get("embodia"), dict) else info.get("task"),
+        action_low=low,
+        action_high=high,
+    )
+
+
+def _read_info(root: Path) -> dict:
+    path = root / "meta" / "info.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: {root} is not a LeRobot-format dataset")
+    return json.loads(path.read_text())
+
+
+def _read_parquet_columns(root: Path, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    import pyarrow.parquet as pq
+
+    files = sorted((root / "data").rglob("*.parquet"))
+    if not files:
+        raise FileNotFoundError(f"no Parquet files under {root / 'data'}; the dataset has no frames")
+    tables = [pq.read_table(path) for path in files]
+    arrays: dict[str, np.ndarray] = {}
+    for name in names:
+        missing = [str(path) for path, table in zip(files, tables) if name not in table.column_names]
+        if missing:
+            raise DatasetFormatError(f"column {name!r} is missing from {missing[0]}; imitation learning needs "
+                                     "'observation.state', 'action', 'episode_index' and 'frame_index'")
+        arrays[name] = np.concatenate([_column_to_numpy(table.column(name)) for table in tables])
+    return arrays
+
+
+def _column_to_numpy(column) -> np.ndarray:
+    import pyarrow as pa
+
+    column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if pa.types.is_list(column.type) or pa.types.is_fixed_size_list(column.type) or pa.types.is_large_list(column.type):
+        width = len(column[0]) if len(column) else 0
+        return column.flatten().to_numpy(zero_copy_only=False).reshape(len(column), width)
+    return column.to_numpy(zero_copy_only=False)
+
+
+def _action_bounds_from_info(info: dict) -> tuple[np.ndarray | None, np.ndarray | None]:
+    feature = info.get("features", {}).get("action", {})
+    low, high = feature.get("low"), feature.get("high")
+    if low is None or high is None:
+        return None, None
+    return np.asarray(low, dtype=np.float32), np.asarray(high, dtype=np.float32)
+
+
+def collect_demonstrations(task: str, num_episodes: int, *, seed: int = 0, num_envs: int = 32,
+                           only_successful: bool = True, task_config: dict | None = None) -> Demonstrations:
+    """Roll out the task's scripted expert for `num_episodes` seeded episodes, in batches, into arrays."""
+    from embodia.data.experts import make_expert
+    from embodia.tasks import BatchEnv
+
+    num_envs = max(1, min(num_envs, num_episodes))
+    env = BatchEnv(task, num_envs, seed=seed, autoreset_mode="disabled", task_config=task_config)
+    expert = make_expert(task, env)
+    observations, actions, episode_index, kept = [], [], [], 0
+    for first in range(0, num_episodes, num_envs):
+        wave = min(num_envs, num_episodes - first)
+        episodes = _record_wave(env, expert.act, getattr(expert, "reset", None), seed + first, wave)
+        for obs, act, success in episodes:
+            if only_successful and not success:
+                continue
+            observations.append(obs)
+            actions.append(act)
+            episode_index.append(np.full(len(obs), kept, dtype=np.int64))
+            kept += 1
+    low, high = env.single_action_space.low, env.single_action_space.high
+    env.close()
+    if not observations:
+        raise RuntimeError(f"the {task!r} expert succeeded in none of {num_episodes} episodes; check the expert")
+    return Demonstrations(np.concatenate(observations), np.concatenate(actions), np.concatenate(episode_index),
+                          task=task, action_low=low, action_high=high)
+
+
+def _record_wave(env, act: Callable, reset: Callable | None, first_seed: int, wave: int):
+    """One batch of episodes seeded first_seed.. : list of (obs (T, obs_dim), actions (T, act_dim), success)."""
+    seeds = first_seed + np.arange(env.num_envs)
+    obs, _ = env.reset(options={"episode_seeds": seeds})
+    if reset is not None:
+        reset(np.arange(env.num_envs))
+    obs_buf, act_buf = [], []
+    active = np.zeros(env.num_envs, dtype=bool)
+    active[:wave] = True
+    length = np.zeros(env.num_envs, dtype=np.int64)
+    success = np.zeros(env.num_envs, dtype=bool)
+    while active.any():
+        action = env.check_action(act(obs))
+        obs_buf.append(obs)
+        act_buf.append(action)
+        obs, _, terminated, truncated, info = env.step(action)
+        length += active
+        success |= active & info["success"]
+        active &= ~(terminated | truncated)
+    obs_steps, act_steps = np.stack(obs_buf, axis=1), np.stack(act_buf, axis=1)  # (num_envs, T, dim)
+    return [(obs_steps[i, :length[i]], act_steps[i, :length[i]], bool(success[i])) for i in range(wave)]
+
+
+# ---------------------------------------------------------------------------------------------- normalizer
+class Normalizer(nn.Module):
+    """Affine map x -> (x - center) / scale with fixed statistics, saved with the model."""
+
+    def __init__(self, center: torch.Tensor, scale: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("center", torch.as_tensor(center, dtype=torch.float32).clone())
+        self.register_buffer("scale", torch.as_tensor(scale, dtype=torch.float32).clone())
+
+    @classmethod
+    def mean_std(cls, data: np.ndarray, min_std: float = 1e-2) -> "Normalizer":
+        """Standardize each column; near-constant columns keep a floor std so noise is not amplified."""
+        return cls(torch.as_tensor(data.mean(axis=0)), torch.as_tensor(np.maximum(data.std(axis=0), min_std)))
+
+    @classmethod
+    def min_max(cls, data: np.ndarray, min_range: float = 1e-2) -> "Normalizer":
+        """Map each column's [min, max] onto [-1, 1] (diffusion samples live in that box)."""
+        low, high = data.min(axis=0), data.max(axis=0)
+        return cls(torch.as_tensor((high + low) / 2), torch.as_tensor(np.maximum((high - low) / 2, min_range / 2)))
+
+    @classmethod
+    def identity(cls, dim: int) -> "Normalizer":
+        return cls(torch.zeros(dim), torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.center) / self.scale
+
+    def inverse(self, y: torch.Tensor) -> torch.Tensor:
+        return y * self.scale + self.center
+
+
+# ---------------------------------------------------------------------------------------------- networks
+def mlp(in_dim: int, hidden: tuple[int, ...] | list[int], out_dim: int, activation: type[nn.Module] = nn.Mish) -> nn.Sequential:
+    """Plain MLP: Linear-activation stacks, then a linear head."""
+    layers: list[nn.Module] = []
+    for width in hidden:
+        layers += [nn.Linear(in_dim, width), activation()]
+        in_dim = width
+    layers.append(nn.Linear(in_dim, out_dim))
+    return nn.Sequential(*layers)
+
+
+def cosine_lr(step: int, total: int, warmup: int = 0) -> float:
+    """Learning-rate multiplier: linear warm-up then cosine decay to 0."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+# ---------------------------------------------------------------------------------------------- action queue
+class ActionQueue:
+    """Per-env queue of planned actions: a policy that plans chunks pops one action per step per env."""
+
+    def __init__(self, act_dim: int, capacity: int) -> None:
+        self.act_dim, self.capacity = act_dim, capacity
+        self.actions = np.zeros((0, capacity, act_dim), dtype=np.float32)  # (num_envs, capacity, act_dim)
+        self.remaining = np.zeros(0, dtype=np.int64)  # (num_envs,) actions left in each env's queue
+
+    def ensure_batch(self, num_envs: int) -> None:
+        """Resize for a new batch size; a different batch means new episodes, so every queue is cleared."""
+        if len(self.remaining) != num_envs:
+            self.actions = np.zeros((num_envs, self.capacity, self.act_dim), dtype=np.float32)
+            self.remaining = np.zeros(num_envs, dtype=np.int64)
+
+    def empty(self) -> np.ndarray:
+        """(num_envs,) bool: envs that need a new plan."""
+        return self.remaining == 0
+
+    def fill(self, env_ids: np.ndarray, chunks: np.ndarray) -> None:
+        """Queue `chunks` (len(env_ids), capacity, act_dim) for `env_ids`."""
+        self.actions[env_ids] = chunks
+        self.remaining[env_ids] = self.capacity
+
+    def pop(self) -> np.ndarray:
+        """The next action of every env (num_envs, act_dim); every queue must be non-empty."""
+        index = self.capacity - self.remaining
+        action = self.actions[np.arange(len(index)), index]
+        self.remaining -= 1
+        return action
+
+    def clear(self, env_ids: np.ndarray | None = None) -> None:
+        if env_ids is None:
+            self.remaining[:] = 0
+        else:
+            self.remaining[np.asarray(env_ids, dtype=np.int64)] = 0
+
+
+# ---------------------------------------------------------------------------------------------- checkpoints
+def save_checkpoint(out: str | Path, *, model: nn.Module, normalizers: dict[str, Normalizer], config: dict,
+                    optimizer: torch.optim.Optimizer | None, state: dict) -> Path:
+    """Write a checkpoint directory atomically: built in a temp dir beside `out`, then swapped into place."""
+    from safetensors.torch import save_file
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, tmp / "model.safetensors")
+        tensors = {f"{name}.{key}": value.contiguous() for name, norm in normalizers.items()
+                   for key, value in norm.state_dict().items()}
+        save_file(tensors, tmp / "normalizer.safetensors")
+        (tmp / "config.json").write_text(json.dumps(config, indent=2, default=_json_default))
+        torch.save(optimizer.state_dict() if optimizer is not None else {}, tmp / "optimizer.pt")
+        (tmp / "state.json").write_text(json.dumps(state, indent=2, default=_json_default))
+        _swap_into_place(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def _swap_into_place(tmp: Path, out: Path) -> None:
+    if not out.exists():
+        os.replace(tmp, out)
+        return
+    if not out.is_dir():
+        raise NotADirectoryError(f"{out} exists and is not a checkpoint directory; choose another --out")
+    old = out.with_name(f".{out.name}.old-{os.getpid()}")
+    os.replace(out, old)
+    os.replace(tmp, out)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot store {type(value).__name__} in a checkpoint's JSON")
+
+
+def read_checkpoint(path: str | Path) -> tuple[dict, dict[str, torch.Tensor], dict[str, dict[str, torch.Tensor]]]:
+    """(config, model tensors, normalizer tensors by name) of a checkpoint directory."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"checkpoint directory {path} does not exist")
+    for name in ("model.safetensors", "config.json", "normalizer.safetensors"):
+        if not (path / name).exists():
+            raise FileNotFoundError(f"{path / name} is missing; {path} is not a complete checkpoint")
+    config = json.loads((path / "config.json").read_text())
+    normalizers: dict[str, dict[str, torch.Tensor]] = {}
+    for key, value in load_file(path / "normalizer.safetensors").items():
+        name, _, field = key.partition(".")
+        normalizers.setdefault(name, {})[field] = value
+    return config, load_file(path / "model.safetensors"), normalizers
+
+
+def load_il_policy(path: str | Path):
+    """Load a BC or diffusion checkpoint directory as a policy, choosing the loader from config.json's `algo`."""
+    config, _, _ = read_checkpoint(path)
+    algo = config.get("algo")
+    if algo == "bc":
+        from embodia.learn.bc import load_bc
+        return load_bc(path)
+    if algo == "diffusion":
+        from embodia.learn.diffusion import load_diffusion
+        return load_diffusion(path)
+    raise ValueError(f"{Path(path) / 'config.json'} has algo={algo!r}; imitation checkpoints have 'bc' or 'diffusion'")
+
+
+def plot_losses(losses: list[float] | np.ndarray, path: str | Path, title: str) -> Path:
+    """Save a training-loss curve (log scale, smoothed) as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    losses = np.asarray(losses, dtype=np.float64)
+    window = max(1, len(losses) // 50)
+    smooth = np.convolve(losses, np.ones(window) / window, mode="valid")
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=110)
+    ax.plot(np.arange(len(losses)), losses, color="0.8", lw=0.6, label="per step")
+    ax.plot(np.arange(len(smooth)) + window - 1, smooth, color="C0", lw=1.6, label=f"mean of {window}")
+    ax.set(yscale="log", xlabel="gradient step", ylabel="loss", title=title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+# ---------------------------------------------------------------------------------------------- evaluation
+def rollout_success(policy, task: str, num_episodes: int, *, seed: int = 10_000, num_envs: int = 50,
+                    task_config: dict | None = None) -> dict[str, float]:
+    """Run `num_episodes` seeded episodes of `policy` (batched `act(obs)`); success rate and mean return.
+
+    An episode counts as a success if the task reported success at any step before it ended.
+    """
+    from embodia.tasks import BatchEnv
+
+    act = policy.act if hasattr(policy, "act") else policy
+    reset = getattr(policy, "reset", None)
+    num_envs = max(1, min(num_envs, num_episodes))
+    env = BatchEnv(task, num_envs, seed=seed, autoreset_mode="disabled", task_config=task_config)
+    successes, returns = [], []
+    for first in range(0, num_episodes, num_envs):
+        wave = min(num_envs, num_episodes - first)
+        success, episode_return = _evaluate_wave(env, act, reset, seed + first, wave)
+        successes.append(success)
+        returns.append(episode_return)
+    env.close()
+    success, episode_return = np.concatenate(successes), np.concatenate(returns)
+    return {"success_rate": float(success.mean()), "mean_return": float(episode_return.mean()),
+            "episodes": int(len(success))}
+
+
+def _evaluate_wave(env, act: Callable, reset: Callable | None, first_seed: int, wave: int):
+    obs, _ = env.reset(options={"episode_seeds": first_seed + np.arange(env.num_envs)})
+    if reset is not None:
+        reset(np.arange(env.num_envs))
+    active = np.zeros(env.num_envs, dtype=bool)
+    active[:wave] = True
+    success = np.zeros(env.num_envs, dtype=bool)
+    episode_return = np.zeros(env.num_envs)
+    while active.any():
+        obs, reward, terminated, truncated, info = env.step(act(obs))
+        episode_return += np.where(active, reward, 0.0)
+        success |= active & info["success"]
+        active &= ~(terminated | truncated)
+    return success[:wave], episode_return[:wave]
+
+
+# ---------------------------------------------------------------------------------------------- training loop
+def fit(loss_fn: Callable[[torch.Tensor], torch.Tensor], parameters: list[nn.Parameter], *, num_frames: int,
+        num_steps: int, batch_size: int, learning_rate: float, weight_decay: float, seed: int,
+        description: str, on_step: Callable[[int], None] | None = None,
+        progress: bool = True) -> tuple[torch.optim.Optimizer, list[float]]:
+    """Minibatch AdamW with warm-up + cosine decay; `loss_fn(frame_ids)` returns the scalar loss of a batch."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    generator = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.AdamW(parameters, lr=learning_rate, weight_decay=weight_decay)
+    warmup = min(500, num_steps // 10)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: cosine_lr(step, num_steps, warmup))
+    losses: list[float] = []
+    columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+               TextColumn("loss {task.fields[loss]:.4g}"), TimeElapsedColumn(), TimeRemainingColumn())
+    with Progress(*columns, disable=not progress, transient=False) as bar:
+        task_id = bar.add_task(description, total=num_steps, loss=float("nan"))
+        for step in range(num_steps):
+            frame_ids = torch.randint(0, num_frames, (min(batch_size, num_frames),), generator=generator)
+            loss = loss_fn(frame_ids)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(parameters, 10.0)
+            optimizer.step()
+            schedule.step()
+            losses.append(loss.item())
+            if on_step is not None:
+                on_step(step)
+            if step % 50 == 0 or step == num_steps - 1:
+                bar.update(task_id, completed=step + 1, loss=float(np.mean(losses[-50:])))
+    return optimizer, losses
+
+
+def as_demonstrations(dataset: "str | Path | Demonstrations") -> Demonstrations:
+    """Accept a dataset directory or in-memory demonstrations."""
+    return dataset if isinstance(dataset, Demonstrations) else load_demonstrations(dataset)
+
+
+def action_bounds(demos: Demonstrations) -> tuple[np.ndarray, np.ndarray]:
+    """The action box to clip to: the dataset's declared bounds, else the range seen in the data."""
+    if demos.action_low is not None and demos.action_high is not None:
+        return np.asarray(demos.action_low, np.float32), np.asarray(demos.action_high, np.float32)
+    return demos.actions.min(axis=0), demos.actions.max(axis=0)
+
+
+def export_onnx(module: nn.Module, obs_dim: int, path: str | Path, metadata: dict[str, str]) -> Path:
+    """Export `module` (obs float32 [batch, obs_dim] -> action [batch, act_dim]) to the embodia ONNX contract."""
+    import warnings
+
+    import onnx
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    module = module.eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, (torch.zeros(2, obs_dim),), str(tmp), dynamo=False, input_names=["obs"],
+                          output_names=["action"], dynamic_axes={"obs": {0: "batch"}, "action": {0: "batch"}},
+                          opset_version=17)
+    model = onnx.load(str(tmp))
+    for key, value in metadata.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(model, str(tmp))
+    os.replace(tmp, path)
+    return path
+
+
+def onnx_metadata(task: str | None, obs_dim: int, act_dim: int, low: np.ndarray, high: np.ndarray, algo: str) -> dict[str, str]:
+    """The `embodia.*` metadata_props every exported policy carries."""
+    from embodia import __version__
+
+    return {"embodia.task": task or "", "embodia.obs_dim": str(obs_dim), "embodia.act_dim": str(act_dim),
+            "embodia.action_low": json.dumps([float(x) for x in low]),
+            "embodia.action_high": json.dumps([float(x) for x in high]),
+            "embodia.algo": algo, "embodia.version": __version__}
