@@ -7,9 +7,9 @@ import os
 from dataclasses import dataclass
 
 import mujoco
-import mujoco.rollout
 import numpy as np
 
+from embodia.sim.backend import make_backend
 from embodia.sim.randomization import DomainRandomization, ModelParams, apply_scales, sample_scales
 
 STATE_SPEC = int(
@@ -62,6 +62,7 @@ class BatchSim:
         nthread: int | None = None,
         seed: int = 0,
         perturbations: bool = False,
+        backend: str = "cpu",
     ) -> None:
         if num_envs < 1:
             raise ValueError(f"num_envs={num_envs} must be >= 1")
@@ -78,7 +79,7 @@ class BatchSim:
         self.nstate = mujoco.mj_stateSize(model, STATE_SPEC)
         self._init_state(model)
         self._init_models()
-        self._init_threads(nthread)
+        self._init_threads(nthread, backend)
         self._init_controls(perturbations)
         self.divergence_count = 0
 
@@ -99,11 +100,10 @@ class BatchSim:
             self.models = [self.model] * self.num_envs
         self.latency = np.zeros(self.num_envs, dtype=np.int64)
 
-    def _init_threads(self, nthread: int | None) -> None:
+    def _init_threads(self, nthread: int | None, backend: str) -> None:
         nthread = nthread if nthread is not None else min(os.cpu_count() or 1, self.num_envs)
         self.nthread = max(1, nthread)
-        self._datas = [mujoco.MjData(self.model) for _ in range(self.nthread)]
-        self._rollout = mujoco.rollout.Rollout(nthread=self.nthread if self.nthread > 1 else 0)
+        self.backend = make_backend(backend, self.model, self.nthread)
         self._state_out = np.zeros((self.num_envs, self.frame_skip, self.nstate))
         self._sensor_out = np.zeros((self.num_envs, self.frame_skip, self.model.nsensordata))
 
@@ -122,9 +122,8 @@ class BatchSim:
 
     def close(self) -> None:
         """Stop the physics threads."""
-        if getattr(self, "_rollout", None) is not None:
-            self._rollout.close()
-            self._rollout = None
+        if getattr(self, "backend", None) is not None:
+            self.backend.close()
 
     def __del__(self) -> None:
         try:
@@ -222,16 +221,8 @@ class BatchSim:
         if self.perturbations:
             control = np.concatenate([ctrl, self.xfrc_applied.reshape(self.num_envs, -1)], axis=1)
         expected_time = self.time + self.dt
-        self._rollout.rollout(
-            self.models,
-            self._datas,
-            self.state,
-            control[:, None, :],
-            control_spec=self.control_spec,
-            nstep=self.frame_skip,
-            state=self._state_out,
-            sensordata=self._sensor_out,
-        )
+        self.backend.step(self.models, self.state, control[:, None, :], self.control_spec, self.frame_skip,
+                          self._state_out, self._sensor_out)
         self.state[:] = self._state_out[:, -1]
         self.sensordata[:] = self._sensor_out[:, -1]
         return StepInfo(diverged=self._diverged(expected_time))

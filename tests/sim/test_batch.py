@@ -118,3 +118,17 @@ def test_batch_matches_plain_mujoco_stepping():
             mujoco.mj_step(model, data)
         np.testing.assert_allclose(sim.qpos[i], data.qpos, atol=1e-9)
         np.testing.assert_allclose(sim.qvel[i], data.qvel, atol=1e-7)
+
+
+def test_external_push_moves_only_the_pushed_env():
+    env = BatchEnv("cartpole-swingup", num_envs=2, perturbations=True, task_config={"swing_up": False})
+    env.reset(seed=0, options={"episode_seeds": np.array([5, 5])})
+    cart = env.model.body("cart").id
+    env.sim.xfrc_applied[1, cart, 0] = 50.0  # 50 N along +x on env 1's cart
+    env.step(np.zeros((2, 1)))
+    assert env.sim.qvel[1, 0] > env.sim.qvel[0, 0] + 0.1
+
+
+def test_unknown_backend_is_rejected():
+    with pytest.raises(ValueError, match="unknown physics backend 'tpu'"):
+        BatchSim(load_model("cheetah.xml"), 2, backend="tpu")
