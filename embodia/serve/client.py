@@ -1,0 +1,148 @@
+"""Client of the embodia policy server; it is also a Policy (`act`, `obs_dim`, `act_dim`), so evaluation can
+drive a served policy from a separate simulation process."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import cached_property
+
+import httpx
+import numpy as np
+import orjson
+
+from embodia.serve.codec import (
+    BINARY_TYPE,
+    FLOAT32_LE,
+    SHAPE_HEADER,
+    decode_binary_action,
+    encode_binary_obs,
+)
+
+
+class PolicyServerError(ValueError):
+    """The server refused a request (4xx) or failed (5xx); `status` is the HTTP status code."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(f"policy server answered {status}: {message}")
+        self.status = status
+        self.message = message
+
+
+class PolicyServerUnavailable(ConnectionError):
+    """No policy server answered at the URL."""
+
+
+class PolicyClient:
+    """Keep-alive HTTP client for one policy server: `act(obs)` for one (obs_dim,) or a batch (B, obs_dim)."""
+
+    def __init__(self, url: str, timeout_s: float = 10.0, binary: bool = True):
+        self.url = url.rstrip("/")
+        if not self.url.startswith(("http://", "https://")):
+            raise ValueError(f"policy server URL {url!r} must start with http:// or https://")
+        self.binary = binary
+        self._http = httpx.Client(base_url=self.url, timeout=timeout_s)
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        """Actions for one observation (obs_dim,) → (act_dim,) or a batch (B, obs_dim) → (B, act_dim), float32."""
+        obs = np.asarray(obs)
+        if self.binary:
+            body, shape = encode_binary_obs(obs)
+            response = self._request("POST", "/act", content=body,
+                                     headers={"content-type": BINARY_TYPE, SHAPE_HEADER: shape})
+            return decode_binary_action(response.content, response.headers.get(SHAPE_HEADER))
+        response = self._request("POST", "/act", content=orjson.dumps({"obs": obs.astype(np.float32)},
+                                                                      option=orjson.OPT_SERIALIZE_NUMPY),
+                                 headers={"content-type": "application/json"})
+        return np.asarray(orjson.loads(response.content)["action"], dtype=np.float32)
+
+    def metadata(self) -> dict:
+        """The server's observation/action spec and model identity."""
+        return orjson.loads(self._request("GET", "/metadata").content)
+
+    def healthz(self) -> dict:
+        """The server's health reply (raises if it is down)."""
+        return orjson.loads(self._request("GET", "/healthz").content)
+
+    def metrics(self) -> str:
+        """The server's Prometheus metrics text."""
+        return self._request("GET", "/metrics").text
+
+    @cached_property
+    def spec(self) -> dict:
+        """Metadata fetched once, for `obs_dim` / `act_dim`."""
+        return self.metadata()
+
+    @property
+    def obs_dim(self) -> int:
+        """Observation size the served policy expects."""
+        return int(self.spec["obs_dim"])
+
+    @property
+    def act_dim(self) -> int:
+        """Action size the served policy returns."""
+        return int(self.spec["act_dim"])
+
+    @contextmanager
+    def stream(self, timeout_s: float = 10.0) -> Iterator[PolicyStream]:
+        """A WebSocket to /stream for fixed-rate control loops: one binary action frame per observation frame."""
+        from websockets.exceptions import InvalidHandshake, InvalidURI
+        from websockets.sync.client import connect
+
+        ws_url = "ws" + self.url[len("http"):] + "/stream"
+        try:
+            connection = connect(ws_url, open_timeout=timeout_s, max_size=None, compression=None)
+        except (OSError, InvalidHandshake, InvalidURI) as error:
+            raise PolicyServerUnavailable(f"cannot open a stream to {ws_url} ({error}); is `embodia serve` "
+                                          "running there?") from error
+        try:
+            yield PolicyStream(connection, timeout_s)
+        finally:
+            connection.close()
+
+    def close(self) -> None:
+        """Close the keep-alive connection."""
+        self._http.close()
+
+    def __enter__(self) -> PolicyClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _request(self, method: str, path: str, **kwargs: object) -> httpx.Response:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.TransportError as error:
+            raise PolicyServerUnavailable(f"no policy server answered at {self.url}{path} ({error}); start one with "
+                                          "`embodia serve MODEL.onnx --port PORT`") from error
+        if response.status_code >= 400:
+            raise PolicyServerError(response.status_code, _error_message(response.content))
+        return response
+
+
+class PolicyStream:
+    """An open /stream WebSocket: `act(obs)` sends float32 observations and waits for their actions."""
+
+    def __init__(self, connection, timeout_s: float):
+        self._connection = connection
+        self._timeout_s = timeout_s
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        """Actions for one observation (obs_dim,) → (act_dim,) or a batch (k, obs_dim) → (k, act_dim)."""
+        obs = np.asarray(obs)
+        self._connection.send(np.ascontiguousarray(obs, dtype=FLOAT32_LE).tobytes())
+        reply = self._connection.recv(timeout=self._timeout_s)
+        if isinstance(reply, str):
+            error = orjson.loads(reply)
+            raise PolicyServerError(int(error.get("status", 400)), error.get("error", reply))
+        actions = np.frombuffer(reply, dtype=FLOAT32_LE).astype(np.float32)
+        rows = 1 if obs.ndim == 1 else obs.shape[0]
+        return actions if obs.ndim == 1 else actions.reshape(rows, -1)
+
+
+def _error_message(content: bytes) -> str:
+    try:
+        return str(orjson.loads(content)["error"])
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return content[:200].decode("utf-8", "replace")

@@ -1,0 +1,78 @@
+"""The same policy service carried by FastAPI (`embodia serve --framework fastapi`), kept to measure against
+the raw ASGI app and for users who want to mount it into a larger FastAPI application."""
+
+from __future__ import annotations
+
+import time
+
+from embodia.serve.codec import SHAPE_HEADER, RequestError, error_body
+from embodia.serve.service import PolicyService, Reply
+
+
+def make_fastapi_app(service: PolicyService):
+    """A FastAPI app with /act, /stream, /healthz, /metadata, /metrics backed by `service`."""
+    from fastapi import FastAPI, Request, Response, WebSocket, WebSocketDisconnect
+
+    app = FastAPI(title=f"embodia policy server ({service.spec.task})", docs_url=None, redoc_url=None,
+                  openapi_url=None)
+    metrics = service.metrics
+
+    def respond(endpoint: str, reply: Reply, start: float) -> Response:
+        metrics.record_request(endpoint, reply.status, time.perf_counter() - start)
+        headers = {SHAPE_HEADER: reply.shape} if reply.shape is not None else None
+        return Response(reply.body, status_code=reply.status, media_type=reply.content_type, headers=headers)
+
+    @app.post("/act")
+    async def act(request: Request) -> Response:
+        start = time.perf_counter()
+        metrics.in_flight += 1
+        try:
+            body = await request.body()
+            if len(body) > service.max_body_bytes:
+                reply = service.error(413, f"request body of {len(body)} bytes exceeds the server limit of "
+                                           f"{service.max_body_bytes} bytes; split the batch")
+            else:
+                reply = service.act(body, request.headers.get("content-type", ""), request.headers.get(SHAPE_HEADER))
+        finally:
+            metrics.in_flight -= 1
+        return respond("/act", reply, start)
+
+    @app.get("/healthz")
+    async def healthz() -> Response:
+        return respond("/healthz", service.healthz(), time.perf_counter())
+
+    @app.get("/metadata")
+    async def metadata() -> Response:
+        return respond("/metadata", service.metadata(), time.perf_counter())
+
+    @app.get("/metrics")
+    async def metrics_text() -> Response:
+        return respond("/metrics", service.metrics_text(), time.perf_counter())
+
+    @app.websocket("/stream")
+    async def stream(websocket: WebSocket) -> None:
+        await websocket.accept()
+        metrics.record_request("/stream", 101, 0.0)
+        metrics.stream_connections += 1
+        try:
+            while True:
+                message = await websocket.receive()
+                if message["type"] != "websocket.receive":
+                    return
+                start = time.perf_counter()
+                try:
+                    if message.get("bytes") is not None:
+                        await websocket.send_bytes(service.stream_frame(message["bytes"]))
+                    else:
+                        await websocket.send_text(service.stream_text(message.get("text") or ""))
+                    status = 200
+                except RequestError as error:
+                    await websocket.send_text(error_body(error.status, error.message).decode())
+                    status = error.status
+                metrics.record_request("/stream", status, time.perf_counter() - start)
+        except WebSocketDisconnect:
+            return
+        finally:
+            metrics.stream_connections -= 1
+
+    return app

@@ -1,0 +1,116 @@
+"""What the policy server does for each endpoint, independent of the web framework that carries it."""
+
+from __future__ import annotations
+
+import time
+from typing import NamedTuple
+
+import numpy as np
+import orjson
+
+from embodia.serve.codec import (
+    BINARY_TYPE,
+    JSON_TYPE,
+    RequestError,
+    decode_binary_obs,
+    decode_json_obs,
+    decode_stream_frame,
+    encode_binary_action,
+    encode_json_action,
+    error_body,
+)
+from embodia.serve.metrics import PROMETHEUS_TYPE, ServerMetrics
+from embodia.serve.runtime import OnnxPolicy
+
+JSON_BYTES_PER_VALUE = 32  # generous upper bound of one float in JSON, to size the body limit
+
+
+class Reply(NamedTuple):
+    """An HTTP reply: status, content type, body, and the `x-embodia-shape` header for binary bodies."""
+
+    status: int
+    content_type: str
+    body: bytes
+    shape: str | None = None
+
+
+class PolicyService:
+    """Validates requests against the policy spec, runs the policy, encodes replies, keeps the metrics."""
+
+    def __init__(self, policy: OnnxPolicy, max_batch: int = 1024):
+        if max_batch < 1:
+            raise ValueError(f"max_batch={max_batch} must be at least 1")
+        self.policy = policy
+        self.spec = policy.spec
+        self.max_batch = max_batch
+        self.metrics = ServerMetrics()
+        self.max_body_bytes = max_batch * self.spec.obs_dim * JSON_BYTES_PER_VALUE + 4096
+        self._metadata_body = orjson.dumps(self._metadata())
+        self._health_body = orjson.dumps({"status": "ok", "task": self.spec.task, "model": self.spec.model_file})
+
+    def act(self, body: bytes, content_type: str, shape_header: str | None) -> Reply:
+        """POST /act: JSON or binary observations in, actions of the same rank and format out."""
+        media_type = content_type.split(";", 1)[0].strip().lower()
+        try:
+            if media_type in (JSON_TYPE, ""):
+                obs, single = decode_json_obs(body, self.spec.obs_dim, self.max_batch)
+                return Reply(200, JSON_TYPE, encode_json_action(self.infer(obs), single))
+            if media_type == BINARY_TYPE:
+                obs, single = decode_binary_obs(body, shape_header, self.spec.obs_dim, self.max_batch)
+                payload, shape = encode_binary_action(self.infer(obs), single)
+                return Reply(200, BINARY_TYPE, payload, shape)
+            raise RequestError(415, f"content-type {content_type!r} is not supported; use {JSON_TYPE} or "
+                                    f"{BINARY_TYPE} (float32 rows)")
+        except RequestError as error:
+            return self.error(error.status, error.message)
+
+    def infer(self, obs: np.ndarray) -> np.ndarray:
+        """Run the policy on checked observations (B, obs_dim) float32 → actions (B, act_dim) float32."""
+        start = time.perf_counter()
+        actions = self.policy.act(obs)
+        self.metrics.inference.observe(time.perf_counter() - start)
+        self.metrics.observations += obs.shape[0]
+        return actions
+
+    def stream_frame(self, frame: bytes) -> bytes:
+        """One binary /stream frame: k*obs_dim float32 in, k*act_dim float32 out (raises RequestError)."""
+        obs = decode_stream_frame(frame, self.spec.obs_dim, self.max_batch)
+        return encode_binary_action(self.infer(obs), single=False)[0]
+
+    def stream_text(self, text: str) -> str:
+        """One JSON text /stream frame, same body as POST /act (raises RequestError)."""
+        obs, single = decode_json_obs(text.encode(), self.spec.obs_dim, self.max_batch)
+        return encode_json_action(self.infer(obs), single).decode()
+
+    def healthz(self) -> Reply:
+        """GET /healthz: the model is loaded and answering."""
+        return Reply(200, JSON_TYPE, self._health_body)
+
+    def metadata(self) -> Reply:
+        """GET /metadata: observation/action spec and model identity."""
+        return Reply(200, JSON_TYPE, self._metadata_body)
+
+    def metrics_text(self) -> Reply:
+        """GET /metrics: Prometheus text."""
+        return Reply(200, PROMETHEUS_TYPE, self.metrics.render().encode())
+
+    def error(self, status: int, message: str) -> Reply:
+        """A JSON error reply."""
+        return Reply(status, JSON_TYPE, error_body(status, message))
+
+    def _metadata(self) -> dict:
+        spec = self.spec
+        return {
+            "task": spec.task,
+            "algo": spec.algo,
+            "version": spec.version,
+            "observation": {"name": "obs", "shape": [spec.obs_dim], "dtype": "float32"},
+            "action": {"name": "action", "shape": [spec.act_dim], "dtype": "float32",
+                       "low": spec.action_low, "high": spec.action_high},
+            "obs_dim": spec.obs_dim,
+            "act_dim": spec.act_dim,
+            "max_batch": self.max_batch,
+            "model": {"file": spec.model_file, "sha256": spec.model_sha256},
+            "formats": [JSON_TYPE, BINARY_TYPE],
+            "stream": "/stream",
+        }

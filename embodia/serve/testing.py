@@ -1,0 +1,79 @@
+"""Build small ONNX policy files that follow the `embodia export` contract, for tests and benchmarks.
+
+The file has input "obs" float32 [batch, obs_dim], output "action" float32 [batch, act_dim] clipped to
+the action bounds, and the `embodia.*` metadata_props the server reads.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+
+ONNX_OPSET = 17
+
+
+def make_mlp_onnx(
+    path: str | Path,
+    obs_dim: int = 64,
+    act_dim: int = 8,
+    hidden: Sequence[int] = (256, 256),
+    *,
+    task: str = "test-task",
+    action_low: float = -1.0,
+    action_high: float = 1.0,
+    seed: int = 0,
+) -> Path:
+    """Write a random tanh MLP policy (obs_dim → hidden → act_dim, clipped) as an embodia ONNX file."""
+    torch.manual_seed(seed)
+    low = np.full(act_dim, action_low, dtype=np.float32)
+    high = np.full(act_dim, action_high, dtype=np.float32)
+    network = ClippedMLP(obs_dim, act_dim, tuple(hidden), low, high).eval()
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the legacy TorchScript exporter warns that it is legacy
+        torch.onnx.export(network, (torch.zeros(1, obs_dim),), buffer, input_names=["obs"],
+                          output_names=["action"], dynamic_axes={"obs": {0: "batch"}, "action": {0: "batch"}},
+                          opset_version=ONNX_OPSET, dynamo=False)
+    model = onnx.load_from_string(buffer.getvalue())
+    metadata = {
+        "embodia.task": task,
+        "embodia.obs_dim": str(obs_dim),
+        "embodia.act_dim": str(act_dim),
+        "embodia.action_low": json.dumps(low.tolist()),
+        "embodia.action_high": json.dumps(high.tolist()),
+        "embodia.algo": "random-mlp",
+        "embodia.version": "0.1.0",
+    }
+    onnx.helper.set_model_props(model, metadata)
+    path = Path(path)
+    temp_path = path.with_name(path.name + ".tmp")
+    onnx.save(model, temp_path)
+    os.replace(temp_path, path)
+    return path
+
+
+class ClippedMLP(torch.nn.Module):
+    """Tanh MLP whose output is clipped to the action bounds, like an exported deterministic policy."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...], low: np.ndarray, high: np.ndarray):
+        super().__init__()
+        sizes = (obs_dim, *hidden)
+        layers: list[torch.nn.Module] = []
+        for size_in, size_out in zip(sizes[:-1], sizes[1:]):
+            layers += [torch.nn.Linear(size_in, size_out), torch.nn.Tanh()]
+        layers.append(torch.nn.Linear(sizes[-1], act_dim))
+        self.net = torch.nn.Sequential(*layers)
+        self.register_buffer("low", torch.as_tensor(low))
+        self.register_buffer("high", torch.as_tensor(high))
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        """Map observations (B, obs_dim) to clipped actions (B, act_dim)."""
+        return torch.clamp(self.net(obs) * 2.0, self.low, self.high)
