@@ -1,0 +1,238 @@
+"""Policies from any source behind one interface: checkpoints, ONNX files, experts, random, callables, servers.
+
+Spec strings: a checkpoint directory or `.onnx` file, `expert:<task>`, `random`, `module:function` (or
+`path/to/file.py:function`), `http://host:port` (a running `embodia serve`).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from embodia.evaluate.conditions import STREAM_RANDOM_POLICY, hashed_uniform
+
+SPEC_FORMS = ("a checkpoint directory", "a .onnx file", "expert:<task>", "random", "module:function",
+              "path/to/file.py:function", "http://host:port")
+
+
+class PolicySpecError(ValueError):
+    """A policy spec that does not name a usable policy."""
+
+
+class CallablePolicy:
+    """A plain function obs (B, obs_dim) -> actions (B, act_dim) seen as a policy."""
+
+    def __init__(self, function: Callable[[np.ndarray], np.ndarray], name: str = "") -> None:
+        self.function = function
+        self.name = name or getattr(function, "__name__", "callable")
+        self.obs_dim = None
+        self.act_dim = None
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        return np.asarray(self.function(obs))
+
+
+class RandomPolicy:
+    """Uniform random actions in the action bounds, drawn from (episode seed, step): replays repeat them."""
+
+    name = "random"
+    obs_dim = None
+    act_dim = None
+
+    def bind_env(self, env) -> None:
+        """Read the action bounds and the episode counters of the env it will act in."""
+        self.env = env
+        self.low = env.single_action_space.low.astype(np.float64)
+        self.high = env.single_action_space.high.astype(np.float64)
+        self.act_dim = env.action_dim
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        if not hasattr(self, "env"):
+            raise RuntimeError("RandomPolicy.bind_env(env) must be called before act()")
+        unit = hashed_uniform(self.env.episode_seed, self.env.episode_step, STREAM_RANDOM_POLICY, self.act_dim)
+        return self.low + unit * (self.high - self.low)
+
+
+class ExpertPolicy:
+    """A scripted expert from embodia.data.experts, built for each env it is bound to."""
+
+    def __init__(self, task: str) -> None:
+        self.task = task
+        self.name = f"expert:{task}"
+        self.obs_dim = None
+        self.act_dim = None
+        self._expert = None
+
+    def bind_env(self, env) -> None:
+        """Build the expert for this env (experts read the simulator state)."""
+        try:
+            from embodia.data.experts import make_expert
+        except ModuleNotFoundError as error:
+            raise PolicySpecError(f"policy 'expert:{self.task}' needs embodia.data.experts, which is not "
+                                  f"importable ({error}); use another policy spec") from None
+        self._expert = make_expert(self.task, env)
+        self.obs_dim, self.act_dim = env.obs_dim, env.action_dim
+
+    def reset(self, env_ids: np.ndarray) -> None:
+        if self._expert is not None and hasattr(self._expert, "reset"):
+            self._expert.reset(env_ids)
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        if self._expert is None:
+            raise RuntimeError(f"{self.name}: bind_env(env) must be called before act()")
+        return np.asarray(self._expert.act(obs))
+
+
+class OnnxPolicy:
+    """An exported ONNX policy run with ONNX Runtime (input 'obs' float32 [B, obs_dim], output 'action')."""
+
+    def __init__(self, path: str | Path) -> None:
+        import onnxruntime
+
+        self.path = Path(path)
+        self.name = self.path.name
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = 1
+        self.session = onnxruntime.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+        inputs = {i.name: i for i in self.session.get_inputs()}
+        if "obs" not in inputs:
+            raise PolicySpecError(f"{self.path}: ONNX policy must have an input named 'obs', found {sorted(inputs)}; "
+                                  "re-export it with `embodia export`")
+        metadata = self.session.get_modelmeta().custom_metadata_map
+        self.metadata = dict(metadata)
+        self.task = metadata.get("embodia.task")
+        self.obs_dim = _int_or_none(metadata.get("embodia.obs_dim")) or _int_or_none(inputs["obs"].shape[-1])
+        self.act_dim = _int_or_none(metadata.get("embodia.act_dim"))
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        (action,) = self.session.run(["action"], {"obs": np.asarray(obs, dtype=np.float32)})
+        return action.astype(np.float64)
+
+
+class RemotePolicy:
+    """A policy served by `embodia serve`, reached through embodia.serve.client.PolicyClient."""
+
+    def __init__(self, url: str) -> None:
+        try:
+            from embodia.serve.client import PolicyClient
+        except ModuleNotFoundError as error:
+            raise PolicySpecError(f"policy {url!r} needs embodia.serve.client, which is not importable ({error})") from None
+        self.url = url
+        self.name = url
+        self.client = PolicyClient(url)
+        self.obs_dim = getattr(self.client, "obs_dim", None)
+        self.act_dim = getattr(self.client, "act_dim", None)
+        self.task = getattr(self.client, "task", None)
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        return np.asarray(self.client.act(np.asarray(obs, dtype=np.float32)), dtype=np.float64)
+
+
+def resolve_policy(spec: Any) -> Any:
+    """A policy (object with act(obs) -> actions) from a spec string, a policy object or a callable."""
+    if not isinstance(spec, (str, Path)):
+        if hasattr(spec, "act"):
+            return spec
+        if callable(spec):
+            return CallablePolicy(spec)
+        raise PolicySpecError(f"policy {spec!r} has no act(obs) method and is not callable")
+    text = str(spec).strip()
+    if text == "random":
+        return RandomPolicy()
+    if text.startswith("expert:"):
+        return ExpertPolicy(text.removeprefix("expert:"))
+    if text.startswith(("http://", "https://")):
+        return RemotePolicy(text)
+    path = Path(text)
+    if path.exists():
+        return _load_file_policy(path)
+    if ":" in text:
+        return _load_callable(text)
+    raise FileNotFoundError(f"policy {text!r} is not a file or directory and no other form matches; "
+                            f"give one of: {', '.join(SPEC_FORMS)}")
+
+
+def policy_name(policy: Any, spec: Any = None) -> str:
+    """A short label for reports."""
+    if isinstance(spec, (str, Path)):
+        return str(spec)
+    return str(getattr(policy, "name", None) or type(policy).__name__)
+
+
+def metrics_file(spec: Any) -> Path | None:
+    """The training run's metrics.jsonl next to a checkpoint directory or ONNX file, if there is one."""
+    if not isinstance(spec, (str, Path)) or not Path(spec).exists():
+        return None
+    path = Path(spec)
+    for folder in (path, path.parent, path.parent.parent) if path.is_dir() else (path.parent, path.parent.parent):
+        candidate = folder / "metrics.jsonl"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _load_file_policy(path: Path) -> Any:
+    try:
+        from embodia.learn import load_policy
+    except ImportError:
+        load_policy = None
+    if load_policy is not None:
+        policy = load_policy(path)
+        if not hasattr(policy, "name"):
+            try:
+                policy.name = path.name
+            except AttributeError:
+                pass
+        return policy
+    if path.suffix == ".onnx":
+        return OnnxPolicy(path)
+    if path.is_dir() and (path / "config.json").is_file():
+        config = json.loads((path / "config.json").read_text())
+        raise PolicySpecError(f"{path} is an embodia checkpoint ({config.get('algo', 'unknown algo')}) but "
+                              "embodia.learn.load_policy is not available; export it to ONNX and pass the .onnx file")
+    raise PolicySpecError(f"{path} is neither an embodia checkpoint directory nor a .onnx file")
+
+
+def _load_callable(text: str) -> Any:
+    module_part, _, attribute = text.rpartition(":")
+    if not module_part or not attribute:
+        raise PolicySpecError(f"policy {text!r}: write a callable as module:function")
+    module = _import_module(module_part, text)
+    if not hasattr(module, attribute):
+        raise PolicySpecError(f"policy {text!r}: module {module_part!r} has no attribute {attribute!r}")
+    target = getattr(module, attribute)
+    if isinstance(target, type):
+        target = target()
+    if hasattr(target, "act"):
+        return target
+    if callable(target):
+        return CallablePolicy(target, name=text)
+    raise PolicySpecError(f"policy {text!r} is neither a policy object nor a callable")
+
+
+def _import_module(module_part: str, text: str):
+    if module_part.endswith(".py"):
+        path = Path(module_part)
+        if not path.is_file():
+            raise FileNotFoundError(f"policy {text!r}: file {module_part} not found")
+        spec = importlib.util.spec_from_file_location(f"embodia_user_policy_{path.stem}", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    try:
+        return importlib.import_module(module_part)
+    except ModuleNotFoundError as error:
+        raise PolicySpecError(f"policy {text!r}: cannot import module {module_part!r} ({error}); "
+                              f"the accepted forms are {', '.join(SPEC_FORMS)}") from None
+
+
+def _int_or_none(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
