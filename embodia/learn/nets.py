@@ -1,0 +1,132 @@
+"""Networks shared by the RL algorithms: MLPs, Gaussian actors, a fused twin-Q critic, and the deployable actor."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import nn
+
+ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU, "silu": nn.SiLU}
+LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
+
+
+def layer_init(layer: nn.Linear, gain: float = math.sqrt(2), bias: float = 0.0) -> nn.Linear:
+    """Orthogonal weights and constant bias (the PPO implementation-details init)."""
+    nn.init.orthogonal_(layer.weight, gain)
+    nn.init.constant_(layer.bias, bias)
+    return layer
+
+
+def mlp(in_dim: int, hidden_sizes: list[int], out_dim: int, activation: str = "tanh", out_gain: float = 1.0,
+        orthogonal: bool = True) -> nn.Sequential:
+    """A fully connected network in_dim -> hidden_sizes -> out_dim with `activation` between layers."""
+    layers: list[nn.Module] = []
+    sizes = [in_dim, *hidden_sizes]
+    for a, b in zip(sizes[:-1], sizes[1:]):
+        linear = nn.Linear(a, b)
+        layers += [layer_init(linear) if orthogonal else linear, ACTIVATIONS[activation]()]
+    head = nn.Linear(sizes[-1], out_dim)
+    layers.append(layer_init(head, out_gain) if orthogonal else head)
+    return nn.Sequential(*layers)
+
+
+class GaussianActor(nn.Module):
+    """PPO's policy: a state-dependent mean and a state-independent log std, in the unit action space."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden_sizes: list[int], activation: str, init_log_std: float) -> None:
+        super().__init__()
+        self.mean = mlp(obs_dim, hidden_sizes, act_dim, activation, out_gain=0.01)
+        self.log_std = nn.Parameter(torch.full((act_dim,), float(init_log_std)))
+
+    def distribution(self, obs: torch.Tensor) -> torch.distributions.Normal:
+        """Action distribution for normalized observations (B, obs_dim)."""
+        mean = self.mean(obs)
+        return torch.distributions.Normal(mean, self.log_std.exp().expand_as(mean))
+
+
+class SquashedGaussianActor(nn.Module):
+    """SAC's policy: tanh of a Gaussian whose mean and log std both depend on the observation."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden_sizes: list[int], activation: str) -> None:
+        super().__init__()
+        self.trunk = mlp(obs_dim, hidden_sizes[:-1], hidden_sizes[-1], activation, orthogonal=False)
+        self.act = ACTIVATIONS[activation]()
+        self.mean_head = nn.Linear(hidden_sizes[-1], act_dim)
+        self.log_std_head = nn.Linear(hidden_sizes[-1], act_dim)
+
+    def mean_net(self) -> nn.Sequential:
+        """The deterministic path (pre-tanh mean), sharing this actor's weights."""
+        return nn.Sequential(self.trunk, self.act, self.mean_head)
+
+    def sample(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Reparameterized action in [-1, 1] (B, act_dim) and its log-probability (B,)."""
+        features = self.act(self.trunk(obs))
+        mean = self.mean_head(features)
+        log_std = torch.tanh(self.log_std_head(features))
+        log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (log_std + 1)
+        std = log_std.exp()
+        pre_tanh = mean + std * torch.randn_like(mean)
+        action = torch.tanh(pre_tanh)
+        log_prob = (-0.5 * ((pre_tanh - mean) / std) ** 2 - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+        log_prob = log_prob - (2 * (math.log(2) - pre_tanh - nn.functional.softplus(-2 * pre_tanh))).sum(-1)
+        return action, log_prob
+
+
+class EnsembleLinear(nn.Module):
+    """`num_members` independent linear layers applied in one batched matmul: (E, B, in) -> (E, B, out)."""
+
+    def __init__(self, num_members: int, in_dim: int, out_dim: int) -> None:
+        super().__init__()
+        bound = 1.0 / math.sqrt(in_dim)
+        self.weight = nn.Parameter(torch.empty(num_members, in_dim, out_dim).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.empty(num_members, 1, out_dim).uniform_(-bound, bound))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.baddbmm(self.bias, x, self.weight)
+
+
+class TwinQ(nn.Module):
+    """SAC's two Q functions fused into one ensemble network; forward gives (2, B)."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden_sizes: list[int], activation: str, num_q: int = 2) -> None:
+        super().__init__()
+        sizes = [obs_dim + act_dim, *hidden_sizes]
+        layers: list[nn.Module] = []
+        for a, b in zip(sizes[:-1], sizes[1:]):
+            layers += [EnsembleLinear(num_q, a, b), ACTIVATIONS[activation]()]
+        layers.append(EnsembleLinear(num_q, sizes[-1], 1))
+        self.net = nn.Sequential(*layers)
+        self.num_q = num_q
+
+    def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([obs, action], dim=-1).unsqueeze(0).expand(self.num_q, -1, -1)
+        return self.net(x).squeeze(-1)
+
+
+class DeployedActor(nn.Module):
+    """Raw observation -> deterministic action in the env's bounds: normalization and rescaling folded in.
+
+    This is what `Policy.act` runs and what `embodia export --onnx` writes.
+    """
+
+    def __init__(self, mean_net: nn.Module, obs_mean: np.ndarray, obs_std: np.ndarray, obs_clip: float,
+                 action_low: np.ndarray, action_high: np.ndarray, squash: str) -> None:
+        super().__init__()
+        if squash not in ("tanh", "clip"):
+            raise ValueError(f"squash={squash!r}; use 'tanh' (SAC) or 'clip' (PPO)")
+        self.mean_net = mean_net
+        self.squash = squash
+        self.obs_clip = float(obs_clip)
+        f32 = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float32))  # noqa: E731
+        self.register_buffer("obs_mean", f32(obs_mean))
+        self.register_buffer("obs_std", f32(obs_std))
+        self.register_buffer("action_scale", f32((np.asarray(action_high) - np.asarray(action_low)) / 2.0))
+        self.register_buffer("action_bias", f32((np.asarray(action_high) + np.asarray(action_low)) / 2.0))
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        x = torch.clamp((obs - self.obs_mean) / self.obs_std, -self.obs_clip, self.obs_clip)
+        unit = self.mean_net(x)
+        unit = torch.tanh(unit) if self.squash == "tanh" else torch.clamp(unit, -1.0, 1.0)
+        return unit * self.action_scale + self.action_bias

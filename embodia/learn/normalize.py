@@ -1,0 +1,106 @@
+"""Running observation and reward normalizers (NumPy, float64), with state dicts for checkpoints."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class RunningMeanStd:
+    """Mean and variance of a stream of batches (Chan et al. parallel update), e.g. observations."""
+
+    def __init__(self, shape: tuple[int, ...] = (), epsilon: float = 1e-4) -> None:
+        self.mean = np.zeros(shape, dtype=np.float64)
+        self.var = np.ones(shape, dtype=np.float64)
+        self.count = float(epsilon)
+
+    def update(self, batch: np.ndarray) -> None:
+        """Fold a batch (B, *shape) into the running statistics."""
+        batch_mean = batch.mean(axis=0)
+        batch_var = batch.var(axis=0)
+        batch_count = batch.shape[0]
+        delta = batch_mean - self.mean
+        total = self.count + batch_count
+        self.mean = self.mean + delta * batch_count / total
+        m2 = self.var * self.count + batch_var * batch_count + delta**2 * self.count * batch_count / total
+        self.var = m2 / total
+        self.count = total
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Arrays to save in a checkpoint."""
+        return {"mean": self.mean.copy(), "var": self.var.copy(), "count": np.array(self.count)}
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        """Restore from `state_dict()` output."""
+        if state["mean"].shape != self.mean.shape:
+            raise ValueError(f"normalizer mean has shape {state['mean'].shape}, expected {self.mean.shape}")
+        self.mean = np.asarray(state["mean"], dtype=np.float64).copy()
+        self.var = np.asarray(state["var"], dtype=np.float64).copy()
+        self.count = float(state["count"])
+
+
+class ObsNormalizer:
+    """z-scores observations with running statistics and clips them to +-`clip`."""
+
+    def __init__(self, obs_dim: int, clip: float = 10.0, epsilon: float = 1e-8, enabled: bool = True) -> None:
+        self.rms = RunningMeanStd((obs_dim,))
+        self.clip = clip
+        self.epsilon = epsilon
+        self.enabled = enabled
+
+    def update(self, obs: np.ndarray) -> None:
+        """Fold a batch of raw observations (B, obs_dim) into the statistics (no-op when disabled)."""
+        if self.enabled:
+            self.rms.update(obs)
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        """Normalized observations, same shape."""
+        if not self.enabled:
+            return obs
+        return np.clip((obs - self.rms.mean) / np.sqrt(self.rms.var + self.epsilon), -self.clip, self.clip)
+
+    def scale_and_shift(self) -> tuple[np.ndarray, np.ndarray]:
+        """(mean, std) so that normalized = clip((obs - mean) / std); identity when disabled."""
+        if not self.enabled:
+            return np.zeros_like(self.rms.mean), np.ones_like(self.rms.var)
+        return self.rms.mean.copy(), np.sqrt(self.rms.var + self.epsilon)
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        return {f"obs_{k}": v for k, v in self.rms.state_dict().items()}
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        self.rms.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("obs_")})
+
+
+class RewardScaler:
+    """Divides rewards by the running std of the discounted return (as Gymnasium's NormalizeReward)."""
+
+    def __init__(self, num_envs: int, gamma: float, clip: float = 10.0, epsilon: float = 1e-8, enabled: bool = True) -> None:
+        self.rms = RunningMeanStd(())
+        self.returns = np.zeros(num_envs, dtype=np.float64)  # (num_envs,) discounted return so far
+        self.gamma = gamma
+        self.clip = clip
+        self.epsilon = epsilon
+        self.enabled = enabled
+
+    def __call__(self, reward: np.ndarray, done: np.ndarray) -> np.ndarray:
+        """Update with this step's rewards (num_envs,) and return them scaled; `done` ends the return."""
+        if not self.enabled:
+            return reward
+        self.returns = self.returns * self.gamma + reward
+        self.rms.update(self.returns)
+        scaled = np.clip(reward / np.sqrt(self.rms.var + self.epsilon), -self.clip, self.clip)
+        self.returns[done] = 0.0
+        return scaled
+
+    def scale(self) -> float:
+        """Current divisor applied to rewards."""
+        return float(np.sqrt(self.rms.var + self.epsilon)) if self.enabled else 1.0
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        state = {f"ret_{k}": v for k, v in self.rms.state_dict().items()}
+        state["ret_returns"] = self.returns.copy()
+        return state
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        self.rms.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("ret_") and k != "ret_returns"})
+        self.returns = np.asarray(state["ret_returns"], dtype=np.float64).copy()

@@ -1,0 +1,265 @@
+"""One batched-env interface for the RL trainers: embodia's BatchEnv directly, or any Gymnasium vector env.
+
+Both give whole-batch NumPy arrays, the terminal observation of every finished episode (to bootstrap
+truncations), episode statistics, and a way to put the batch back where a checkpoint left it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+GYM_PREFIX = "gym:"
+
+
+class EpisodeStats:
+    """Running return/length/success per env; finished episodes are collected until popped."""
+
+    def __init__(self, num_envs: int) -> None:
+        self.episode_return = np.zeros(num_envs)
+        self.episode_length = np.zeros(num_envs, dtype=np.int64)
+        self.episode_success = np.zeros(num_envs, dtype=bool)
+        self._finished: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+
+    def record(self, reward: np.ndarray, success: np.ndarray | None, done: np.ndarray) -> None:
+        """Add one step's rewards; close the episodes in `done`."""
+        self.episode_return += reward
+        self.episode_length += 1
+        if success is not None:
+            self.episode_success |= success
+        if done.any():
+            self._finished.append((self.episode_return[done].copy(), self.episode_length[done].copy(),
+                                   self.episode_success[done].copy()))
+            self.episode_return[done] = 0.0
+            self.episode_length[done] = 0
+            self.episode_success[done] = False
+
+    def pop(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(returns, lengths, successes) of episodes finished since the last pop."""
+        if not self._finished:
+            return np.zeros(0), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=bool)
+        parts = list(zip(*self._finished))
+        self._finished = []
+        return tuple(np.concatenate(p) for p in parts)  # type: ignore[return-value]
+
+    def reset(self) -> None:
+        self.__init__(len(self.episode_return))
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        return {"stats_return": self.episode_return.copy(), "stats_length": self.episode_length.copy(),
+                "stats_success": self.episode_success.copy()}
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        self.episode_return = state["stats_return"].copy()
+        self.episode_length = state["stats_length"].copy()
+        self.episode_success = state["stats_success"].copy()
+        self._finished = []
+
+
+class TrainEnv:
+    """What PPO and SAC see: `reset`, `step` in the env's action units, terminal observations, stats."""
+
+    num_envs: int
+    obs_dim: int
+    act_dim: int
+    action_low: np.ndarray
+    action_high: np.ndarray
+    task_name: str
+    stats: EpisodeStats
+
+    def reset(self, seed: int) -> np.ndarray:
+        """Start every env; returns observations (num_envs, obs_dim)."""
+        raise NotImplementedError
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(obs, reward, terminated, truncated, final_obs): `final_obs` is the terminal obs where done, else obs."""
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, np.ndarray] | None:
+        """The batch's full state for an exact resume, or None when the env cannot save it."""
+        return None
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        raise NotImplementedError
+
+    def resync(self, seed: int) -> np.ndarray | None:
+        """For envs without state_dict: reset deterministically at a checkpoint boundary (both in the run and on resume)."""
+        return None
+
+    def close(self) -> None:
+        pass
+
+
+class BatchTrainEnv(TrainEnv):
+    """embodia's BatchEnv with same-step autoreset; its state (sim, counters, RNGs, task arrays) is checkpointable."""
+
+    def __init__(self, task: str, num_envs: int, seed: int, **env_kwargs: Any) -> None:
+        from embodia.tasks.env import BatchEnv
+
+        self.env = BatchEnv(task, num_envs=num_envs, seed=seed, autoreset_mode="same_step", **env_kwargs)
+        self.num_envs = num_envs
+        self.obs_dim = self.env.obs_dim
+        self.act_dim = self.env.action_dim
+        self.action_low = self.env.single_action_space.low.astype(np.float64)
+        self.action_high = self.env.single_action_space.high.astype(np.float64)
+        self.task_name = task
+        self.stats = EpisodeStats(num_envs)
+
+    def reset(self, seed: int) -> np.ndarray:
+        obs, _ = self.env.reset(seed=seed)
+        self.stats.reset()
+        return obs
+
+    def step(self, action: np.ndarray):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        done = terminated | truncated
+        final_obs = obs
+        if "_final_obs" in info:
+            final_obs = np.where(info["_final_obs"][:, None], info["final_obs"], obs)
+        self.stats.record(reward, info.get("success"), done)
+        return obs, reward, terminated, truncated, final_obs
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        env, sim = self.env, self.env.sim
+        state = {
+            "sim_state": sim.state, "sim_sensordata": sim.sensordata, "sim_ctrl": sim.ctrl,
+            "sim_history": sim._history, "sim_latency": sim.latency, "sim_xfrc_applied": sim.xfrc_applied,
+            "env_episode_seed": env.episode_seed, "env_episode_step": env.episode_step,
+            "env_episode_return": env.episode_return, "env_needs_reset": env._needs_reset,
+        }
+        state = {k: np.array(v, copy=True) for k, v in state.items()}
+        for name, rng in (("seed_rng", env._seed_rng), ("noise_rng", env._noise_rng), ("sim_rng", sim.rng)):
+            state[f"rng_{name}"] = _rng_to_array(rng)
+        for name, value in vars(env.task).items():  # per-env task arrays such as goals
+            if isinstance(value, np.ndarray):
+                state[f"task_{name}"] = value.copy()
+        state.update(self.stats.state_dict())
+        return state
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        env, sim = self.env, self.env.sim
+        for key, target in (("sim_state", sim.state), ("sim_sensordata", sim.sensordata), ("sim_ctrl", sim.ctrl),
+                            ("sim_xfrc_applied", sim.xfrc_applied)):
+            _check_shape(key, state[key], target.shape)
+            target[:] = state[key]
+        sim._history = state["sim_history"].copy()
+        sim.latency = state["sim_latency"].copy()
+        env.episode_seed = state["env_episode_seed"].copy()
+        env.episode_step = state["env_episode_step"].copy()
+        env.episode_return = state["env_episode_return"].copy()
+        env._needs_reset = state["env_needs_reset"].copy()
+        env._seed_rng = _rng_from_array(state["rng_seed_rng"])
+        env._noise_rng = _rng_from_array(state["rng_noise_rng"])
+        sim.rng = _rng_from_array(state["rng_sim_rng"])
+        for key, value in state.items():
+            if key.startswith("task_"):
+                setattr(env.task, key[5:], value.copy())
+        self._reapply_model_randomization()
+        self.stats.load_state_dict(state)
+
+    def _reapply_model_randomization(self) -> None:
+        # Per-env physics parameters are drawn from each episode's seed, so replaying the draw restores them.
+        from embodia.sim.batch import episode_rngs
+        from embodia.sim.randomization import apply_scales, sample_scales
+
+        sim = self.env.sim
+        if not sim.randomization.changes_model():
+            return
+        for env_id, rng in enumerate(episode_rngs(self.env.episode_seed)):
+            apply_scales(sim.models[env_id], sim.nominal, sample_scales(sim.randomization, rng, 1), 0)
+
+    def observe(self) -> np.ndarray:
+        """Current observations without stepping (after a state restore)."""
+        return self.env._observe()
+
+    def close(self) -> None:
+        self.env.close()
+
+
+class GymTrainEnv(TrainEnv):
+    """Any Gymnasium VectorEnv with a Box action space and same-step autoreset (e.g. `make_vec(..., "sync")`)."""
+
+    def __init__(self, env: gym.vector.VectorEnv, name: str | None = None) -> None:
+        mode = env.metadata.get("autoreset_mode", gym.vector.AutoresetMode.NEXT_STEP)
+        if mode != gym.vector.AutoresetMode.SAME_STEP:
+            raise ValueError(
+                f"Gymnasium vector env uses autoreset_mode={mode}; embodia's trainers need SAME_STEP: create it with "
+                "gymnasium.make_vec(id, num_envs, vector_kwargs={'autoreset_mode': gymnasium.vector.AutoresetMode.SAME_STEP})"
+            )
+        space = env.single_action_space
+        if not isinstance(space, gym.spaces.Box) or not np.isfinite(space.low).all() or not np.isfinite(space.high).all():
+            raise ValueError(f"action space {space} is not a bounded Box; PPO and SAC here need continuous bounded actions")
+        self.env = env
+        self.num_envs = env.num_envs
+        self.obs_dim = int(np.prod(env.single_observation_space.shape))
+        self.act_dim = int(np.prod(space.shape))
+        self.action_low = space.low.astype(np.float64)
+        self.action_high = space.high.astype(np.float64)
+        self.task_name = name or (env.spec.id if env.spec is not None else type(env).__name__)
+        self.stats = EpisodeStats(self.num_envs)
+
+    def reset(self, seed: int) -> np.ndarray:
+        obs, _ = self.env.reset(seed=seed)
+        self.stats.reset()
+        return np.asarray(obs, dtype=np.float64).reshape(self.num_envs, -1)
+
+    def step(self, action: np.ndarray):
+        obs, reward, terminated, truncated, info = self.env.step(action.astype(self.env.single_action_space.dtype))
+        obs = np.asarray(obs, dtype=np.float64).reshape(self.num_envs, -1)
+        terminated, truncated = np.asarray(terminated, dtype=bool), np.asarray(truncated, dtype=bool)
+        reward = np.asarray(reward, dtype=np.float64)
+        final_obs = obs
+        if "_final_obs" in info and info["_final_obs"].any():
+            final_obs = obs.copy()
+            for env_id in np.flatnonzero(info["_final_obs"]):  # Gymnasium gives an object array here
+                final_obs[env_id] = np.asarray(info["final_obs"][env_id], dtype=np.float64).reshape(-1)
+        success = info.get("success", info.get("is_success"))
+        success = None if success is None else np.asarray(success, dtype=bool)
+        self.stats.record(reward, success, terminated | truncated)
+        return obs, reward, terminated, truncated, final_obs
+
+    def resync(self, seed: int) -> np.ndarray:
+        return self.reset(seed)
+
+    def close(self) -> None:
+        self.env.close()
+
+
+def make_train_env(source: str | gym.vector.VectorEnv, num_envs: int, seed: int,
+                   env_kwargs: dict | None = None) -> TrainEnv:
+    """An embodia task name, `gym:<Gymnasium id>` (a sync vector env), or a ready Gymnasium VectorEnv."""
+    env_kwargs = dict(env_kwargs or {})
+    if isinstance(source, gym.vector.VectorEnv):
+        return GymTrainEnv(source)
+    if source.startswith(GYM_PREFIX):
+        gym_id = source[len(GYM_PREFIX):]
+        try:
+            env = gym.make_vec(gym_id, num_envs=num_envs, vectorization_mode="sync",
+                               vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP}, **env_kwargs)
+        except gym.error.Error as error:
+            raise ValueError(f"cannot make Gymnasium env {gym_id!r}: {error}") from error
+        return GymTrainEnv(env, name=source)
+    return BatchTrainEnv(source, num_envs, seed, **env_kwargs)
+
+
+def _rng_to_array(rng: np.random.Generator) -> np.ndarray:
+    import json
+
+    return np.frombuffer(json.dumps(rng.bit_generator.state).encode(), dtype=np.uint8).copy()
+
+
+def _rng_from_array(array: np.ndarray) -> np.random.Generator:
+    import json
+
+    state = json.loads(bytes(np.asarray(array, dtype=np.uint8)).decode())
+    rng = np.random.Generator(getattr(np.random, state["bit_generator"])())
+    rng.bit_generator.state = state
+    return rng
+
+
+def _check_shape(key: str, value: np.ndarray, shape: tuple[int, ...]) -> None:
+    if value.shape != shape:
+        raise ValueError(f"checkpoint env state {key!r} has shape {value.shape}, expected {shape}: "
+                         "resume with the same task and num_envs as the checkpointed run")
