@@ -1,0 +1,253 @@
+"""The embodia arm shared by the manipulation tasks: batched kinematics, end-effector delta control by
+damped-least-squares IK, the home pose, and the tasks' common base class and default randomization."""
+
+from __future__ import annotations
+
+import mujoco
+import numpy as np
+from pydantic import Field
+
+from embodia.sim.batch import BatchSim
+from embodia.sim.randomization import DomainRandomization
+from embodia.tasks.base import Task, TaskConfig, uniform
+
+# ---- constants of the robot (names resolved to indices once, at bind)
+ARM_JOINTS = ("joint1", "joint2", "joint3", "joint4", "joint5", "joint6")
+FINGER_JOINTS = ("finger_left", "finger_right")
+GRIP_SITE = "grip"
+GOAL_JOINTS = ("goal_x", "goal_y", "goal_z")  # the goal marker's position is part of the state
+CUBE_JOINT = "cube"
+FINGER_MAX_M = 0.04  # each finger slides 0..4 cm from the centre line
+CUBE_HALF_M = 0.02  # the cube is 4 cm wide
+TABLE_TOP_Z = 0.0
+# tool pointing straight down, fingers closing along world y
+TOOL_DOWN = np.diag([-1.0, 1.0, -1.0])
+# home pose: tool down, grip point at (0.4, 0, 0.2) m (elbow up); tests check it against FK
+HOME_QPOS = np.array([0.0, 0.26016, 1.66085, 1.22058, 0.0, 0.0])
+# where the IK may put the grip point (m): keeps the fingers above the table and the arm away from singularities
+EE_LOW = np.array([0.2, -0.35, 0.022])
+EE_HIGH = np.array([0.68, 0.35, 0.45])
+
+
+class ArmTaskConfig(TaskConfig):
+    """Settings shared by the arm tasks (control, IK and reset)."""
+
+    action_scale_m: float = Field(0.03, gt=0.0, le=0.1, description="grip-point displacement per step at action 1 (m)")
+    max_target_lead_m: float = Field(0.04, gt=0.0, description="how far the held grip target may run ahead of the grip point (m)")
+    ik_damping: float = Field(0.03, gt=0.0, description="damping lambda of the damped-least-squares IK")
+    ik_iterations: int = Field(2, ge=1, le=10, description="Gauss-Newton IK iterations per control step")
+    orientation_weight: float = Field(0.3, ge=0.0, description="weight (m/rad) of the tool-down orientation error in the IK")
+
+
+def rotation_about_axis(axis: np.ndarray, angle: np.ndarray) -> np.ndarray:
+    """Rotation matrices (N, 3, 3) about a unit `axis` (3,) by `angle` (N,) (Rodrigues)."""
+    x, y, z = axis
+    skew = np.array([[0.0, -z, y], [z, 0.0, -x], [-y, x, 0.0]])
+    sin, cos = np.sin(angle)[:, None, None], np.cos(angle)[:, None, None]
+    return np.eye(3) + sin * skew + (1.0 - cos) * (skew @ skew)
+
+
+def orientation_error(rotation: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Small-angle rotation vector (N, 3) that turns `rotation` (N,3,3) towards `target` (3,3) or (N,3,3)."""
+    target = np.broadcast_to(target, rotation.shape)
+    return 0.5 * np.cross(rotation, target, axisa=1, axisb=1).sum(axis=1)
+
+
+def _quat_to_mat(quat: np.ndarray) -> np.ndarray:
+    mat = np.zeros(9)
+    mujoco.mju_quat2Mat(mat, quat)
+    return mat.reshape(3, 3)
+
+
+class ArmKinematics:
+    """Batched forward kinematics and geometric Jacobian of the serial chain from the world to a site.
+
+    Reads body_pos/body_quat/jnt_axis/jnt_pos of every body on the chain once; bodies on the chain may
+    carry one hinge joint (an arm joint) or none (fixed links such as the hand).
+    """
+
+    def __init__(self, model: mujoco.MjModel, joint_names: tuple[str, ...], site_name: str) -> None:
+        self.site_id = _name_to_id(model, mujoco.mjtObj.mjOBJ_SITE, site_name)
+        self.joint_ids = np.array([_name_to_id(model, mujoco.mjtObj.mjOBJ_JOINT, n) for n in joint_names])
+        self.qpos_adr = model.jnt_qposadr[self.joint_ids].copy()
+        self.dof_adr = model.jnt_dofadr[self.joint_ids].copy()
+        self.qpos0 = model.qpos0[self.qpos_adr].copy()
+        self.lower = model.jnt_range[self.joint_ids, 0].copy()
+        self.upper = model.jnt_range[self.joint_ids, 1].copy()
+        self.links = self._chain(model, joint_names)
+        self.site_pos = model.site_pos[self.site_id].copy()
+        self.site_rot = _quat_to_mat(model.site_quat[self.site_id])
+
+    def _chain(self, model: mujoco.MjModel, joint_names: tuple[str, ...]) -> list[dict]:
+        bodies = []
+        body = int(model.site_bodyid[self.site_id])
+        while body != 0:
+            bodies.append(body)
+            body = int(model.body_parentid[body])
+        links, seen = [], []
+        for body in reversed(bodies):
+            link = {"pos": model.body_pos[body].copy(), "rot": _quat_to_mat(model.body_quat[body]), "joint": None}
+            joints = [j for j in range(model.body_jntadr[body], model.body_jntadr[body] + model.body_jntnum[body])]
+            if len(joints) > 1 or any(model.jnt_type[j] != mujoco.mjtJoint.mjJNT_HINGE for j in joints):
+                raise ValueError(f"body {model.body(body).name!r} on the arm chain must have at most one hinge joint")
+            if joints:
+                j = joints[0]
+                link |= {"joint": len(seen), "axis": model.jnt_axis[j].copy(), "anchor": model.jnt_pos[j].copy()}
+                seen.append(model.joint(j).name)
+            links.append(link)
+        if tuple(seen) != tuple(joint_names):
+            raise ValueError(f"arm chain joints {seen} do not match the expected {list(joint_names)}; fix ARM_JOINTS or the MJCF")
+        return links
+
+    def forward(self, joint_pos: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Site position (N,3), site rotation (N,3,3), joint anchors (N,n,3) and world joint axes (N,n,3)."""
+        num = joint_pos.shape[0]
+        pos = np.zeros((num, 3))
+        rot = np.broadcast_to(np.eye(3), (num, 3, 3)).copy()
+        anchors = np.zeros((num, len(self.joint_ids), 3))
+        axes = np.zeros((num, len(self.joint_ids), 3))
+        for link in self.links:
+            pos = pos + rot @ link["pos"]
+            rot = rot @ link["rot"]
+            k = link["joint"]
+            if k is None:
+                continue
+            anchor = pos + rot @ link["anchor"]
+            axes[:, k] = rot @ link["axis"]
+            anchors[:, k] = anchor
+            rot = rot @ rotation_about_axis(link["axis"], joint_pos[:, k] - self.qpos0[k])
+            pos = anchor - rot @ link["anchor"]
+        site_pos = pos + rot @ self.site_pos
+        return site_pos, rot @ self.site_rot, anchors, axes
+
+    def jacobian(self, joint_pos: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Site position (N,3), rotation (N,3,3) and geometric Jacobian (N, 6, n): rows are [linear; angular]."""
+        site_pos, site_rot, anchors, axes = self.forward(joint_pos)
+        linear = np.cross(axes, site_pos[:, None, :] - anchors)  # z_i x (p_ee - p_i), (N, n, 3)
+        jac = np.concatenate([linear, axes], axis=2).transpose(0, 2, 1)
+        return site_pos, site_rot, jac
+
+    def solve_ik(self, joint_pos: np.ndarray, target_pos: np.ndarray, target_rot: np.ndarray, *,
+                 damping: float = 0.03, iterations: int = 2, orientation_weight: float = 0.3,
+                 max_step_rad: float = 0.4) -> np.ndarray:
+        """Joint positions (N, n) that move the site towards `target_pos` (N,3) with rotation `target_rot`."""
+        q = joint_pos.copy()
+        weights = np.array([1.0, 1.0, 1.0, orientation_weight, orientation_weight, orientation_weight])
+        for _ in range(iterations):
+            site_pos, site_rot, jac = self.jacobian(q)
+            error = np.concatenate([target_pos - site_pos, orientation_error(site_rot, target_rot)], axis=1)
+            q = q + np.clip(damped_least_squares(jac * weights[:, None], error * weights, damping), -max_step_rad, max_step_rad)
+            q = np.clip(q, self.lower, self.upper)
+        return q
+
+
+def damped_least_squares(jac: np.ndarray, error: np.ndarray, damping: float) -> np.ndarray:
+    """dq (N, n) = J^T (J J^T + lambda^2 I)^-1 e for Jacobians (N, m, n) and errors (N, m)."""
+    jjt = jac @ jac.transpose(0, 2, 1) + damping**2 * np.eye(jac.shape[1])
+    return (jac.transpose(0, 2, 1) @ np.linalg.solve(jjt, error[..., None]))[..., 0]
+
+
+def _name_to_id(model: mujoco.MjModel, kind: mujoco.mjtObj, name: str) -> int:
+    index = mujoco.mj_name2id(model, kind, name)
+    if index < 0:
+        raise ValueError(f"the arm model has no {kind.name.removeprefix('mjOBJ_').lower()} named {name!r}")
+    return index
+
+
+def default_randomization(task_name: str) -> DomainRandomization:
+    """Mild physics randomization used by the arm tasks' experts and data generation."""
+    if task_name not in ("arm-reach", "arm-push", "arm-pick-place"):
+        raise ValueError(f"no default randomization for task {task_name!r}; arm tasks are arm-reach, arm-push, arm-pick-place")
+    return DomainRandomization(
+        body_mass_scale=(0.8, 1.2),
+        friction_scale=(0.8, 1.2),
+        joint_damping_scale=(0.8, 1.2),
+        actuator_gain_scale=(0.9, 1.1),
+        init_qpos_noise=0.005,
+    )
+
+
+class ArmTask(Task):
+    """Common base of the arm tasks: grip-point delta control through IK, arm reset and goal marker.
+
+    Action: [dx, dy, dz] in [-1, 1] (times `action_scale_m` per step) moves a held grip-point target;
+    tasks with `uses_gripper` add a fourth entry, the gripper command (-1 closed .. +1 open).
+    """
+
+    xml = "arm.xml"
+    cameras = ("front", "wrist")
+    uses_gripper: bool = False
+
+    def bind(self, sim: BatchSim) -> None:
+        super().bind(sim)
+        model = sim.model
+        self.kinematics = ArmKinematics(model, ARM_JOINTS, GRIP_SITE)
+        self.arm_qpos = self.kinematics.qpos_adr
+        self.arm_dof = self.kinematics.dof_adr
+        finger_ids = [_name_to_id(model, mujoco.mjtObj.mjOBJ_JOINT, n) for n in FINGER_JOINTS]
+        self.finger_qpos = model.jnt_qposadr[finger_ids].copy()
+        self.finger_dof = model.jnt_dofadr[finger_ids].copy()
+        goal_ids = [_name_to_id(model, mujoco.mjtObj.mjOBJ_JOINT, n) for n in GOAL_JOINTS]
+        self.goal_qpos = model.jnt_qposadr[goal_ids].copy()
+        self.ee_target = np.zeros((sim.num_envs, 3))
+        self._target_stale = np.ones(sim.num_envs, dtype=bool)  # re-read the grip point at the first step
+
+    # ---- state readers
+    def joint_pos(self, sim: BatchSim) -> np.ndarray:
+        """Arm joint positions (N, 6)."""
+        return sim.qpos[:, self.arm_qpos]
+
+    def joint_vel(self, sim: BatchSim) -> np.ndarray:
+        """Arm joint velocities (N, 6)."""
+        return sim.qvel[:, self.arm_dof]
+
+    def ee_pos(self, sim: BatchSim) -> np.ndarray:
+        """Grip point (between the finger pads) in world coordinates (N, 3), by forward kinematics."""
+        return self.kinematics.forward(self.joint_pos(sim))[0]
+
+    def goal_pos(self, sim: BatchSim) -> np.ndarray:
+        """Goal position (N, 3) in world coordinates."""
+        return sim.qpos[:, self.goal_qpos]
+
+    def gripper_opening(self, sim: BatchSim) -> np.ndarray:
+        """Distance between the finger pads (N,) in metres."""
+        return sim.qpos[:, self.finger_qpos].sum(axis=1)
+
+    # ---- control
+    def action_bounds(self, model: mujoco.MjModel) -> tuple[np.ndarray, np.ndarray]:
+        size = 4 if self.uses_gripper else 3
+        return -np.ones(size), np.ones(size)
+
+    def action_to_ctrl(self, sim: BatchSim, action: np.ndarray) -> np.ndarray:
+        """Move the held grip target by the action, solve IK for joint targets, map the gripper command."""
+        cfg = self.config
+        joint_pos = self.joint_pos(sim)
+        ee = self.kinematics.forward(joint_pos)[0]
+        self.ee_target[self._target_stale] = ee[self._target_stale]
+        self._target_stale[:] = False
+        target = self.ee_target + cfg.action_scale_m * action[:, :3]
+        target = np.clip(target, ee - cfg.max_target_lead_m, ee + cfg.max_target_lead_m)
+        self.ee_target = np.clip(target, EE_LOW, EE_HIGH)
+        arm_ctrl = self.kinematics.solve_ik(joint_pos, self.ee_target, TOOL_DOWN, damping=cfg.ik_damping,
+                                            iterations=cfg.ik_iterations, orientation_weight=cfg.orientation_weight)
+        if self.uses_gripper:
+            finger = 0.5 * (action[:, 3] + 1.0) * FINGER_MAX_M
+        else:
+            finger = np.full(sim.num_envs, 0.5 * FINGER_MAX_M)
+        return np.concatenate([arm_ctrl, finger[:, None], finger[:, None]], axis=1)
+
+    # ---- reset helpers
+    def reset_arm(self, sim: BatchSim, env_ids: np.ndarray, rngs: list[np.random.Generator], finger_m: float) -> None:
+        """Arm at home plus uniform noise of `reset_noise_scale` rad; fingers at `finger_m` each."""
+        noise = self.config.reset_noise_scale
+        qpos = sim.qpos[env_ids]
+        qpos[:, self.arm_qpos] = HOME_QPOS + uniform(rngs, -noise, noise, len(HOME_QPOS))
+        qpos[:, self.finger_qpos] = finger_m
+        sim.set_qpos(env_ids, qpos)
+        self._target_stale[env_ids] = True
+
+    def set_goal(self, sim: BatchSim, env_ids: np.ndarray, goal: np.ndarray) -> None:
+        """Place the goals (k, 3) of `env_ids`; the goal marker holds them in the state."""
+        qpos = sim.qpos[env_ids]
+        qpos[:, self.goal_qpos] = goal
+        sim.set_qpos(env_ids, qpos)
