@@ -1,0 +1,172 @@
+"""Regression gate: baseline vs candidate on the same seeded episodes, decided per scenario with paired tests.
+
+Decision rule (metric `success`, the default): the per-episode successes are paired by seed; the exact
+McNemar test gives p on the discordant pairs. A scenario is "worse" when p (Holm-adjusted over the
+scenarios) < alpha AND the success-rate drop is larger than `margin` (absolute, 0.05 = 5 points);
+"better" symmetrically; otherwise "indistinguishable". With metric `return`, the Wilcoxon signed-rank
+test on paired returns is used and the margin is a fraction of |baseline mean return|. The overall
+verdict pools every scenario's pairs (unadjusted test). The gate fails when the overall verdict or any
+scenario's verdict is "worse".
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from embodia.evaluate.runner import EpisodeOutcomes, Results, run_suite, select, write_atomic
+from embodia.evaluate.stats import (PairedDecision, Verdict, decide, holm_adjust, mcnemar_exact, mean_interval,
+                                    paired_difference_interval, paired_return_tests)
+from embodia.evaluate.suite import load_suite
+
+
+@dataclass
+class ScenarioComparison:
+    """Both paired decisions of one scenario (or of all scenarios pooled) and the primary one's verdict."""
+
+    name: str
+    success: PairedDecision
+    returns: PairedDecision
+    verdict: Verdict
+
+
+@dataclass
+class Comparison:
+    """A/B outcome of a suite: per-scenario decisions, the pooled decision, and the gate."""
+
+    baseline: Results
+    candidate: Results
+    metric: str
+    margin: float
+    alpha: float
+    scenarios: list[ScenarioComparison]
+    overall: ScenarioComparison
+
+    @property
+    def worse(self) -> bool:
+        """True when the candidate regressed: overall or in any scenario (the gate's exit code 1)."""
+        return self.overall.verdict == "worse" or any(s.verdict == "worse" for s in self.scenarios)
+
+    @property
+    def verdict(self) -> Verdict:
+        """'worse' if the gate fails, else the overall verdict."""
+        return "worse" if self.worse else self.overall.verdict
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "metric": self.metric, "margin": self.margin, "alpha": self.alpha, "verdict": self.verdict,
+            "rule": __doc__.split("\n\n", 1)[1].replace("\n", " ").strip(),
+            "baseline": self.baseline.policy, "candidate": self.candidate.policy,
+            "overall": asdict(self.overall), "scenarios": [asdict(s) for s in self.scenarios],
+        }
+
+    def save(self, out_dir: str | Path) -> Path:
+        """Write comparison.json atomically into `out_dir`."""
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        return write_atomic(out_dir / "comparison.json", json.dumps(self.to_dict(), indent=2, default=_nan_to_none))
+
+
+def _nan_to_none(value: Any) -> Any:
+    if isinstance(value, (np.floating, float)):
+        return None if np.isnan(value) else float(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    raise TypeError(type(value).__name__)
+
+
+def _success_decision(a: EpisodeOutcomes, b: EpisodeOutcomes, margin: float, alpha: float) -> PairedDecision:
+    _, _, p_value = mcnemar_exact(a.success, b.success)
+    diff, low, high = paired_difference_interval(a.success, b.success)
+    return PairedDecision(metric="success_rate", baseline=float(a.success.mean()), candidate=float(b.success.mean()),
+                          difference=diff, difference_low=low, difference_high=high, p_value=p_value,
+                          p_adjusted=p_value, verdict=decide(diff, p_value, margin, alpha), test="exact McNemar")
+
+
+def _return_decision(a: EpisodeOutcomes, b: EpisodeOutcomes, margin: float, alpha: float) -> PairedDecision:
+    tests = paired_return_tests(a.episode_return, b.episode_return)
+    diff, low, high = mean_interval(b.episode_return - a.episode_return)
+    margin_abs = margin * max(abs(float(a.episode_return.mean())), 1e-9)
+    p_value = tests["wilcoxon_p"]
+    return PairedDecision(metric="return", baseline=float(a.episode_return.mean()),
+                          candidate=float(b.episode_return.mean()), difference=diff, difference_low=low,
+                          difference_high=high, p_value=p_value, p_adjusted=p_value,
+                          verdict=decide(diff, p_value, margin_abs, alpha),
+                          test=f"Wilcoxon signed-rank (paired t p={tests['paired_t_p']:.3g})")
+
+
+def _compare_outcomes(name: str, a: EpisodeOutcomes, b: EpisodeOutcomes, metric: str, margin: float,
+                      alpha: float) -> ScenarioComparison:
+    if not np.array_equal(a.seeds, b.seeds):
+        raise ValueError(f"scenario {name!r}: baseline and candidate ran different episode seeds; "
+                         "run both with the same suite (seed, episodes) to compare them")
+    success = _success_decision(a, b, margin, alpha)
+    returns = _return_decision(a, b, margin, alpha)
+    primary = success if metric == "success" else returns
+    return ScenarioComparison(name=name, success=success, returns=returns, verdict=primary.verdict)
+
+
+def _pool(outcomes: list[EpisodeOutcomes]) -> EpisodeOutcomes:
+    return EpisodeOutcomes(
+        seeds=np.concatenate([o.seeds for o in outcomes]), success=np.concatenate([o.success for o in outcomes]),
+        episode_return=np.concatenate([o.episode_return for o in outcomes]),
+        length=np.concatenate([o.length for o in outcomes]),
+        time_to_success_s=np.concatenate([o.time_to_success_s for o in outcomes]),
+        failure_mode=[mode for o in outcomes for mode in o.failure_mode])
+
+
+def compare_results(baseline: Results, candidate: Results, margin: float = 0.05, alpha: float = 0.05,
+                    metric: str | None = None) -> Comparison:
+    """Paired per-scenario and pooled decisions between two runs of the same suite."""
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha={alpha} must be between 0 and 1 (e.g. 0.05)")
+    if margin < 0:
+        raise ValueError(f"margin={margin} must be >= 0 (e.g. 0.05 = 5 points of success rate)")
+    metric = metric or baseline.suite.metric
+    names = [s.name for s in baseline.scenarios]
+    if names != [s.name for s in candidate.scenarios]:
+        raise ValueError(f"baseline ran scenarios {names} but candidate ran {[s.name for s in candidate.scenarios]}")
+    per_scenario = [_compare_outcomes(a.name, a.episodes, b.episodes, metric, margin, alpha)
+                    for a, b in zip(baseline.scenarios, candidate.scenarios)]
+    _apply_holm(per_scenario, metric, margin, alpha, baseline)
+    overall = _compare_outcomes("overall", _pool([s.episodes for s in baseline.scenarios]),
+                                _pool([s.episodes for s in candidate.scenarios]), metric, margin, alpha)
+    return Comparison(baseline=baseline, candidate=candidate, metric=metric, margin=margin, alpha=alpha,
+                      scenarios=per_scenario, overall=overall)
+
+
+def _apply_holm(per_scenario: list[ScenarioComparison], metric: str, margin: float, alpha: float,
+                baseline: Results) -> None:
+    """Re-decide each scenario on Holm-adjusted p-values so many scenarios do not inflate false alarms."""
+    for attribute in ("success", "returns"):
+        decisions = [getattr(s, attribute) for s in per_scenario]
+        adjusted = holm_adjust([d.p_value for d in decisions])
+        for decision, p_adjusted, base in zip(decisions, adjusted, baseline.scenarios):
+            decision.p_adjusted = p_adjusted
+            scale = 1.0 if attribute == "success" else max(abs(float(base.episodes.episode_return.mean())), 1e-9)
+            decision.verdict = decide(decision.difference, p_adjusted, margin * scale, alpha)
+    for comparison in per_scenario:
+        comparison.verdict = (comparison.success if metric == "success" else comparison.returns).verdict
+
+
+def compare(suite: Any, baseline: Any, candidate: Any, out_dir: str | Path | None = None, *, margin: float = 0.05,
+            alpha: float = 0.05, videos: bool = False, episodes: int | None = None,
+            scenarios: list[str] | None = None, progress: bool = True) -> Comparison:
+    """Run baseline and candidate on the same seeds and decide better/worse/indistinguishable per scenario."""
+    suite = select(load_suite(suite), episodes, scenarios)
+    out_path = Path(out_dir) if out_dir is not None else None
+    runs = {}
+    for label, policy in (("baseline", baseline), ("candidate", candidate)):
+        runs[label] = run_suite(suite, policy, out_path / label if out_path else None, videos=videos,
+                                progress=progress)
+    comparison = compare_results(runs["baseline"], runs["candidate"], margin=margin, alpha=alpha)
+    if out_path is not None:
+        from embodia.evaluate.report import write_comparison_report
+
+        comparison.save(out_path)
+        write_comparison_report(comparison, out_path)
+    return comparison
