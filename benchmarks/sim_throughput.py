@@ -44,10 +44,14 @@ def raw_rollout(num_envs: int, seconds: float, nthread: int) -> float:
     out_state = np.zeros((num_envs, FRAME_SKIP, state.shape[1]))
     out_sensor = np.zeros((num_envs, FRAME_SKIP, model.nsensordata))
     rng = np.random.default_rng(0)
+    models = [model] * num_envs
+    control = np.zeros((num_envs, FRAME_SKIP, model.nu))
+    chunk_size = max(1, num_envs // (nthread * 10))
     with mujoco.rollout.Rollout(nthread=nthread) as runner:
-        def step():
-            control = rng.uniform(-1, 1, (num_envs, 1, model.nu))
-            runner.rollout(model, data, state, control, nstep=FRAME_SKIP, state=out_state, sensordata=out_sensor)
+        def step():  # the fastest call mujoco.rollout offers: preallocated outputs, checks skipped
+            control[:] = rng.uniform(-1, 1, (num_envs, 1, model.nu))
+            runner.rollout(models, data, state, control, nstep=FRAME_SKIP, state=out_state, sensordata=out_sensor,
+                           skip_checks=True, chunk_size=chunk_size)
             state[:] = out_state[:, -1]
         return timed(step, seconds, num_envs)
 
@@ -105,6 +109,7 @@ def main() -> None:
     parser.add_argument("--batches", type=int, nargs="+", default=[64, 256])
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--nthread", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved repeats; best of each is kept")
     parser.add_argument("--skip-gym", action="store_true")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args()
@@ -122,8 +127,11 @@ def main() -> None:
         for name, rate in gym_rates.items():
             print(f"gymnasium HalfCheetah-v5 {name:>7}: {rate:10,.0f} env-steps/s")
     for num_envs in args.batches:
-        raw = raw_rollout(num_envs, args.seconds, args.nthread)
-        ours = embodia_batch(num_envs, args.seconds, args.nthread)
+        # interleave and keep the best of each: the machine is shared and noisy
+        raw, ours = 0.0, 0.0
+        for _ in range(args.repeats):
+            raw = max(raw, raw_rollout(num_envs, args.seconds, args.nthread))
+            ours = max(ours, embodia_batch(num_envs, args.seconds, args.nthread))
         row = {"raw_rollout": raw, "embodia": ours, "embodia_over_raw": ours / raw}
         line = f"batch {num_envs:4d}: raw rollout {raw:10,.0f} | embodia {ours:10,.0f} env-steps/s | embodia/raw {ours / raw:5.2f}"
         if best_gym:
