@@ -29,6 +29,10 @@ EPISODE_FILE = "episode.json"
 FRAMES_FILE = "frames.parquet"
 
 
+class OutputExistsError(ValueError):
+    """The output directory already holds something that generation must not overwrite."""
+
+
 class DatasetSpec(BaseModel):
     """What every frame of a dataset holds: rate, robot, non-video features, cameras and their encoding."""
 
@@ -77,10 +81,10 @@ class StagingArea:
         root = Path(root)
         staging = root / STAGING_DIR
         if (root / fmt.INFO_PATH).is_file():
-            raise FileExistsError(f"{root} already holds a finished dataset; choose a new --out directory")
+            raise OutputExistsError(f"{root} already holds a finished dataset; choose a new --out directory")
         if staging.is_dir() and (staging / SPEC_FILE).is_file():
             if not resume:
-                raise FileExistsError(f"{root} holds an unfinished generation; add --resume to continue it "
+                raise OutputExistsError(f"{root} holds an unfinished generation; add --resume to continue it "
                                       "or choose a new --out directory")
             area = cls(root)
             if area.spec.model_dump() != spec.model_dump():
@@ -90,7 +94,7 @@ class StagingArea:
         if root.exists() and not root.is_dir():
             raise NotADirectoryError(f"--out {root} is a file, not a directory")
         if root.is_dir() and any(root.iterdir()):
-            raise FileExistsError(f"--out {root} is not empty and is not an embodia dataset; choose a new directory")
+            raise OutputExistsError(f"--out {root} is not empty and is not an embodia dataset; choose a new directory")
         try:
             staging.mkdir(parents=True, exist_ok=True)
         except OSError as error:
