@@ -4,7 +4,7 @@ drive a served policy from a separate simulation process."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from functools import cached_property
 
 import httpx
@@ -90,15 +90,14 @@ class PolicyClient:
         from websockets.sync.client import connect
 
         ws_url = "ws" + self.url[len("http"):] + "/stream"
-        try:
-            connection = connect(ws_url, open_timeout=timeout_s, max_size=None, compression=None)
-        except (OSError, InvalidHandshake, InvalidURI) as error:
-            raise PolicyServerUnavailable(f"cannot open a stream to {ws_url} ({error}); is `embodia serve` "
-                                          "running there?") from error
-        try:
+        with ExitStack() as stack:
+            try:
+                connection = stack.enter_context(connect(ws_url, open_timeout=timeout_s, max_size=None,
+                                                         compression=None))
+            except (OSError, InvalidHandshake, InvalidURI) as error:
+                raise PolicyServerUnavailable(f"cannot open a stream to {ws_url} ({error}); is `embodia serve` "
+                                              "running there?") from error
             yield PolicyStream(connection, timeout_s)
-        finally:
-            connection.close()
 
     def close(self) -> None:
         """Close the keep-alive connection."""

@@ -64,24 +64,21 @@ def check_obs(obs: object, obs_dim: int, max_batch: int) -> tuple[np.ndarray, bo
 
 def decode_binary_obs(body: bytes, shape_header: str | None, obs_dim: int, max_batch: int) -> tuple[np.ndarray, bool]:
     """Parse a raw float32 body (with optional shape header) into observations (B, obs_dim)."""
-    row_bytes = 4 * obs_dim
-    if not body or len(body) % row_bytes:
-        raise RequestError(422, f"binary body has {len(body)} bytes, expected a non-zero multiple of "
-                                f"4*obs_dim={row_bytes} (little-endian float32 rows)")
-    array = np.frombuffer(body, dtype=FLOAT32_LE).reshape(-1, obs_dim)
-    single = False
-    if shape_header is not None:
-        shape = _parse_shape(shape_header)
-        if shape != (obs_dim,) and shape != array.shape:
-            raise RequestError(422, f"{SHAPE_HEADER}: {shape_header} does not match a {len(body)}-byte body of "
-                                    f"obs_dim={obs_dim} float32 values; send '{obs_dim}' or "
-                                    f"'{array.shape[0]},{obs_dim}'")
-        single = shape == (obs_dim,) and array.shape[0] == 1
-        if shape == (obs_dim,) and array.shape[0] != 1:
-            raise RequestError(422, f"{SHAPE_HEADER}: {shape_header} announces one observation but the body holds "
-                                    f"{array.shape[0]}")
-    obs, _ = _check_array(array, obs_dim, max_batch, "binary body")
-    return obs, single
+    if shape_header is None:
+        row_bytes = 4 * obs_dim
+        if not body or len(body) % row_bytes:
+            raise RequestError(422, f"binary body has {len(body)} bytes, expected a non-zero multiple of "
+                                    f"4*obs_dim={row_bytes} (little-endian float32 rows)")
+        return _check_array(np.frombuffer(body, dtype=FLOAT32_LE).reshape(-1, obs_dim), obs_dim, max_batch,
+                            "binary body")
+    shape = _parse_shape(shape_header)
+    if shape[-1] != obs_dim:
+        raise RequestError(422, f"binary body has shape {list(shape)} ({SHAPE_HEADER}), expected [{obs_dim}] "
+                                f"(one observation) or [batch, {obs_dim}] (obs_dim={obs_dim})")
+    if 4 * int(np.prod(shape)) != len(body):
+        raise RequestError(422, f"{SHAPE_HEADER}: {shape_header} needs {4 * int(np.prod(shape))} bytes of float32, "
+                                f"the body has {len(body)}")
+    return _check_array(np.frombuffer(body, dtype=FLOAT32_LE).reshape(shape), obs_dim, max_batch, "binary body")
 
 
 def decode_stream_frame(frame: bytes, obs_dim: int, max_batch: int) -> np.ndarray:
@@ -97,8 +94,9 @@ def encode_json_action(actions: np.ndarray, single: bool) -> bytes:
 
 def encode_binary_action(actions: np.ndarray, single: bool) -> tuple[bytes, str]:
     """Raw little-endian float32 actions and the shape header that goes with them."""
-    shape = actions.shape[1:] if single else actions.shape
-    return actions.astype(FLOAT32_LE, copy=False).tobytes(), ",".join(str(size) for size in shape)
+    if single:
+        actions = actions[0]
+    return actions.astype(FLOAT32_LE, copy=False).tobytes(), ",".join(str(size) for size in actions.shape)
 
 
 def encode_binary_obs(obs: np.ndarray) -> tuple[bytes, str]:

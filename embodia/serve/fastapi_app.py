@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import time
 
+from fastapi import FastAPI, Request, Response, WebSocket, WebSocketDisconnect
+
 from embodia.serve.codec import SHAPE_HEADER, RequestError, error_body
 from embodia.serve.service import PolicyService, Reply
 
 
-def make_fastapi_app(service: PolicyService):
+def make_fastapi_app(service: PolicyService) -> FastAPI:
     """A FastAPI app with /act, /stream, /healthz, /metadata, /metrics backed by `service`."""
-    from fastapi import FastAPI, Request, Response, WebSocket, WebSocketDisconnect
-
     app = FastAPI(title=f"embodia policy server ({service.spec.task})", docs_url=None, redoc_url=None,
                   openapi_url=None)
     metrics = service.metrics
@@ -47,7 +47,11 @@ def make_fastapi_app(service: PolicyService):
 
     @app.get("/metrics")
     async def metrics_text() -> Response:
-        return respond("/metrics", service.metrics_text(), time.perf_counter())
+        metrics.in_flight += 1  # count this scrape, as the ASGI app does
+        try:
+            return respond("/metrics", service.metrics_text(), time.perf_counter())
+        finally:
+            metrics.in_flight -= 1
 
     @app.websocket("/stream")
     async def stream(websocket: WebSocket) -> None:

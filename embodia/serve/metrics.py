@@ -83,7 +83,7 @@ class ServerMetrics:
                   "# TYPE embodia_inference_duration_seconds histogram"]
         lines += self.inference.lines("embodia_inference_duration_seconds", "")
         lines += [
-            "# HELP embodia_requests_in_flight HTTP requests being handled now.",
+            "# HELP embodia_requests_in_flight HTTP requests being handled now (a scrape counts itself).",
             "# TYPE embodia_requests_in_flight gauge",
             f"embodia_requests_in_flight {self.in_flight}",
             "# HELP embodia_stream_connections Open /stream WebSocket connections.",
