@@ -175,8 +175,8 @@ def _bar_chart(runs: list[Results], labels: list[str]) -> bytes:
         ret = np.array([s["return_mean"] for s in summaries])
         ret_ci = np.array([s["return_ci95"] for s in summaries])
         offset = x - 0.4 + width * (k + 0.5)
-        ax_success.bar(offset, rate, width, yerr=[rate - ci[:, 0], ci[:, 1] - rate], capsize=3, label=label)
-        ax_return.bar(offset, ret, width, yerr=[ret - ret_ci[:, 0], ret_ci[:, 1] - ret], capsize=3, label=label)
+        ax_success.bar(offset, rate, width, yerr=_error_bars(rate, ci), capsize=3, label=label)
+        ax_return.bar(offset, ret, width, yerr=_error_bars(ret, ret_ci), capsize=3, label=label)
     ax_success.set(ylim=(0, 1.05), ylabel="success rate (95 % Wilson CI)", title="success")
     ax_return.set(ylabel="mean episode return (95 % CI)", title="return")
     for axis in (ax_success, ax_return):
@@ -189,6 +189,11 @@ def _bar_chart(runs: list[Results], labels: list[str]) -> bytes:
     figure.savefig(buffer, format="png", dpi=110)
     plt.close(figure)
     return buffer.getvalue()
+
+
+def _error_bars(value: np.ndarray, interval: np.ndarray) -> np.ndarray:
+    """(2, k) non-negative distances from each value to its interval's ends (rounding can cross zero)."""
+    return np.nan_to_num(np.clip(np.stack([value - interval[:, 0], interval[:, 1] - value]), 0.0, None))
 
 
 def _learning_curve(path: Path) -> bytes | None:

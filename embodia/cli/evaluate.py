@@ -1,0 +1,119 @@
+"""`embodia eval ...`: run scenario suites, compare two policies as a CI gate, validate and list suites."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+eval_app = typer.Typer(help="Evaluate policies in simulation: scenario suites, CIs, reports, regression gate.",
+                       no_args_is_help=True)
+console = Console()
+
+SUITE_HELP = "suite YAML path or a built-in suite name (see `embodia eval suites`)"
+
+
+def _default_out(kind: str, suite_name: str) -> Path:
+    return Path("runs") / "eval" / f"{suite_name}__{kind}__{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+@eval_app.command("run")
+def run(
+    suite: str = typer.Argument(..., help=SUITE_HELP),
+    policy: Optional[str] = typer.Option(None, "--policy", "-p",
+                                         help="checkpoint dir, .onnx, expert:<task>, random, module:function, http://host:port"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="output directory (default runs/eval/<suite>__run__<time>)"),
+    videos: bool = typer.Option(True, "--videos/--no-videos", help="render best/worst episode per scenario"),
+    episodes: Optional[int] = typer.Option(None, help="override episodes per scenario"),
+    scenario: Optional[list[str]] = typer.Option(None, "--scenario", "-s", help="run only these scenarios (repeatable)"),
+) -> None:
+    """Evaluate one policy on every scenario of a suite; writes results.json and report.html."""
+    from embodia.evaluate import load_suite, run_suite
+
+    loaded = load_suite(suite)
+    out = out or _default_out("run", loaded.name)
+    results = run_suite(loaded, policy, out, videos=videos, episodes=episodes, scenarios=scenario)
+    table = Table(title=f"{loaded.name} · {results.policy}")
+    for column in ("scenario", "episodes", "success [95 % CI]", "return [95 % CI]", "failure modes"):
+        table.add_column(column)
+    for item in results.scenarios:
+        s = item.summary()
+        low, high = s["success_ci95"]
+        table.add_row(item.name, str(s["episodes"]), f"{s['success_rate']:.1%} [{low:.1%}, {high:.1%}]",
+                      f"{s['return_mean']:.1f} [{s['return_ci95'][0]:.1f}, {s['return_ci95'][1]:.1f}]",
+                      ", ".join(f"{k}: {v}" for k, v in s["failure_modes"].items()) or "-")
+    console.print(table)
+    console.print(f"report: [bold]{out / 'report.html'}[/]  results: {out / 'results.json'}")
+
+
+@eval_app.command("compare")
+def compare_command(
+    suite: str = typer.Argument(..., help=SUITE_HELP),
+    baseline: str = typer.Option(..., "--baseline", "-a", help="policy A (the deployed one)"),
+    candidate: str = typer.Option(..., "--candidate", "-b", help="policy B (the one to deploy)"),
+    margin: float = typer.Option(0.05, help="largest drop tolerated: success-rate points (0.05 = 5 %), "
+                                            "or fraction of baseline return when the suite's metric is return"),
+    alpha: float = typer.Option(0.05, help="significance level of the paired tests"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="output directory"),
+    videos: bool = typer.Option(False, "--videos/--no-videos", help="render best/worst episodes of both policies"),
+    episodes: Optional[int] = typer.Option(None, help="override episodes per scenario"),
+    scenario: Optional[list[str]] = typer.Option(None, "--scenario", "-s", help="compare only these scenarios"),
+) -> None:
+    """Regression gate: A vs B on identical seeds; exit 0 unless B is worse (exit 1)."""
+    from embodia.evaluate import compare, load_suite
+
+    loaded = load_suite(suite)
+    out = out or _default_out("compare", loaded.name)
+    comparison = compare(loaded, baseline, candidate, out, margin=margin, alpha=alpha, videos=videos,
+                         episodes=episodes, scenarios=scenario)
+    table = Table(title=f"{loaded.name}: A={comparison.baseline.policy}  B={comparison.candidate.policy}")
+    for column in ("scenario", "A success", "B success", "Δ [95 % CI]", "p (Holm)", "A return", "B return", "verdict"):
+        table.add_column(column)
+    for item in [*comparison.scenarios, comparison.overall]:
+        s, r = item.success, item.returns
+        colour = {"worse": "red", "better": "green"}.get(item.verdict, "white")
+        p = s.p_adjusted if comparison.metric == "success" else r.p_adjusted
+        table.add_row(item.name, f"{s.baseline:.1%}", f"{s.candidate:.1%}",
+                      f"{s.difference:+.1%} [{s.difference_low:+.1%}, {s.difference_high:+.1%}]", f"{p:.3g}",
+                      f"{r.baseline:.1f}", f"{r.candidate:.1f}", f"[{colour}]{item.verdict}[/]")
+    console.print(table)
+    console.print(f"gate: [bold]{comparison.verdict}[/] (metric {comparison.metric}, margin {margin}, alpha {alpha}) · "
+                  f"report: {out / 'report.html'}")
+    raise typer.Exit(1 if comparison.worse else 0)
+
+
+@eval_app.command("validate")
+def validate(suite: str = typer.Argument(..., help=SUITE_HELP)) -> None:
+    """Check a suite: YAML fields, task name, and every body/joint/light/camera it names."""
+    from embodia.evaluate import load_suite
+    from embodia.evaluate.conditions import ScenarioConditions
+    from embodia.evaluate.runner import make_env
+
+    loaded = load_suite(suite)
+    for scenario in loaded.scenarios:
+        env = make_env(loaded, scenario, 1)
+        try:
+            ScenarioConditions(scenario, env)
+        finally:
+            env.close()
+    episodes = sum(len(loaded.episode_seeds(s)) for s in loaded.scenarios)
+    console.print(f"[green]ok[/] {loaded.name}: task {loaded.task}, {len(loaded.scenarios)} scenarios, {episodes} episodes")
+
+
+@eval_app.command("suites")
+def suites() -> None:
+    """List the suites shipped with embodia."""
+    from embodia.evaluate import load_suite
+    from embodia.evaluate.suite import builtin_suites
+
+    table = Table(title="built-in suites")
+    for column in ("name", "task", "scenarios", "episodes each"):
+        table.add_column(column)
+    for name, path in sorted(builtin_suites().items()):
+        loaded = load_suite(path)
+        table.add_row(name, loaded.task, ", ".join(s.name for s in loaded.scenarios), str(loaded.episodes))
+    console.print(table)
