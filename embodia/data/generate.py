@@ -1,0 +1,382 @@
+"""Generate demonstration datasets at scale: batched envs driven by a scripted expert, physics and visual domain
+randomization, worker processes across cores, per-episode success filtering, crash-safe staging and resume.
+
+Attempt k always uses episode seed `episode_seed(seed, k)`, so any episode replays exactly from its recorded seed.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import queue
+import time
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from embodia.data import format as fmt
+from embodia.data.render import CameraRig, VisualRandomization, VisualRandomizer
+from embodia.data.video import VideoConfig
+from embodia.data.writer import DatasetSpec, Episode, StagingArea
+
+FAILED_DIR = "failed"  # staging/failed/<attempt>: attempts filtered out, so resume does not redo them
+
+
+class GenerateConfig(BaseModel):
+    """Everything `embodia data generate` needs; saved in info.json under embodia.generate."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    task: str = Field(..., description="registered task name, e.g. arm-pick-place")
+    episodes: int = Field(10, ge=1, description="episodes to keep in the dataset")
+    cameras: list[str] = Field(default_factory=list, description="task cameras to record as MP4 streams")
+    image_size: int = Field(128, ge=16, le=1024, description="square camera image size in pixels (even)")
+    workers: int = Field(1, ge=1, le=64, description="worker processes, each with its own batch of envs")
+    envs_per_worker: int = Field(8, ge=1, le=256, description="envs stepped together in one worker")
+    keep: Literal["all", "success"] = Field("all", description="keep every episode (with a success flag) or only successes")
+    seed: int = Field(0, ge=0, description="dataset seed; attempt k uses episode_seed(seed, k)")
+    policy: Literal["auto", "expert", "random"] = Field("auto", description="scripted expert, random actions, or expert when the task has one")
+    physics_randomization: bool = Field(True, description="apply the task's default physics randomization (arm tasks)")
+    visual_randomization: VisualRandomization | None = Field(default_factory=VisualRandomization,
+                                                             description="per-episode colours/lights/camera jitter; None = off")
+    stop_on_success: bool = Field(True, description="end an episode once success has held for success_hold_steps")
+    success_hold_steps: int = Field(5, ge=1, description="consecutive success steps that end an episode early")
+    max_attempts_factor: int = Field(20, ge=1, description="give up after episodes * this many attempts (keep=success)")
+    video: VideoConfig = Field(default_factory=VideoConfig, description="camera stream encoding")
+
+    @field_validator("image_size")
+    @classmethod
+    def _even(cls, value: int) -> int:
+        if value % 2:
+            raise ValueError(f"image_size={value} must be even (yuv420p video)")
+        return value
+
+
+def episode_seed(seed: int, attempt: int) -> int:
+    """The episode seed of attempt `attempt` of a dataset seeded `seed` (independent streams per attempt)."""
+    state = np.random.SeedSequence([seed, attempt]).generate_state(2, np.uint64)
+    return int(state[0] >> np.uint64(2))  # < 2**62 so it fits int64
+
+
+# ---------------------------------------------------------------------- environment pieces
+def make_env(config: GenerateConfig, num_envs: int, worker: int = 0):
+    """The BatchEnv a worker drives: the task, its default physics randomization, resets left to us."""
+    from embodia.tasks import BatchEnv
+
+    randomization = None
+    if config.physics_randomization and config.task.startswith("arm-"):
+        from embodia.tasks.arm_common import default_randomization
+
+        randomization = default_randomization(config.task)
+    return BatchEnv(config.task, num_envs=num_envs, seed=config.seed * 1000 + worker,
+                    randomization=randomization, autoreset_mode="disabled")
+
+
+def make_policy(config: GenerateConfig, env) -> tuple[Any, str]:
+    """(policy with act/reset, its name): the task's scripted expert or uniform random actions."""
+    if config.policy in ("auto", "expert"):
+        try:
+            from embodia.data.experts import make_expert
+
+            return make_expert(config.task, env), "expert"
+        except (ImportError, KeyError, ValueError) as error:
+            if config.policy == "expert":
+                raise ValueError(f"no scripted expert for task {config.task!r} ({error}); use --policy random") from None
+    return RandomPolicy(env, config.seed), "random"
+
+
+class RandomPolicy:
+    """Uniform random actions within the action bounds (for tasks without an expert)."""
+
+    def __init__(self, env, seed: int) -> None:
+        self.low, self.high = env.single_action_space.low, env.single_action_space.high
+        self.num_envs = env.num_envs
+        self.rng = np.random.default_rng([seed, 0xA11])
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        return self.rng.uniform(self.low, self.high, (len(obs), len(self.low)))
+
+    def reset(self, env_ids: np.ndarray) -> None:
+        return None
+
+
+def dataset_spec(config: GenerateConfig) -> DatasetSpec:
+    """The dataset layout a generation run writes (features from the task's spaces)."""
+    env = make_env(config, 1)
+    try:
+        fps = max(1, round(1.0 / env.sim.dt))
+        if config.cameras:
+            names = [env.model.camera(i).name for i in range(env.model.ncam)]
+            unknown = [c for c in config.cameras if c not in names]
+            if unknown:
+                raise ValueError(f"unknown camera(s) {unknown} for task {config.task!r}; it has cameras {names or 'none'}")
+        features = {
+            "observation.state": fmt.vector_feature("float32", env.obs_dim, [f"obs_{i}" for i in range(env.obs_dim)]),
+            "action": fmt.vector_feature("float32", env.action_dim, [f"act_{i}" for i in range(env.action_dim)]),
+            "next.reward": fmt.vector_feature("float32", 1),
+            "next.done": fmt.vector_feature("bool", 1),
+            "next.success": fmt.vector_feature("bool", 1),
+        }
+        extra = {"generate": config.model_dump(mode="json"), "control_dt_s": env.sim.dt,
+                 "action_low": env.single_action_space.low.tolist(), "action_high": env.single_action_space.high.tolist(),
+                 "randomization": env.sim.randomization.model_dump(mode="json")}
+        robot = config.task.split("-")[0]
+    finally:
+        env.close()
+    return DatasetSpec(fps=fps, robot_type=robot, features=features, video=config.video, extra=extra,
+                       cameras={c: (config.image_size, config.image_size) for c in config.cameras})
+
+
+# ---------------------------------------------------------------------- the rollout loop of one worker
+class EpisodeRecorder:
+    """Per-env frame buffers of a batch; hands out finished episodes as `Episode`s."""
+
+    def __init__(self, num_envs: int, cameras: list[str]) -> None:
+        self.cameras = cameras
+        self.buffers: list[dict[str, list]] = [self._empty() for _ in range(num_envs)]
+
+    def _empty(self) -> dict[str, list]:
+        return {"observation.state": [], "action": [], "next.reward": [], "next.done": [], "next.success": [],
+                **{f"image/{c}": [] for c in self.cameras}}
+
+    def record(self, env_ids: np.ndarray, obs, action, reward, done, success, images: dict[str, np.ndarray]) -> None:
+        for k, env_id in enumerate(env_ids):
+            buffer = self.buffers[env_id]
+            buffer["observation.state"].append(obs[k])
+            buffer["action"].append(action[k])
+            buffer["next.reward"].append(reward[k])
+            buffer["next.done"].append(done[k])
+            buffer["next.success"].append(success[k])
+            for camera in self.cameras:
+                buffer[f"image/{camera}"].append(images[camera][k])
+
+    def pop(self, env_id: int, task: str, info: dict) -> Episode:
+        buffer, self.buffers[env_id] = self.buffers[env_id], self._empty()
+        frames = {key: np.asarray(values) for key, values in buffer.items() if not key.startswith("image/")}
+        frames["next.done"][-1] = True
+        images = {c: np.stack(buffer[f"image/{c}"]) for c in self.cameras}
+        return Episode(frames=frames, images=images, task=task, info=info)
+
+
+def task_description(task_name: str) -> str:
+    """Natural-language task text stored in tasks.parquet."""
+    return {"arm-pick-place": "pick up the cube and place it at the goal", "arm-push": "push the cube to the goal",
+            "arm-reach": "move the gripper to the goal"}.get(task_name, task_name)
+
+
+def run_worker(config: GenerateConfig, root: Path, worker: int, attempts: list[int],
+               keep_target: Callable[[], bool], report: Callable[[str, int, bool], None]) -> None:
+    """Roll out `attempts` (in order) on one batch, stage each kept episode; stop early when `keep_target()`."""
+    staging = StagingArea(root)
+    env = make_env(config, min(config.envs_per_worker, len(attempts)), worker)
+    policy, _ = make_policy(config, env)
+    rig = CameraRig(env, config.cameras, config.image_size) if config.cameras else None
+    visual = VisualRandomizer(env, config.visual_randomization) if rig and config.visual_randomization else None
+    recorder = EpisodeRecorder(env.num_envs, config.cameras)
+    task = task_description(config.task)
+    pending = list(reversed(attempts))
+    slot_attempt = np.full(env.num_envs, -1, dtype=np.int64)
+    success_run = np.zeros(env.num_envs, dtype=np.int64)
+    ever_success = np.zeros(env.num_envs, dtype=bool)
+    obs = np.zeros((env.num_envs, env.obs_dim))
+
+    def start(env_ids: np.ndarray) -> np.ndarray:
+        nonlocal obs
+        env_ids = env_ids[: len(pending)] if not keep_target() else env_ids[:0]
+        if env_ids.size == 0:
+            return env_ids
+        chosen = np.array([pending.pop() for _ in env_ids], dtype=np.int64)
+        seeds = np.array([episode_seed(config.seed, int(a)) for a in chosen], dtype=np.int64)
+        mask = np.zeros(env.num_envs, dtype=bool)
+        mask[env_ids] = True
+        full_seeds = np.zeros(env.num_envs, dtype=np.int64)
+        full_seeds[env_ids] = seeds
+        obs_new, _ = env.reset(options={"reset_mask": mask, "episode_seeds": seeds})
+        obs[env_ids] = obs_new[env_ids]
+        if visual is not None:
+            visual.apply(env_ids, seeds)
+        if hasattr(policy, "reset"):
+            policy.reset(env_ids)
+        slot_attempt[env_ids], success_run[env_ids], ever_success[env_ids] = chosen, 0, False
+        return env_ids
+
+    try:
+        start(np.arange(env.num_envs))
+        while (slot_attempt >= 0).any():
+            active = np.flatnonzero(slot_attempt >= 0)
+            images = rig.render(active) if rig else {}
+            action = np.asarray(policy.act(obs), dtype=np.float64)
+            action = np.clip(action, env.single_action_space.low, env.single_action_space.high)
+            action[slot_attempt < 0] = 0.0
+            next_obs, reward, terminated, truncated, info = env.step(action)
+            success = np.asarray(info["success"], dtype=bool)
+            success_run = np.where(success, success_run + 1, 0)
+            ever_success |= success
+            done = terminated | truncated
+            if config.stop_on_success:
+                done |= success_run >= config.success_hold_steps
+            recorder.record(active, obs[active], action[active], reward[active], done[active], success[active],
+                            {c: images[c] for c in config.cameras})
+            obs = next_obs
+            finished = active[done[active]]
+            for env_id in finished:
+                attempt = int(slot_attempt[env_id])
+                kept = bool(ever_success[env_id]) or config.keep == "all"
+                episode_info = {"episode_seed": int(env.episode_seed[env_id]), "success": bool(ever_success[env_id]),
+                                "final_success": bool(success[env_id]), "attempt": attempt,
+                                "return": float(info["episode_return"][env_id])}
+                episode = recorder.pop(int(env_id), task, episode_info)
+                if kept:
+                    staging.write_episode(attempt, episode)
+                else:
+                    _mark_failed(staging, attempt)
+                report("episode", attempt, kept)
+            slot_attempt[finished] = -1
+            if finished.size:
+                start(finished)
+    finally:
+        if rig is not None:
+            rig.close()
+        env.close()
+
+
+def _mark_failed(staging: StagingArea, attempt: int) -> None:
+    directory = staging.path / FAILED_DIR
+    directory.mkdir(exist_ok=True)
+    (directory / str(attempt)).touch()
+
+
+def failed_attempts(staging: StagingArea) -> set[int]:
+    """Attempts already rolled out and filtered away."""
+    directory = staging.path / FAILED_DIR
+    return {int(p.name) for p in directory.iterdir() if p.name.isdigit()} if directory.is_dir() else set()
+
+
+# ---------------------------------------------------------------------- orchestration
+def _attempt_plan(config: GenerateConfig, done: set[int]) -> list[int]:
+    limit = config.episodes if config.keep == "all" else config.episodes * config.max_attempts_factor
+    return [a for a in range(limit) if a not in done]
+
+
+def _worker_main(config_json: str, root: str, worker: int, attempts: list[int], kept_counter, events) -> None:
+    config = GenerateConfig.model_validate_json(config_json)
+
+    def report(kind: str, attempt: int, kept: bool) -> None:
+        if kept:
+            with kept_counter.get_lock():
+                kept_counter.value += 1
+        events.put((kind, attempt, kept))
+
+    try:
+        run_worker(config, Path(root), worker, attempts, lambda: kept_counter.value >= config.episodes, report)
+        events.put(("done", worker, True))
+    except BaseException as error:  # the parent re-raises it with the worker's message
+        events.put(("error", worker, f"{type(error).__name__}: {error}"))
+
+
+def generate(config: GenerateConfig, out: str | Path, *, resume: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Generate (or with `resume` continue) the dataset at `out`; returns counts, yield and throughput."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    root = Path(out)
+    if resume and (root / fmt.INFO_PATH).is_file():
+        return {"episodes": _total_episodes(root), "attempts": 0, "frames": 0, "elapsed_s": 0.0, "already_complete": True}
+    spec = dataset_spec(config)
+    staging = StagingArea.create(root, spec, resume=resume)
+    staging.remove_partial()
+    kept_before = staging.keys()
+    attempts = _attempt_plan(config, set(kept_before) | failed_attempts(staging))
+    start_s = time.perf_counter()
+    counts = {"kept": len(kept_before), "attempts": 0}
+    columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("attempts {task.fields[attempts]}"), TimeRemainingColumn()]
+    with Progress(*columns, disable=not progress, transient=False) as bar:
+        bar_id = bar.add_task(f"generate {config.task}", total=config.episodes, completed=counts["kept"], attempts=0)
+
+        def on_event(kind: str, attempt: int, kept: bool) -> None:
+            counts["attempts"] += 1
+            counts["kept"] += kept
+            bar.update(bar_id, completed=min(counts["kept"], config.episodes), attempts=counts["attempts"])
+
+        if counts["kept"] < config.episodes:
+            _run_workers(config, root, attempts, counts["kept"], on_event)
+    keys = staging.keys()
+    if len(keys) < config.episodes:
+        raise ValueError(f"only {len(keys)} of {config.episodes} episodes succeeded in {len(kept_before) + counts['attempts']} "
+                         f"attempts (--keep success); raise max_attempts_factor or use --keep all")
+    keys = keys[: config.episodes]
+    frames = sum(staging.read_episode_meta(k)["length"] for k in keys)
+    staging.finalize(keys)
+    elapsed = time.perf_counter() - start_s
+    total_attempts = len(kept_before) + counts["attempts"]
+    return {"episodes": len(keys), "attempts": total_attempts, "frames": frames, "elapsed_s": elapsed,
+            "yield": len(keys) / max(1, max(keys) + 1), "already_complete": False}
+
+
+def _total_episodes(root: Path) -> int:
+    import json
+
+    return int(json.loads((root / fmt.INFO_PATH).read_text())["total_episodes"])
+
+
+def _run_workers(config: GenerateConfig, root: Path, attempts: list[int], kept: int, on_event) -> None:
+    workers = min(config.workers, max(1, len(attempts)))
+    shares = [attempts[w::workers] for w in range(workers)]
+    if workers == 1:
+        state = {"kept": kept}
+
+        def report(kind: str, attempt: int, was_kept: bool) -> None:
+            state["kept"] += was_kept
+            on_event(kind, attempt, was_kept)
+
+        run_worker(config, root, 0, shares[0], lambda: state["kept"] >= config.episodes, report)
+        return
+    context = mp.get_context("spawn")
+    counter = context.Value("i", kept)
+    events = context.Queue()
+    processes = [context.Process(target=_worker_main, args=(config.model_dump_json(), str(root), w, shares[w], counter, events),
+                                 daemon=True) for w in range(workers)]
+    for process in processes:
+        process.start()
+    try:
+        _drain(processes, events, on_event)
+    finally:
+        for process in processes:
+            if process.is_alive():
+                process.terminate()
+            process.join(timeout=5)
+
+
+def _drain(processes: list, events, on_event) -> None:
+    running = len(processes)
+    while running:
+        try:
+            kind, ident, payload = events.get(timeout=1.0)
+        except queue.Empty:
+            if not any(p.is_alive() for p in processes):
+                raise RuntimeError("a generation worker died without reporting; rerun with --resume") from None
+            continue
+        if kind == "episode":
+            on_event(kind, ident, payload)
+        elif kind == "done":
+            running -= 1
+        else:
+            raise RuntimeError(f"generation worker {ident} failed: {payload}")
+
+
+def replay_episode(config: GenerateConfig, seed: int, actions: np.ndarray) -> np.ndarray:
+    """Observations (T, obs_dim) of replaying `actions` from episode seed `seed` (for checking determinism)."""
+    env = make_env(config, 1)
+    try:
+        obs, _ = env.reset(options={"episode_seeds": np.array([seed])})
+        observations = []
+        for action in actions:
+            observations.append(obs[0])
+            obs = env.step(action[None])[0]
+        return np.stack(observations)
+    finally:
+        env.close()
+
+
+__all__ = ["GenerateConfig", "generate", "episode_seed", "replay_episode", "dataset_spec"]
