@@ -19,9 +19,11 @@ from embodia.learn.il_common import (
     as_demonstrations,
     export_onnx,
     fit,
+    group_normalizers,
     mlp,
     onnx_metadata,
     plot_losses,
+    policy_spec,
     read_checkpoint,
     save_checkpoint,
 )
@@ -117,12 +119,20 @@ class BCPolicy(nn.Module):
         self.queue.clear(env_ids)
 
 
-class _FirstAction(nn.Module):
-    """The ONNX graph: obs -> first action of the predicted chunk."""
+class FirstAction(nn.Module):
+    """The deployable graph (ONNX, `load_policy`): obs -> first action of the predicted chunk, stateless."""
 
     def __init__(self, policy: BCPolicy) -> None:
         super().__init__()
         self.policy = policy
+
+    @property
+    def obs_mean(self) -> torch.Tensor:
+        return self.policy.obs_norm.center
+
+    @property
+    def obs_std(self) -> torch.Tensor:
+        return self.policy.obs_norm.scale
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return self.policy(obs)[:, 0]
@@ -172,9 +182,8 @@ def save_bc(policy: BCPolicy, out: str | Path, *, optimizer: torch.optim.Optimiz
             losses: list[float] | None = None, num_episodes: int | None = None) -> Path:
     """Write model.safetensors, normalizer.safetensors, config.json, optimizer.pt, state.json to `out`."""
     losses = losses or []
-    config = {"algo": "bc", "task": policy.task, "obs_dim": policy.obs_dim, "act_dim": policy.act_dim,
-              "action_low": policy.action_low.numpy(), "action_high": policy.action_high.numpy(),
-              "bc": policy.config.model_dump()}
+    config = {"policy": policy_spec("bc", policy.task, policy.obs_dim, policy.act_dim, policy.action_low,
+                                    policy.action_high, policy.config)}
     state = {"step": len(losses), "final_loss": float(np.mean(losses[-100:])) if losses else None,
              "losses": losses[:: max(1, len(losses) // 1000)], "num_episodes": num_episodes}
     return save_checkpoint(out, model=policy.net, normalizers={"obs": policy.obs_norm, "action": policy.action_norm},
@@ -182,16 +191,27 @@ def save_bc(policy: BCPolicy, out: str | Path, *, optimizer: torch.optim.Optimiz
 
 
 def load_bc(path: str | Path) -> BCPolicy:
-    """Rebuild a BC policy from its checkpoint directory."""
-    stored, model_tensors, norm_tensors = read_checkpoint(path)
-    if stored.get("algo") != "bc":
-        raise ValueError(f"{Path(path) / 'config.json'} has algo={stored.get('algo')!r}, expected 'bc'")
-    config = BCConfig.model_validate(stored["bc"])
-    net = BCNet(stored["obs_dim"], stored["act_dim"], config)
+    """Rebuild a BC policy (with its action-chunk queue) from its checkpoint directory."""
+    spec, model_tensors, norm_tensors = read_checkpoint(path)
+    if spec.get("algo") != "bc":
+        raise ValueError(f"{Path(path) / 'config.json'} has algo={spec.get('algo')!r}, expected 'bc'")
+    return policy_from_parts(spec, model_tensors, norm_tensors)
+
+
+def policy_from_parts(spec: dict, model_tensors: dict[str, torch.Tensor],
+                      norm_tensors: dict[str, dict[str, torch.Tensor]]) -> BCPolicy:
+    """A BC policy from config.json's policy spec, the model tensors and the grouped normalizer tensors."""
+    config = BCConfig.model_validate(spec["bc"])
+    net = BCNet(spec["obs_dim"], spec["act_dim"], config)
     net.load_state_dict(model_tensors)
     policy = BCPolicy(net, Normalizer(**norm_tensors["obs"]), Normalizer(**norm_tensors["action"]),
-                      np.asarray(stored["action_low"]), np.asarray(stored["action_high"]), config, stored.get("task"))
+                      np.asarray(spec["action_low"]), np.asarray(spec["action_high"]), config, spec.get("task") or None)
     return policy.eval()
+
+
+def deployed_actor(model: dict[str, torch.Tensor], normalizer: dict[str, np.ndarray], spec: dict) -> FirstAction:
+    """Hook for `embodia.learn.load_policy`: the stateless deterministic actor of a BC checkpoint."""
+    return FirstAction(policy_from_parts(spec, model, group_normalizers(normalizer))).eval()
 
 
 def export_bc(policy: BCPolicy | str | Path, path: str | Path) -> Path:
@@ -199,4 +219,4 @@ def export_bc(policy: BCPolicy | str | Path, path: str | Path) -> Path:
     policy = load_bc(policy) if isinstance(policy, (str, Path)) else policy
     metadata = onnx_metadata(policy.task, policy.obs_dim, policy.act_dim, policy.action_low.numpy(),
                              policy.action_high.numpy(), "bc")
-    return export_onnx(_FirstAction(policy), policy.obs_dim, path, metadata)
+    return export_onnx(FirstAction(policy), policy.obs_dim, path, metadata)

@@ -21,8 +21,10 @@ from embodia.learn.il_common import (
     as_demonstrations,
     export_onnx,
     fit,
+    group_normalizers,
     onnx_metadata,
     plot_losses,
+    policy_spec,
     read_checkpoint,
     save_checkpoint,
 )
@@ -195,14 +197,22 @@ class DiffusionPolicy(nn.Module):
         self.generator.manual_seed(self.config.sample_seed if seed is None else seed)
 
 
-class _FixedNoiseFirstAction(nn.Module):
-    """The ONNX graph: DDIM unrolled from one fixed noise chunk, returning the chunk's first action."""
+class FixedNoiseFirstAction(nn.Module):
+    """The deployable graph (ONNX, `load_policy`): DDIM unrolled from one fixed noise chunk, first action out."""
 
     def __init__(self, policy: DiffusionPolicy) -> None:
         super().__init__()
         self.policy = policy
         generator = torch.Generator().manual_seed(policy.config.sample_seed)
         self.register_buffer("noise", torch.randn((1, policy.config.horizon, policy.act_dim), generator=generator))
+
+    @property
+    def obs_mean(self) -> torch.Tensor:
+        return self.policy.obs_norm.center
+
+    @property
+    def obs_std(self) -> torch.Tensor:
+        return self.policy.obs_norm.scale
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         noise = self.noise.expand(obs.shape[0], -1, -1)
@@ -269,9 +279,8 @@ def save_diffusion(policy: DiffusionPolicy, out: str | Path, *, optimizer: torch
                    losses: list[float] | None = None, num_episodes: int | None = None) -> Path:
     """Write the checkpoint directory; model.safetensors holds the (EMA) weights used for acting."""
     losses = losses or []
-    config = {"algo": "diffusion", "task": policy.task, "obs_dim": policy.obs_dim, "act_dim": policy.act_dim,
-              "action_low": policy.action_low.numpy(), "action_high": policy.action_high.numpy(),
-              "diffusion": policy.config.model_dump()}
+    config = {"policy": policy_spec("diffusion", policy.task, policy.obs_dim, policy.act_dim, policy.action_low,
+                                    policy.action_high, policy.config)}
     state = {"step": len(losses), "final_loss": float(np.mean(losses[-100:])) if losses else None,
              "losses": losses[:: max(1, len(losses) // 1000)], "num_episodes": num_episodes}
     return save_checkpoint(out, model=policy.denoiser, normalizers={"obs": policy.obs_norm, "action": policy.action_norm},
@@ -280,16 +289,27 @@ def save_diffusion(policy: DiffusionPolicy, out: str | Path, *, optimizer: torch
 
 def load_diffusion(path: str | Path) -> DiffusionPolicy:
     """Rebuild a diffusion policy from its checkpoint directory (sampling noise restarts from sample_seed)."""
-    stored, model_tensors, norm_tensors = read_checkpoint(path)
-    if stored.get("algo") != "diffusion":
-        raise ValueError(f"{Path(path) / 'config.json'} has algo={stored.get('algo')!r}, expected 'diffusion'")
-    config = DiffusionConfig.model_validate(stored["diffusion"])
-    denoiser = Denoiser(stored["obs_dim"], stored["act_dim"], config)
+    spec, model_tensors, norm_tensors = read_checkpoint(path)
+    if spec.get("algo") != "diffusion":
+        raise ValueError(f"{Path(path) / 'config.json'} has algo={spec.get('algo')!r}, expected 'diffusion'")
+    return policy_from_parts(spec, model_tensors, norm_tensors)
+
+
+def policy_from_parts(spec: dict, model_tensors: dict[str, torch.Tensor],
+                      norm_tensors: dict[str, dict[str, torch.Tensor]]) -> DiffusionPolicy:
+    """A diffusion policy from config.json's policy spec, the model tensors and the grouped normalizer tensors."""
+    config = DiffusionConfig.model_validate(spec["diffusion"])
+    denoiser = Denoiser(spec["obs_dim"], spec["act_dim"], config)
     denoiser.load_state_dict(model_tensors)
     policy = DiffusionPolicy(denoiser, Normalizer(**norm_tensors["obs"]), Normalizer(**norm_tensors["action"]),
-                             np.asarray(stored["action_low"]), np.asarray(stored["action_high"]), config,
-                             stored.get("task"))
+                             np.asarray(spec["action_low"]), np.asarray(spec["action_high"]), config,
+                             spec.get("task") or None)
     return policy.eval()
+
+
+def deployed_actor(model: dict[str, torch.Tensor], normalizer: dict[str, np.ndarray], spec: dict) -> FixedNoiseFirstAction:
+    """Hook for `embodia.learn.load_policy`: the deterministic fixed-noise actor of a diffusion checkpoint."""
+    return FixedNoiseFirstAction(policy_from_parts(spec, model, group_normalizers(normalizer))).eval()
 
 
 def export_diffusion(policy: DiffusionPolicy | str | Path, path: str | Path) -> Path:
@@ -297,4 +317,4 @@ def export_diffusion(policy: DiffusionPolicy | str | Path, path: str | Path) -> 
     policy = load_diffusion(policy) if isinstance(policy, (str, Path)) else policy
     metadata = onnx_metadata(policy.task, policy.obs_dim, policy.act_dim, policy.action_low.numpy(),
                              policy.action_high.numpy(), "diffusion")
-    return export_onnx(_FixedNoiseFirstAction(policy), policy.obs_dim, path, metadata)
+    return export_onnx(FixedNoiseFirstAction(policy), policy.obs_dim, path, metadata)

@@ -3,17 +3,20 @@ action-chunk queues, checkpoint I/O, and a seeded success-rate rollout."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import torch
+from pydantic import BaseModel
 from torch import nn
 
 CHECKPOINT_FILES = ("model.safetensors", "config.json", "normalizer.safetensors", "optimizer.pt", "state.json")
@@ -85,17 +88,35 @@ def load_demonstrations(root: str | Path) -> Demonstrations:
     root = Path(root)
     if not root.exists():
         raise FileNotFoundError(f"dataset {root} does not exist; generate one with `embodia data generate`")
-    info = _read_info(root)
-    columns = _read_parquet_columns(root, ("observation.state", "action", "episode_index", "frame_index"))
-    order = np.lexsort((columns["frame_index"], columns["episode_index"]))
-    low, high = _action_bounds_from_info(info)
+    try:
+        from embodia.data.reader import Dataset
+    except ImportError:  # the reader is optional here: the Parquet layout is the contract
+        info, columns = _read_info(root), _read_parquet_columns(root, _COLUMNS)
+    else:
+        dataset = Dataset(root)
+        info = dataset.info
+        missing = [key for key in _COLUMNS if key not in dataset.data_keys]
+        if missing:
+            raise DatasetFormatError(f"{root} has no column {missing[0]!r}; imitation learning needs {list(_COLUMNS)}")
+        columns = {key: dataset.column(key) for key in _COLUMNS}
+    return _demonstrations_from_columns(columns, info)
+
+
+_COLUMNS = ("observation.state", "action", "episode_index", "frame_index")
+
+
+def _demonstrations_from_columns(columns: dict[str, np.ndarray], info: dict) -> Demonstrations:
+    episode_index = columns["episode_index"].reshape(-1)
+    order = np.lexsort((columns["frame_index"].reshape(-1), episode_index))  # episodes contiguous, in time order
+    extra = info.get("embodia") if isinstance(info.get("embodia"), dict) else {}
+    low, high = extra.get("action_low"), extra.get("action_high")
     return Demonstrations(
         observations=columns["observation.state"][order],
         actions=columns["action"][order],
-        episode_index=columns["episode_index"][order],
-        task=info.get("embodia", {}).get("task") if isinstance(info.get("embodia"), dict) else info.get("task"),
-        action_low=low,
-        action_high=high,
+        episode_index=episode_index[order],
+        task=extra.get("task"),
+        action_low=None if low is None else np.asarray(low, dtype=np.float32),
+        action_high=None if high is None else np.asarray(high, dtype=np.float32),
     )
 
 
@@ -117,8 +138,7 @@ def _read_parquet_columns(root: Path, names: tuple[str, ...]) -> dict[str, np.nd
     for name in names:
         missing = [str(path) for path, table in zip(files, tables) if name not in table.column_names]
         if missing:
-            raise DatasetFormatError(f"column {name!r} is missing from {missing[0]}; imitation learning needs "
-                                     "'observation.state', 'action', 'episode_index' and 'frame_index'")
+            raise DatasetFormatError(f"column {name!r} is missing from {missing[0]}; imitation learning needs {list(names)}")
         arrays[name] = np.concatenate([_column_to_numpy(table.column(name)) for table in tables])
     return arrays
 
@@ -133,27 +153,29 @@ def _column_to_numpy(column) -> np.ndarray:
     return column.to_numpy(zero_copy_only=False)
 
 
-def _action_bounds_from_info(info: dict) -> tuple[np.ndarray | None, np.ndarray | None]:
-    feature = info.get("features", {}).get("action", {})
-    low, high = feature.get("low"), feature.get("high")
-    if low is None or high is None:
-        return None, None
-    return np.asarray(low, dtype=np.float32), np.asarray(high, dtype=np.float32)
-
-
 def collect_demonstrations(task: str, num_episodes: int, *, seed: int = 0, num_envs: int = 32,
-                           only_successful: bool = True, task_config: dict | None = None) -> Demonstrations:
-    """Roll out the task's scripted expert for `num_episodes` seeded episodes, in batches, into arrays."""
-    from embodia.data.experts import make_expert
+                           only_successful: bool = True, task_config: dict | None = None,
+                           expert: Callable | None = None) -> Demonstrations:
+    """Roll out an expert for `num_episodes` seeded episodes, in batches, into arrays.
+
+    `expert` builds the controller from the env (`expert(env)` -> object with batched `act`, or a callable
+    obs -> actions); by default the task's scripted expert from `embodia.data.experts.make_expert`.
+    """
     from embodia.tasks import BatchEnv
 
     num_envs = max(1, min(num_envs, num_episodes))
     env = BatchEnv(task, num_envs, seed=seed, autoreset_mode="disabled", task_config=task_config)
-    expert = make_expert(task, env)
+    if expert is None:
+        from embodia.data.experts import make_expert
+
+        controller = make_expert(task, env)
+    else:
+        controller = expert(env)
+    act = controller.act if hasattr(controller, "act") else controller
     observations, actions, episode_index, kept = [], [], [], 0
     for first in range(0, num_episodes, num_envs):
         wave = min(num_envs, num_episodes - first)
-        episodes = _record_wave(env, expert.act, getattr(expert, "reset", None), seed + first, wave)
+        episodes = _record_wave(env, act, getattr(controller, "reset", None), seed + first, wave)
         for obs, act, success in episodes:
             if only_successful and not success:
                 continue
@@ -276,8 +298,9 @@ class ActionQueue:
     def clear(self, env_ids: np.ndarray | None = None) -> None:
         if env_ids is None:
             self.remaining[:] = 0
-        else:
-            self.remaining[np.asarray(env_ids, dtype=np.int64)] = 0
+            return
+        env_ids = np.asarray(env_ids, dtype=np.int64)
+        self.remaining[env_ids[env_ids < len(self.remaining)]] = 0  # envs not seen yet have nothing queued
 
 
 # ---------------------------------------------------------------------------------------------- checkpoints
@@ -327,7 +350,7 @@ def _json_default(value: Any) -> Any:
 
 
 def read_checkpoint(path: str | Path) -> tuple[dict, dict[str, torch.Tensor], dict[str, dict[str, torch.Tensor]]]:
-    """(config, model tensors, normalizer tensors by name) of a checkpoint directory."""
+    """(policy spec from config.json, model tensors, normalizer tensors by name) of a checkpoint directory."""
     from safetensors.torch import load_file
 
     path = Path(path)
@@ -337,17 +360,31 @@ def read_checkpoint(path: str | Path) -> tuple[dict, dict[str, torch.Tensor], di
         if not (path / name).exists():
             raise FileNotFoundError(f"{path / name} is missing; {path} is not a complete checkpoint")
     config = json.loads((path / "config.json").read_text())
-    normalizers: dict[str, dict[str, torch.Tensor]] = {}
-    for key, value in load_file(path / "normalizer.safetensors").items():
+    if not isinstance(config.get("policy"), dict):
+        raise ValueError(f"{path / 'config.json'} has no 'policy' section; it was not written by embodia.learn")
+    return config["policy"], load_file(path / "model.safetensors"), group_normalizers(load_file(path / "normalizer.safetensors"))
+
+
+def group_normalizers(flat: dict[str, Any]) -> dict[str, dict[str, torch.Tensor]]:
+    """{'obs.center': t, ...} -> {'obs': {'center': t, 'scale': t}, ...}."""
+    grouped: dict[str, dict[str, torch.Tensor]] = {}
+    for key, value in flat.items():
         name, _, field = key.partition(".")
-        normalizers.setdefault(name, {})[field] = value
-    return config, load_file(path / "model.safetensors"), normalizers
+        grouped.setdefault(name, {})[field] = torch.as_tensor(value)
+    return grouped
+
+
+def policy_spec(algo: str, task: str | None, obs_dim: int, act_dim: int, low: torch.Tensor, high: torch.Tensor,
+                config: BaseModel) -> dict[str, Any]:
+    """config.json's 'policy' section, shared with `embodia.learn.load_policy`: what rebuilds the actor."""
+    return {"algo": algo, "task": task or "", "obs_dim": obs_dim, "act_dim": act_dim,
+            "action_low": low.tolist(), "action_high": high.tolist(), algo: config.model_dump()}
 
 
 def load_il_policy(path: str | Path):
     """Load a BC or diffusion checkpoint directory as a policy, choosing the loader from config.json's `algo`."""
-    config, _, _ = read_checkpoint(path)
-    algo = config.get("algo")
+    spec, _, _ = read_checkpoint(path)
+    algo = spec.get("algo")
     if algo == "bc":
         from embodia.learn.bc import load_bc
         return load_bc(path)
@@ -395,11 +432,12 @@ def rollout_success(policy, task: str, num_episodes: int, *, seed: int = 10_000,
     num_envs = max(1, min(num_envs, num_episodes))
     env = BatchEnv(task, num_envs, seed=seed, autoreset_mode="disabled", task_config=task_config)
     successes, returns = [], []
-    for first in range(0, num_episodes, num_envs):
-        wave = min(num_envs, num_episodes - first)
-        success, episode_return = _evaluate_wave(env, act, reset, seed + first, wave)
-        successes.append(success)
-        returns.append(episode_return)
+    with torch_threads(1):
+        for first in range(0, num_episodes, num_envs):
+            wave = min(num_envs, num_episodes - first)
+            success, episode_return = _evaluate_wave(env, act, reset, seed + first, wave)
+            successes.append(success)
+            returns.append(episode_return)
     env.close()
     success, episode_return = np.concatenate(successes), np.concatenate(returns)
     return {"success_rate": float(success.mean()), "mean_return": float(episode_return.mean()),
@@ -423,10 +461,22 @@ def _evaluate_wave(env, act: Callable, reset: Callable | None, first_seed: int, 
 
 
 # ---------------------------------------------------------------------------------------------- training loop
+@contextlib.contextmanager
+def torch_threads(num_threads: int) -> Iterator[None]:
+    """Run torch on `num_threads` intra-op threads, then restore. Small MLPs are fastest on one thread, and
+    many times slower with spinning worker threads when other processes share the cores."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(max(1, num_threads))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 def fit(loss_fn: Callable[[torch.Tensor], torch.Tensor], parameters: list[nn.Parameter], *, num_frames: int,
         num_steps: int, batch_size: int, learning_rate: float, weight_decay: float, seed: int,
-        description: str, on_step: Callable[[int], None] | None = None,
-        progress: bool = True) -> tuple[torch.optim.Optimizer, list[float]]:
+        description: str, on_step: Callable[[int], None] | None = None, progress: bool = True,
+        num_threads: int = 1) -> tuple[torch.optim.Optimizer, list[float]]:
     """Minibatch AdamW with warm-up + cosine decay; `loss_fn(frame_ids)` returns the scalar loss of a batch."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -437,7 +487,7 @@ def fit(loss_fn: Callable[[torch.Tensor], torch.Tensor], parameters: list[nn.Par
     losses: list[float] = []
     columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                TextColumn("loss {task.fields[loss]:.4g}"), TimeElapsedColumn(), TimeRemainingColumn())
-    with Progress(*columns, disable=not progress, transient=False) as bar:
+    with torch_threads(num_threads), Progress(*columns, disable=not progress, transient=False) as bar:
         task_id = bar.add_task(description, total=num_steps, loss=float("nan"))
         for step in range(num_steps):
             frame_ids = torch.randint(0, num_frames, (min(batch_size, num_frames),), generator=generator)
