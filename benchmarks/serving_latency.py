@@ -1,0 +1,306 @@
+"""Policy-server latency: p50/p99/p99.9 at a fixed open-loop 500 req/s and the max sustainable rate (ramp),
+next to the same ONNX model called in-process (the floor).
+
+The server runs as `embodia serve` in its own process (uvicorn, one worker) on loopback; the load generator
+is a second process: asyncio with hand-written HTTP/1.1 over a pool of keep-alive connections, sending on
+a fixed schedule whether or not earlier replies have arrived (open loop), so a slow reply cannot hide the
+queueing it causes. Each latency is measured from the moment the request is written to the moment its
+whole reply is read; the generator's own lag behind the schedule is reported next to it.
+
+    python benchmarks/serving_latency.py                     # full run (about 4 minutes)
+    python benchmarks/serving_latency.py --duration-s 5 --ramp-duration-s 2 --repeats 1   # quick look
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+OBS_DIM, ACT_DIM, HIDDEN = 64, 8, (256, 256)
+SLO_P99_MS = 2.0  # the target at 500 req/s
+RAMP_SLO_P99_MS = 10.0  # a rate counts as sustained if it is served at >= 97 % with p99 under this
+
+
+# ---------------------------------------------------------------- load generator (runs in its own process)
+
+async def _read_reply(reader: asyncio.StreamReader) -> int:
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head[9:12])
+    length_at = head.lower().find(b"content-length:")
+    length = int(head[length_at + 15:head.index(b"\r\n", length_at)])
+    await reader.readexactly(length)
+    return status
+
+
+async def _open_loop(host: str, port: int, request: bytes, rate_hz: float, duration_s: float,
+                     connections: int) -> dict:
+    total = int(rate_hz * duration_s)
+    latency_s = np.full(total, np.nan)
+    lag_s = np.zeros(total)
+    idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = [
+        await asyncio.open_connection(host, port) for _ in range(connections)]
+    opened = connections
+    failures = 0
+
+    async def one(index: int, connection: tuple) -> None:
+        nonlocal failures
+        reader, writer = connection
+        sent = time.perf_counter()
+        writer.write(request)
+        try:
+            status = await _read_reply(reader)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            failures += 1
+            return
+        latency_s[index] = time.perf_counter() - sent
+        failures += status != 200
+        idle.append(connection)
+
+    tasks = []
+    start = time.perf_counter() + 0.05
+    for index in range(total):
+        scheduled = start + index / rate_hz
+        delay = scheduled - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        lag_s[index] = time.perf_counter() - scheduled
+        if not idle:  # every connection busy: open another rather than wait (that would close the loop)
+            idle.append(await asyncio.open_connection(host, port))
+            opened += 1
+        tasks.append(asyncio.ensure_future(one(index, idle.pop())))
+    await asyncio.gather(*tasks)
+    elapsed = time.perf_counter() - start
+    for _, writer in idle:
+        writer.close()
+    done = latency_s[np.isfinite(latency_s)]
+    return {"offered_hz": rate_hz, "achieved_hz": len(done) / elapsed, "requests": total, "failures": failures,
+            "connections": opened, **_percentiles_ms(done, "latency"), **_percentiles_ms(lag_s, "lag")}
+
+
+async def _stream_loop(url: str, frame: bytes, rate_hz: float, duration_s: float) -> dict:
+    """A fixed-rate control loop over /stream: send an observation each tick, wait for its action."""
+    from websockets.asyncio.client import connect
+
+    total = int(rate_hz * duration_s)
+    latency_s = np.empty(total)
+    async with connect(url, compression=None, max_size=None) as websocket:
+        start = time.perf_counter() + 0.05
+        for index in range(total):
+            delay = start + index / rate_hz - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            sent = time.perf_counter()
+            await websocket.send(frame)
+            await websocket.recv()
+            latency_s[index] = time.perf_counter() - sent
+    return {"offered_hz": rate_hz, "achieved_hz": total / (time.perf_counter() - start), "requests": total,
+            "failures": 0, **_percentiles_ms(latency_s, "latency")}
+
+
+def _percentiles_ms(values_s: np.ndarray, name: str) -> dict:
+    if len(values_s) == 0:
+        return {f"{name}_p50_ms": float("nan"), f"{name}_p99_ms": float("nan"), f"{name}_p999_ms": float("nan"),
+                f"{name}_max_ms": float("nan")}
+    p50, p99, p999 = np.percentile(values_s, [50, 99, 99.9]) * 1e3
+    return {f"{name}_p50_ms": p50, f"{name}_p99_ms": p99, f"{name}_p999_ms": p999,
+            f"{name}_max_ms": float(values_s.max() * 1e3)}
+
+
+def _http_request(port: int, body: bytes, content_type: str, shape: str | None) -> bytes:
+    headers = ["POST /act HTTP/1.1", f"host: 127.0.0.1:{port}", f"content-type: {content_type}",
+               f"content-length: {len(body)}"]
+    if shape:
+        headers.append(f"x-embodia-shape: {shape}")
+    return ("\r\n".join(headers) + "\r\n\r\n").encode() + body
+
+
+def loadgen_main(args: argparse.Namespace) -> None:
+    """Entry of the load-generator process: print one JSON line of results."""
+    import uvloop
+
+    obs = np.random.default_rng(0).normal(size=OBS_DIM).astype(np.float32)
+    if args.format == "stream":
+        result = uvloop.run(_stream_loop(f"ws://127.0.0.1:{args.port}/stream", obs.tobytes(), args.rate,
+                                         args.duration_s))
+    else:
+        if args.format == "json":
+            request = _http_request(args.port, json.dumps({"obs": obs.tolist()}).encode(), "application/json", None)
+        else:
+            request = _http_request(args.port, obs.tobytes(), "application/octet-stream", str(OBS_DIM))
+        result = uvloop.run(_open_loop("127.0.0.1", args.port, request, args.rate, args.duration_s,
+                                       args.connections))
+    print(json.dumps(result))
+
+
+# ---------------------------------------------------------------- orchestration
+
+def _start_server(model: Path, framework: str) -> tuple[subprocess.Popen, int]:
+    executable = Path(sys.executable).with_name("embodia")
+    process = subprocess.Popen([str(executable), "serve", str(model), "--port", "0", "--framework", framework],
+                               stderr=subprocess.PIPE, text=True, env={**os.environ, "COLUMNS": "300"})
+    line = process.stderr.readline()
+    url = next((word for word in line.split() if word.startswith("http://")), None)
+    if url is None:
+        process.kill()
+        raise RuntimeError(f"server did not start: {line}{process.stderr.read()}")
+    port = int(url.rsplit(":", 1)[1])
+    import httpx
+
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            httpx.get(f"{url}/healthz", timeout=1.0)
+            return process, port
+        except httpx.TransportError:
+            if time.monotonic() > deadline:
+                process.kill()
+                raise
+            time.sleep(0.05)
+
+
+def _stop_server(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+def _load(port: int, fmt: str, rate_hz: float, duration_s: float, connections: int = 4) -> dict:
+    command = [sys.executable, __file__, "--loadgen", "--port", str(port), "--format", fmt, "--rate", str(rate_hz),
+               "--duration-s", str(duration_s), "--connections", str(connections)]
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=duration_s * 3 + 60)
+    if completed.returncode != 0:
+        raise RuntimeError(f"load generator failed: {completed.stderr[-2000:]}")
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def in_process_floor(model: Path, calls: int = 20000) -> dict[str, dict]:
+    """The same model called in-process on one observation: ONNX Runtime alone, and the whole server path
+    (JSON decode + checks + inference + JSON encode) without the network."""
+    from embodia.serve.runtime import OnnxPolicy
+    from embodia.serve.service import PolicyService
+
+    obs = np.random.default_rng(0).normal(size=(1, OBS_DIM)).astype(np.float32)
+    body = json.dumps({"obs": obs[0].tolist()}).encode()
+    results = {}
+    for threads in (1, 0):
+        policy = OnnxPolicy(model, intra_op_threads=threads)
+        results[f"onnxruntime.run, intra_op_threads={threads or 'default'}"] = _time_calls(lambda: policy.act(obs),
+                                                                                            calls)
+    service = PolicyService(OnnxPolicy(model))
+    results["server handler without network (JSON in/out)"] = _time_calls(
+        lambda: service.act(body, "application/json", None), calls)
+    return results
+
+
+def _time_calls(function, calls: int) -> dict:
+    for _ in range(200):
+        function()
+    latency_s = np.empty(calls)
+    for index in range(calls):
+        start = time.perf_counter()
+        function()
+        latency_s[index] = time.perf_counter() - start
+    return _percentiles_ms(latency_s, "latency")
+
+
+def ramp(port: int, fmt: str, rates_hz: list[float], duration_s: float) -> tuple[list[dict], float]:
+    """Offer rising rates; the max sustainable rate is the last one served at >= 97 % with p99 under the SLO."""
+    points, sustained = [], 0.0
+    for rate in rates_hz:
+        point = _load(port, fmt, rate, duration_s, connections=16)
+        points.append(point)
+        ok = point["achieved_hz"] >= 0.97 * rate and point["latency_p99_ms"] <= RAMP_SLO_P99_MS \
+            and point["failures"] == 0
+        if not ok:
+            break
+        sustained = rate
+    return points, sustained
+
+
+def _row(label: str, result: dict) -> str:
+    return (f"| {label} | {result.get('offered_hz', float('nan')):.0f} | {result.get('achieved_hz', float('nan')):.0f} "
+            f"| {result['latency_p50_ms']:.3f} | {result['latency_p99_ms']:.3f} | {result['latency_p999_ms']:.3f} "
+            f"| {result['latency_max_ms']:.2f} | {result.get('lag_p99_ms', float('nan')):.2f} "
+            f"| {result.get('failures', 0)} |")
+
+
+def main(args: argparse.Namespace) -> None:
+    """Run the floor, the 500 req/s points and the ramps; print markdown tables."""
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from embodia.serve.testing import make_mlp_onnx
+
+    console = Console(stderr=True)
+    header = ("| setup | offered req/s | achieved req/s | p50 ms | p99 ms | p99.9 ms | max ms | generator lag p99 ms "
+              "| failures |\n|---|---|---|---|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as workdir:
+        model = make_mlp_onnx(Path(workdir) / "mlp.onnx", OBS_DIM, ACT_DIM, HIDDEN, task="benchmark")
+        floor = in_process_floor(model)
+        print(f"model: MLP {OBS_DIM}->{'->'.join(map(str, HIDDEN))}->{ACT_DIM}, one observation per request\n")
+        print("in-process floor (no server):\n\n| call | p50 ms | p99 ms | p99.9 ms | max ms |\n|---|---|---|---|---|")
+        for label, result in floor.items():
+            print(f"| {label} | {result['latency_p50_ms']:.4f} | {result['latency_p99_ms']:.4f} "
+                  f"| {result['latency_p999_ms']:.4f} | {result['latency_max_ms']:.3f} |")
+        fixed_rows, ramp_rows = [], []
+        with Progress(console=console) as progress:
+            task = progress.add_task("serving benchmark", total=len(args.frameworks) * (3 * args.repeats + 1))
+            for framework in args.frameworks:
+                process, port = _start_server(model, framework)
+                try:
+                    _load(port, "json", 500, 1.0)  # warm-up
+                    for repeat in range(args.repeats):
+                        for fmt in ("json", "binary", "stream"):
+                            result = _load(port, fmt, 500, args.duration_s)
+                            fixed_rows.append(_row(f"{framework} {fmt} #{repeat + 1}", result))
+                            progress.advance(task)
+                    points, sustained = ramp(port, "json", args.ramp_rates, args.ramp_duration_s)
+                    ramp_rows += [_row(f"{framework} json ramp", point) for point in points]
+                    ramp_rows.append(f"| **{framework} json: max sustainable** | **{sustained:.0f}** |"
+                                     " | | | | | | |")
+                    progress.advance(task)
+                finally:
+                    _stop_server(process)
+        print(f"\nfixed open-loop 500 req/s, {args.duration_s:.0f} s per point (stream = one WebSocket, 500 Hz "
+              f"control loop, one frame in flight):\n\n{header}")
+        print("\n".join(fixed_rows))
+        print(f"\nramp (JSON, 16+ keep-alive connections, {args.ramp_duration_s:.0f} s per rate; sustained = "
+              f">= 97 % served, p99 <= {RAMP_SLO_P99_MS} ms, no failures):\n\n{header}")
+        print("\n".join(ramp_rows))
+
+
+def parse_args() -> argparse.Namespace:
+    """Command-line options of both roles (orchestrator and --loadgen)."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--loadgen", action="store_true", help="run as the load-generator process")
+    parser.add_argument("--port", type=int, help="server port (loadgen)")
+    parser.add_argument("--format", choices=["json", "binary", "stream"], default="json", help="wire format (loadgen)")
+    parser.add_argument("--rate", type=float, default=500.0, help="offered requests/s (loadgen)")
+    parser.add_argument("--connections", type=int, default=4, help="keep-alive connections to start with (loadgen)")
+    parser.add_argument("--duration-s", type=float, default=20.0, help="seconds per fixed-rate point")
+    parser.add_argument("--ramp-duration-s", type=float, default=5.0, help="seconds per ramp rate")
+    parser.add_argument("--ramp-rates", type=float, nargs="+", default=[1000, 2000, 3000, 4000, 5000, 6000, 8000],
+                        help="offered rates of the ramp")
+    parser.add_argument("--repeats", type=int, default=3, help="repeats of the 500 req/s points")
+    parser.add_argument("--frameworks", nargs="+", default=["asgi", "fastapi"], choices=["asgi", "fastapi"],
+                        help="server apps to measure")
+    return parser.parse_args()
+
+
+if __name__ == "__main__":
+    arguments = parse_args()
+    if arguments.loadgen:
+        loadgen_main(arguments)
+    else:
+        main(arguments)
