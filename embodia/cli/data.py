@@ -1,0 +1,106 @@
+"""`embodia data ...`: generate, check, show and augment LeRobot v3.0 datasets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+data_app = typer.Typer(help="Synthetic robot datasets in the LeRobot v3.0 format.", no_args_is_help=True)
+console = Console()
+
+
+def _split(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+@data_app.command("generate")
+def generate_command(
+    task: str = typer.Option(..., help="task name, e.g. arm-pick-place"),
+    out: Path = typer.Option(..., help="output dataset directory (new, or unfinished with --resume)"),
+    episodes: int = typer.Option(10, help="episodes to keep"),
+    cameras: str = typer.Option("", help="comma-separated task cameras to record, e.g. front,wrist"),
+    workers: int = typer.Option(1, help="worker processes (one batch of envs each)"),
+    envs_per_worker: int = typer.Option(8, help="envs stepped together in one worker"),
+    image_size: int = typer.Option(128, help="square camera image size in pixels (even)"),
+    keep: str = typer.Option("all", help="all (with a success flag per episode) or success"),
+    seed: int = typer.Option(0, help="dataset seed (episode seeds derive from it)"),
+    policy: str = typer.Option("auto", help="expert, random, or auto (the task's expert when it has one)"),
+    visual_dr: bool = typer.Option(True, help="per-episode colours, lights and camera jitter"),
+    codec: str = typer.Option("libsvtav1", help="video encoder: libsvtav1 (AV1) or libx264 (H.264)"),
+    resume: bool = typer.Option(False, help="continue an interrupted generation in --out"),
+) -> None:
+    """Roll out TASK with its scripted expert and write a LeRobot v3.0 dataset."""
+    from pydantic import ValidationError
+
+    from embodia.data.generate import GenerateConfig, generate
+    from embodia.tasks.registry import make_task
+
+    make_task(task)  # unknown task -> one clear line before any work
+    try:
+        config = GenerateConfig(task=task, episodes=episodes, cameras=_split(cameras), workers=workers,
+                                envs_per_worker=envs_per_worker, image_size=image_size, keep=keep, seed=seed,
+                                policy=policy, video={"encoder": codec},
+                                **({} if visual_dr else {"visual_randomization": None}))
+    except ValidationError as error:
+        first = error.errors()[0]
+        raise ValueError(f"--{'-'.join(str(p) for p in first['loc']).replace('_', '-')}: {first['msg']}") from None
+    result = generate(config, out, resume=resume)
+    if result["already_complete"]:
+        console.print(f"{out} is already a finished dataset with {result['episodes']} episodes; nothing to do")
+        return
+    rate = result["frames"] / max(result["elapsed_s"], 1e-9)
+    console.print(f"wrote {out}: {result['episodes']} episodes, {result['frames']} frames from {result['attempts']} "
+                  f"attempts in {result['elapsed_s']:.1f} s ({rate:,.0f} frames/s)")
+
+
+@data_app.command("check")
+def check_command(path: Path = typer.Argument(..., help="dataset directory"),
+                  videos: bool = typer.Option(True, help="count video frames against timestamps")) -> None:
+    """Validate a dataset (schema, totals, indices, parquet, video frames); exit code 1 on corruption."""
+    from embodia.data.check import check_dataset
+
+    report = check_dataset(path, videos=videos)
+    for note in report.notes:
+        console.print(note)
+    for problem in report.problems:
+        console.print(f"[bold red]corrupt:[/] {problem}", highlight=False, soft_wrap=True)
+    if report.problems:
+        raise typer.Exit(1)
+    if report.resumable:
+        console.print(f"[yellow]{path} is an unfinished generation (resumable), not a dataset yet[/]")
+        raise typer.Exit(1)
+    console.print(f"[green]ok[/] {path}")
+
+
+@data_app.command("show")
+def show_command(path: Path = typer.Argument(..., help="dataset directory"),
+                 out: Path = typer.Option(None, help="HTML page to write (default DIR/index.html... or PATH.html)"),
+                 max_episodes: int = typer.Option(12, help="episodes with videos and plots on the page"),
+                 serve: bool = typer.Option(False, help="serve the page over HTTP"),
+                 port: int = typer.Option(8765, help="port for --serve")) -> None:
+    """Write a self-contained HTML page of a dataset: stats, success, videos, state/action plots."""
+    from embodia.data.viewer import serve_page, write_page
+
+    page = write_page(path, out, max_episodes=max_episodes)
+    console.print(f"wrote {page}")
+    if serve:
+        serve_page(page, port)
+
+
+@data_app.command("augment")
+def augment_command(src: Path = typer.Argument(..., help="source dataset of expert demos"),
+                    out: Path = typer.Option(..., help="output dataset directory"),
+                    num: int = typer.Option(100, help="augmented demos to keep"),
+                    sources: int = typer.Option(10, help="source demos to use"),
+                    seed: int = typer.Option(1, help="seed of the new resets"),
+                    cameras: str = typer.Option("", help="cameras to render into the new demos"),
+                    image_size: int = typer.Option(128, help="camera image size")) -> None:
+    """MimicGen-style: re-target source demos' object-centric segments to new scenes; keep successes."""
+    from embodia.data.augment import AugmentConfig, augment
+
+    config = AugmentConfig(num=num, sources=sources, seed=seed, cameras=_split(cameras), image_size=image_size)
+    result = augment(src, out, config)
+    console.print(f"wrote {out}: {result['kept']} demos from {result['attempts']} attempts "
+                  f"(yield {result['yield']:.0%}) in {result['elapsed_s']:.1f} s")
