@@ -114,7 +114,7 @@ def _demonstrations_from_columns(columns: dict[str, np.ndarray], info: dict) -> 
         observations=columns["observation.state"][order],
         actions=columns["action"][order],
         episode_index=episode_index[order],
-        task=extra.get("task"),
+        task=extra.get("task") or (extra.get("generate") or {}).get("task"),
         action_low=None if low is None else np.asarray(low, dtype=np.float32),
         action_high=None if high is None else np.asarray(high, dtype=np.float32),
     )
@@ -155,7 +155,7 @@ def _column_to_numpy(column) -> np.ndarray:
 
 def collect_demonstrations(task: str, num_episodes: int, *, seed: int = 0, num_envs: int = 32,
                            only_successful: bool = True, task_config: dict | None = None,
-                           expert: Callable | None = None) -> Demonstrations:
+                           expert: Callable | None = None, randomization: Any = None) -> Demonstrations:
     """Roll out an expert for `num_episodes` seeded episodes, in batches, into arrays.
 
     `expert` builds the controller from the env (`expert(env)` -> object with batched `act`, or a callable
@@ -164,7 +164,8 @@ def collect_demonstrations(task: str, num_episodes: int, *, seed: int = 0, num_e
     from embodia.tasks import BatchEnv
 
     num_envs = max(1, min(num_envs, num_episodes))
-    env = BatchEnv(task, num_envs, seed=seed, autoreset_mode="disabled", task_config=task_config)
+    env = BatchEnv(task, num_envs, seed=seed, autoreset_mode="disabled", task_config=task_config,
+                   randomization=randomization)
     if expert is None:
         from embodia.data.experts import make_expert
 
@@ -176,12 +177,12 @@ def collect_demonstrations(task: str, num_episodes: int, *, seed: int = 0, num_e
     for first in range(0, num_episodes, num_envs):
         wave = min(num_envs, num_episodes - first)
         episodes = _record_wave(env, act, getattr(controller, "reset", None), seed + first, wave)
-        for obs, act, success in episodes:
+        for episode_obs, episode_actions, success in episodes:
             if only_successful and not success:
                 continue
-            observations.append(obs)
-            actions.append(act)
-            episode_index.append(np.full(len(obs), kept, dtype=np.int64))
+            observations.append(episode_obs)
+            actions.append(episode_actions)
+            episode_index.append(np.full(len(episode_obs), kept, dtype=np.int64))
             kept += 1
     low, high = env.single_action_space.low, env.single_action_space.high
     env.close()
@@ -420,7 +421,7 @@ def plot_losses(losses: list[float] | np.ndarray, path: str | Path, title: str) 
 
 # ---------------------------------------------------------------------------------------------- evaluation
 def rollout_success(policy, task: str, num_episodes: int, *, seed: int = 10_000, num_envs: int = 50,
-                    task_config: dict | None = None) -> dict[str, float]:
+                    task_config: dict | None = None, randomization: Any = None) -> dict[str, float]:
     """Run `num_episodes` seeded episodes of `policy` (batched `act(obs)`); success rate and mean return.
 
     An episode counts as a success if the task reported success at any step before it ended.
@@ -430,7 +431,8 @@ def rollout_success(policy, task: str, num_episodes: int, *, seed: int = 10_000,
     act = policy.act if hasattr(policy, "act") else policy
     reset = getattr(policy, "reset", None)
     num_envs = max(1, min(num_envs, num_episodes))
-    env = BatchEnv(task, num_envs, seed=seed, autoreset_mode="disabled", task_config=task_config)
+    env = BatchEnv(task, num_envs, seed=seed, autoreset_mode="disabled", task_config=task_config,
+                   randomization=randomization)
     successes, returns = [], []
     with torch_threads(1):
         for first in range(0, num_episodes, num_envs):
