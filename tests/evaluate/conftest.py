@@ -44,7 +44,7 @@ def write_linear_onnx(path: Path, weight: np.ndarray, task: str) -> Path:
 @pytest.fixture(scope="session")
 def lqr_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The LQR linearized in the observation (sin(theta) ~ theta near upright) as an ONNX file."""
-    from tests.evaluate.cartpole_lqr import lqr_gain
+    from .cartpole_lqr import lqr_gain
 
     k = lqr_gain()[0]  # gains on [x, theta, x_dot, theta_dot]
     weight = -np.array([[k[0], 0.0, k[1], k[2], k[3]]])  # obs = [x, cos, sin, x_dot, theta_dot]
