@@ -154,6 +154,19 @@ def _name_to_id(model: mujoco.MjModel, kind: mujoco.mjtObj, name: str) -> int:
     return index
 
 
+def refresh_model_constants(sim: BatchSim, env_ids: np.ndarray) -> None:
+    """Recompute mass-derived constants (dof_M0, invweight0) of randomized per-env models.
+
+    The sim's randomization rescales body masses without mj_setConst; with stale constants the light cube's
+    contacts become unstable (it is launched at metres per second). Runs at reset only, once per env reset.
+    """
+    if not sim.randomization.changes_model():
+        return
+    data = mujoco.MjData(sim.model)
+    for env_id in np.asarray(env_ids, dtype=np.int64):
+        mujoco.mj_setConst(sim.models[env_id], data)
+
+
 def default_randomization(task_name: str) -> DomainRandomization:
     """Mild physics randomization used by the arm tasks' experts and data generation."""
     if task_name not in ("arm-reach", "arm-push", "arm-pick-place"):
@@ -245,9 +258,89 @@ class ArmTask(Task):
         qpos[:, self.finger_qpos] = finger_m
         sim.set_qpos(env_ids, qpos)
         self._target_stale[env_ids] = True
+        refresh_model_constants(sim, env_ids)
 
     def set_goal(self, sim: BatchSim, env_ids: np.ndarray, goal: np.ndarray) -> None:
         """Place the goals (k, 3) of `env_ids`; the goal marker holds them in the state."""
         qpos = sim.qpos[env_ids]
         qpos[:, self.goal_qpos] = goal
         sim.set_qpos(env_ids, qpos)
+
+
+class CubeTaskConfig(ArmTaskConfig):
+    """Settings shared by the tasks with a cube on the table."""
+
+    cube_low: tuple[float, float] = Field((0.35, -0.15), description="lower (x, y) corner of the cube's start box (m)")
+    cube_high: tuple[float, float] = Field((0.55, 0.15), description="upper (x, y) corner of the cube's start box (m)")
+    cube_yaw_range: float = Field(0.4, ge=0.0, le=np.pi, description="cube yaw drawn uniformly in +- this (rad)")
+    success_radius_m: float = Field(0.03, gt=0.0, description="cube centre within this distance of the goal counts as success")
+    fall_height_m: float = Field(-0.05, description="the episode ends (cube_fell) when the cube centre drops below this z")
+
+
+class CubeTask(ArmTask):
+    """Base of the cube tasks (push, pick-place): a 4 cm cube, a goal and the gripper; action = [dx, dy, dz, grip].
+
+    obs (38) = arm joint pos (6) | arm joint vel (6) | grip point (3) | gripper opening (1) | cube pos (3) |
+    cube quat wxyz (4) | cube linear vel (3) | cube angular vel (3) | goal (3) | cube - grip (3) | goal - cube (3).
+    """
+
+    xml = "arm_cube.xml"
+    uses_gripper = True
+
+    def bind(self, sim: BatchSim) -> None:
+        super().bind(sim)
+        cube = _name_to_id(sim.model, mujoco.mjtObj.mjOBJ_JOINT, CUBE_JOINT)
+        self.cube_qpos = int(sim.model.jnt_qposadr[cube])
+        self.cube_dof = int(sim.model.jnt_dofadr[cube])
+
+    # ---- state readers
+    def cube_pos(self, sim: BatchSim) -> np.ndarray:
+        """Cube centre (N, 3) in world coordinates."""
+        return sim.qpos[:, self.cube_qpos : self.cube_qpos + 3]
+
+    def cube_quat(self, sim: BatchSim) -> np.ndarray:
+        """Cube orientation (N, 4) as a unit quaternion (w, x, y, z)."""
+        return sim.qpos[:, self.cube_qpos + 3 : self.cube_qpos + 7]
+
+    def cube_vel(self, sim: BatchSim) -> np.ndarray:
+        """Cube linear (world) and angular (body) velocity (N, 6)."""
+        return sim.qvel[:, self.cube_dof : self.cube_dof + 6]
+
+    def holding(self, sim: BatchSim) -> np.ndarray:
+        """(N,) bool: the cube sits between the finger pads and the fingers are closed on it."""
+        near = np.linalg.norm(self.cube_pos(sim) - self.ee_pos(sim), axis=1) < 0.02
+        opening = self.gripper_opening(sim)
+        return near & (opening > 1.5 * CUBE_HALF_M) & (opening < 2.5 * CUBE_HALF_M)
+
+    def observe(self, sim: BatchSim) -> np.ndarray:
+        ee, cube, goal = self.ee_pos(sim), self.cube_pos(sim), self.goal_pos(sim)
+        parts = [self.joint_pos(sim), self.joint_vel(sim), ee, self.gripper_opening(sim)[:, None], cube,
+                 self.cube_quat(sim), self.cube_vel(sim), goal, cube - ee, goal - cube]
+        return np.concatenate(parts, axis=1)  # (N, 38)
+
+    # ---- reset
+    def reset_cube(self, sim: BatchSim, env_ids: np.ndarray, rngs: list[np.random.Generator]) -> np.ndarray:
+        """Place the cube flat on the table at a random (x, y, yaw); returns its positions (k, 3)."""
+        cfg = self.config
+        xy = uniform(rngs, cfg.cube_low, cfg.cube_high, 2)
+        yaw = uniform(rngs, -cfg.cube_yaw_range, cfg.cube_yaw_range, 1)[:, 0]
+        pos = np.concatenate([xy, np.full((len(env_ids), 1), TABLE_TOP_Z + CUBE_HALF_M)], axis=1)
+        quat = np.stack([np.cos(yaw / 2), np.zeros_like(yaw), np.zeros_like(yaw), np.sin(yaw / 2)], axis=1)
+        qpos = sim.qpos[env_ids]
+        qpos[:, self.cube_qpos : self.cube_qpos + 7] = np.concatenate([pos, quat], axis=1)
+        sim.set_qpos(env_ids, qpos)
+        return pos
+
+    # ---- outcome
+    def cube_to_goal(self, sim: BatchSim) -> np.ndarray:
+        """Cube centre to goal distance (N,) in metres."""
+        return np.linalg.norm(self.goal_pos(sim) - self.cube_pos(sim), axis=1)
+
+    def success(self, sim: BatchSim) -> np.ndarray:
+        return self.cube_to_goal(sim) < self.config.success_radius_m
+
+    def terminated(self, sim: BatchSim) -> np.ndarray:
+        return self.cube_pos(sim)[:, 2] < self.config.fall_height_m
+
+    def failure_modes(self, sim: BatchSim) -> dict[str, np.ndarray]:
+        return {"cube_fell": self.terminated(sim)}
