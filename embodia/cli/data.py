@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 
 data_app = typer.Typer(help="Synthetic robot datasets in the LeRobot v3.0 format.", no_args_is_help=True)
-console = Console()
+console = Console(soft_wrap=True)
 
 
 def _split(text: str) -> list[str]:
