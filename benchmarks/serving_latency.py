@@ -27,7 +27,10 @@ import numpy as np
 
 OBS_DIM, ACT_DIM, HIDDEN = 64, 8, (256, 256)
 SLO_P99_MS = 2.0  # the target at 500 req/s
-RAMP_SLO_P99_MS = 10.0  # a rate counts as sustained if it is served at >= 97 % with p99 under this
+# a rate counts as sustained if >= 97 % of it is served with no failures and the median stays under this:
+# once a single-process server saturates, its queue grows and the median climbs by orders of magnitude,
+# while p99 on a shared machine also jumps whenever a neighbour takes the core
+RAMP_MAX_P50_MS = 2.0
 
 
 # ---------------------------------------------------------------- load generator (runs in its own process)
@@ -86,6 +89,22 @@ async def _open_loop(host: str, port: int, request: bytes, rate_hz: float, durat
             "connections": opened, **_percentiles_ms(done, "latency"), **_percentiles_ms(lag_s, "lag")}
 
 
+async def _closed_loop(host: str, port: int, request: bytes, duration_s: float) -> dict:
+    """Back-to-back requests on one connection: the per-request cost of the server path, least sensitive to noise."""
+    reader, writer = await asyncio.open_connection(host, port)
+    latency_s, failures = [], 0
+    start = time.perf_counter()
+    while time.perf_counter() - start < duration_s:
+        sent = time.perf_counter()
+        writer.write(request)
+        failures += await _read_reply(reader) != 200
+        latency_s.append(time.perf_counter() - sent)
+    elapsed = time.perf_counter() - start
+    writer.close()
+    return {"offered_hz": float("nan"), "achieved_hz": len(latency_s) / elapsed, "requests": len(latency_s),
+            "failures": failures, **_percentiles_ms(np.asarray(latency_s), "latency")}
+
+
 async def _stream_loop(url: str, frame: bytes, rate_hz: float, duration_s: float) -> dict:
     """A fixed-rate control loop over /stream: send an observation each tick, wait for its action."""
     from websockets.asyncio.client import connect
@@ -136,16 +155,19 @@ def loadgen_main(args: argparse.Namespace) -> None:
             request = _http_request(args.port, json.dumps({"obs": obs.tolist()}).encode(), "application/json", None)
         else:
             request = _http_request(args.port, obs.tobytes(), "application/octet-stream", str(OBS_DIM))
-        result = uvloop.run(_open_loop("127.0.0.1", args.port, request, args.rate, args.duration_s,
-                                       args.connections))
+        if args.closed:
+            result = uvloop.run(_closed_loop("127.0.0.1", args.port, request, args.duration_s))
+        else:
+            result = uvloop.run(_open_loop("127.0.0.1", args.port, request, args.rate, args.duration_s,
+                                           args.connections))
     print(json.dumps(result))
 
 
 # ---------------------------------------------------------------- orchestration
 
-def _start_server(model: Path, framework: str) -> tuple[subprocess.Popen, int]:
+def _start_server(model: Path, framework: str, extra: tuple[str, ...] = ()) -> tuple[subprocess.Popen, int]:
     executable = Path(sys.executable).with_name("embodia")
-    process = subprocess.Popen([str(executable), "serve", str(model), "--port", "0", "--framework", framework],
+    process = subprocess.Popen([str(executable), "serve", str(model), "--port", "0", "--framework", framework, *extra],
                                stderr=subprocess.PIPE, text=True, env={**os.environ, "COLUMNS": "300"})
     line = process.stderr.readline()
     url = next((word for word in line.split() if word.startswith("http://")), None)
@@ -175,9 +197,9 @@ def _stop_server(process: subprocess.Popen) -> None:
         process.kill()
 
 
-def _load(port: int, fmt: str, rate_hz: float, duration_s: float, connections: int = 4) -> dict:
+def _load(port: int, fmt: str, rate_hz: float, duration_s: float, connections: int = 4, closed: bool = False) -> dict:
     command = [sys.executable, __file__, "--loadgen", "--port", str(port), "--format", fmt, "--rate", str(rate_hz),
-               "--duration-s", str(duration_s), "--connections", str(connections)]
+               "--duration-s", str(duration_s), "--connections", str(connections)] + (["--closed"] if closed else [])
     completed = subprocess.run(command, capture_output=True, text=True, timeout=duration_s * 3 + 60)
     if completed.returncode != 0:
         raise RuntimeError(f"load generator failed: {completed.stderr[-2000:]}")
@@ -215,12 +237,12 @@ def _time_calls(function, calls: int) -> dict:
 
 
 def ramp(port: int, fmt: str, rates_hz: list[float], duration_s: float) -> tuple[list[dict], float]:
-    """Offer rising rates; the max sustainable rate is the last one served at >= 97 % with p99 under the SLO."""
+    """Offer rising rates; the max sustainable rate is the last one served at >= 97 % with the median in bounds."""
     points, sustained = [], 0.0
     for rate in rates_hz:
         point = _load(port, fmt, rate, duration_s, connections=16)
         points.append(point)
-        ok = point["achieved_hz"] >= 0.97 * rate and point["latency_p99_ms"] <= RAMP_SLO_P99_MS \
+        ok = point["achieved_hz"] >= 0.97 * rate and point["latency_p50_ms"] <= RAMP_MAX_P50_MS \
             and point["failures"] == 0
         if not ok:
             break
@@ -253,7 +275,7 @@ def main(args: argparse.Namespace) -> None:
         for label, result in floor.items():
             print(f"| {label} | {result['latency_p50_ms']:.4f} | {result['latency_p99_ms']:.4f} "
                   f"| {result['latency_p999_ms']:.4f} | {result['latency_max_ms']:.3f} |")
-        fixed_rows, ramp_rows = [], []
+        fixed_rows, ramp_rows, closed_rows = [], [], []
         with Progress(console=console) as progress:
             task = progress.add_task("serving benchmark", total=len(args.frameworks) * (3 * args.repeats + 1))
             for framework in args.frameworks:
@@ -265,6 +287,9 @@ def main(args: argparse.Namespace) -> None:
                             result = _load(port, fmt, 500, args.duration_s)
                             fixed_rows.append(_row(f"{framework} {fmt} #{repeat + 1}", result))
                             progress.advance(task)
+                    for fmt in ("json", "binary"):
+                        result = _load(port, fmt, 0, args.ramp_duration_s, closed=True)
+                        closed_rows.append(_row(f"{framework} {fmt} back-to-back", result))
                     points, sustained = ramp(port, "json", args.ramp_rates, args.ramp_duration_s)
                     ramp_rows += [_row(f"{framework} json ramp", point) for point in points]
                     ramp_rows.append(f"| **{framework} json: max sustainable** | **{sustained:.0f}** |"
@@ -272,11 +297,24 @@ def main(args: argparse.Namespace) -> None:
                     progress.advance(task)
                 finally:
                     _stop_server(process)
+            # the same ASGI app on uvicorn's pure-Python stack, to show what uvloop + httptools buy
+            process, port = _start_server(model, "asgi", ("--http", "h11", "--loop", "asyncio"))
+            try:
+                _load(port, "json", 500, 1.0)
+                fixed_rows.append(_row("asgi json on h11+asyncio", _load(port, "json", 500, args.duration_s)))
+                for fmt in ("json", "binary"):
+                    result = _load(port, fmt, 0, args.ramp_duration_s, closed=True)
+                    closed_rows.append(_row(f"asgi {fmt} back-to-back on h11+asyncio", result))
+            finally:
+                _stop_server(process)
         print(f"\nfixed open-loop 500 req/s, {args.duration_s:.0f} s per point (stream = one WebSocket, 500 Hz "
               f"control loop, one frame in flight):\n\n{header}")
         print("\n".join(fixed_rows))
+        print(f"\nclosed loop (one connection, next request when the reply is in, {args.ramp_duration_s:.0f} s):\n\n"
+              f"{header}")
+        print("\n".join(closed_rows))
         print(f"\nramp (JSON, 16+ keep-alive connections, {args.ramp_duration_s:.0f} s per rate; sustained = "
-              f">= 97 % served, p99 <= {RAMP_SLO_P99_MS} ms, no failures):\n\n{header}")
+              f">= 97 % served, p50 <= {RAMP_MAX_P50_MS} ms, no failures):\n\n{header}")
         print("\n".join(ramp_rows))
 
 
@@ -287,8 +325,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--port", type=int, help="server port (loadgen)")
     parser.add_argument("--format", choices=["json", "binary", "stream"], default="json", help="wire format (loadgen)")
     parser.add_argument("--rate", type=float, default=500.0, help="offered requests/s (loadgen)")
+    parser.add_argument("--closed", action="store_true", help="closed loop on one connection (loadgen)")
     parser.add_argument("--connections", type=int, default=4, help="keep-alive connections to start with (loadgen)")
-    parser.add_argument("--duration-s", type=float, default=20.0, help="seconds per fixed-rate point")
+    parser.add_argument("--duration-s", type=float, default=10.0, help="seconds per fixed-rate point")
     parser.add_argument("--ramp-duration-s", type=float, default=5.0, help="seconds per ramp rate")
     parser.add_argument("--ramp-rates", type=float, nargs="+", default=[1000, 2000, 3000, 4000, 5000, 6000, 8000],
                         help="offered rates of the ramp")

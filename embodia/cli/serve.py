@@ -18,6 +18,8 @@ def serve(
     max_batch: int = typer.Option(1024, help="largest batch of observations per request"),
     intra_op_threads: int = typer.Option(1, help="ONNX Runtime intra-op threads (0 = one per core)"),
     log_level: str = typer.Option("warning", help="uvicorn log level"),
+    http: str = typer.Option("auto", help="HTTP parser: auto, httptools or h11"),
+    loop: str = typer.Option("auto", help="event loop: auto, uvloop or asyncio"),
 ) -> None:
     """Serve MODEL: POST /act, WebSocket /stream, GET /healthz, /metadata, /metrics."""
     from pydantic import ValidationError
@@ -26,7 +28,8 @@ def serve(
 
     try:
         config = ServerConfig(model_path=model, host=host, port=port, framework=framework, max_batch=max_batch,
-                              intra_op_threads=intra_op_threads, log_level=log_level)
+                              intra_op_threads=intra_op_threads, log_level=log_level, http=http,
+                              loop=loop)
     except ValidationError as error:
         first = error.errors()[0]
         raise ValueError(f"--{str(first['loc'][0]).replace('_', '-')}: {first['msg']}") from None

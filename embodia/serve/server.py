@@ -3,6 +3,7 @@ for tests and evaluation (`serve_in_background`)."""
 
 from __future__ import annotations
 
+import gc
 import socket
 import threading
 import time
@@ -31,6 +32,10 @@ class ServerConfig(BaseModel):
     intra_op_threads: int = Field(1, ge=0, description="ONNX Runtime intra-op threads (0 = one per core)")
     log_level: Literal["critical", "error", "warning", "info", "debug"] = Field(
         "warning", description="uvicorn log level")
+    http: Literal["auto", "httptools", "h11"] = Field(
+        "auto", description="HTTP parser: 'auto' takes httptools (C, faster) when installed, else h11")
+    loop: Literal["auto", "uvloop", "asyncio"] = Field(
+        "auto", description="event loop: 'auto' takes uvloop (faster) when installed, else asyncio")
 
 
 def build_app(config: ServerConfig):
@@ -51,7 +56,8 @@ def _uvicorn_config(app, config: ServerConfig):
 
     # access logs off: writing one line per request costs more than the inference itself
     return uvicorn.Config(app, host=config.host, port=config.port, workers=1, log_level=config.log_level,
-                          access_log=False, lifespan="on", ws_max_size=16 * 1024 * 1024)
+                          access_log=False, lifespan="on", ws_max_size=16 * 1024 * 1024, http=config.http,
+                          loop=config.loop)
 
 
 def run_server(config: ServerConfig, on_ready: Callable[[str], None] | None = None) -> None:
@@ -63,6 +69,9 @@ def run_server(config: ServerConfig, on_ready: Callable[[str], None] | None = No
     server = uvicorn.Server(_uvicorn_config(app, config))
     if on_ready is not None:
         on_ready(_url(config.host, listener.getsockname()[1]))
+    # the loaded libraries' objects never die: keep them out of the collector so gen-2 passes stay short
+    gc.collect()
+    gc.freeze()
     server.run(sockets=[listener])
 
 
