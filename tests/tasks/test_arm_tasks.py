@@ -159,3 +159,58 @@ def test_cameras_render_the_requested_shape(camera):
     assert frames.shape == (2, 48, 64, 3) and frames.dtype == np.uint8
     assert frames.std() > 5.0  # a real scene, not a blank image
     env.close()
+
+
+def test_push_goals_are_on_the_table_at_the_configured_distance():
+    env = BatchEnv("arm-push", 128, seed=0)
+    env.reset(seed=4)
+    cfg, task = env.task.config, env.task
+    goal, cube = task.goal_pos(env.sim), task.cube_pos(env.sim)
+    distance = np.linalg.norm(goal[:, :2] - cube[:, :2], axis=1)
+    assert (distance >= cfg.goal_distance_m[0] - 1e-9).all() and (distance <= cfg.goal_distance_m[1] + 1e-9).all()
+    assert (goal[:, :2] >= np.array(cfg.goal_low) - 1e-9).all() and (goal[:, :2] <= np.array(cfg.goal_high) + 1e-9).all()
+    np.testing.assert_allclose(goal[:, 2], 0.02)
+    assert not task.success(env.sim).any()
+    env.close()
+
+
+def test_pick_place_goals_span_table_to_air():
+    env = BatchEnv("arm-pick-place", 128, seed=0)
+    env.reset(seed=5)
+    goal = env.task.goal_pos(env.sim)
+    assert goal[:, 2].min() < 0.06 and goal[:, 2].max() > 0.2
+    env.close()
+
+
+def test_cube_off_the_table_terminates_with_a_named_failure():
+    env = BatchEnv("arm-pick-place", 2, seed=0, autoreset_mode="disabled")
+    env.reset(seed=0)
+    task = env.task
+    qpos = env.sim.qpos.copy()
+    qpos[1, task.cube_qpos : task.cube_qpos + 3] = [0.95, 0.0, -0.2]  # beside the table, below its top
+    env.sim.set_qpos(np.arange(2), qpos)
+    _, _, terminated, _, _ = env.step(np.zeros((2, 4)))
+    assert terminated.tolist() == [False, True]
+    assert task.failure_modes(env.sim)["cube_fell"].tolist() == [False, True]
+    env.close()
+
+
+def test_holding_needs_the_cube_between_closed_fingers():
+    env = BatchEnv("arm-pick-place", 1, seed=0)
+    env.reset(seed=0)
+    task = env.task
+    assert not task.holding(env.sim).any()  # fingers open, cube on the table
+    env.close()
+
+
+def test_mass_randomized_models_get_consistent_constants():
+    env = BatchEnv("arm-push", 3, seed=0, randomization=default_randomization("arm-push"))
+    env.reset(seed=0)
+    masses = [m.body_mass.sum() for m in env.sim.models]
+    assert np.ptp(masses) > 0  # each env has its own masses
+    for model in env.sim.models:
+        fresh = model.__copy__()
+        mujoco.mj_setConst(fresh, mujoco.MjData(fresh))
+        np.testing.assert_allclose(model.dof_M0, fresh.dof_M0)
+        np.testing.assert_allclose(model.dof_invweight0, fresh.dof_invweight0)
+    env.close()
