@@ -87,6 +87,9 @@ def build_config(config_cls: type[BaseModel], layers: list[tuple[str, dict[str, 
 def _explain(config_cls: type[BaseModel], error: ValidationError, origin: dict[str, str]) -> str:
     lines = []
     for problem in error.errors():
+        if not problem["loc"]:  # a cross-field check: its message names the fields itself
+            lines.append(problem["msg"].removeprefix("Value error, "))
+            continue
         field = ".".join(str(p) for p in problem["loc"]) or "<root>"
         source = origin.get(str(problem["loc"][0]), "defaults") if problem["loc"] else "defaults"
         if problem["type"] == "extra_forbidden":

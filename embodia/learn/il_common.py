@@ -422,25 +422,31 @@ def plot_losses(losses: list[float] | np.ndarray, path: str | Path, title: str) 
 # ---------------------------------------------------------------------------------------------- evaluation
 def rollout_success(policy, task: str, num_episodes: int, *, seed: int = 10_000, num_envs: int = 50,
                     task_config: dict | None = None, randomization: Any = None) -> dict[str, float]:
-    """Run `num_episodes` seeded episodes of `policy` (batched `act(obs)`); success rate and mean return.
+    """Run `num_episodes` seeded episodes of `policy` (batched `act(obs)`) on a fresh batch of `task`."""
+    from embodia.tasks import BatchEnv
+
+    env = BatchEnv(task, max(1, min(num_envs, num_episodes)), seed=seed, autoreset_mode="disabled",
+                   task_config=task_config, randomization=randomization)
+    try:
+        return run_episodes(env, policy, num_episodes, seed=seed)
+    finally:
+        env.close()
+
+
+def run_episodes(env, policy, num_episodes: int, *, seed: int = 10_000) -> dict[str, float]:
+    """Success rate and mean return of `policy` over episodes seeded seed, seed+1, ... on an autoreset-disabled env.
 
     An episode counts as a success if the task reported success at any step before it ended.
     """
-    from embodia.tasks import BatchEnv
-
     act = policy.act if hasattr(policy, "act") else policy
     reset = getattr(policy, "reset", None)
-    num_envs = max(1, min(num_envs, num_episodes))
-    env = BatchEnv(task, num_envs, seed=seed, autoreset_mode="disabled", task_config=task_config,
-                   randomization=randomization)
     successes, returns = [], []
     with torch_threads(1):
-        for first in range(0, num_episodes, num_envs):
-            wave = min(num_envs, num_episodes - first)
+        for first in range(0, num_episodes, env.num_envs):
+            wave = min(env.num_envs, num_episodes - first)
             success, episode_return = _evaluate_wave(env, act, reset, seed + first, wave)
             successes.append(success)
             returns.append(episode_return)
-    env.close()
     success, episode_return = np.concatenate(successes), np.concatenate(returns)
     return {"success_rate": float(success.mean()), "mean_return": float(episode_return.mean()),
             "episodes": int(len(success))}

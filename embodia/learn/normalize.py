@@ -27,7 +27,7 @@ class RunningMeanStd:
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """Arrays to save in a checkpoint."""
-        return {"mean": self.mean.copy(), "var": self.var.copy(), "count": np.array(self.count)}
+        return {"mean": self.mean.copy(), "var": self.var.copy(), "count": np.array([self.count])}
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
         """Restore from `state_dict()` output."""
@@ -35,7 +35,7 @@ class RunningMeanStd:
             raise ValueError(f"normalizer mean has shape {state['mean'].shape}, expected {self.mean.shape}")
         self.mean = np.asarray(state["mean"], dtype=np.float64).copy()
         self.var = np.asarray(state["var"], dtype=np.float64).copy()
-        self.count = float(state["count"])
+        self.count = float(np.asarray(state["count"]).reshape(-1)[0])
 
 
 class ObsNormalizer:

@@ -1,0 +1,40 @@
+"""Quick policy scoring for training code and benchmarks: one full episode per env, in a batch."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+
+def episode_returns(policy: Callable[[np.ndarray], np.ndarray] | object, task: str, num_envs: int = 16,
+                    seed: int = 12345, **env_kwargs) -> tuple[np.ndarray, np.ndarray]:
+    """(returns, successes), each (num_envs,): one episode per env, the policy acting on the whole batch."""
+    from embodia.tasks.env import BatchEnv
+
+    act = policy.act if hasattr(policy, "act") else policy
+    env = BatchEnv(task, num_envs=num_envs, seed=seed, autoreset_mode="disabled", **env_kwargs)
+    try:
+        obs, _ = env.reset(seed=seed)
+        returns = np.zeros(num_envs)
+        success = np.zeros(num_envs, dtype=bool)
+        alive = np.ones(num_envs, dtype=bool)
+        while alive.any():
+            obs, reward, terminated, truncated, info = env.step(np.asarray(act(obs), dtype=np.float64))
+            returns += np.where(alive, reward, 0.0)
+            success |= alive & info["success"]
+            alive &= ~(terminated | truncated)
+        return returns, success
+    finally:
+        env.close()
+
+
+def random_returns(task: str, num_envs: int = 16, seed: int = 12345) -> np.ndarray:
+    """Returns of a uniform random policy: the floor a trained policy must clear."""
+    from embodia.tasks.env import BatchEnv
+
+    probe = BatchEnv(task, num_envs=1)
+    low, high = probe.single_action_space.low, probe.single_action_space.high
+    probe.close()
+    rng = np.random.default_rng(seed)
+    return episode_returns(lambda obs: rng.uniform(low, high, (len(obs), len(low))), task, num_envs, seed)[0]
