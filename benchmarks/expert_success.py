@@ -20,7 +20,7 @@ from embodia.tasks.arm_common import default_randomization
 
 
 def run_episodes(task: str, episodes: int, seed: int, progress: Progress, policy: str = "expert") -> dict:
-    """Run `episodes` seeded episodes in one batch; final-step and any-step success rates, random baseline too."""
+    """Run `episodes` seeded episodes in one batch with the expert (or uniform random actions); success rates."""
     env = BatchEnv(task, episodes, seed=seed, randomization=default_randomization(task), autoreset_mode="disabled")
     expert = make_expert(task, env)
     rng = np.random.default_rng(seed)
@@ -37,7 +37,7 @@ def run_episodes(task: str, episodes: int, seed: int, progress: Progress, policy
         ended |= terminated
         progress.advance(job)
     env.close()
-    return {"final": final.mean(), "any": ever.mean(), "terminated": ended.mean()}
+    return {"final": final.mean(), "any": ever.mean(), "terminated": ended.mean(), "steps": episodes * env.max_episode_steps}
 
 
 def main() -> None:
@@ -47,15 +47,16 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     table = Table(title=f"scripted experts, {args.episodes} episodes, default randomization, seed {args.seed}")
-    for column in ("task", "policy", "success (final step)", "success (any step)", "cube fell", "wall s"):
+    for column in ("task", "policy", "success (final step)", "success (any step)", "cube fell", "wall s", "env steps/s"):
         table.add_column(column)
     with Progress() as progress:
         for task in args.tasks.split(","):
             for policy in ("expert", "random"):
                 start = time.perf_counter()
                 rates = run_episodes(task, args.episodes, args.seed, progress, policy)
+                wall_s = time.perf_counter() - start
                 table.add_row(task, policy, f"{rates['final']:.1%}", f"{rates['any']:.1%}",
-                              f"{rates['terminated']:.1%}", f"{time.perf_counter() - start:.1f}")
+                              f"{rates['terminated']:.1%}", f"{wall_s:.1f}", f"{rates['steps'] / wall_s:,.0f}")
     Console().print(table)
 
 

@@ -28,7 +28,7 @@ class ArmPush(CubeTask):
 
     @classmethod
     def default_config(cls) -> ArmPushConfig:
-        return ArmPushConfig(frame_skip=12, max_episode_steps=100, reset_noise_scale=0.05, success_radius_m=0.04,
+        return ArmPushConfig(frame_skip=10, max_episode_steps=100, reset_noise_scale=0.05, success_radius_m=0.04,
                              reward_scales={"reach": 0.5, "push": 2.0, "success": 1.0, "action": 0.005})
 
     def reset(self, sim: BatchSim, env_ids: np.ndarray, rngs: list[np.random.Generator]) -> None:

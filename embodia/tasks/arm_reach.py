@@ -29,7 +29,7 @@ class ArmReach(ArmTask):
 
     @classmethod
     def default_config(cls) -> ArmReachConfig:
-        return ArmReachConfig(frame_skip=12, max_episode_steps=50, reset_noise_scale=0.05,
+        return ArmReachConfig(frame_skip=10, max_episode_steps=50, reset_noise_scale=0.05,
                               reward_scales={"distance": 1.0, "success": 1.0, "action": 0.005})
 
     def reset(self, sim: BatchSim, env_ids: np.ndarray, rngs: list[np.random.Generator]) -> None:
