@@ -225,6 +225,21 @@ def in_process_floor(model: Path, calls: int = 20000) -> dict[str, dict]:
     return results
 
 
+def client_latency(port: int, calls: int = 3000) -> dict[str, dict]:
+    """What a Python control loop sees: PolicyClient.act over HTTP (binary, JSON) and PolicyStream.act."""
+    from embodia.serve.client import PolicyClient
+
+    obs = np.random.default_rng(0).normal(size=OBS_DIM).astype(np.float32)
+    results = {}
+    for binary in (True, False):
+        with PolicyClient(f"http://127.0.0.1:{port}", binary=binary) as client:
+            results[f"PolicyClient.act ({'binary' if binary else 'JSON'}, httpx keep-alive)"] = _time_calls(
+                lambda client=client: client.act(obs), calls)
+    with PolicyClient(f"http://127.0.0.1:{port}") as client, client.stream() as stream:
+        results["PolicyClient.stream().act (WebSocket binary)"] = _time_calls(lambda: stream.act(obs), calls)
+    return results
+
+
 def _time_calls(function, calls: int) -> dict:
     for _ in range(200):
         function()
@@ -275,7 +290,7 @@ def main(args: argparse.Namespace) -> None:
         for label, result in floor.items():
             print(f"| {label} | {result['latency_p50_ms']:.4f} | {result['latency_p99_ms']:.4f} "
                   f"| {result['latency_p999_ms']:.4f} | {result['latency_max_ms']:.3f} |")
-        fixed_rows, ramp_rows, closed_rows = [], [], []
+        fixed_rows, ramp_rows, closed_rows, client_rows = [], [], [], {}
         with Progress(console=console) as progress:
             task = progress.add_task("serving benchmark", total=len(args.frameworks) * (3 * args.repeats + 1))
             for framework in args.frameworks:
@@ -290,6 +305,8 @@ def main(args: argparse.Namespace) -> None:
                     for fmt in ("json", "binary"):
                         result = _load(port, fmt, 0, args.ramp_duration_s, closed=True)
                         closed_rows.append(_row(f"{framework} {fmt} back-to-back", result))
+                    if framework == "asgi":
+                        client_rows = client_latency(port)
                     points, sustained = ramp(port, "json", args.ramp_rates, args.ramp_duration_s)
                     ramp_rows += [_row(f"{framework} json ramp", point) for point in points]
                     ramp_rows.append(f"| **{framework} json: max sustainable** | **{sustained:.0f}** |"
@@ -313,6 +330,11 @@ def main(args: argparse.Namespace) -> None:
         print(f"\nclosed loop (one connection, next request when the reply is in, {args.ramp_duration_s:.0f} s):\n\n"
               f"{header}")
         print("\n".join(closed_rows))
+        print("\nPython client, back-to-back from the benchmark process (asgi server):\n\n"
+              "| call | p50 ms | p99 ms | p99.9 ms | max ms |\n|---|---|---|---|---|")
+        for label, result in client_rows.items():
+            print(f"| {label} | {result['latency_p50_ms']:.3f} | {result['latency_p99_ms']:.3f} "
+                  f"| {result['latency_p999_ms']:.3f} | {result['latency_max_ms']:.2f} |")
         print(f"\nramp (JSON, 16+ keep-alive connections, {args.ramp_duration_s:.0f} s per rate; sustained = "
               f">= 97 % served, p50 <= {RAMP_MAX_P50_MS} ms, no failures):\n\n{header}")
         print("\n".join(ramp_rows))

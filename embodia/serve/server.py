@@ -105,8 +105,12 @@ def serve_in_background(model_path: str | Path, port: int = 0, host: str = "127.
 def _bind(host: str, port: int) -> socket.socket:
     """Bind the listening socket ourselves so port 0 yields a known free port before the server starts."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    listener = socket.socket(family, socket.SOCK_STREAM)
+    # proto IPPROTO_TCP (not 0) so asyncio recognises accepted sockets as TCP and sets TCP_NODELAY on them;
+    # NODELAY on the listener too (Linux copies it to accepted sockets): without it a reply written in two
+    # pieces waits ~40 ms for the client's delayed ACK
+    listener = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
         listener.bind((host, port))
     except OSError as error:

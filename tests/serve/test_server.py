@@ -6,6 +6,7 @@ import threading
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 
 from embodia.serve.runtime import InvalidModelError
@@ -38,5 +39,28 @@ def test_port_in_use_is_a_clear_error(model_path: Path) -> None:
         port = int(url.rsplit(":", 1)[1])
         with pytest.raises(ValueError, match=f"cannot listen on 127.0.0.1:{port}"):
             serve_in_background(model_path, port=port)
+    finally:
+        stop()
+
+
+def test_listener_is_tcp_with_nodelay_so_replies_are_not_held_back() -> None:
+    import socket
+
+    from embodia.serve.server import _bind
+
+    listener = _bind("127.0.0.1", 0)
+    try:
+        assert listener.proto == socket.IPPROTO_TCP  # asyncio sets TCP_NODELAY only on sockets it sees as TCP
+        assert listener.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+    finally:
+        listener.close()
+
+
+def test_pure_python_stack_serves_the_same_actions(model_path: Path, reference, obs_batch) -> None:
+    url, stop = serve_in_background(model_path, http="h11", loop="asyncio")
+    try:
+        reply = httpx.post(f"{url}/act", json={"obs": obs_batch.tolist()})
+        assert reply.status_code == 200
+        np.testing.assert_array_equal(np.asarray(reply.json()["action"], np.float32), reference.act(obs_batch))
     finally:
         stop()
