@@ -20,13 +20,13 @@ from embodia.learn.il_common import (
     export_onnx,
     fit,
     group_normalizers,
-    mlp,
     onnx_metadata,
     plot_losses,
     policy_spec,
     read_checkpoint,
     save_checkpoint,
 )
+from embodia.learn.nets import mlp
 
 
 class BCConfig(BaseModel):
@@ -64,7 +64,7 @@ class BCNet(nn.Module):
     def __init__(self, obs_dim: int, act_dim: int, config: BCConfig) -> None:
         super().__init__()
         self.obs_dim, self.act_dim, self.chunk_size = obs_dim, act_dim, config.chunk_size
-        self.body = mlp(obs_dim, config.hidden_sizes, config.chunk_size * act_dim)
+        self.body = mlp(obs_dim, config.hidden_sizes, config.chunk_size * act_dim, "silu", orthogonal=False)
         self.log_std = nn.Parameter(torch.zeros(config.chunk_size, act_dim)) if config.loss == "nll" else None
 
     def forward(self, obs_norm: torch.Tensor) -> torch.Tensor:

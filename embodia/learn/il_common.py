@@ -26,6 +26,18 @@ class DatasetFormatError(ValueError):
     """A dataset that cannot be used for imitation learning (missing columns, wrong shapes)."""
 
 
+@contextlib.contextmanager
+def torch_threads(num_threads: int) -> Iterator[None]:
+    """Run torch on `num_threads` intra-op threads, then restore. Small MLPs are fastest on one thread, and
+    many times slower with spinning worker threads when other processes share the cores."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(max(1, num_threads))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 # ---------------------------------------------------------------------------------------------- demonstrations
 @dataclass
 class Demonstrations:
@@ -246,17 +258,7 @@ class Normalizer(nn.Module):
         return y * self.scale + self.center
 
 
-# ---------------------------------------------------------------------------------------------- networks
-def mlp(in_dim: int, hidden: tuple[int, ...] | list[int], out_dim: int, activation: type[nn.Module] = nn.Mish) -> nn.Sequential:
-    """Plain MLP: Linear-activation stacks, then a linear head."""
-    layers: list[nn.Module] = []
-    for width in hidden:
-        layers += [nn.Linear(in_dim, width), activation()]
-        in_dim = width
-    layers.append(nn.Linear(in_dim, out_dim))
-    return nn.Sequential(*layers)
-
-
+# ---------------------------------------------------------------------------------------------- schedule
 def cosine_lr(step: int, total: int, warmup: int = 0) -> float:
     """Learning-rate multiplier: linear warm-up then cosine decay to 0."""
     if step < warmup:
@@ -469,18 +471,6 @@ def _evaluate_wave(env, act: Callable, reset: Callable | None, first_seed: int, 
 
 
 # ---------------------------------------------------------------------------------------------- training loop
-@contextlib.contextmanager
-def torch_threads(num_threads: int) -> Iterator[None]:
-    """Run torch on `num_threads` intra-op threads, then restore. Small MLPs are fastest on one thread, and
-    many times slower with spinning worker threads when other processes share the cores."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(max(1, num_threads))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
 def fit(loss_fn: Callable[[torch.Tensor], torch.Tensor], parameters: list[nn.Parameter], *, num_frames: int,
         num_steps: int, batch_size: int, learning_rate: float, weight_decay: float, seed: int,
         description: str, on_step: Callable[[int], None] | None = None, progress: bool = True,
@@ -557,3 +547,36 @@ def onnx_metadata(task: str | None, obs_dim: int, act_dim: int, low: np.ndarray,
             "embodia.action_low": json.dumps([float(x) for x in low]),
             "embodia.action_high": json.dumps([float(x) for x in high]),
             "embodia.algo": algo, "embodia.version": __version__}
+
+
+# ---------------------------------------------------------------------------------------------- entry point
+IL_ALGOS = {"bc": ("embodia.learn.bc", "BCConfig", "train_bc"),
+            "diffusion": ("embodia.learn.diffusion", "DiffusionConfig", "train_diffusion")}
+
+
+def train_il(algo: str, dataset: str | Path | Demonstrations, out: str | Path, *, config_file: str | Path | None = None,
+             overrides: dict[str, Any] | None = None, progress: bool = True) -> Path:
+    """Train 'bc' or 'diffusion' from a dataset; config = defaults <- YAML `config_file` <- `overrides`."""
+    import importlib
+
+    if algo not in IL_ALGOS:
+        raise ValueError(f"unknown imitation algo {algo!r}; use one of {', '.join(IL_ALGOS)}")
+    module_name, config_name, train_name = IL_ALGOS[algo]
+    module = importlib.import_module(module_name)
+    fields = _read_yaml_config(config_file) | dict(overrides or {})
+    config = getattr(module, config_name).model_validate(fields)
+    return getattr(module, train_name)(dataset, config, out, progress=progress)
+
+
+def _read_yaml_config(path: str | Path | None) -> dict[str, Any]:
+    if path is None:
+        return {}
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {path} does not exist")
+    fields = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(fields, dict):
+        raise ValueError(f"config file {path} must hold a mapping of field: value, got {type(fields).__name__}")
+    return fields

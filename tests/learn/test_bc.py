@@ -187,3 +187,18 @@ def test_trains_from_a_lerobot_dataset_directory(reach_demos, tmp_path):
     np.testing.assert_array_equal(loaded.action_high, np.ones(3, dtype=np.float32))
     out = train_bc(root, {"num_steps": 20, "hidden_sizes": [16]}, tmp_path / "bc", progress=False)
     assert load_bc(out).task == TASK
+
+
+def test_train_il_merges_yaml_config_and_overrides(reach_demos, tmp_path):
+    from embodia.learn.il_common import train_il
+
+    config_file = tmp_path / "bc.yaml"
+    config_file.write_text("hidden_sizes: [16]\nnum_steps: 5\n")
+    out = train_il("bc", reach_demos, tmp_path / "il", config_file=config_file, overrides={"num_steps": 7}, progress=False)
+    assert json.loads((out / "state.json").read_text())["step"] == 7
+    assert json.loads((out / "config.json").read_text())["policy"]["bc"]["hidden_sizes"] == [16]
+    with pytest.raises(ValueError, match="unknown imitation algo 'ppo'"):
+        train_il("ppo", reach_demos, tmp_path / "x")
+    config_file.write_text("hidden_size: 16\n")
+    with pytest.raises(ValidationError, match="hidden_size"):
+        train_il("bc", reach_demos, tmp_path / "y", config_file=config_file)
