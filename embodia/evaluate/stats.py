@@ -59,7 +59,11 @@ def mcnemar_exact(baseline_success: np.ndarray, candidate_success: np.ndarray) -
 
 def paired_difference_interval(baseline_success: np.ndarray, candidate_success: np.ndarray,
                                confidence: float = 0.95) -> tuple[float, float, float]:
-    """(candidate - baseline success rate, low, high): Wald interval for a difference of paired proportions."""
+    """(candidate - baseline success rate, low, high): Agresti-Min adjusted Wald interval for paired proportions.
+
+    Adding 0.5 to each cell of the paired 2x2 table keeps the interval honest when every pair is
+    discordant the same way (the plain Wald interval collapses to a point there).
+    """
     baseline_success = np.asarray(baseline_success, dtype=bool)
     candidate_success = np.asarray(candidate_success, dtype=bool)
     _check_paired(baseline_success, candidate_success)
@@ -69,9 +73,11 @@ def paired_difference_interval(baseline_success: np.ndarray, candidate_success: 
     b = float(np.sum(baseline_success & ~candidate_success))
     c = float(np.sum(~baseline_success & candidate_success))
     diff = (c - b) / n
-    se = math.sqrt(max(0.0, (b + c) - (c - b) ** 2 / n)) / n
+    b_adj, c_adj, n_adj = b + 0.5, c + 0.5, n + 2.0
+    diff_adj = (c_adj - b_adj) / n_adj
+    se = math.sqrt(max(0.0, (b_adj + c_adj) - (c_adj - b_adj) ** 2 / n_adj)) / n_adj
     z = _z_value(confidence)
-    return diff, diff - z * se, diff + z * se
+    return diff, max(-1.0, diff_adj - z * se), min(1.0, diff_adj + z * se)
 
 
 def paired_return_tests(baseline_return: np.ndarray, candidate_return: np.ndarray) -> dict[str, float]:

@@ -81,3 +81,12 @@ def test_holm_adjust_by_hand():
 ])
 def test_decide_needs_significance_and_margin(difference, p, verdict):
     assert decide(difference, p, margin=0.05, alpha=0.05) == verdict
+
+
+def test_paired_difference_interval_agresti_min_by_hand():
+    # 10 pairs, all lost by the candidate: b=10, c=0 -> adjusted b=10.5, c=0.5, n=12
+    diff, low, high = paired_difference_interval(np.ones(10, bool), np.zeros(10, bool))
+    se = math.sqrt(11.0 - 100.0 / 12.0) / 12.0
+    assert diff == -1.0
+    assert (low, high) == pytest.approx((max(-1.0, -10 / 12 - 1.959963984540054 * se), -10 / 12 + 1.959963984540054 * se))
+    assert high < 0
