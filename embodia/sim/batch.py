@@ -12,9 +12,8 @@ import numpy as np
 from embodia.sim.backend import make_backend
 from embodia.sim.randomization import DomainRandomization, ModelParams, apply_scales, sample_scales
 
-STATE_SPEC = int(
-    mujoco.mjtState.mjSTATE_FULLPHYSICS | mujoco.mjtState.mjSTATE_MOCAP_POS | mujoco.mjtState.mjSTATE_MOCAP_QUAT
-)
+# mujoco.rollout takes full-physics states; mocap poses travel with the controls (see BatchSim.step)
+STATE_SPEC = int(mujoco.mjtState.mjSTATE_FULLPHYSICS)
 _STATE_PARTS = ("TIME", "QPOS", "QVEL", "ACT", "HISTORY", "MOCAP_POS", "MOCAP_QUAT", "USERDATA", "PLUGIN", "PLASTIC")
 
 
@@ -48,7 +47,7 @@ class StepInfo:
 class BatchSim:
     """N copies of one MuJoCo model stepped together with `mujoco.rollout` on persistent threads.
 
-    State lives in `self.state` (num_envs, nstate); `qpos`, `qvel`, `mocap_pos` are views into it.
+    State lives in `self.state` (num_envs, nstate); `qpos` and `qvel` are views into it; mocap poses live in `mocap_pos` / `mocap_quat`.
     Sensors in `self.sensordata` are those MuJoCo computed during the last physics substep.
     """
 
@@ -91,6 +90,10 @@ class BatchSim:
         mujoco.mj_getState(model, data, self.initial_state, STATE_SPEC)
         self.state = np.tile(self.initial_state, (self.num_envs, 1))  # (num_envs, nstate)
         self.sensordata = np.tile(data.sensordata, (self.num_envs, 1))  # (num_envs, nsensordata)
+        self.initial_mocap_pos = data.mocap_pos.copy()
+        self.initial_mocap_quat = data.mocap_quat.copy()
+        self.mocap_pos = np.tile(data.mocap_pos, (self.num_envs, 1, 1))  # (num_envs, nmocap, 3)
+        self.mocap_quat = np.tile(data.mocap_quat, (self.num_envs, 1, 1))  # (num_envs, nmocap, 4)
         self._scratch = data
 
     def _init_models(self) -> None:
@@ -114,9 +117,12 @@ class BatchSim:
         self.ctrl_low = np.where(limited, m.actuator_ctrlrange[:, 0], -np.inf)
         self.ctrl_high = np.where(limited, m.actuator_ctrlrange[:, 1], np.inf)
         self.perturbations = perturbations
+        # control vector layout follows mjtState bit order: ctrl, xfrc_applied, mocap_pos, mocap_quat
         self.control_spec = int(mujoco.mjtState.mjSTATE_CTRL)
         if perturbations:
             self.control_spec |= int(mujoco.mjtState.mjSTATE_XFRC_APPLIED)
+        if m.nmocap:
+            self.control_spec |= int(mujoco.mjtState.mjSTATE_MOCAP_POS | mujoco.mjtState.mjSTATE_MOCAP_QUAT)
         self.xfrc_applied = np.zeros((self.num_envs, m.nbody, 6))  # external wrench per body (force, torque)
         self._history = np.zeros((self.num_envs, self.randomization.max_latency() + 1, m.nu))
 
@@ -147,10 +153,6 @@ class BatchSim:
     def qvel(self) -> np.ndarray:
         return self._view("qvel")
 
-    @property
-    def mocap_pos(self) -> np.ndarray:
-        return self._view("mocap_pos").reshape(self.num_envs, self.model.nmocap, 3)
-
     def set_qpos(self, env_ids: np.ndarray, qpos: np.ndarray) -> None:
         self.state[env_ids, self.layout["qpos"]] = qpos
 
@@ -158,14 +160,24 @@ class BatchSim:
         self.state[env_ids, self.layout["qvel"]] = qvel
 
     def set_mocap_pos(self, env_ids: np.ndarray, mocap_index: int, pos: np.ndarray) -> None:
-        start = self.layout["mocap_pos"].start + 3 * mocap_index
-        self.state[env_ids, start : start + 3] = pos
+        self.mocap_pos[env_ids, mocap_index] = pos
+
+    def load_data(self, env_id: int, data: mujoco.MjData) -> mujoco.MjModel:
+        """Write env `env_id`'s state and mocap poses into `data`; returns that env's model."""
+        model = self.models[env_id]
+        mujoco.mj_setState(model, data, self.state[env_id], STATE_SPEC)
+        if model.nmocap:
+            data.mocap_pos[:] = self.mocap_pos[env_id]
+            data.mocap_quat[:] = self.mocap_quat[env_id]
+        return model
 
     # ------------------------------------------------------------------ reset
     def reset(self, env_ids: np.ndarray, rngs: list[np.random.Generator]) -> None:
         """Put `env_ids` back to the model's initial state and draw their randomization from `rngs`."""
         env_ids = np.asarray(env_ids, dtype=np.int64)
         self.state[env_ids] = self.initial_state
+        self.mocap_pos[env_ids] = self.initial_mocap_pos
+        self.mocap_quat[env_ids] = self.initial_mocap_quat
         self.ctrl[env_ids] = 0.0
         self.xfrc_applied[env_ids] = 0.0
         self._history[env_ids] = 0.0
@@ -174,6 +186,7 @@ class BatchSim:
             self.latency[env_id] = draw["latency"][0]
             if self.randomization.changes_model():
                 apply_scales(self.models[env_id], self.nominal, draw, 0)
+                mujoco.mj_setConst(self.models[env_id], self._scratch)  # mass-derived constants
 
     def add_initial_noise(self, env_ids: np.ndarray, rngs: list[np.random.Generator]) -> None:
         """Add the randomization's extra initial-state noise on top of the task's reset distribution."""
@@ -189,8 +202,8 @@ class BatchSim:
         """Recompute sensors for `env_ids` after their state was written (used after resets only)."""
         data = self._scratch
         for env_id in np.asarray(env_ids, dtype=np.int64):
-            mujoco.mj_setState(self.models[env_id], data, self.state[env_id], STATE_SPEC)
-            mujoco.mj_forward(self.models[env_id], data)
+            model = self.load_data(env_id, data)
+            mujoco.mj_forward(model, data)
             self.sensordata[env_id] = data.sensordata
 
     # ------------------------------------------------------------------ step
@@ -217,9 +230,12 @@ class BatchSim:
             self._history[:, 0] = ctrl
             ctrl = self._history[np.arange(self.num_envs), self.latency]
         self.ctrl[:] = ctrl
-        control = ctrl
+        parts = [ctrl]
         if self.perturbations:
-            control = np.concatenate([ctrl, self.xfrc_applied.reshape(self.num_envs, -1)], axis=1)
+            parts.append(self.xfrc_applied.reshape(self.num_envs, -1))
+        if self.model.nmocap:
+            parts += [self.mocap_pos.reshape(self.num_envs, -1), self.mocap_quat.reshape(self.num_envs, -1)]
+        control = np.concatenate(parts, axis=1) if len(parts) > 1 else ctrl
         expected_time = self.time + self.dt
         self.backend.step(self.models, self.state, control[:, None, :], self.control_spec, self.frame_skip,
                           self._state_out, self._sensor_out)

@@ -85,8 +85,6 @@ class BatchRenderer:
         """(k, H, W, 3) uint8 RGB, or (k, H, W) float32 depth in metres, for each env in `env_ids`."""
         import mujoco
 
-        from embodia.sim.batch import STATE_SPEC
-
         camera = self._camera_id(camera)
         width, height = self.size
         out = np.zeros((len(env_ids), height, width) if depth else (len(env_ids), height, width, 3),
@@ -94,8 +92,7 @@ class BatchRenderer:
         if depth:
             self._renderer.enable_depth_rendering()
         for k, env_id in enumerate(env_ids):
-            model = self.sim.models[env_id]
-            mujoco.mj_setState(model, self._data, self.sim.state[env_id], STATE_SPEC)
+            model = self.sim.load_data(env_id, self._data)
             mujoco.mj_forward(model, self._data)
             self._renderer.update_scene(self._data, camera=camera)
             self._apply_quality()

@@ -132,3 +132,27 @@ def test_external_push_moves_only_the_pushed_env():
 def test_unknown_backend_is_rejected():
     with pytest.raises(ValueError, match="unknown physics backend 'tpu'"):
         BatchSim(load_model("cheetah.xml"), 2, backend="tpu")
+
+
+MOCAP_SCENE = """<mujoco><worldbody>
+  <body name="target" mocap="true" pos="0 0 1"><geom type="sphere" size=".05" contype="0" conaffinity="0"/></body>
+  <body name="ball" pos="0 0 0.5"><freejoint/><geom type="sphere" size=".1"/></body>
+</worldbody></mujoco>"""
+
+
+def test_mocap_bodies_step_per_env_and_render():
+    from embodia.sim.render import BatchRenderer
+
+    sim = BatchSim(load_model(MOCAP_SCENE), 3, frame_skip=2)
+    sim.set_mocap_pos(np.array([1]), 0, np.array([0.3, 0.0, 1.0]))
+    sim.step(np.zeros((3, 0)))
+    assert np.allclose(sim.mocap_pos[1, 0], [0.3, 0.0, 1.0]) and np.allclose(sim.mocap_pos[0, 0], [0, 0, 1])
+    images = BatchRenderer(sim, width=32, height=32).render(np.array([0, 1]))
+    assert images.shape == (2, 32, 32, 3)
+
+
+def test_mass_randomization_keeps_derived_constants_consistent():
+    env = BatchEnv("cheetah-run", num_envs=2, randomization={"body_mass_scale": (2.0, 2.0)})
+    env.reset(seed=0)
+    model = env.sim.models[0]
+    assert model.body_subtreemass[0] == pytest.approx(2.0 * env.model.body_subtreemass[0])
