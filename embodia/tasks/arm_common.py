@@ -154,19 +154,6 @@ def _name_to_id(model: mujoco.MjModel, kind: mujoco.mjtObj, name: str) -> int:
     return index
 
 
-def refresh_model_constants(sim: BatchSim, env_ids: np.ndarray) -> None:
-    """Recompute mass-derived constants (dof_M0, invweight0) of randomized per-env models.
-
-    The sim's randomization rescales body masses without mj_setConst; with stale constants the light cube's
-    contacts become unstable (it is launched at metres per second). Runs at reset only, once per env reset.
-    """
-    if not sim.randomization.changes_model():
-        return
-    data = mujoco.MjData(sim.model)
-    for env_id in np.asarray(env_ids, dtype=np.int64):
-        mujoco.mj_setConst(sim.models[env_id], data)
-
-
 def default_randomization(task_name: str) -> DomainRandomization:
     """Mild physics randomization used by the arm tasks' experts and data generation."""
     if task_name not in ("arm-reach", "arm-push", "arm-pick-place"):
@@ -258,7 +245,6 @@ class ArmTask(Task):
         qpos[:, self.finger_qpos] = finger_m
         sim.set_qpos(env_ids, qpos)
         self._target_stale[env_ids] = True
-        refresh_model_constants(sim, env_ids)
 
     def set_goal(self, sim: BatchSim, env_ids: np.ndarray, goal: np.ndarray) -> None:
         """Place the goals (k, 3) of `env_ids`; the goal marker holds them in the state."""
