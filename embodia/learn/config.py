@@ -62,12 +62,22 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
         if not sep or not key.strip():
             raise ConfigError(f"override {item!r} is not key=value; write e.g. --set learning_rate=3e-4")
         value = yaml.safe_load(raw) if raw.strip() else ""
+        if isinstance(value, str):
+            value = _maybe_number(value)
         target = overrides
         *parents, leaf = key.strip().split(".")
         for parent in parents:
             target = target.setdefault(parent, {})
         target[leaf] = value
     return overrides
+
+
+def _maybe_number(text: str) -> Any:
+    # YAML 1.1 reads "3e-4" as a string; a number is what anyone typing it means
+    try:
+        return float(text)
+    except ValueError:
+        return text
 
 
 def build_config(config_cls: type[BaseModel], layers: list[tuple[str, dict[str, Any]]]) -> BaseModel:

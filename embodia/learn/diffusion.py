@@ -141,7 +141,7 @@ def ddim_sample(denoiser: Denoiser, obs_norm: torch.Tensor, noise: torch.Tensor,
     x = noise
     for i, t in enumerate(timesteps):
         ac = alphas_cumprod[t]
-        ac_prev = alphas_cumprod[timesteps[i + 1]] if i + 1 < len(timesteps) else torch.tensor(1.0)
+        ac_prev = alphas_cumprod[timesteps[i + 1]] if i + 1 < len(timesteps) else alphas_cumprod.new_ones(())
         level = torch.zeros_like(x[:, 0, 0], dtype=torch.long) + t  # (B,), traced with a dynamic batch
         eps = denoiser(x, level, obs_norm)
         x0 = ((x - (1 - ac).sqrt() * eps) / ac.sqrt()).clamp(-1.0, 1.0)

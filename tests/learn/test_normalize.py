@@ -1,0 +1,43 @@
+import numpy as np
+
+from embodia.learn.normalize import ObsNormalizer, RewardScaler, RunningMeanStd
+
+
+def test_running_mean_std_matches_numpy_over_batches():
+    rng = np.random.default_rng(0)
+    data = rng.normal(3.0, 2.0, (1000, 4))
+    rms = RunningMeanStd((4,), epsilon=0.0)
+    rms.count = 0.0
+    for chunk in np.array_split(data, 7):
+        if rms.count == 0:
+            rms.mean, rms.var, rms.count = chunk.mean(0), chunk.var(0), len(chunk)
+        else:
+            rms.update(chunk)
+    np.testing.assert_allclose(rms.mean, data.mean(0), rtol=1e-10)
+    np.testing.assert_allclose(rms.var, data.var(0), rtol=1e-10)
+
+
+def test_obs_normalizer_state_round_trips_and_clips():
+    norm = ObsNormalizer(3, clip=2.0)
+    norm.update(np.random.default_rng(1).normal(5.0, 0.1, (500, 3)))
+    other = ObsNormalizer(3, clip=2.0)
+    other.load_state_dict(norm.state_dict())
+    obs = np.array([[5.0, 5.0, 100.0]])
+    np.testing.assert_allclose(norm(obs), other(obs))
+    assert norm(obs)[0, 2] == 2.0
+    assert abs(norm(obs)[0, 0]) < 0.2
+
+
+def test_reward_scaler_resets_return_on_done_and_scales_down_large_rewards():
+    scaler = RewardScaler(num_envs=2, gamma=0.9)
+    for _ in range(200):
+        scaled = scaler(np.array([100.0, 100.0]), np.array([False, True]))
+    assert scaler.returns[1] == 0.0 and scaler.returns[0] > 100.0
+    assert np.all(np.abs(scaled) < 10.0)
+
+
+def test_disabled_normalizers_are_identity():
+    obs = np.arange(6.0).reshape(2, 3)
+    assert ObsNormalizer(3, enabled=False)(obs) is obs
+    reward = np.array([3.0, -4.0])
+    assert RewardScaler(2, 0.99, enabled=False)(reward, np.zeros(2, bool)) is reward

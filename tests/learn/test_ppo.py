@@ -1,0 +1,83 @@
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from embodia.learn import load_policy, train
+from embodia.learn.ppo import gae
+from embodia.learn.rollout import episode_returns, random_returns
+
+QUIET = {"progress": False, "tensorboard": False}
+
+
+def test_gae_matches_a_hand_computation():
+    rewards = torch.tensor([[1.0], [1.0], [1.0]])
+    values = torch.tensor([[0.5], [0.5], [0.5]])
+    dones = torch.tensor([[0.0], [0.0], [1.0]])  # obs 2 starts a new episode: no bootstrap across t=1 -> t=2
+    adv, ret = gae(rewards, values, dones, next_value=torch.tensor([2.0]), next_done=torch.tensor([0.0]),
+                   gamma=0.9, gae_lambda=0.5)
+    d2 = 1.0 + 0.9 * 2.0 - 0.5
+    d1 = 1.0 - 0.5
+    d0 = 1.0 + 0.9 * 0.5 - 0.5
+    expected = torch.tensor([[d0 + 0.45 * d1], [d1], [d2]])
+    torch.testing.assert_close(adv, expected)
+    torch.testing.assert_close(ret, expected + values)
+
+
+@pytest.mark.slow
+def test_ppo_learns_cartpole_balance(tmp_path):
+    run = train("cartpole-balance", "ppo", total_steps=12288, seed=0, out=tmp_path, overrides=QUIET)
+    returns, _ = episode_returns(load_policy(run), "cartpole-balance", num_envs=16)
+    baseline = random_returns("cartpole-balance", num_envs=16).mean()
+    assert returns.mean() > 3 * baseline, (returns.mean(), baseline)
+
+
+def _final_weights(run):
+    return load_file(run / "checkpoints" / "final" / "model.safetensors")
+
+
+def _resume_copy(run, tmp_path, step_name):
+    resumed = tmp_path / "resumed"
+    (resumed / "checkpoints").mkdir(parents=True)
+    shutil.copytree(run / "checkpoints" / step_name, resumed / "checkpoints" / step_name)
+    (resumed / "checkpoints" / "latest").write_text(step_name)
+    return resumed
+
+
+def test_resume_from_half_way_checkpoint_matches_uninterrupted_run(tmp_path):
+    overrides = {**QUIET, "num_envs": 8, "num_steps": 16, "num_minibatches": 2, "update_epochs": 2,
+                 "checkpoint_every": 256, "env_kwargs": {"randomization": {"body_mass_scale": [0.8, 1.2]},
+                                "task_config": {"max_episode_steps": 10}}}
+    run = train("cartpole-swingup", "ppo", total_steps=512, seed=3, out=tmp_path, overrides=overrides, name="full")
+    resumed = train("", "", resume=_resume_copy(run, tmp_path, "step_000000000256"))
+    full, again = _final_weights(run), _final_weights(resumed)
+    assert full.keys() == again.keys()
+    for key in full:
+        torch.testing.assert_close(again[key], full[key], atol=1e-5, rtol=0)
+    start = load_file(resumed / "checkpoints" / "step_000000000256" / "model.safetensors")
+    assert any(not torch.equal(start[k], full[k]) for k in full)  # training moved the weights after the checkpoint
+    lines = (resumed / "metrics.jsonl").read_text().splitlines()
+    assert lines and '"step": 512' in lines[-1]
+
+
+def test_resume_with_missing_checkpoint_file_names_it(tmp_path):
+    run = train("cartpole-balance", "ppo", total_steps=256, seed=0, out=tmp_path,
+                overrides={**QUIET, "num_envs": 8, "num_steps": 16, "num_minibatches": 2}, name="r")
+    (run / "checkpoints" / "final" / "normalizer.safetensors").unlink()
+    with pytest.raises(ValueError, match=r"normalizer\.safetensors is missing"):
+        train("", "", resume=run)
+
+
+def test_policy_actions_are_deterministic_and_within_bounds(tmp_path):
+    run = train("cartpole-balance", "ppo", total_steps=256, seed=0, out=tmp_path,
+                overrides={**QUIET, "num_envs": 8, "num_steps": 16, "num_minibatches": 2}, name="p")
+    policy = load_policy(run)
+    obs = np.random.default_rng(0).normal(0, 5, (64, policy.obs_dim))
+    actions = policy.act(obs)
+    assert actions.shape == (64, 1) and actions.dtype == np.float32
+    np.testing.assert_array_equal(actions, policy.act(obs))
+    assert np.all(actions >= policy.action_low) and np.all(actions <= policy.action_high)
+    with pytest.raises(ValueError, match=r"expected \(batch, 5\)"):
+        policy.act(np.zeros((2, 4)))
