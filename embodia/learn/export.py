@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -28,8 +29,10 @@ def export_onnx(policy: Policy | str | Path, out: str | Path, verify: bool = Tru
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     example = torch.zeros(2, policy.obs_dim)
-    torch.onnx.export(policy.actor, (example,), str(tmp), input_names=["obs"], output_names=["action"],
-                      dynamic_axes={"obs": {0: "batch"}, "action": {0: "batch"}}, opset_version=OPSET, dynamo=False)
+    with warnings.catch_warnings():  # the TorchScript exporter warns about its own deprecation
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(policy.actor, (example,), str(tmp), input_names=["obs"], output_names=["action"],
+                          dynamic_axes={"obs": {0: "batch"}, "action": {0: "batch"}}, opset_version=OPSET, dynamo=False)
     model = onnx.load(str(tmp))
     metadata = {
         "embodia.task": policy.task, "embodia.obs_dim": str(policy.obs_dim), "embodia.act_dim": str(policy.act_dim),
