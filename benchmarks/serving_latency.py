@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter, deque
 from pathlib import Path
 
 import numpy as np
@@ -49,23 +50,24 @@ async def _open_loop(host: str, port: int, request: bytes, rate_hz: float, durat
     total = int(rate_hz * duration_s)
     latency_s = np.full(total, np.nan)
     lag_s = np.zeros(total)
-    idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = [
-        await asyncio.open_connection(host, port) for _ in range(connections)]
+    # first in, first out, so every connection is used often and none hits the server's keep-alive timeout
+    idle: deque[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = deque(
+        [await asyncio.open_connection(host, port) for _ in range(connections)])
     opened = connections
-    failures = 0
+    failures: Counter[str] = Counter()
 
     async def one(index: int, connection: tuple) -> None:
-        nonlocal failures
         reader, writer = connection
         sent = time.perf_counter()
         writer.write(request)
         try:
             status = await _read_reply(reader)
-        except (asyncio.IncompleteReadError, ConnectionError):
-            failures += 1
+        except (asyncio.IncompleteReadError, ConnectionError) as error:
+            failures[type(error).__name__] += 1
             return
         latency_s[index] = time.perf_counter() - sent
-        failures += status != 200
+        if status != 200:
+            failures[f"HTTP {status}"] += 1
         idle.append(connection)
 
     tasks = []
@@ -79,14 +81,14 @@ async def _open_loop(host: str, port: int, request: bytes, rate_hz: float, durat
         if not idle:  # every connection busy: open another rather than wait (that would close the loop)
             idle.append(await asyncio.open_connection(host, port))
             opened += 1
-        tasks.append(asyncio.ensure_future(one(index, idle.pop())))
+        tasks.append(asyncio.ensure_future(one(index, idle.popleft())))
     await asyncio.gather(*tasks)
     elapsed = time.perf_counter() - start
     for _, writer in idle:
         writer.close()
     done = latency_s[np.isfinite(latency_s)]
-    return {"offered_hz": rate_hz, "achieved_hz": len(done) / elapsed, "requests": total, "failures": failures,
-            "connections": opened, **_percentiles_ms(done, "latency"), **_percentiles_ms(lag_s, "lag")}
+    return {"offered_hz": rate_hz, "achieved_hz": len(done) / elapsed, "requests": total,
+            "failures": sum(failures.values()), "failure_kinds": dict(failures), "connections": opened, **_percentiles_ms(done, "latency"), **_percentiles_ms(lag_s, "lag")}
 
 
 async def _closed_loop(host: str, port: int, request: bytes, duration_s: float) -> dict:
@@ -269,7 +271,12 @@ def _row(label: str, result: dict) -> str:
     return (f"| {label} | {result.get('offered_hz', float('nan')):.0f} | {result.get('achieved_hz', float('nan')):.0f} "
             f"| {result['latency_p50_ms']:.3f} | {result['latency_p99_ms']:.3f} | {result['latency_p999_ms']:.3f} "
             f"| {result['latency_max_ms']:.2f} | {result.get('lag_p99_ms', float('nan')):.2f} "
-            f"| {result.get('failures', 0)} |")
+            f"| {result.get('failures', 0)}{_kinds(result)} |")
+
+
+def _kinds(result: dict) -> str:
+    kinds = result.get("failure_kinds") or {}
+    return f" ({', '.join(f'{kind}: {count}' for kind, count in kinds.items())})" if kinds else ""
 
 
 def main(args: argparse.Namespace) -> None:
@@ -285,6 +292,7 @@ def main(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as workdir:
         model = make_mlp_onnx(Path(workdir) / "mlp.onnx", OBS_DIM, ACT_DIM, HIDDEN, task="benchmark")
         floor = in_process_floor(model)
+        print(f"load average at start (1/5/15 min, 2 cores shared): {os.getloadavg()}")
         print(f"model: MLP {OBS_DIM}->{'->'.join(map(str, HIDDEN))}->{ACT_DIM}, one observation per request\n")
         print("in-process floor (no server):\n\n| call | p50 ms | p99 ms | p99.9 ms | max ms |\n|---|---|---|---|---|")
         for label, result in floor.items():
@@ -338,6 +346,7 @@ def main(args: argparse.Namespace) -> None:
         print(f"\nramp (JSON, 16+ keep-alive connections, {args.ramp_duration_s:.0f} s per rate; sustained = "
               f">= 97 % served, p50 <= {RAMP_MAX_P50_MS} ms, no failures):\n\n{header}")
         print("\n".join(ramp_rows))
+        print(f"\nload average at end (1/5/15 min): {os.getloadavg()}")
 
 
 def parse_args() -> argparse.Namespace:

@@ -36,7 +36,7 @@ def serve(
 
     def announce(url: str) -> None:
         console.print(f"serving [bold]{model}[/] at {url}  (POST /act, WS /stream, GET /healthz /metadata /metrics)",
-                      highlight=False)
+                      highlight=False, soft_wrap=True)
 
     run_server(config, on_ready=announce)
 
