@@ -75,9 +75,11 @@ def decode_binary_obs(body: bytes, shape_header: str | None, obs_dim: int, max_b
     if shape[-1] != obs_dim:
         raise RequestError(422, f"binary body has shape {list(shape)} ({SHAPE_HEADER}), expected [{obs_dim}] "
                                 f"(one observation) or [batch, {obs_dim}] (obs_dim={obs_dim})")
-    if 4 * int(np.prod(shape)) != len(body):
-        raise RequestError(422, f"{SHAPE_HEADER}: {shape_header} needs {4 * int(np.prod(shape))} bytes of float32, "
-                                f"the body has {len(body)}")
+    expected_bytes = 4 * int(np.prod(shape))
+    if expected_bytes != len(body):
+        hint = " (float64 data? send little-endian float32)" if len(body) == 2 * expected_bytes else ""
+        raise RequestError(422, f"{SHAPE_HEADER}: {shape_header} needs {expected_bytes} bytes of float32, "
+                                f"the body has {len(body)}{hint}")
     return _check_array(np.frombuffer(body, dtype=FLOAT32_LE).reshape(shape), obs_dim, max_batch, "binary body")
 
 

@@ -66,6 +66,7 @@ def test_binary_round_trip_is_exact() -> None:
     (np.zeros(6, np.float32).tobytes(), "3", "needs 12 bytes of float32, the body has 24"),
     (np.zeros(6, np.float32).tobytes(), "3,2", "shape [3, 2]"),
     (np.zeros(3, np.float32).tobytes(), "three", "not a comma-separated list"),
+    (np.zeros(3, np.float64).tobytes(), "3", "float64 data? send little-endian float32"),
     (np.array([1, np.nan, 2], np.float32).tobytes(), "3", "non-finite value (nan) at index 1"),
 ])
 def test_bad_binary_is_refused(body: bytes, shape: str | None, needle: str) -> None:
