@@ -12,7 +12,6 @@ import mujoco
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from embodia.sim.batch import STATE_SPEC
 
 
 class VisualRandomization(BaseModel):
@@ -112,8 +111,7 @@ class CameraRig:
         out = {name: np.empty((len(env_ids), self.size, self.size, 3), np.uint8) for name in self.cameras}
         scene = self._renderer.scene
         for k, env_id in enumerate(env_ids):
-            model = self.sim.models[env_id]
-            mujoco.mj_setState(model, self._data, self.sim.state[env_id], STATE_SPEC)
+            model = self.sim.load_data(env_id, self._data)  # state and mocap poses of this env, its own model
             mujoco.mj_forward(model, self._data)
             for name, cam in zip(self.cameras, self._cams):
                 mujoco.mjv_updateScene(model, self._data, self._option, None, cam, mujoco.mjtCatBit.mjCAT_ALL, scene)

@@ -34,7 +34,7 @@ def test_generated_dataset_is_valid_and_recorded(pick_place_dataset):
     report = check_dataset(root)
     assert report.ok, report.problems
     ds = Dataset(root)
-    assert ds.cameras == ["front", "wrist"] and ds.fps == 21
+    assert ds.cameras == ["front", "wrist"] and ds.fps == round(1 / ds.info["embodia"]["control_dt_s"])
     for index in range(ds.num_episodes):
         extras = ds.embodia_info(index)
         assert extras["episode_seed"] == episode_seed(config.seed, extras["attempt"])
