@@ -36,7 +36,7 @@ $(VENV)/.installed: pyproject.toml
 lerobot-venv: $(LEROBOT_VENV)/.ready
 
 $(LEROBOT_VENV)/.ready:
-	bash ../shared/recipes/lerobot-side-venv.sh $(LEROBOT_VENV)
+	bash scripts/lerobot-side-venv.sh $(LEROBOT_VENV)
 	touch $@
 
 bench: install
