@@ -62,7 +62,29 @@ def step_simulate(out: Path, summary: dict) -> None:
     env.close()
 
 
-STEPS = {"simulate": step_simulate}
+def step_data(out: Path, summary: dict) -> None:
+    """Generate a small LeRobot-format pick-and-place dataset with two cameras, check it, and write its viewer."""
+    from embodia.data.check import check_dataset
+    from embodia.data.generate import GenerateConfig, generate
+    from embodia.data.viewer import write_page
+
+    config = GenerateConfig(task="arm-pick-place", episodes=10, cameras=["front", "wrist"], image_size=128,
+                            envs_per_worker=5, keep="all", seed=0)
+    root = out / "dataset"
+    if root.exists():
+        import shutil
+
+        shutil.rmtree(root)  # the quickstart always starts from a clean dataset
+    result = generate(config, root)
+    report = check_dataset(root)
+    if not report.ok:
+        raise RuntimeError(f"generated dataset failed its check: {report.problems}")
+    page = write_page(root, root / "index.html")
+    summary["data"] = {"dataset": str(root), "episodes": result["episodes"], "viewer": str(page),
+                       "format": "LeRobot v3.0"}
+
+
+STEPS = {"simulate": step_simulate, "data": step_data}
 
 
 def quickstart(
