@@ -40,10 +40,22 @@ class GaussianActor(nn.Module):
         self.mean = mlp(obs_dim, hidden_sizes, act_dim, activation, out_gain=0.01)
         self.log_std = nn.Parameter(torch.full((act_dim,), float(init_log_std)))
 
-    def distribution(self, obs: torch.Tensor) -> torch.distributions.Normal:
-        """Action distribution for normalized observations (B, obs_dim)."""
+    def sample(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(action (B, act_dim), log-probability (B,)) for normalized observations (B, obs_dim)."""
         mean = self.mean(obs)
-        return torch.distributions.Normal(mean, self.log_std.exp().expand_as(mean))
+        action = mean + self.log_std.exp() * torch.randn_like(mean)
+        return action, self._log_prob(mean, action)
+
+    def log_prob_and_entropy(self, obs: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(log-probability (B,), entropy (scalar, per sample)) of `action` under the current policy."""
+        mean = self.mean(obs)
+        entropy = (self.log_std + 0.5 * math.log(2 * math.pi * math.e)).sum()
+        return self._log_prob(mean, action), entropy
+
+    def _log_prob(self, mean: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        # the Normal density written out: torch.distributions costs more than the MLP at these sizes
+        z = (action - mean) * torch.exp(-self.log_std)
+        return -0.5 * (z * z).sum(-1) - self.log_std.sum() - 0.5 * math.log(2 * math.pi) * mean.shape[-1]
 
 
 class SquashedGaussianActor(nn.Module):

@@ -122,7 +122,7 @@ class PPOTrainer:
         self.env = env
         n, t, obs_dim, act_dim = env.num_envs, config.num_steps, env.obs_dim, env.act_dim
         self.agent = ActorCritic(obs_dim, act_dim, config)
-        self.optimizer = torch.optim.Adam(self.agent.parameters(), lr=config.learning_rate, eps=1e-5)
+        self.optimizer = torch.optim.Adam(self.agent.parameters(), lr=config.learning_rate, eps=1e-5, fused=True)
         self.obs_norm = ObsNormalizer(obs_dim, clip=config.obs_clip, enabled=config.norm_obs)
         self.reward_scaler = RewardScaler(n, config.gamma, enabled=config.norm_reward)
         self.batch_size = n * t
@@ -152,9 +152,7 @@ class PPOTrainer:
             self.obs_norm.update(self.next_obs)
             obs = self._normalized(self.next_obs)
             with torch.no_grad():
-                dist = self.agent.actor.distribution(obs)
-                action = dist.sample()
-                self.logprobs[step] = dist.log_prob(action).sum(-1)
+                action, self.logprobs[step] = self.agent.actor.sample(obs)
                 self.values[step] = self.agent.value(obs)
             self.obs[step] = obs
             self.actions[step] = action
@@ -192,9 +190,7 @@ class PPOTrainer:
             order = torch.randperm(self.batch_size)
             for start in range(0, self.batch_size, minibatch):
                 idx = order[start : start + minibatch]
-                dist = self.agent.actor.distribution(b_obs[idx])
-                new_logprob = dist.log_prob(b_actions[idx]).sum(-1)
-                entropy = dist.entropy().sum(-1).mean()
+                new_logprob, entropy = self.agent.actor.log_prob_and_entropy(b_obs[idx], b_actions[idx])
                 new_value = self.agent.value(b_obs[idx])
                 losses = ppo_losses(new_logprob, b_logprobs[idx], b_adv[idx], new_value, b_values[idx],
                                     b_returns[idx], config)
