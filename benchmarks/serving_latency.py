@@ -222,8 +222,16 @@ def in_process_floor(model: Path, calls: int = 20000) -> dict[str, dict]:
         results[f"onnxruntime.run, intra_op_threads={threads or 'default'}"] = _time_calls(lambda: policy.act(obs),
                                                                                             calls)
     service = PolicyService(OnnxPolicy(model))
-    results["server handler without network (JSON in/out)"] = _time_calls(
+    results["server handler without network, 1 obs, JSON"] = _time_calls(
         lambda: service.act(body, "application/json", None), calls)
+    results["server handler without network, 1 obs, binary"] = _time_calls(
+        lambda: service.act(obs.tobytes(), "application/octet-stream", str(OBS_DIM)), calls)
+    batch = np.random.default_rng(1).normal(size=(256, OBS_DIM)).astype(np.float32)
+    batch_body = json.dumps({"obs": batch.tolist()}).encode()
+    results["server handler without network, 256 obs, JSON"] = _time_calls(
+        lambda: service.act(batch_body, "application/json", None), calls // 10)
+    results["server handler without network, 256 obs, binary"] = _time_calls(
+        lambda: service.act(batch.tobytes(), "application/octet-stream", f"256,{OBS_DIM}"), calls // 10)
     return results
 
 

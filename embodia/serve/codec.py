@@ -7,6 +7,8 @@ Binary (`application/octet-stream`): little-endian float32 values, row-major, wi
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import orjson
 
@@ -75,7 +77,7 @@ def decode_binary_obs(body: bytes, shape_header: str | None, obs_dim: int, max_b
     if shape[-1] != obs_dim:
         raise RequestError(422, f"binary body has shape {list(shape)} ({SHAPE_HEADER}), expected [{obs_dim}] "
                                 f"(one observation) or [batch, {obs_dim}] (obs_dim={obs_dim})")
-    expected_bytes = 4 * int(np.prod(shape))
+    expected_bytes = 4 * math.prod(shape)
     if expected_bytes != len(body):
         hint = " (float64 data? send little-endian float32)" if len(body) == 2 * expected_bytes else ""
         raise RequestError(422, f"{SHAPE_HEADER}: {shape_header} needs {expected_bytes} bytes of float32, "
