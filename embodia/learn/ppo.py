@@ -220,8 +220,8 @@ class PPOTrainer:
         return lr
 
     # ---- the loop
-    def learn(self, run_dir: Path, logger: RunLogger, save) -> None:
-        """Iterate rollout -> update until `total_steps`, logging and checkpointing at iteration boundaries."""
+    def learn(self, run_dir: Path, logger: RunLogger, save, callback=None) -> None:
+        """Iterate rollout -> update until `total_steps` (or `callback(self)` is true), checkpointing between iterations."""
         config = self.config
         every = config.checkpoint_every
         start, start_step = time.perf_counter(), self.global_step
@@ -236,6 +236,8 @@ class PPOTrainer:
                 logger.log_scalars(self.global_step, {**losses, "charts/learning_rate": lr, "charts/steps_per_second": sps,
                                                       "charts/reward_scale": self.reward_scaler.scale()})
             logger.advance(self.global_step, sps)
+            if callback is not None and callback(self):
+                break
             if every and self.global_step // every > (self.global_step - self.batch_size) // every \
                     and self.iteration < self.num_iterations:
                 save(self, f"step_{self.global_step:012d}")
@@ -277,6 +279,10 @@ class PPOTrainer:
             self.next_done = env_state["next_done"].copy()
         else:
             self.at_checkpoint_boundary()  # the same deterministic restart the original run made before saving
+
+    def policy_state(self) -> tuple[dict[str, torch.Tensor], dict[str, np.ndarray]]:
+        """(weights, normalizer arrays) of the current policy, as a checkpoint would hold them."""
+        return self.agent.state_dict(), self.obs_norm.state_dict()
 
     def policy_spec(self) -> dict[str, Any]:
         """What `load_policy` needs to rebuild the deterministic actor."""

@@ -8,8 +8,11 @@ import numpy as np
 
 
 def episode_returns(policy: Callable[[np.ndarray], np.ndarray] | object, task: str, num_envs: int = 16,
-                    seed: int = 12345, **env_kwargs) -> tuple[np.ndarray, np.ndarray]:
-    """(returns, successes), each (num_envs,): one episode per env, the policy acting on the whole batch."""
+                    seed: int = 12345, success_at_end: bool = False, **env_kwargs) -> tuple[np.ndarray, np.ndarray]:
+    """(returns, successes), each (num_envs,): one episode per env, the policy acting on the whole batch.
+
+    A success is the task's success at any step, or only at the episode's last step with `success_at_end`.
+    """
     from embodia.tasks.env import BatchEnv
 
     act = policy.act if hasattr(policy, "act") else policy
@@ -22,7 +25,7 @@ def episode_returns(policy: Callable[[np.ndarray], np.ndarray] | object, task: s
         while alive.any():
             obs, reward, terminated, truncated, info = env.step(np.asarray(act(obs), dtype=np.float64))
             returns += np.where(alive, reward, 0.0)
-            success |= alive & info["success"]
+            success = np.where(alive, info["success"], success) if success_at_end else success | (alive & info["success"])
             alive &= ~(terminated | truncated)
         return returns, success
     finally:

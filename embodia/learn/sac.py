@@ -192,8 +192,8 @@ class SACTrainer:
         return stats
 
     # ---- the loop
-    def learn(self, run_dir: Path, logger: RunLogger, save) -> None:
-        """Step envs and update until `total_steps`; log after each batch step, checkpoint on step boundaries."""
+    def learn(self, run_dir: Path, logger: RunLogger, save, callback=None) -> None:
+        """Step envs and update until `total_steps` (or `callback(self)` is true at a log point); checkpoint on boundaries."""
         config = self.config
         every = config.checkpoint_every
         n = self.env.num_envs
@@ -215,6 +215,8 @@ class SACTrainer:
                 logger.log_scalars(self.global_step, scalars)
                 logger.advance(self.global_step, sps)
                 last_log = self.global_step
+                if callback is not None and callback(self):
+                    break
             if every and self.global_step // every > (self.global_step - n) // every \
                     and self.global_step < config.total_steps:
                 save(self, f"step_{self.global_step:012d}")
@@ -273,6 +275,10 @@ class SACTrainer:
             self.next_obs = env_state["next_obs"].copy()
         else:
             self.at_checkpoint_boundary()
+
+    def policy_state(self) -> tuple[dict[str, torch.Tensor], dict[str, np.ndarray]]:
+        """(weights, normalizer arrays) of the current policy, as a checkpoint would hold them."""
+        return {f"actor.{k}": v for k, v in self.actor.state_dict().items()}, self.obs_norm.state_dict()
 
     def policy_spec(self) -> dict[str, Any]:
         """What `load_policy` needs to rebuild the deterministic actor."""

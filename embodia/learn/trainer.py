@@ -6,9 +6,9 @@ import importlib
 import re
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-from embodia.learn.checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint, save_checkpoint
+from embodia.learn.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from embodia.learn.config import ConfigError, RunConfig, build_config, config_path, read_yaml
 from embodia.learn.logger import RunLogger
 from embodia.learn.vec_env import make_train_env
@@ -49,10 +49,13 @@ def run_name(task: str, algo: str, seed: int) -> str:
 
 def train(task: str, algo: str, total_steps: int | None = None, seed: int | None = None, out: Path = Path("runs"),
           overrides: dict[str, Any] | None = None, *, config_file: str | Path | None = None,
-          resume: str | Path | None = None, name: str | None = None) -> Path:
-    """Train `algo` on `task` (or continue the run in `resume`); returns the run dir holding the final checkpoint."""
+          resume: str | Path | None = None, name: str | None = None, callback: Callable[[Any], bool] | None = None) -> Path:
+    """Train `algo` on `task` (or continue the run in `resume`); returns the run dir holding the final checkpoint.
+
+    `callback(trainer)` runs after every PPO iteration / SAC log point; returning True stops training early.
+    """
     if resume is not None:
-        return _resume(resume, total_steps, overrides)
+        return _resume(resume, total_steps, overrides, callback)
     config = load_config(task, algo, config_file, overrides, total_steps=total_steps, seed=seed)
     run_dir = Path(out) / (name or run_name(config.task, algo, config.seed))
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -60,12 +63,12 @@ def train(task: str, algo: str, total_steps: int | None = None, seed: int | None
     env = make_train_env(config.task, config.num_envs, config.seed, config.env_kwargs)
     try:
         trainer = trainer_cls(config, env)
-        return _learn(trainer, config, run_dir)
+        return _learn(trainer, config, run_dir, callback)
     finally:
         env.close()
 
 
-def _resume(path: str | Path, total_steps: int | None, overrides: dict[str, Any] | None) -> Path:
+def _resume(path: str | Path, total_steps: int | None, overrides: dict[str, Any] | None, callback=None) -> Path:
     loaded = load_checkpoint(path)
     ckpt: Path = loaded["path"]
     run_dir = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
@@ -84,16 +87,16 @@ def _resume(path: str | Path, total_steps: int | None, overrides: dict[str, Any]
     try:
         trainer = trainer_cls(config, env)
         trainer.restore(loaded)
-        return _learn(trainer, config, run_dir)
+        return _learn(trainer, config, run_dir, callback)
     finally:
         env.close()
 
 
-def _learn(trainer, config: RunConfig, run_dir: Path) -> Path:
+def _learn(trainer, config: RunConfig, run_dir: Path, callback=None) -> Path:
     logger = RunLogger(run_dir, config.total_steps, start_step=trainer.global_step, tensorboard=config.tensorboard,
                        progress=config.progress, description=f"{config.task} {trainer.algo}")
     try:
-        trainer.learn(run_dir, logger, lambda t, ckpt_name: save_run_checkpoint(t, config, run_dir, ckpt_name))
+        trainer.learn(run_dir, logger, lambda t, ckpt_name: save_run_checkpoint(t, config, run_dir, ckpt_name), callback)
     finally:
         logger.close()
     save_run_checkpoint(trainer, config, run_dir, "final", boundary=False)
@@ -115,6 +118,12 @@ def save_run_checkpoint(trainer, config: RunConfig, run_dir: Path, name: str, bo
                            env_state=parts.get("env_state"), replay=parts.get("replay"), keep=config.keep_checkpoints)
 
 
-def resolve_run(path: str | Path) -> Path:
-    """The checkpoint directory a run path points at (re-exported for the CLI)."""
-    return resolve_checkpoint(path)
+def live_policy(trainer):
+    """The deterministic `Policy` of a trainer mid-run (for early-stopping callbacks and benchmarks)."""
+    from pathlib import Path as _Path
+
+    from embodia.learn.policy import Policy, build_deployed_actor
+
+    model, normalizer = trainer.policy_state()
+    spec = trainer.policy_spec()
+    return Policy(build_deployed_actor(model, normalizer, spec, _Path("<live>")), spec)
