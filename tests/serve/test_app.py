@@ -56,6 +56,12 @@ def test_bad_requests_get_4xx_json_with_a_message(server_url: str, body: bytes, 
     assert needle in reply.json()["error"]
 
 
+def test_body_over_the_size_limit_is_refused_before_parsing(server_url: str) -> None:
+    reply = httpx.post(f"{server_url}/act", content=b" " * 200_000, headers={"content-type": "application/json"})
+    assert reply.status_code == 413
+    assert "exceeds the server limit" in reply.json()["error"]
+
+
 def test_metadata_describes_the_observation_and_action_spec(server_url: str, reference: OnnxPolicy) -> None:
     metadata = httpx.get(f"{server_url}/metadata").json()
     assert metadata["task"] == "toy-task" and metadata["max_batch"] == MAX_BATCH
