@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -11,7 +12,7 @@ console = Console(stderr=True)
 
 
 def serve(
-    model: Path = typer.Argument(..., help="ONNX policy file written by `embodia export`"),
+    model: Annotated[Path, typer.Argument(help="ONNX policy file written by `embodia export`")],
     port: int = typer.Option(8000, help="TCP port (0 picks a free one)"),
     host: str = typer.Option("127.0.0.1", help="interface to listen on (0.0.0.0 for all)"),
     framework: str = typer.Option("asgi", help="'asgi' (lean, default) or 'fastapi'"),

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from functools import cached_property
+from typing import Self
 
 import httpx
 import numpy as np
@@ -103,7 +104,7 @@ class PolicyClient:
         """Close the keep-alive connection."""
         self._http.close()
 
-    def __enter__(self) -> PolicyClient:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info: object) -> None:

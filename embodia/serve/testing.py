@@ -7,6 +7,7 @@ the action bounds, and the `embodia.*` metadata_props the server reads.
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import os
 import warnings
@@ -67,7 +68,7 @@ class ClippedMLP(torch.nn.Module):
         super().__init__()
         sizes = (obs_dim, *hidden)
         layers: list[torch.nn.Module] = []
-        for size_in, size_out in zip(sizes[:-1], sizes[1:]):
+        for size_in, size_out in itertools.pairwise(sizes):
             layers += [torch.nn.Linear(size_in, size_out), torch.nn.Tanh()]
         layers.append(torch.nn.Linear(sizes[-1], act_dim))
         self.net = torch.nn.Sequential(*layers)
