@@ -75,6 +75,11 @@ class PolicyClient:
         return self.metadata()
 
     @property
+    def task(self) -> str:
+        """Task the served policy was trained on."""
+        return str(self.spec["task"])
+
+    @property
     def obs_dim(self) -> int:
         """Observation size the served policy expects."""
         return int(self.spec["obs_dim"])

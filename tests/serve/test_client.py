@@ -28,7 +28,7 @@ def test_act_matches_in_process_policy_for_single_and_batch(asgi_url: str, refer
 
 def test_client_is_a_policy_with_dims_from_metadata(asgi_url: str) -> None:
     with PolicyClient(asgi_url) as client:
-        assert (client.obs_dim, client.act_dim) == (OBS_DIM, ACT_DIM)
+        assert (client.obs_dim, client.act_dim, client.task) == (OBS_DIM, ACT_DIM, "toy-task")
         assert client.healthz()["status"] == "ok"
         assert 'endpoint="/metadata"' in client.metrics()
 

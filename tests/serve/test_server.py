@@ -64,3 +64,26 @@ def test_pure_python_stack_serves_the_same_actions(model_path: Path, reference, 
         np.testing.assert_array_equal(np.asarray(reply.json()["action"], np.float32), reference.act(obs_batch))
     finally:
         stop()
+
+
+@pytest.mark.slow
+def test_serves_a_trained_policy_exported_by_embodia_export(tmp_path: Path) -> None:
+    from embodia.learn import train
+    from embodia.learn.export import export_onnx
+    from embodia.learn.policy import load_policy
+    from embodia.serve.client import PolicyClient
+
+    run = train("cartpole-balance", "ppo", total_steps=512, seed=0, out=tmp_path / "runs",
+                overrides={"progress": False, "tensorboard": False, "num_envs": 8, "num_steps": 32,
+                           "num_minibatches": 2})
+    exported = export_onnx(run, tmp_path / "policy.onnx")
+    torch_policy = load_policy(run)
+    url, stop = serve_in_background(exported)
+    try:
+        with PolicyClient(url) as client:
+            assert (client.task, client.obs_dim, client.act_dim) == ("cartpole-balance", 5, 1)
+            assert client.metadata()["algo"] == "ppo"
+            obs = np.random.default_rng(0).normal(size=(16, 5)).astype(np.float32)
+            np.testing.assert_allclose(client.act(obs), torch_policy.act(obs), atol=1e-5)
+    finally:
+        stop()
