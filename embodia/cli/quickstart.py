@@ -84,7 +84,46 @@ def step_data(out: Path, summary: dict) -> None:
                        "format": "LeRobot v3.0"}
 
 
-STEPS = {"simulate": step_simulate, "data": step_data}
+def step_train(out: Path, summary: dict) -> None:
+    """Train PPO on arm-reach for a short budget, export it to ONNX, and film it next to a random policy."""
+    from embodia.learn import export_onnx, load_policy, train
+    from embodia.sim.video import write_video
+    from embodia.tasks import BatchEnv
+
+    task = "arm-reach"
+    run_dir = train(task, "ppo", total_steps=QUICK_TRAIN_STEPS, seed=0, out=out / "runs", name="arm-reach__ppo")
+    onnx_path = export_onnx(load_policy(run_dir), out / "arm-reach_ppo.onnx")
+    policy = load_policy(onnx_path)
+    env = BatchEnv(task, num_envs=1, autoreset_mode="disabled")
+    rng = np.random.default_rng(1)
+    random_policy = lambda obs: rng.uniform(-1, 1, (1, env.action_dim))  # noqa: E731
+    random_frames, random_return, random_success = _episode_frames(env, random_policy, env.max_episode_steps, "front", 256)
+    trained_frames, trained_return, trained_success = _episode_frames(env, policy.act, env.max_episode_steps, "front", 256)
+    video = write_video(out / "train_random_vs_ppo.mp4", side_by_side(random_frames, trained_frames),
+                        fps=round(1 / env.sim.dt))
+    env.close()
+    summary["train"] = {"task": task, "algo": "ppo", "env_steps": QUICK_TRAIN_STEPS, "run": str(run_dir),
+                        "onnx": str(onnx_path), "video": str(video), "random_return": random_return,
+                        "trained_return": trained_return, "trained_success": trained_success}
+
+
+def step_evaluate(out: Path, summary: dict) -> None:
+    """Evaluate the trained policy against random on the arm-reach suite: paired test, HTML report."""
+    from embodia.evaluate import compare
+
+    onnx_path = out / "arm-reach_ppo.onnx"
+    if not onnx_path.exists():
+        raise FileNotFoundError(f"{onnx_path} not found: run the quickstart's train step first (--only train,evaluate)")
+    comparison = compare("arm-reach", baseline="random", candidate=str(onnx_path), out_dir=out / "eval",
+                         episodes=QUICK_EVAL_EPISODES, videos=True)
+    report = out / "eval" / "report.html"
+    summary["evaluate"] = {"suite": "arm-reach", "verdict": comparison.verdict, "report": str(report)}
+    console.print(f"evaluation report: [bold]{report.resolve()}[/]")
+
+
+QUICK_TRAIN_STEPS = 80_000
+QUICK_EVAL_EPISODES = 20
+STEPS = {"simulate": step_simulate, "data": step_data, "train": step_train, "evaluate": step_evaluate}
 
 
 def quickstart(
