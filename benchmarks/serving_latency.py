@@ -7,7 +7,7 @@ a fixed schedule whether or not earlier replies have arrived (open loop), so a s
 queueing it causes. Each latency is measured from the moment the request is written to the moment its
 whole reply is read; the generator's own lag behind the schedule is reported next to it.
 
-    python benchmarks/serving_latency.py                     # full run (about 4 minutes)
+    python benchmarks/serving_latency.py --plot benchmarks/results/serve_latency.png   # full run (~6 min)
     python benchmarks/serving_latency.py --duration-s 5 --ramp-duration-s 2 --repeats 1   # quick look
 """
 
@@ -32,6 +32,7 @@ SLO_P99_MS = 2.0  # the target at 500 req/s
 # once a single-process server saturates, its queue grows and the median climbs by orders of magnitude,
 # while p99 on a shared machine also jumps whenever a neighbour takes the core
 RAMP_MAX_P50_MS = 2.0
+TAIL_NINES = np.linspace(0.0, 3.3, 67)  # quantiles 0 (p0) .. 3.3 nines (p99.95) for the tail plot
 
 
 # ---------------------------------------------------------------- load generator (runs in its own process)
@@ -88,7 +89,8 @@ async def _open_loop(host: str, port: int, request: bytes, rate_hz: float, durat
         writer.close()
     done = latency_s[np.isfinite(latency_s)]
     return {"offered_hz": rate_hz, "achieved_hz": len(done) / elapsed, "requests": total,
-            "failures": sum(failures.values()), "failure_kinds": dict(failures), "connections": opened, **_percentiles_ms(done, "latency"), **_percentiles_ms(lag_s, "lag")}
+            "failures": sum(failures.values()), "failure_kinds": dict(failures), "connections": opened,
+            "quantiles_ms": _tail_quantiles_ms(done), **_percentiles_ms(done, "latency"), **_percentiles_ms(lag_s, "lag")}
 
 
 async def _closed_loop(host: str, port: int, request: bytes, duration_s: float) -> dict:
@@ -124,7 +126,14 @@ async def _stream_loop(url: str, frame: bytes, rate_hz: float, duration_s: float
             await websocket.recv()
             latency_s[index] = time.perf_counter() - sent
     return {"offered_hz": rate_hz, "achieved_hz": total / (time.perf_counter() - start), "requests": total,
-            "failures": 0, **_percentiles_ms(latency_s, "latency")}
+            "failures": 0, "quantiles_ms": _tail_quantiles_ms(latency_s), **_percentiles_ms(latency_s, "latency")}
+
+
+def _tail_quantiles_ms(values_s: np.ndarray) -> list[float]:
+    """Latency at quantiles 1 - 10**-nines, for the tail plot."""
+    if len(values_s) == 0:
+        return [float("nan")] * len(TAIL_NINES)
+    return (np.percentile(values_s, 100 * (1 - 10.0 ** -TAIL_NINES)) * 1e3).tolist()
 
 
 def _percentiles_ms(values_s: np.ndarray, name: str) -> dict:
@@ -287,74 +296,130 @@ def _kinds(result: dict) -> str:
     return f" ({', '.join(f'{kind}: {count}' for kind, count in kinds.items())})" if kinds else ""
 
 
+def measure_framework(model: Path, framework: str, args: argparse.Namespace, report: dict, advance) -> None:
+    """500 req/s points (JSON, binary, stream), back-to-back, client calls and the ramp for one server app."""
+    process, port = _start_server(model, framework)
+    try:
+        _load(port, "json", 500, 1.0)  # warm-up
+        for repeat in range(args.repeats):
+            for fmt in ("json", "binary", "stream"):
+                report["fixed"].append((f"{framework} {fmt} #{repeat + 1}", _load(port, fmt, 500, args.duration_s)))
+                advance()
+        for fmt in ("json", "binary"):
+            report["closed"].append((f"{framework} {fmt} back-to-back",
+                                     _load(port, fmt, 0, args.ramp_duration_s, closed=True)))
+        if framework == "asgi":
+            report["client"] = client_latency(port)
+        points, report["sustained"][framework] = ramp(port, "json", args.ramp_rates, args.ramp_duration_s)
+        report["ramp"] += [(f"{framework} json ramp", point) for point in points]
+        advance()
+    finally:
+        _stop_server(process)
+
+
+def measure_pure_python_stack(model: Path, args: argparse.Namespace, report: dict) -> None:
+    """The same ASGI app on uvicorn's h11 + asyncio, to show what uvloop + httptools buy."""
+    process, port = _start_server(model, "asgi", ("--http", "h11", "--loop", "asyncio"))
+    try:
+        _load(port, "json", 500, 1.0)
+        report["fixed"].append(("asgi json on h11+asyncio", _load(port, "json", 500, args.duration_s)))
+        for fmt in ("json", "binary"):
+            report["closed"].append((f"asgi {fmt} back-to-back on h11+asyncio",
+                                     _load(port, fmt, 0, args.ramp_duration_s, closed=True)))
+    finally:
+        _stop_server(process)
+
+
+def print_report(report: dict, args: argparse.Namespace) -> None:
+    """Markdown tables of everything measured."""
+    header = ("| setup | offered req/s | achieved req/s | p50 ms | p99 ms | p99.9 ms | max ms | generator lag p99 ms "
+              "| failures |\n|---|---|---|---|---|---|---|---|---|")
+    call_header = "| call | p50 ms | p99 ms | p99.9 ms | max ms |\n|---|---|---|---|---|"
+    print(f"load average at start (1/5/15 min, 2 cores shared): {report['load_start']}")
+    print(f"model: MLP {OBS_DIM}->{'->'.join(map(str, HIDDEN))}->{ACT_DIM}, one observation per request\n")
+    print(f"in-process floor (no server):\n\n{call_header}")
+    for label, result in report["floor"].items():
+        print(f"| {label} | {result['latency_p50_ms']:.4f} | {result['latency_p99_ms']:.4f} "
+              f"| {result['latency_p999_ms']:.4f} | {result['latency_max_ms']:.3f} |")
+    print(f"\nfixed open-loop 500 req/s, {args.duration_s:.0f} s per point (stream = one WebSocket, 500 Hz "
+          f"control loop, one frame in flight):\n\n{header}")
+    print("\n".join(_row(label, result) for label, result in report["fixed"]))
+    print(f"\nclosed loop (one connection, next request when the reply is in, {args.ramp_duration_s:.0f} s):\n\n"
+          f"{header}")
+    print("\n".join(_row(label, result) for label, result in report["closed"]))
+    print(f"\nPython client, back-to-back from the benchmark process (asgi server):\n\n{call_header}")
+    for label, result in report["client"].items():
+        print(f"| {label} | {result['latency_p50_ms']:.3f} | {result['latency_p99_ms']:.3f} "
+              f"| {result['latency_p999_ms']:.3f} | {result['latency_max_ms']:.2f} |")
+    print(f"\nramp (JSON, 16+ keep-alive connections, {args.ramp_duration_s:.0f} s per rate; sustained = "
+          f">= 97 % served, p50 <= {RAMP_MAX_P50_MS} ms, no failures):\n\n{header}")
+    print("\n".join(_row(label, result) for label, result in report["ramp"]))
+    for framework, sustained in report["sustained"].items():
+        print(f"| **{framework} json: max sustainable** | **{sustained:.0f}** | | | | | | | |")
+    print(f"\nload average at end (1/5/15 min): {report['load_end']}")
+
+
+def plot_report(report: dict, path: Path) -> None:
+    """Latency quantiles at 500 req/s (left) and p50/p99 against offered rate (right), as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (left, right) = plt.subplots(1, 2, figsize=(13, 5))
+    colors = {"asgi json": "tab:blue", "asgi binary": "tab:cyan", "asgi stream": "tab:green",
+              "fastapi json": "tab:red", "fastapi binary": "tab:orange", "fastapi stream": "tab:olive"}
+    shown = set()
+    for label, result in report["fixed"]:
+        setup = label.split(" #")[0]
+        if setup not in colors or "quantiles_ms" not in result:
+            continue
+        left.plot(TAIL_NINES, result["quantiles_ms"], color=colors[setup], alpha=0.8, lw=1.2,
+                  label=None if setup in shown else setup)
+        shown.add(setup)
+    left.axhline(SLO_P99_MS, color="black", ls=":", lw=1, label=f"target p99 {SLO_P99_MS} ms")
+    floor_p99 = report["floor"]["onnxruntime.run, intra_op_threads=1"]["latency_p99_ms"]
+    left.axhline(floor_p99, color="gray", ls="--", lw=1, label="ONNX Runtime in-process p99 (floor)")
+    left.axvline(2.0, color="gray", ls=":", lw=1)
+    left.set(yscale="log", xlabel="quantile (nines: 1 = p90, 2 = p99, 3 = p99.9)", ylabel="latency (ms)",
+             title="open loop 500 req/s, one observation (each repeat a line)")
+    left.legend(fontsize=8)
+    for framework, color in (("asgi", "tab:blue"), ("fastapi", "tab:red")):
+        points = [result for label, result in report["ramp"] if label.startswith(framework)]
+        rates = [point["offered_hz"] for point in points]
+        right.plot(rates, [point["latency_p50_ms"] for point in points], "o-", color=color, label=f"{framework} p50")
+        right.plot(rates, [point["latency_p99_ms"] for point in points], "s--", color=color, label=f"{framework} p99")
+    right.set(yscale="log", xlabel="offered req/s (JSON)", ylabel="latency (ms)", title="ramp to saturation")
+    right.legend(fontsize=8)
+    figure.suptitle(f"embodia serve: MLP {OBS_DIM}-{'-'.join(map(str, HIDDEN))}-{ACT_DIM} on a shared 2-core VM "
+                    f"(load avg {report['load_start'][0]:.1f} at start)")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
 def main(args: argparse.Namespace) -> None:
-    """Run the floor, the 500 req/s points and the ramps; print markdown tables."""
+    """Run the floor, the 500 req/s points, the ramps and the stack comparison; print tables, save a plot."""
     from rich.console import Console
     from rich.progress import Progress
 
     from embodia.serve.testing import make_mlp_onnx
 
-    console = Console(stderr=True)
-    header = ("| setup | offered req/s | achieved req/s | p50 ms | p99 ms | p99.9 ms | max ms | generator lag p99 ms "
-              "| failures |\n|---|---|---|---|---|---|---|---|---|")
+    report: dict = {"load_start": os.getloadavg(), "fixed": [], "closed": [], "ramp": [], "client": {},
+                    "sustained": {}}
     with tempfile.TemporaryDirectory() as workdir:
         model = make_mlp_onnx(Path(workdir) / "mlp.onnx", OBS_DIM, ACT_DIM, HIDDEN, task="benchmark")
-        floor = in_process_floor(model)
-        print(f"load average at start (1/5/15 min, 2 cores shared): {os.getloadavg()}")
-        print(f"model: MLP {OBS_DIM}->{'->'.join(map(str, HIDDEN))}->{ACT_DIM}, one observation per request\n")
-        print("in-process floor (no server):\n\n| call | p50 ms | p99 ms | p99.9 ms | max ms |\n|---|---|---|---|---|")
-        for label, result in floor.items():
-            print(f"| {label} | {result['latency_p50_ms']:.4f} | {result['latency_p99_ms']:.4f} "
-                  f"| {result['latency_p999_ms']:.4f} | {result['latency_max_ms']:.3f} |")
-        fixed_rows, ramp_rows, closed_rows, client_rows = [], [], [], {}
-        with Progress(console=console) as progress:
+        report["floor"] = in_process_floor(model)
+        with Progress(console=Console(stderr=True)) as progress:
             task = progress.add_task("serving benchmark", total=len(args.frameworks) * (3 * args.repeats + 1))
             for framework in args.frameworks:
-                process, port = _start_server(model, framework)
-                try:
-                    _load(port, "json", 500, 1.0)  # warm-up
-                    for repeat in range(args.repeats):
-                        for fmt in ("json", "binary", "stream"):
-                            result = _load(port, fmt, 500, args.duration_s)
-                            fixed_rows.append(_row(f"{framework} {fmt} #{repeat + 1}", result))
-                            progress.advance(task)
-                    for fmt in ("json", "binary"):
-                        result = _load(port, fmt, 0, args.ramp_duration_s, closed=True)
-                        closed_rows.append(_row(f"{framework} {fmt} back-to-back", result))
-                    if framework == "asgi":
-                        client_rows = client_latency(port)
-                    points, sustained = ramp(port, "json", args.ramp_rates, args.ramp_duration_s)
-                    ramp_rows += [_row(f"{framework} json ramp", point) for point in points]
-                    ramp_rows.append(f"| **{framework} json: max sustainable** | **{sustained:.0f}** |"
-                                     " | | | | | | |")
-                    progress.advance(task)
-                finally:
-                    _stop_server(process)
-            # the same ASGI app on uvicorn's pure-Python stack, to show what uvloop + httptools buy
-            process, port = _start_server(model, "asgi", ("--http", "h11", "--loop", "asyncio"))
-            try:
-                _load(port, "json", 500, 1.0)
-                fixed_rows.append(_row("asgi json on h11+asyncio", _load(port, "json", 500, args.duration_s)))
-                for fmt in ("json", "binary"):
-                    result = _load(port, fmt, 0, args.ramp_duration_s, closed=True)
-                    closed_rows.append(_row(f"asgi {fmt} back-to-back on h11+asyncio", result))
-            finally:
-                _stop_server(process)
-        print(f"\nfixed open-loop 500 req/s, {args.duration_s:.0f} s per point (stream = one WebSocket, 500 Hz "
-              f"control loop, one frame in flight):\n\n{header}")
-        print("\n".join(fixed_rows))
-        print(f"\nclosed loop (one connection, next request when the reply is in, {args.ramp_duration_s:.0f} s):\n\n"
-              f"{header}")
-        print("\n".join(closed_rows))
-        print("\nPython client, back-to-back from the benchmark process (asgi server):\n\n"
-              "| call | p50 ms | p99 ms | p99.9 ms | max ms |\n|---|---|---|---|---|")
-        for label, result in client_rows.items():
-            print(f"| {label} | {result['latency_p50_ms']:.3f} | {result['latency_p99_ms']:.3f} "
-                  f"| {result['latency_p999_ms']:.3f} | {result['latency_max_ms']:.2f} |")
-        print(f"\nramp (JSON, 16+ keep-alive connections, {args.ramp_duration_s:.0f} s per rate; sustained = "
-              f">= 97 % served, p50 <= {RAMP_MAX_P50_MS} ms, no failures):\n\n{header}")
-        print("\n".join(ramp_rows))
-        print(f"\nload average at end (1/5/15 min): {os.getloadavg()}")
+                measure_framework(model, framework, args, report, lambda: progress.advance(task))
+            measure_pure_python_stack(model, args, report)
+    report["load_end"] = os.getloadavg()
+    print_report(report, args)
+    if args.plot is not None:
+        plot_report(report, args.plot)
+        print(f"\nplot: {args.plot}")
 
 
 def parse_args() -> argparse.Namespace:
@@ -371,6 +436,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--ramp-rates", type=float, nargs="+", default=[1000, 2000, 3000, 4000, 5000, 6000, 8000],
                         help="offered rates of the ramp")
     parser.add_argument("--repeats", type=int, default=3, help="repeats of the 500 req/s points")
+    parser.add_argument("--plot", type=Path, default=None, help="write a latency plot (PNG) here")
     parser.add_argument("--frameworks", nargs="+", default=["asgi", "fastapi"], choices=["asgi", "fastapi"],
                         help="server apps to measure")
     return parser.parse_args()
