@@ -135,15 +135,20 @@ class PolicyStream:
 
     def act(self, obs: np.ndarray) -> np.ndarray:
         """Actions for one observation (obs_dim,) → (act_dim,) or a batch (k, obs_dim) → (k, act_dim)."""
+        from websockets.exceptions import ConnectionClosed
+
         obs = np.asarray(obs)
-        self._connection.send(np.ascontiguousarray(obs, dtype=FLOAT32_LE).tobytes())
-        reply = self._connection.recv(timeout=self._timeout_s)
+        try:
+            self._connection.send(np.ascontiguousarray(obs, dtype=FLOAT32_LE).tobytes())
+            reply = self._connection.recv(timeout=self._timeout_s)
+        except ConnectionClosed as error:
+            raise PolicyServerUnavailable(f"the policy stream closed ({error}); reopen it with "
+                                          "PolicyClient.stream()") from error
         if isinstance(reply, str):
             error = orjson.loads(reply)
             raise PolicyServerError(int(error.get("status", 400)), error.get("error", reply))
         actions = np.frombuffer(reply, dtype=FLOAT32_LE).astype(np.float32)
-        rows = 1 if obs.ndim == 1 else obs.shape[0]
-        return actions if obs.ndim == 1 else actions.reshape(rows, -1)
+        return actions if obs.ndim == 1 else actions.reshape(obs.shape[0], -1)
 
 
 def _error_message(content: bytes) -> str:

@@ -48,6 +48,15 @@ def test_stream_round_trip_and_error(asgi_url: str, reference: OnnxPolicy, obs_b
         assert stream.act(obs_batch[2]).shape == (ACT_DIM,)
 
 
+def test_stream_to_a_stopped_server_raises_unavailable(model_path: Path, obs_batch: np.ndarray) -> None:
+    url, stop = serve_in_background(model_path)
+    with PolicyClient(url) as client, client.stream() as stream:
+        assert stream.act(obs_batch[0]).shape == (ACT_DIM,)
+        stop()
+        with pytest.raises(PolicyServerUnavailable, match="stream closed"):
+            stream.act(obs_batch[0])
+
+
 def test_no_server_raises_unavailable_naming_the_url() -> None:
     with PolicyClient("http://127.0.0.1:9", timeout_s=2.0) as client, \
             pytest.raises(PolicyServerUnavailable, match="127.0.0.1:9"):
