@@ -32,6 +32,7 @@ SLO_P99_MS = 2.0  # the target at 500 req/s
 # once a single-process server saturates, its queue grows and the median climbs by orders of magnitude,
 # while p99 on a shared machine also jumps whenever a neighbour takes the core
 RAMP_MAX_P50_MS = 2.0
+H11_LABEL = "asgi-h11-asyncio"
 TAIL_NINES = np.linspace(0.0, 3.3, 67)  # quantiles 0 (p0) .. 3.3 nines (p99.95) for the tail plot
 
 
@@ -270,17 +271,24 @@ def _time_calls(function, calls: int) -> dict:
     return _percentiles_ms(latency_s, "latency")
 
 
-def ramp(port: int, fmt: str, rates_hz: list[float], duration_s: float) -> tuple[list[dict], float]:
-    """Offer rising rates; the max sustainable rate is the last one served at >= 97 % with the median in bounds."""
-    points, sustained = [], 0.0
+def ramp(ports: dict[str, int], fmt: str, rates_hz: list[float], duration_s: float) -> tuple[list, dict]:
+    """Offer rising rates to every server in turn (interleaved, so a busy neighbour hits both alike); a server's
+    max sustainable rate is the last one it served at >= 97 % with no failures and the median in bounds."""
+    points, sustained = [], dict.fromkeys(ports, 0.0)
+    still_up = set(ports)
     for rate in rates_hz:
-        point = _load(port, fmt, rate, duration_s, connections=16)
-        points.append(point)
-        ok = point["achieved_hz"] >= 0.97 * rate and point["latency_p50_ms"] <= RAMP_MAX_P50_MS \
-            and point["failures"] == 0
-        if not ok:
+        for framework, port in ports.items():
+            if framework not in still_up:
+                continue
+            point = _load(port, fmt, rate, duration_s, connections=16)
+            points.append((f"{framework} {fmt} ramp", point))
+            if point["achieved_hz"] >= 0.97 * rate and point["latency_p50_ms"] <= RAMP_MAX_P50_MS \
+                    and point["failures"] == 0:
+                sustained[framework] = rate
+            else:
+                still_up.discard(framework)
+        if not still_up:
             break
-        sustained = rate
     return points, sustained
 
 
@@ -296,38 +304,26 @@ def _kinds(result: dict) -> str:
     return f" ({', '.join(f'{kind}: {count}' for kind, count in kinds.items())})" if kinds else ""
 
 
-def measure_framework(model: Path, framework: str, args: argparse.Namespace, report: dict, advance) -> None:
-    """500 req/s points (JSON, binary, stream), back-to-back, client calls and the ramp for one server app."""
-    process, port = _start_server(model, framework)
-    try:
+def measure_servers(ports: dict[str, int], args: argparse.Namespace, report: dict, advance) -> None:
+    """500 req/s points, back-to-back and the ramp, alternating between servers point by point, so that
+    load from neighbours on the shared machine falls on every server alike."""
+    for port in ports.values():
         _load(port, "json", 500, 1.0)  # warm-up
-        for repeat in range(args.repeats):
-            for fmt in ("json", "binary", "stream"):
-                report["fixed"].append((f"{framework} {fmt} #{repeat + 1}", _load(port, fmt, 500, args.duration_s)))
+    for repeat in range(args.repeats):
+        for fmt in ("json", "binary", "stream"):
+            for label, port in ports.items():
+                if label == H11_LABEL and fmt != "json":
+                    continue
+                report["fixed"].append((f"{label} {fmt} #{repeat + 1}", _load(port, fmt, 500, args.duration_s)))
                 advance()
-        for fmt in ("json", "binary"):
-            report["closed"].append((f"{framework} {fmt} back-to-back",
+    for fmt in ("json", "binary"):
+        for label, port in ports.items():
+            report["closed"].append((f"{label} {fmt} back-to-back",
                                      _load(port, fmt, 0, args.ramp_duration_s, closed=True)))
-        if framework == "asgi":
-            report["client"] = client_latency(port)
-        points, report["sustained"][framework] = ramp(port, "json", args.ramp_rates, args.ramp_duration_s)
-        report["ramp"] += [(f"{framework} json ramp", point) for point in points]
-        advance()
-    finally:
-        _stop_server(process)
-
-
-def measure_pure_python_stack(model: Path, args: argparse.Namespace, report: dict) -> None:
-    """The same ASGI app on uvicorn's h11 + asyncio, to show what uvloop + httptools buy."""
-    process, port = _start_server(model, "asgi", ("--http", "h11", "--loop", "asyncio"))
-    try:
-        _load(port, "json", 500, 1.0)
-        report["fixed"].append(("asgi json on h11+asyncio", _load(port, "json", 500, args.duration_s)))
-        for fmt in ("json", "binary"):
-            report["closed"].append((f"asgi {fmt} back-to-back on h11+asyncio",
-                                     _load(port, fmt, 0, args.ramp_duration_s, closed=True)))
-    finally:
-        _stop_server(process)
+    report["client"] = client_latency(ports["asgi"])
+    frameworks = {label: port for label, port in ports.items() if label != H11_LABEL}
+    report["ramp"], report["sustained"] = ramp(frameworks, "json", args.ramp_rates, args.ramp_duration_s)
+    advance()
 
 
 def print_report(report: dict, args: argparse.Namespace) -> None:
@@ -341,8 +337,9 @@ def print_report(report: dict, args: argparse.Namespace) -> None:
     for label, result in report["floor"].items():
         print(f"| {label} | {result['latency_p50_ms']:.4f} | {result['latency_p99_ms']:.4f} "
               f"| {result['latency_p999_ms']:.4f} | {result['latency_max_ms']:.3f} |")
-    print(f"\nfixed open-loop 500 req/s, {args.duration_s:.0f} s per point (stream = one WebSocket, 500 Hz "
-          f"control loop, one frame in flight):\n\n{header}")
+    print(f"\nfixed open-loop 500 req/s, {args.duration_s:.0f} s per point, servers alternating point by point "
+          f"(stream = one WebSocket, 500 Hz control loop, one frame in flight; {H11_LABEL} = the asgi app on "
+          f"uvicorn's pure-Python stack):\n\n{header}")
     print("\n".join(_row(label, result) for label, result in report["fixed"]))
     print(f"\nclosed loop (one connection, next request when the reply is in, {args.ramp_duration_s:.0f} s):\n\n"
           f"{header}")
@@ -368,10 +365,11 @@ def plot_report(report: dict, path: Path) -> None:
 
     figure, (left, right) = plt.subplots(1, 2, figsize=(13, 5))
     colors = {"asgi json": "tab:blue", "asgi binary": "tab:cyan", "asgi stream": "tab:green",
-              "fastapi json": "tab:red", "fastapi binary": "tab:orange", "fastapi stream": "tab:olive"}
+              "fastapi json": "tab:red", "fastapi binary": "tab:orange", "fastapi stream": "tab:olive",
+              "asgi json on h11+asyncio": "tab:purple"}
     shown = set()
     for label, result in report["fixed"]:
-        setup = label.split(" #")[0]
+        setup = label.split(" #")[0].replace(f"{H11_LABEL} json", "asgi json on h11+asyncio")
         if setup not in colors or "quantiles_ms" not in result:
             continue
         left.plot(TAIL_NINES, result["quantiles_ms"], color=colors[setup], alpha=0.8, lw=1.2,
@@ -399,7 +397,7 @@ def plot_report(report: dict, path: Path) -> None:
 
 
 def main(args: argparse.Namespace) -> None:
-    """Run the floor, the 500 req/s points, the ramps and the stack comparison; print tables, save a plot."""
+    """Run the floor, then all servers side by side (500 req/s points, back-to-back, ramp); print tables, plot."""
     from rich.console import Console
     from rich.progress import Progress
 
@@ -410,11 +408,17 @@ def main(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as workdir:
         model = make_mlp_onnx(Path(workdir) / "mlp.onnx", OBS_DIM, ACT_DIM, HIDDEN, task="benchmark")
         report["floor"] = in_process_floor(model)
-        with Progress(console=Console(stderr=True)) as progress:
-            task = progress.add_task("serving benchmark", total=len(args.frameworks) * (3 * args.repeats + 1))
-            for framework in args.frameworks:
-                measure_framework(model, framework, args, report, lambda: progress.advance(task))
-            measure_pure_python_stack(model, args, report)
+        servers = {framework: _start_server(model, framework) for framework in args.frameworks}
+        # the same ASGI app on uvicorn's pure-Python h11 + asyncio stack, to show what uvloop + httptools buy
+        servers[H11_LABEL] = _start_server(model, "asgi", ("--http", "h11", "--loop", "asyncio"))
+        try:
+            with Progress(console=Console(stderr=True)) as progress:
+                task = progress.add_task("serving benchmark", total=(3 * len(args.frameworks) + 1) * args.repeats + 1)
+                measure_servers({label: port for label, (_, port) in servers.items()}, args, report,
+                                lambda: progress.advance(task))
+        finally:
+            for process, _ in servers.values():
+                _stop_server(process)
     report["load_end"] = os.getloadavg()
     print_report(report, args)
     if args.plot is not None:
