@@ -19,7 +19,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--max-steps", type=int, default=3_000_000, help="give up after this many env steps")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--eval-every", type=int, default=10, help="PPO iterations between evaluations")
+    parser.add_argument("--eval-every", type=int, default=2, help="PPO iterations between evaluations")
     parser.add_argument("--eval-episodes", type=int, default=64)
     args = parser.parse_args()
 

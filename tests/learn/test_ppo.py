@@ -81,3 +81,22 @@ def test_policy_actions_are_deterministic_and_within_bounds(tmp_path):
     assert np.all(actions >= policy.action_low) and np.all(actions <= policy.action_high)
     with pytest.raises(ValueError, match=r"expected \(batch, 5\)"):
         policy.act(np.zeros((2, 4)))
+
+
+@pytest.mark.slow
+def test_ppo_reaches_arm_reach_goals_and_callback_stops_early(tmp_path):
+    from embodia.learn.trainer import live_policy
+
+    seen = []
+
+    def stop_when_reaching(trainer) -> bool:
+        if trainer.iteration % 10:
+            return False
+        _, success = episode_returns(live_policy(trainer), "arm-reach", num_envs=32, success_at_end=True)
+        seen.append((trainer.global_step, success.mean()))
+        return success.mean() >= 0.9
+
+    train("arm-reach", "ppo", total_steps=200_000, seed=0, out=tmp_path, overrides=QUIET, callback=stop_when_reaching)
+    assert seen[-1][1] >= 0.9 and seen[-1][0] < 200_000, seen
+    _, random_success = episode_returns(lambda obs: np.zeros((len(obs), 3)), "arm-reach", num_envs=32, success_at_end=True)
+    assert random_success.mean() < 0.2
