@@ -155,7 +155,11 @@ class BatchTrainEnv(TrainEnv):
         sim.rng = _rng_from_array(state["rng_sim_rng"])
         for key, value in state.items():
             if key.startswith("task_"):
-                setattr(env.task, key[5:], value.copy())
+                current = getattr(env.task, key[5:], None)
+                if isinstance(current, np.ndarray) and current.shape == value.shape:
+                    current[...] = value  # in place: the task may hold views into the simulator's arrays
+                else:
+                    setattr(env.task, key[5:], value.copy())
         self._reapply_model_randomization()
         self.stats.load_state_dict(state)
 

@@ -24,12 +24,13 @@ def test_batch_env_gives_terminal_obs_of_truncated_episodes():
     env.close()
 
 
-def test_batch_env_state_round_trip_replays_the_same_steps():
-    env = BatchTrainEnv("cartpole-swingup", 4, seed=2, task_config={"max_episode_steps": 5})
+@pytest.mark.parametrize("task", ["cartpole-swingup", "arm-reach"])
+def test_batch_env_state_round_trip_replays_the_same_steps(task):
+    env = BatchTrainEnv(task, 4, seed=2, task_config={"max_episode_steps": 5})
     env.reset(seed=2)
-    env.step(np.full((4, 1), 0.3))
+    env.step(np.full((4, env.act_dim), 0.3))
     saved = env.state_dict()
-    actions = np.random.default_rng(0).uniform(-1, 1, (8, 4, 1))
+    actions = np.random.default_rng(0).uniform(-1, 1, (8, 4, env.act_dim))
     first = [env.step(a)[0] for a in actions]
     env.load_state_dict(saved)
     second = [env.step(a)[0] for a in actions]
