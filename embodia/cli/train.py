@@ -13,12 +13,13 @@ console = Console()
 
 def train_command(
     task: str = typer.Option("cartpole-swingup", help="embodia task name, or gym:<Gymnasium id>"),
-    algo: str = typer.Option("ppo", help="ppo or sac"),
+    algo: str = typer.Option("ppo", help="ppo or sac (RL on the task), or bc / diffusion (imitation from --dataset)"),
+    dataset: Optional[Path] = typer.Option(None, help="LeRobot dataset directory (bc and diffusion only)"),
     config: Optional[Path] = typer.Option(None, help="YAML file of config fields"),
     set_: Optional[list[str]] = typer.Option(None, "--set", help="override a config field: key=value (repeatable)"),
     out: Path = typer.Option(Path("runs"), help="parent directory of run directories"),
     resume: Optional[Path] = typer.Option(None, help="continue the run (or checkpoint) in this directory"),
-    total_steps: Optional[int] = typer.Option(None, help="env steps to train for (overrides the config)"),
+    total_steps: Optional[int] = typer.Option(None, help="env steps to train for (bc/diffusion: gradient steps)"),
     seed: Optional[int] = typer.Option(None, help="seed (overrides the config)"),
 ) -> None:
     """Train a policy with PPO or SAC; checkpoints, TensorBoard logs and metrics.jsonl go to the run directory."""
@@ -26,10 +27,36 @@ def train_command(
     from embodia.learn.trainer import train
 
     overrides = parse_overrides(set_ or [])
+    if algo in IL_ALGOS:
+        _train_imitation(algo, task, dataset, config, overrides, out, total_steps, seed, resume)
+        return
+    if dataset is not None:
+        raise ValueError(f"--dataset is for imitation learning (--algo bc or diffusion), not --algo {algo}")
     if resume is not None and seed is not None:
         raise ValueError("--seed cannot change on --resume; the run continues with its saved seed")
     run_dir = train(task, algo, total_steps, seed, out, overrides, config_file=config, resume=resume)
     console.print(f"run directory: [bold]{run_dir}[/] (final checkpoint in {run_dir / 'checkpoints' / 'final'})")
+
+
+IL_ALGOS = ("bc", "diffusion")
+
+
+def _train_imitation(algo: str, task: str, dataset: Optional[Path], config: Optional[Path], overrides: dict,
+                     out: Path, total_steps: Optional[int], seed: Optional[int], resume: Optional[Path]) -> None:
+    from embodia.learn.il_common import train_il
+    from embodia.learn.trainer import run_name
+
+    if dataset is None:
+        raise ValueError(f"--algo {algo} learns from demonstrations: pass --dataset <LeRobot dataset directory>")
+    if resume is not None:
+        raise ValueError(f"--resume is for RL runs; {algo} trains from scratch in seconds to minutes")
+    if total_steps is not None:
+        overrides["num_steps"] = total_steps
+    if seed is not None:
+        overrides["seed"] = seed
+    name = run_name(dataset.name or task, algo, int(overrides.get("seed", 0)))
+    path = train_il(algo, dataset, out / name, config_file=config, overrides=overrides)
+    console.print(f"checkpoint: [bold]{path}[/]")
 
 
 def export_command(

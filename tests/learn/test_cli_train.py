@@ -44,3 +44,13 @@ def test_corrupt_checkpoint_on_export_exits_2_naming_the_file(monkeypatch, tmp_p
     (run / "checkpoints" / "final" / "model.safetensors").write_bytes(b"\x00" * 10)
     assert _run(monkeypatch, "export", str(run)) == 2
     assert "model.safetensors is corrupt" in capsys.readouterr().err
+
+
+def test_imitation_algos_route_to_the_dataset_trainer(monkeypatch, tmp_path, capsys):
+    assert _run(monkeypatch, "train", "--algo", "bc", "--task", "arm-reach") == 2
+    assert "pass --dataset" in capsys.readouterr().err
+    missing = tmp_path / "no_such_dataset"
+    assert _run(monkeypatch, "train", "--algo", "bc", "--dataset", str(missing), "--out", str(tmp_path)) == 2
+    assert "no_such_dataset" in capsys.readouterr().err
+    assert _run(monkeypatch, "train", "--algo", "sac", "--dataset", str(missing)) == 2
+    assert "--dataset is for imitation learning" in capsys.readouterr().err
