@@ -19,7 +19,8 @@ from embodia.learn.config import RunConfig
 from embodia.learn.logger import RunLogger
 from embodia.learn.nets import DeployedActor, SquashedGaussianActor, TwinQ
 from embodia.learn.normalize import ObsNormalizer
-from embodia.learn.vec_env import TrainEnv, _rng_from_array, _rng_to_array
+from embodia.learn.vec_env import TrainEnv
+from embodia.sim.batch import rng_from_array, rng_to_array
 
 
 # ---------------------------------------------------------------------------------------------- config
@@ -235,7 +236,7 @@ class SACTrainer:
         model.update({f"q_target.{k}": v for k, v in self.q_target.state_dict().items()})
         model["log_alpha"] = self.log_alpha.detach().reshape(1)
         env_state = self.env.state_dict() or {}
-        env_state.update({"next_obs": self.next_obs.copy(), "sac_rng": _rng_to_array(self.rng)})
+        env_state.update({"next_obs": self.next_obs.copy(), "sac_rng": rng_to_array(self.rng)})
         return {
             "model": model,
             "normalizer": self.obs_norm.state_dict(),
@@ -269,7 +270,7 @@ class SACTrainer:
             raise ValueError(f"checkpoint {loaded['path']} has no replay.safetensors; SAC cannot resume without its buffer")
         self.buffer.load_state_dict(loaded["replay"])
         env_state = loaded["env_state"]
-        self.rng = _rng_from_array(env_state["sac_rng"])
+        self.rng = rng_from_array(env_state["sac_rng"])
         if self.env.state_dict() is not None:
             self.env.load_state_dict(env_state)
             self.next_obs = env_state["next_obs"].copy()

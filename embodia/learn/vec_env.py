@@ -122,61 +122,17 @@ class BatchTrainEnv(TrainEnv):
         return obs, reward, terminated, truncated, final_obs
 
     def state_dict(self) -> dict[str, np.ndarray]:
-        env, sim = self.env, self.env.sim
-        state = {
-            "sim_state": sim.state, "sim_sensordata": sim.sensordata, "sim_ctrl": sim.ctrl,
-            "sim_history": sim._history, "sim_latency": sim.latency, "sim_xfrc_applied": sim.xfrc_applied,
-            "env_episode_seed": env.episode_seed, "env_episode_step": env.episode_step,
-            "env_episode_return": env.episode_return, "env_needs_reset": env._needs_reset,
-        }
-        state = {k: np.array(v, copy=True) for k, v in state.items()}
-        for name, rng in (("seed_rng", env._seed_rng), ("noise_rng", env._noise_rng), ("sim_rng", sim.rng)):
-            state[f"rng_{name}"] = _rng_to_array(rng)
-        for name, value in vars(env.task).items():  # per-env task arrays such as goals
-            if isinstance(value, np.ndarray):
-                state[f"task_{name}"] = value.copy()
+        state = {f"env_{k}": v for k, v in self.env.state_dict().items()}
         state.update(self.stats.state_dict())
         return state
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
-        env, sim = self.env, self.env.sim
-        for key, target in (("sim_state", sim.state), ("sim_sensordata", sim.sensordata), ("sim_ctrl", sim.ctrl),
-                            ("sim_xfrc_applied", sim.xfrc_applied)):
-            _check_shape(key, state[key], target.shape)
-            target[:] = state[key]
-        sim._history = state["sim_history"].copy()
-        sim.latency = state["sim_latency"].copy()
-        env.episode_seed = state["env_episode_seed"].copy()
-        env.episode_step = state["env_episode_step"].copy()
-        env.episode_return = state["env_episode_return"].copy()
-        env._needs_reset = state["env_needs_reset"].copy()
-        env._seed_rng = _rng_from_array(state["rng_seed_rng"])
-        env._noise_rng = _rng_from_array(state["rng_noise_rng"])
-        sim.rng = _rng_from_array(state["rng_sim_rng"])
-        for key, value in state.items():
-            if key.startswith("task_"):
-                current = getattr(env.task, key[5:], None)
-                if isinstance(current, np.ndarray) and current.shape == value.shape:
-                    current[...] = value  # in place: the task may hold views into the simulator's arrays
-                else:
-                    setattr(env.task, key[5:], value.copy())
-        self._reapply_model_randomization()
+        self.env.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("env_")})
         self.stats.load_state_dict(state)
-
-    def _reapply_model_randomization(self) -> None:
-        # Per-env physics parameters are drawn from each episode's seed, so replaying the draw restores them.
-        from embodia.sim.batch import episode_rngs
-        from embodia.sim.randomization import apply_scales, sample_scales
-
-        sim = self.env.sim
-        if not sim.randomization.changes_model():
-            return
-        for env_id, rng in enumerate(episode_rngs(self.env.episode_seed)):
-            apply_scales(sim.models[env_id], sim.nominal, sample_scales(sim.randomization, rng, 1), 0)
 
     def observe(self) -> np.ndarray:
         """Current observations without stepping (after a state restore)."""
-        return self.env._observe()
+        return self.env.observe()
 
     def close(self) -> None:
         self.env.close()
@@ -246,24 +202,3 @@ def make_train_env(source: str | gym.vector.VectorEnv, num_envs: int, seed: int,
             raise ValueError(f"cannot make Gymnasium env {gym_id!r}: {error}") from error
         return GymTrainEnv(env, name=source)
     return BatchTrainEnv(source, num_envs, seed, **env_kwargs)
-
-
-def _rng_to_array(rng: np.random.Generator) -> np.ndarray:
-    import json
-
-    return np.frombuffer(json.dumps(rng.bit_generator.state).encode(), dtype=np.uint8).copy()
-
-
-def _rng_from_array(array: np.ndarray) -> np.random.Generator:
-    import json
-
-    state = json.loads(bytes(np.asarray(array, dtype=np.uint8)).decode())
-    rng = np.random.Generator(getattr(np.random, state["bit_generator"])())
-    rng.bit_generator.state = state
-    return rng
-
-
-def _check_shape(key: str, value: np.ndarray, shape: tuple[int, ...]) -> None:
-    if value.shape != shape:
-        raise ValueError(f"checkpoint env state {key!r} has shape {value.shape}, expected {shape}: "
-                         "resume with the same task and num_envs as the checkpointed run")

@@ -37,6 +37,22 @@ def episode_rngs(seeds: np.ndarray) -> list[np.random.Generator]:
     return [np.random.default_rng(int(s)) for s in seeds]
 
 
+def rng_to_array(rng: np.random.Generator) -> np.ndarray:
+    """A numpy generator's full state as a uint8 array (safe to store in safetensors/npz)."""
+    import json
+
+    return np.frombuffer(json.dumps(rng.bit_generator.state).encode(), dtype=np.uint8).copy()
+
+
+def rng_from_array(array: np.ndarray) -> np.random.Generator:
+    import json
+
+    state = json.loads(bytes(np.asarray(array, dtype=np.uint8)).decode())
+    bit_generator = getattr(np.random, state["bit_generator"])()
+    bit_generator.state = state
+    return np.random.Generator(bit_generator)
+
+
 @dataclass
 class StepInfo:
     """What happened inside the physics step, per env."""
@@ -218,12 +234,18 @@ class BatchSim:
             raise ValueError(f"control contains NaN or inf for envs {np.flatnonzero(bad).tolist()}")
         return ctrl
 
-    def step(self, ctrl: np.ndarray) -> StepInfo:
-        """Advance all envs by `frame_skip` physics steps under `ctrl` (num_envs, nu); recover diverged envs."""
+    def step(self, ctrl: np.ndarray, unit_noise: np.ndarray | None = None) -> StepInfo:
+        """Advance all envs by `frame_skip` physics steps under `ctrl` (num_envs, nu); recover diverged envs.
+
+        `unit_noise` (num_envs, nu) standard normals for the randomization's action noise; drawn from
+        `self.rng` when not given (BatchEnv passes per-episode counter-based draws so episodes replay).
+        """
         ctrl = self.check_ctrl(ctrl)
         dr = self.randomization
         if dr.action_noise_std > 0:
-            ctrl = ctrl + self.rng.normal(0.0, dr.action_noise_std, ctrl.shape)
+            if unit_noise is None:
+                unit_noise = self.rng.standard_normal(ctrl.shape)
+            ctrl = ctrl + dr.action_noise_std * unit_noise
         ctrl = np.clip(ctrl, self.ctrl_low, self.ctrl_high)
         if self._history.shape[1] > 1:
             self._history = np.roll(self._history, 1, axis=1)
@@ -242,6 +264,33 @@ class BatchSim:
         self.state[:] = self._state_out[:, -1]
         self.sensordata[:] = self._sensor_out[:, -1]
         return StepInfo(diverged=self._diverged(expected_time))
+
+    # ------------------------------------------------------------------ checkpointing
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Everything needed to continue this batch exactly (randomized models are rebuilt from episode seeds)."""
+        return {"state": self.state.copy(), "sensordata": self.sensordata.copy(), "ctrl": self.ctrl.copy(),
+                "history": self._history.copy(), "latency": self.latency.copy(),
+                "xfrc_applied": self.xfrc_applied.copy(), "mocap_pos": self.mocap_pos.copy(),
+                "mocap_quat": self.mocap_quat.copy(), "rng": rng_to_array(self.rng)}
+
+    def load_state_dict(self, saved: dict[str, np.ndarray]) -> None:
+        """Restore what `state_dict` saved; shapes must match this batch."""
+        for key in ("state", "sensordata", "ctrl", "history", "xfrc_applied", "mocap_pos", "mocap_quat"):
+            target = self.state if key == "state" else getattr(self, key if key != "history" else "_history")
+            if saved[key].shape != target.shape:
+                raise ValueError(f"saved sim {key!r} has shape {saved[key].shape}, this batch needs {target.shape} "
+                                 "(same task, num_envs and randomization as when it was saved)")
+            target[...] = saved[key]
+        self.latency[:] = saved["latency"]
+        self.rng = rng_from_array(saved["rng"])
+
+    def reapply_randomization(self, rngs: list[np.random.Generator]) -> None:
+        """Redraw every env's physics parameters from its episode generator (after a restore)."""
+        if not self.randomization.changes_model():
+            return
+        for env_id, rng in enumerate(rngs):
+            apply_scales(self.models[env_id], self.nominal, sample_scales(self.randomization, rng, 1), 0)
+            mujoco.mj_setConst(self.models[env_id], self._scratch)
 
     def _diverged(self, expected_time: np.ndarray) -> np.ndarray:
         # MuJoCo resets an unstable env's data to time 0 itself, so a wrong clock marks divergence too.

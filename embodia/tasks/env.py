@@ -7,11 +7,13 @@ from typing import Any, Literal
 import gymnasium as gym
 import numpy as np
 
-from embodia.sim.batch import BatchSim, episode_rngs
+from embodia.sim.batch import BatchSim, rng_from_array, rng_to_array, episode_rngs
+from embodia.sim.counter_rng import hashed_normal
 from embodia.sim.randomization import DomainRandomization
 from embodia.tasks.base import Task
 
 AutoresetMode = Literal["same_step", "next_step", "disabled"]
+STREAM_OBS_NOISE, STREAM_ACTION_NOISE = 201, 202  # counter-rng streams of the randomization's noise
 
 
 class BatchEnv:
@@ -57,7 +59,6 @@ class BatchEnv:
         self.num_envs = num_envs
         self.max_episode_steps = max_episode_steps or self.task.config.max_episode_steps
         self._seed_rng = np.random.default_rng(seed)
-        self._noise_rng = np.random.default_rng([seed, 1])
         self.episode_seed = np.zeros(num_envs, dtype=np.int64)
         self.episode_step = np.zeros(num_envs, dtype=np.int64)
         self.episode_return = np.zeros(num_envs)
@@ -84,7 +85,6 @@ class BatchEnv:
         options = options or {}
         if seed is not None:
             self._seed_rng = np.random.default_rng(seed)
-            self._noise_rng = np.random.default_rng([seed, 1])
             self.sim.rng = np.random.default_rng([seed, 2])
         mask = options.get("reset_mask")
         env_ids = np.arange(self.num_envs) if mask is None else np.flatnonzero(np.asarray(mask, dtype=bool))
@@ -131,7 +131,10 @@ class BatchEnv:
         action = self.check_action(action)
         pending = self._needs_reset.copy() if self.autoreset_mode == "next_step" else None
         before = self.sim.state.copy()
-        physics = self.sim.step(self.task.action_to_ctrl(self.sim, action))
+        unit_noise = None
+        if self.sim.randomization.action_noise_std > 0:
+            unit_noise = hashed_normal(self.episode_seed, self.episode_step, STREAM_ACTION_NOISE, self.model.nu)
+        physics = self.sim.step(self.task.action_to_ctrl(self.sim, action), unit_noise)
         reward, terms = self.task.reward(self.sim, action, before)
         success = self.task.success(self.sim)
         terminated = self.task.terminated(self.sim)
@@ -179,9 +182,43 @@ class BatchEnv:
     def _observe(self) -> np.ndarray:
         obs = self.task.observe(self.sim)
         std = self.sim.randomization.obs_noise_std
-        if std > 0:
-            obs = obs + self._noise_rng.normal(0.0, std, obs.shape)
+        if std > 0:  # drawn from (episode seed, step): an episode's noise replays from its seed alone
+            obs = obs + std * hashed_normal(self.episode_seed, self.episode_step, STREAM_OBS_NOISE, obs.shape[1])
         return obs
+
+    # ------------------------------------------------------------------ checkpointing
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """The batch's full state (sim, episode counters, seed generator, task arrays) for an exact resume."""
+        state = {f"sim_{k}": v for k, v in self.sim.state_dict().items()}
+        state.update({"episode_seed": self.episode_seed.copy(), "episode_step": self.episode_step.copy(),
+                      "episode_return": self.episode_return.copy(), "needs_reset": self._needs_reset.copy(),
+                      "seed_rng": rng_to_array(self._seed_rng)})
+        for name, value in vars(self.task).items():  # per-env task arrays such as goals and expert targets
+            if isinstance(value, np.ndarray):
+                state[f"task_{name}"] = value.copy()
+        return state
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        """Restore what `state_dict` saved into this (same-shaped) batch."""
+        self.sim.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("sim_")})
+        self.episode_seed = state["episode_seed"].copy()
+        self.episode_step = state["episode_step"].copy()
+        self.episode_return = state["episode_return"].copy()
+        self._needs_reset = state["needs_reset"].copy()
+        self._seed_rng = rng_from_array(state["seed_rng"])
+        for key, value in state.items():
+            if not key.startswith("task_"):
+                continue
+            current = getattr(self.task, key[5:], None)
+            if isinstance(current, np.ndarray) and current.shape == value.shape:
+                current[...] = value  # in place: the task may hold views into the simulator's arrays
+            else:
+                setattr(self.task, key[5:], value.copy())
+        self.sim.reapply_randomization(episode_rngs(self.episode_seed))
+
+    def observe(self) -> np.ndarray:
+        """Current observations without stepping (after a restore)."""
+        return self._observe()
 
     def _observe_state(self, state: np.ndarray) -> np.ndarray:
         current = self.sim.state.copy()
