@@ -22,9 +22,8 @@ from embodia.learn.il_common import (
     group_normalizers,
     onnx_metadata,
     plot_losses,
-    policy_spec,
-    read_checkpoint,
-    save_checkpoint,
+    read_il_checkpoint,
+    save_il_policy,
 )
 from embodia.learn.nets import mlp
 
@@ -181,20 +180,12 @@ def train_bc(dataset: str | Path | Demonstrations, config: BCConfig | dict | Non
 def save_bc(policy: BCPolicy, out: str | Path, *, optimizer: torch.optim.Optimizer | None = None,
             losses: list[float] | None = None, num_episodes: int | None = None) -> Path:
     """Write model.safetensors, normalizer.safetensors, config.json, optimizer.pt, state.json to `out`."""
-    losses = losses or []
-    config = {"policy": policy_spec("bc", policy.task, policy.obs_dim, policy.act_dim, policy.action_low,
-                                    policy.action_high, policy.config)}
-    state = {"step": len(losses), "final_loss": float(np.mean(losses[-100:])) if losses else None,
-             "losses": losses[:: max(1, len(losses) // 1000)], "num_episodes": num_episodes}
-    return save_checkpoint(out, model=policy.net, normalizers={"obs": policy.obs_norm, "action": policy.action_norm},
-                           config=config, optimizer=optimizer, state=state)
+    return save_il_policy("bc", policy, policy.net, out, optimizer=optimizer, losses=losses, num_episodes=num_episodes)
 
 
 def load_bc(path: str | Path) -> BCPolicy:
     """Rebuild a BC policy (with its action-chunk queue) from its checkpoint directory."""
-    spec, model_tensors, norm_tensors = read_checkpoint(path)
-    if spec.get("algo") != "bc":
-        raise ValueError(f"{Path(path) / 'config.json'} has algo={spec.get('algo')!r}, expected 'bc'")
+    spec, model_tensors, norm_tensors = read_il_checkpoint(path, "bc")
     return policy_from_parts(spec, model_tensors, norm_tensors)
 
 

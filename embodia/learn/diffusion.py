@@ -24,9 +24,8 @@ from embodia.learn.il_common import (
     group_normalizers,
     onnx_metadata,
     plot_losses,
-    policy_spec,
-    read_checkpoint,
-    save_checkpoint,
+    read_il_checkpoint,
+    save_il_policy,
 )
 
 
@@ -278,20 +277,12 @@ def train_diffusion(dataset: str | Path | Demonstrations, config: DiffusionConfi
 def save_diffusion(policy: DiffusionPolicy, out: str | Path, *, optimizer: torch.optim.Optimizer | None = None,
                    losses: list[float] | None = None, num_episodes: int | None = None) -> Path:
     """Write the checkpoint directory; model.safetensors holds the (EMA) weights used for acting."""
-    losses = losses or []
-    config = {"policy": policy_spec("diffusion", policy.task, policy.obs_dim, policy.act_dim, policy.action_low,
-                                    policy.action_high, policy.config)}
-    state = {"step": len(losses), "final_loss": float(np.mean(losses[-100:])) if losses else None,
-             "losses": losses[:: max(1, len(losses) // 1000)], "num_episodes": num_episodes}
-    return save_checkpoint(out, model=policy.denoiser, normalizers={"obs": policy.obs_norm, "action": policy.action_norm},
-                           config=config, optimizer=optimizer, state=state)
+    return save_il_policy("diffusion", policy, policy.denoiser, out, optimizer=optimizer, losses=losses, num_episodes=num_episodes)
 
 
 def load_diffusion(path: str | Path) -> DiffusionPolicy:
     """Rebuild a diffusion policy from its checkpoint directory (sampling noise restarts from sample_seed)."""
-    spec, model_tensors, norm_tensors = read_checkpoint(path)
-    if spec.get("algo") != "diffusion":
-        raise ValueError(f"{Path(path) / 'config.json'} has algo={spec.get('algo')!r}, expected 'diffusion'")
+    spec, model_tensors, norm_tensors = read_il_checkpoint(path, "diffusion")
     return policy_from_parts(spec, model_tensors, norm_tensors)
 
 

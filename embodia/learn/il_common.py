@@ -368,6 +368,27 @@ def read_checkpoint(path: str | Path) -> tuple[dict, dict[str, torch.Tensor], di
     return config["policy"], load_file(path / "model.safetensors"), group_normalizers(load_file(path / "normalizer.safetensors"))
 
 
+def save_il_policy(algo: str, policy: Any, net: nn.Module, out: str | Path, *,
+                   optimizer: torch.optim.Optimizer | None = None, losses: list[float] | None = None,
+                   num_episodes: int | None = None) -> Path:
+    """Write an IL policy's checkpoint directory (weights of `net`, normalizers, config, optimizer, loss summary)."""
+    losses = losses or []
+    config = {"policy": policy_spec(algo, policy.task, policy.obs_dim, policy.act_dim, policy.action_low,
+                                    policy.action_high, policy.config)}
+    state = {"step": len(losses), "final_loss": float(np.mean(losses[-100:])) if losses else None,
+             "losses": losses[:: max(1, len(losses) // 1000)], "num_episodes": num_episodes}
+    return save_checkpoint(out, model=net, normalizers={"obs": policy.obs_norm, "action": policy.action_norm},
+                           config=config, optimizer=optimizer, state=state)
+
+
+def read_il_checkpoint(path: str | Path, algo: str) -> tuple[dict, dict[str, torch.Tensor], dict[str, dict[str, torch.Tensor]]]:
+    """`read_checkpoint`, refusing a checkpoint written by another algorithm."""
+    spec, model_tensors, norm_tensors = read_checkpoint(path)
+    if spec.get("algo") != algo:
+        raise ValueError(f"{Path(path) / 'config.json'} has algo={spec.get('algo')!r}, expected {algo!r}")
+    return spec, model_tensors, norm_tensors
+
+
 def group_normalizers(flat: dict[str, Any]) -> dict[str, dict[str, torch.Tensor]]:
     """{'obs.center': t, ...} -> {'obs': {'center': t, 'scale': t}, ...}."""
     grouped: dict[str, dict[str, torch.Tensor]] = {}
