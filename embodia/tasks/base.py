@@ -89,6 +89,20 @@ class Task(ABC):
         return sum(weighted.values()), weighted
 
 
+class GymnasiumResetTask(Task):
+    """Reset as Gymnasium's MuJoCo envs do: qpos0 + U(-s, s) and qvel0 + s * N(0, 1), s = reset_noise_scale."""
+
+    def bind(self, sim: BatchSim) -> None:
+        super().bind(sim)
+        self.init_qpos = sim.initial_state[sim.layout["qpos"]].copy()
+        self.init_qvel = sim.initial_state[sim.layout["qvel"]].copy()
+
+    def reset(self, sim: BatchSim, env_ids: np.ndarray, rngs: list[np.random.Generator]) -> None:
+        noise = self.config.reset_noise_scale
+        sim.set_qpos(env_ids, self.init_qpos + uniform(rngs, -noise, noise, sim.model.nq))
+        sim.set_qvel(env_ids, self.init_qvel + normal(rngs, noise, sim.model.nv))
+
+
 def uniform(rngs: list[np.random.Generator], low, high, size: int | tuple[int, ...]) -> np.ndarray:
     """Stack one uniform draw per episode generator: (len(rngs), *size)."""
     return np.stack([rng.uniform(low, high, size) for rng in rngs])

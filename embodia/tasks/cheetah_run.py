@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 from embodia.sim.batch import BatchSim
-from embodia.tasks.base import Task, TaskConfig, normal, uniform
+from embodia.tasks.base import GymnasiumResetTask, TaskConfig
 
 
-class CheetahRun(Task):
+class CheetahRun(GymnasiumResetTask):
     """obs = qpos[1:] ++ qvel (17); reward = forward velocity - 0.1 * |a|^2; never terminates."""
 
     name = "cheetah-run"
@@ -19,16 +19,6 @@ class CheetahRun(Task):
     def default_config(cls) -> TaskConfig:
         return TaskConfig(frame_skip=5, max_episode_steps=1000, reset_noise_scale=0.1,
                           reward_scales={"forward": 1.0, "ctrl": 0.1})
-
-    def bind(self, sim: BatchSim) -> None:
-        super().bind(sim)
-        self.init_qpos = sim.initial_state[sim.layout["qpos"]].copy()
-        self.init_qvel = sim.initial_state[sim.layout["qvel"]].copy()
-
-    def reset(self, sim: BatchSim, env_ids: np.ndarray, rngs: list[np.random.Generator]) -> None:
-        noise = self.config.reset_noise_scale
-        sim.set_qpos(env_ids, self.init_qpos + uniform(rngs, -noise, noise, sim.model.nq))
-        sim.set_qvel(env_ids, self.init_qvel + normal(rngs, noise, sim.model.nv))
 
     def observe(self, sim: BatchSim) -> np.ndarray:
         return np.concatenate([sim.qpos[:, 1:], sim.qvel], axis=1)  # (num_envs, 17)
