@@ -5,6 +5,7 @@ Reads top to bottom: config, networks, rollout, advantages (GAE), losses, update
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 from typing import Any, Literal
@@ -12,6 +13,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 from pydantic import Field, model_validator
+from threadpoolctl import threadpool_limits
 from torch import nn
 
 from embodia.learn.config import RunConfig
@@ -56,17 +58,144 @@ class PPOConfig(RunConfig):
         return self
 
 
+# ---------------------------------------------------------------------------------------------- hand-written backprop
+# At PPO's network sizes (two 64x64 MLPs, minibatches of a few hundred) torch's per-op and autograd overhead costs
+# ~10x the arithmetic. The update therefore runs on NumPy views of the torch parameters with the gradients written
+# out by hand (checked against autograd in tests/learn/test_ppo.py); the torch module stays the source of truth
+# for checkpoints, `load_policy` and ONNX export.
+
+def _activation_grad(name: str, pre: np.ndarray | None, post: np.ndarray, grad: np.ndarray) -> np.ndarray:
+    """d loss / d pre-activation, from d loss / d post-activation `grad`."""
+    if name == "tanh":
+        return grad * (1.0 - post * post)
+    if name == "relu":
+        return grad * (post > 0)
+    if name == "elu":
+        return grad * np.where(post > 0, 1.0, post + 1.0).astype(grad.dtype)
+    sig = 1.0 / (1.0 + np.exp(-pre))  # silu
+    return grad * (sig * (1.0 + pre * (1.0 - sig)))
+
+
+_ACTIVATION_FNS = {"tanh": np.tanh, "relu": lambda x: np.maximum(x, 0.0),
+                   "elu": lambda x: np.where(x > 0, x, np.expm1(np.minimum(x, 0.0))).astype(x.dtype),
+                   "silu": lambda x: x / (1.0 + np.exp(-x))}
+
+
+class NumpyMLP:
+    """Forward and hand-written backward of an `mlp` Sequential, on NumPy views of its weights and gradients."""
+
+    def __init__(self, net: nn.Sequential, grads: dict[int, np.ndarray], activation: str) -> None:
+        linears = [m for m in net if isinstance(m, nn.Linear)]
+        self.weights = [layer.weight.detach().numpy() for layer in linears]  # (out, in) views, shared with torch
+        self.biases = [layer.bias.detach().numpy() for layer in linears]
+        self.weight_grads = [grads[id(layer.weight)] for layer in linears]
+        self.bias_grads = [grads[id(layer.bias)] for layer in linears]
+        self.activation = activation
+        self.act = _ACTIVATION_FNS[activation]
+
+    def forward(self, x: np.ndarray) -> tuple[np.ndarray, list[tuple[np.ndarray | None, np.ndarray]]]:
+        """(output, per-layer (pre, post) activations for `backward`)."""
+        cache: list[tuple[np.ndarray | None, np.ndarray]] = [(None, x)]
+        last = len(self.weights) - 1
+        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
+            pre = x @ w.T
+            pre += b
+            if i == last:
+                return pre, cache
+            x = self.act(pre)
+            cache.append((pre if self.activation == "silu" else None, x))
+        raise AssertionError("unreachable")
+
+    def backward(self, cache: list[tuple[np.ndarray | None, np.ndarray]], grad_out: np.ndarray) -> None:
+        """Write d loss / d weights into the gradient views, from d loss / d output (B, out_dim)."""
+        grad = grad_out
+        for i in range(len(self.weights) - 1, -1, -1):
+            pre, post = cache[i]
+            np.dot(grad.T, post, out=self.weight_grads[i])
+            grad.sum(axis=0, out=self.bias_grads[i])
+            if i == 0:
+                return
+            grad = _activation_grad(self.activation, pre, post, grad @ self.weights[i])
+
+
+class FlatAdam:
+    """Adam (torch.optim.Adam's update, eps inside the sqrt-corrected denominator) on one flat float32 buffer."""
+
+    def __init__(self, params: np.ndarray, grads: np.ndarray, lr: float, betas=(0.9, 0.999), eps: float = 1e-5) -> None:
+        self.params, self.grads = params, grads
+        self.exp_avg = np.zeros_like(params)
+        self.exp_avg_sq = np.zeros_like(params)
+        self.lr, self.betas, self.eps = lr, betas, eps
+        self.step_count = 0
+
+    def step(self) -> None:
+        """One Adam step from the current gradients."""
+        b1, b2 = self.betas
+        self.step_count += 1
+        self.exp_avg *= b1
+        self.exp_avg += (1 - b1) * self.grads
+        self.exp_avg_sq *= b2
+        self.exp_avg_sq += (1 - b2) * self.grads * self.grads
+        denom = np.sqrt(self.exp_avg_sq)
+        denom /= math.sqrt(1 - b2**self.step_count)
+        denom += self.eps
+        self.params -= (self.lr / (1 - b1**self.step_count)) * self.exp_avg / denom
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"exp_avg": torch.from_numpy(self.exp_avg.copy()), "exp_avg_sq": torch.from_numpy(self.exp_avg_sq.copy()),
+                "step": self.step_count, "lr": self.lr}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if tuple(state["exp_avg"].shape) != self.exp_avg.shape:
+            raise ValueError(f"optimizer state holds {tuple(state['exp_avg'].shape)} values, the network has "
+                             f"{self.exp_avg.shape}: the checkpoint is for a different network size")
+        self.exp_avg[:] = state["exp_avg"].numpy()
+        self.exp_avg_sq[:] = state["exp_avg_sq"].numpy()
+        self.step_count = int(state["step"])
+        self.lr = float(state["lr"])
+
+
 # ---------------------------------------------------------------------------------------------- networks
 class ActorCritic(nn.Module):
-    """Separate actor and critic MLPs on normalized observations."""
+    """Separate actor and critic MLPs on normalized observations, all parameters views of one flat buffer.
+
+    `flat` / `flat_grad` (float32) hold every parameter and its gradient back to back, so the optimizer,
+    gradient clipping and zeroing are single vector operations; `actor_np` / `critic_np` run the networks in NumPy.
+    """
 
     def __init__(self, obs_dim: int, act_dim: int, config: PPOConfig) -> None:
         super().__init__()
         self.actor = GaussianActor(obs_dim, act_dim, config.hidden_sizes, config.activation, config.init_log_std)
         self.critic = mlp(obs_dim, config.hidden_sizes, 1, config.activation, out_gain=1.0)
+        params = list(self.parameters())
+        self.flat = torch.zeros(sum(p.numel() for p in params))
+        self.flat_grad = torch.zeros_like(self.flat)
+        grads: dict[int, np.ndarray] = {}
+        offset = 0
+        for p in params:
+            view = self.flat[offset : offset + p.numel()].view_as(p)
+            view.copy_(p.data)
+            p.data = view
+            grads[id(p)] = self.flat_grad[offset : offset + p.numel()].view_as(p).numpy()
+            offset += p.numel()
+        self.actor_np = NumpyMLP(self.actor.mean, grads, config.activation)
+        self.critic_np = NumpyMLP(self.critic, grads, config.activation)
+        self.log_std = self.actor.log_std.detach().numpy()
+        self.log_std_grad = grads[id(self.actor.log_std)]
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:
         return self.critic(obs).squeeze(-1)
+
+    def value_np(self, obs: np.ndarray) -> np.ndarray:
+        """Critic values (B,) of normalized float32 observations (B, obs_dim)."""
+        return self.critic_np.forward(obs)[0][:, 0]
+
+    def sample_np(self, obs: np.ndarray, noise: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(action, log-probability) of the Gaussian policy with standard-normal `noise` (B, act_dim)."""
+        mean = self.actor_np.forward(obs)[0]
+        action = mean + np.exp(self.log_std) * noise
+        logprob = -0.5 * (noise * noise).sum(-1) - self.log_std.sum() - 0.5 * math.log(2 * math.pi) * noise.shape[-1]
+        return action, logprob
 
 
 # ---------------------------------------------------------------------------------------------- advantages
@@ -109,6 +238,59 @@ def ppo_losses(new_logprob: torch.Tensor, old_logprob: torch.Tensor, advantages:
     return {"pg_loss": pg_loss, "v_loss": v_loss, "approx_kl": approx_kl, "clipfrac": clipfrac}
 
 
+def ppo_loss_grads(agent: ActorCritic, obs: np.ndarray, actions: np.ndarray, old_logprob: np.ndarray,
+                   advantages: np.ndarray, old_value: np.ndarray, returns: np.ndarray,
+                   config: PPOConfig) -> dict[str, float]:
+    """The gradient of `ppo_losses`' total loss written into `agent.flat_grad`, by hand; returns the diagnostics.
+
+    Same objective as `ppo_losses` (pg_loss - ent_coef * entropy + vf_coef * v_loss) on float32 arrays [B, ...].
+    """
+    batch = len(obs)
+    mean, actor_cache = agent.actor_np.forward(obs)
+    value_out, critic_cache = agent.critic_np.forward(obs)
+    value = value_out[:, 0]
+    log_std = agent.log_std
+    inv_std = np.exp(-log_std)
+    z = (actions - mean) * inv_std
+    logprob = -0.5 * (z * z).sum(-1) - log_std.sum() - 0.5 * math.log(2 * math.pi) * mean.shape[-1]
+    logratio = logprob - old_logprob
+    ratio = np.exp(logratio)
+    clip = config.clip_coef
+    if config.norm_adv:
+        advantages = (advantages - advantages.mean()) / (advantages.std(ddof=1) + 1e-8)
+    unclipped, clipped = -advantages * ratio, -advantages * np.clip(ratio, 1 - clip, 1 + clip)
+    pg_loss = np.maximum(unclipped, clipped).mean()
+    # the clipped branch carries no gradient where it is the larger one and the ratio is outside the clip range
+    frozen = ((advantages > 0) & (ratio > 1 + clip)) | ((advantages < 0) & (ratio < 1 - clip))
+    grad_logprob = np.where(frozen, 0.0, unclipped / batch).astype(np.float32)
+    grad_mean = grad_logprob[:, None] * z * inv_std
+    agent.log_std_grad[:] = (grad_logprob[:, None] * (z * z - 1.0)).sum(0) - config.ent_coef
+    error = value - returns
+    if config.clip_vloss:
+        delta = value - old_value
+        v_clipped_error = old_value + np.clip(delta, -clip, clip) - returns
+        use_clipped = v_clipped_error**2 > error**2
+        v_loss = 0.5 * np.maximum(error**2, v_clipped_error**2).mean()
+        grad_value = np.where(use_clipped, v_clipped_error * (np.abs(delta) < clip), error)
+    else:
+        v_loss = 0.5 * (error**2).mean()
+        grad_value = error
+    agent.actor_np.backward(actor_cache, grad_mean)
+    agent.critic_np.backward(critic_cache, (config.vf_coef / batch * grad_value)[:, None].astype(np.float32))
+    entropy = float((log_std + 0.5 * math.log(2 * math.pi * math.e)).sum())
+    return {"pg_loss": float(pg_loss), "v_loss": float(v_loss), "entropy": entropy,
+            "approx_kl": float(((ratio - 1) - logratio).mean()), "clipfrac": float((np.abs(ratio - 1.0) > clip).mean())}
+
+
+def clip_grad_norm(grads: np.ndarray, max_norm: float) -> float:
+    """Scale the flat gradient to global norm <= `max_norm` (as torch's clip_grad_norm_); returns the norm before."""
+    norm = float(np.sqrt(np.dot(grads, grads)))
+    coef = max_norm / (norm + 1e-6)
+    if coef < 1.0:
+        grads *= coef
+    return norm
+
+
 # ---------------------------------------------------------------------------------------------- trainer
 class PPOTrainer:
     """Owns the env batch, networks, normalizers and rollout storage of one PPO run."""
@@ -122,91 +304,83 @@ class PPOTrainer:
         self.env = env
         n, t, obs_dim, act_dim = env.num_envs, config.num_steps, env.obs_dim, env.act_dim
         self.agent = ActorCritic(obs_dim, act_dim, config)
-        self.optimizer = torch.optim.Adam(self.agent.parameters(), lr=config.learning_rate, eps=1e-5, fused=True)
+        self.optimizer = FlatAdam(self.agent.flat.numpy(), self.agent.flat_grad.numpy(), config.learning_rate)
         self.obs_norm = ObsNormalizer(obs_dim, clip=config.obs_clip, enabled=config.norm_obs)
         self.reward_scaler = RewardScaler(n, config.gamma, enabled=config.norm_reward)
         self.batch_size = n * t
         self.num_iterations = max(1, config.total_steps // self.batch_size)
         self.action_scale = (env.action_high - env.action_low) / 2.0
         self.action_bias = (env.action_high + env.action_low) / 2.0
-        # rollout storage [T, N, ...], reused every iteration
-        self.obs = torch.zeros(t, n, obs_dim)
-        self.actions = torch.zeros(t, n, act_dim)
-        self.logprobs = torch.zeros(t, n)
-        self.rewards = torch.zeros(t, n)
-        self.dones = torch.zeros(t, n)
-        self.values = torch.zeros(t, n)
+        # rollout storage [T, N, ...] float32, reused every iteration
+        self.obs = np.zeros((t, n, obs_dim), dtype=np.float32)
+        self.actions = np.zeros((t, n, act_dim), dtype=np.float32)
+        self.logprobs = np.zeros((t, n), dtype=np.float32)
+        self.rewards = np.zeros((t, n), dtype=np.float32)
+        self.dones = np.zeros((t, n), dtype=np.float32)
+        self.values = np.zeros((t, n), dtype=np.float32)
         self.global_step = 0
         self.iteration = 0
         self.next_obs = env.reset(seed=config.seed)  # (N, obs_dim) raw
         self.next_done = np.zeros(n, dtype=bool)
 
     # ---- rollout
-    def _normalized(self, obs: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(self.obs_norm(obs).astype(np.float32))
+    def _normalized(self, obs: np.ndarray) -> np.ndarray:
+        return self.obs_norm(obs).astype(np.float32)
 
     def collect_rollout(self) -> None:
         """Step the batch `num_steps` times with the current policy, filling the rollout storage."""
         gamma = self.config.gamma
+        n, act_dim = self.env.num_envs, self.env.act_dim
         for step in range(self.config.num_steps):
             self.obs_norm.update(self.next_obs)
             obs = self._normalized(self.next_obs)
-            with torch.no_grad():
-                action, self.logprobs[step] = self.agent.actor.sample(obs)
-                self.values[step] = self.agent.value(obs)
+            noise = torch.randn(n, act_dim).numpy()  # torch's RNG: checkpointed, so a resume samples the same actions
+            action, self.logprobs[step] = self.agent.sample_np(obs, noise)
+            self.values[step] = self.agent.value_np(obs)
             self.obs[step] = obs
             self.actions[step] = action
-            self.dones[step] = torch.from_numpy(self.next_done.astype(np.float32))
-            env_action = np.clip(action.numpy().astype(np.float64), -1.0, 1.0) * self.action_scale + self.action_bias
+            self.dones[step] = self.next_done
+            env_action = np.clip(action.astype(np.float64), -1.0, 1.0) * self.action_scale + self.action_bias
             next_obs, reward, terminated, truncated, final_obs = self.env.step(env_action)
             done = terminated | truncated
             reward = self.reward_scaler(reward, done)
             cut = truncated & ~terminated
             if cut.any():  # a time limit is not a terminal state: bootstrap from the value of the final obs
-                with torch.no_grad():
-                    final_value = self.agent.value(self._normalized(final_obs[cut])).numpy()
                 reward = reward.copy()
-                reward[cut] += gamma * final_value
-            self.rewards[step] = torch.from_numpy(reward.astype(np.float32))
+                reward[cut] += gamma * self.agent.value_np(self._normalized(final_obs[cut]))
+            self.rewards[step] = reward
             self.next_obs, self.next_done = next_obs, done
         self.global_step += self.batch_size
 
     # ---- update
     def update(self) -> dict[str, float]:
-        """Advantages, then `update_epochs` passes of minibatch SGD on the clipped objective."""
+        """Advantages, then `update_epochs` passes of minibatch SGD on the clipped objective (hand-written gradients)."""
         config = self.config
-        with torch.no_grad():
-            next_value = self.agent.value(self._normalized(self.next_obs))
-            next_done = torch.from_numpy(self.next_done.astype(np.float32))
-            advantages, returns = gae(self.rewards, self.values, self.dones, next_value, next_done,
-                                      config.gamma, config.gae_lambda)
+        next_value = torch.from_numpy(self.agent.value_np(self._normalized(self.next_obs)))
+        next_done = torch.from_numpy(self.next_done.astype(np.float32))
+        advantages, returns = gae(torch.from_numpy(self.rewards), torch.from_numpy(self.values),
+                                  torch.from_numpy(self.dones), next_value, next_done, config.gamma, config.gae_lambda)
         b_obs = self.obs.reshape(self.batch_size, -1)
         b_actions = self.actions.reshape(self.batch_size, -1)
         b_logprobs, b_values = self.logprobs.reshape(-1), self.values.reshape(-1)
-        b_adv, b_returns = advantages.reshape(-1), returns.reshape(-1)
+        b_adv, b_returns = advantages.numpy().reshape(-1), returns.numpy().reshape(-1)
         minibatch = self.batch_size // config.num_minibatches
+        grads = self.agent.flat_grad.numpy()
         stats: dict[str, list[float]] = {"pg_loss": [], "v_loss": [], "entropy": [], "approx_kl": [], "clipfrac": []}
         for _epoch in range(config.update_epochs):
-            order = torch.randperm(self.batch_size)
+            order = torch.randperm(self.batch_size).numpy()
             for start in range(0, self.batch_size, minibatch):
                 idx = order[start : start + minibatch]
-                new_logprob, entropy = self.agent.actor.log_prob_and_entropy(b_obs[idx], b_actions[idx])
-                new_value = self.agent.value(b_obs[idx])
-                losses = ppo_losses(new_logprob, b_logprobs[idx], b_adv[idx], new_value, b_values[idx],
-                                    b_returns[idx], config)
-                loss = losses["pg_loss"] - config.ent_coef * entropy + config.vf_coef * losses["v_loss"]
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                nn.utils.clip_grad_norm_(self.agent.parameters(), config.max_grad_norm)
+                step_stats = ppo_loss_grads(self.agent, b_obs[idx], b_actions[idx], b_logprobs[idx], b_adv[idx],
+                                            b_values[idx], b_returns[idx], config)
+                clip_grad_norm(grads, config.max_grad_norm)
                 self.optimizer.step()
-                for key in ("pg_loss", "v_loss", "approx_kl", "clipfrac"):
-                    stats[key].append(float(losses[key].detach()))
-                stats["entropy"].append(float(entropy.detach()))
+                for key, value in step_stats.items():
+                    stats[key].append(value)
             if config.target_kl is not None and stats["approx_kl"][-1] > config.target_kl:
                 break
-        y_pred, y_true = b_values.numpy(), b_returns.numpy()
-        var_y = np.var(y_true)
-        explained = float("nan") if var_y == 0 else float(1 - np.var(y_true - y_pred) / var_y)
+        var_y = np.var(b_returns)
+        explained = float("nan") if var_y == 0 else float(1 - np.var(b_returns - b_values) / var_y)
         summary = {f"losses/{k}": float(np.mean(v)) for k, v in stats.items()}
         summary["losses/explained_variance"] = explained
         return summary
@@ -215,13 +389,17 @@ class PPOTrainer:
         lr = self.config.learning_rate
         if self.config.anneal_lr:
             lr *= max(0.0, 1.0 - self.iteration / self.num_iterations)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
+        self.optimizer.lr = lr
         return lr
 
     # ---- the loop
     def learn(self, run_dir: Path, logger: RunLogger, save, callback=None) -> None:
         """Iterate rollout -> update until `total_steps` (or `callback(self)` is true), checkpointing between iterations."""
+        # BLAS threads fight the simulator's threads (and each other) over small matmuls: ~5x slower updates here
+        with threadpool_limits(limits=self.config.torch_threads, user_api="blas"):
+            self._learn_loop(logger, save, callback)
+
+    def _learn_loop(self, logger: RunLogger, save, callback=None) -> None:
         config = self.config
         every = config.checkpoint_every
         start, start_step = time.perf_counter(), self.global_step
@@ -257,7 +435,7 @@ class PPOTrainer:
         return {
             "model": self.agent.state_dict(),
             "normalizer": {**self.obs_norm.state_dict(), **self.reward_scaler.state_dict()},
-            "optimizer": {"optimizer": self.optimizer.state_dict(), "torch_rng": torch.get_rng_state()},
+            "optimizer": {"adam": self.optimizer.state_dict(), "torch_rng": torch.get_rng_state()},
             "state": {"global_step": self.global_step, "iteration": self.iteration},
             "env_state": env_state,
             "policy": self.policy_spec(),
@@ -268,7 +446,10 @@ class PPOTrainer:
         self.agent.load_state_dict(loaded["model"])
         self.obs_norm.load_state_dict(loaded["normalizer"])
         self.reward_scaler.load_state_dict(loaded["normalizer"])
-        self.optimizer.load_state_dict(loaded["optimizer"]["optimizer"])
+        if "adam" not in loaded["optimizer"]:
+            raise ValueError(f"{loaded.get('path', 'the checkpoint')}: optimizer.pt holds no 'adam' state (written by an "
+                             "older embodia PPO); retrain, or load it only for inference with load_policy")
+        self.optimizer.load_state_dict(loaded["optimizer"]["adam"])
         torch.set_rng_state(loaded["optimizer"]["torch_rng"])
         self.global_step = int(loaded["state"]["global_step"])
         self.iteration = int(loaded["state"]["iteration"])
