@@ -141,6 +141,7 @@ class BatchSim:
             self.control_spec |= int(mujoco.mjtState.mjSTATE_MOCAP_POS | mujoco.mjtState.mjSTATE_MOCAP_QUAT)
         self.xfrc_applied = np.zeros((self.num_envs, m.nbody, 6))  # external wrench per body (force, torque)
         self._history = np.zeros((self.num_envs, self.randomization.max_latency() + 1, m.nu))
+        self._history_fresh = np.ones(self.num_envs, dtype=bool)  # envs whose delay line is not filled yet
 
     def close(self) -> None:
         """Stop the physics threads."""
@@ -197,6 +198,7 @@ class BatchSim:
         self.ctrl[env_ids] = 0.0
         self.xfrc_applied[env_ids] = 0.0
         self._history[env_ids] = 0.0
+        self._history_fresh[env_ids] = True
         draws = [sample_scales(self.randomization, rng, 1) for rng in rngs]
         for env_id, draw in zip(env_ids, draws):
             self.latency[env_id] = draw["latency"][0]
@@ -248,6 +250,10 @@ class BatchSim:
             ctrl = ctrl + dr.action_noise_std * unit_noise
         ctrl = np.clip(ctrl, self.ctrl_low, self.ctrl_high)
         if self._history.shape[1] > 1:
+            # an episode's first command fills its whole delay line: a delayed arm holds its first command
+            # instead of snapping to ctrl = 0 (for position actuators, the zero pose)
+            self._history[self._history_fresh] = ctrl[self._history_fresh, None, :]
+            self._history_fresh[:] = False
             self._history = np.roll(self._history, 1, axis=1)
             self._history[:, 0] = ctrl
             ctrl = self._history[np.arange(self.num_envs), self.latency]
@@ -269,7 +275,8 @@ class BatchSim:
     def state_dict(self) -> dict[str, np.ndarray]:
         """Everything needed to continue this batch exactly (randomized models are rebuilt from episode seeds)."""
         return {"state": self.state.copy(), "sensordata": self.sensordata.copy(), "ctrl": self.ctrl.copy(),
-                "history": self._history.copy(), "latency": self.latency.copy(),
+                "history": self._history.copy(), "history_fresh": self._history_fresh.copy(),
+                "latency": self.latency.copy(),
                 "xfrc_applied": self.xfrc_applied.copy(), "mocap_pos": self.mocap_pos.copy(),
                 "mocap_quat": self.mocap_quat.copy(), "rng": rng_to_array(self.rng)}
 
@@ -282,6 +289,7 @@ class BatchSim:
                                  "(same task, num_envs and randomization as when it was saved)")
             target[...] = saved[key]
         self.latency[:] = saved["latency"]
+        self._history_fresh[:] = saved["history_fresh"]
         self.rng = rng_from_array(saved["rng"])
 
     def reapply_randomization(self, rngs: list[np.random.Generator]) -> None:

@@ -32,7 +32,7 @@ def test_action_latency_delays_the_applied_control():
     for value in [0.1, 0.2, 0.3, 0.4]:
         env.step(np.array([[value]]))
         applied.append(env.sim.ctrl[0, 0])
-    assert applied == pytest.approx([0.0, 0.0, 0.1, 0.2])
+    assert applied == pytest.approx([0.1, 0.1, 0.1, 0.2])  # the first command holds until the delay has passed
 
 
 def test_observation_noise_is_added():
