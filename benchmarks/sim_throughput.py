@@ -17,8 +17,8 @@ import numpy as np
 import embodia  # noqa: F401  (picks the GL backend before mujoco loads)
 import mujoco
 import mujoco.rollout
-from embodia.sim import load_model
 from embodia.tasks import BatchEnv
+from embodia.tasks.cheetah_run import CheetahRun
 
 FRAME_SKIP = 5
 
@@ -35,7 +35,7 @@ def timed(step, seconds: float, steps_per_call: int) -> float:
 
 def raw_rollout(num_envs: int, seconds: float, nthread: int) -> float:
     """The ceiling: mujoco.rollout of the same model and frame skip, random controls, no obs/reward."""
-    model = load_model("cheetah.xml")
+    model = CheetahRun().build_model()
     data = [mujoco.MjData(model) for _ in range(nthread)]
     spec = mujoco.mjtState.mjSTATE_FULLPHYSICS
     state0 = np.zeros(mujoco.mj_stateSize(model, spec))

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import mujoco
 import numpy as np
 
+from embodia.sim.assets import load_model
 from embodia.sim.batch import BatchSim
 from embodia.tasks.base import GymnasiumResetTask, TaskConfig
 
@@ -14,6 +16,12 @@ class CheetahRun(GymnasiumResetTask):
     name = "cheetah-run"
     xml = "cheetah.xml"
     cameras = ("track",)
+
+    def build_model(self) -> mujoco.MjModel:
+        model = load_model(self.xml)
+        mujoco.mj_setTotalmass(model, 14.0)  # what Gymnasium's MJCF asks for with the deprecated settotalmass
+        mujoco.mj_setConst(model, mujoco.MjData(model))
+        return model
 
     @classmethod
     def default_config(cls) -> TaskConfig:
