@@ -41,7 +41,7 @@ def side_by_side(left: np.ndarray, right: np.ndarray) -> np.ndarray:
 
 def step_simulate(out: Path, summary: dict) -> None:
     """Simulate a manipulation task with a random and a scripted policy; write a side-by-side MP4."""
-    from embodia.sim.video import write_video
+    from embodia.sim.video import label_frames, write_video
     from embodia.tasks import BatchEnv
 
     task = "arm-pick-place"
@@ -54,7 +54,8 @@ def step_simulate(out: Path, summary: dict) -> None:
     expert = make_expert(task, env)
     expert.reset(np.arange(1))
     expert_frames, expert_return, expert_success = _episode_frames(env, expert.act, env.max_episode_steps, "front", 256)
-    path = write_video(out / "simulate_random_vs_expert.mp4", side_by_side(random_frames, expert_frames),
+    clip = side_by_side(label_frames(random_frames, "random actions"), label_frames(expert_frames, "scripted expert"))
+    path = write_video(out / "simulate_random_vs_expert.mp4", clip,
                        fps=round(1 / env.sim.dt))
     summary["simulate"] = {"task": task, "video": str(path), "random_return": random_return,
                            "random_success": random_success, "expert_return": expert_return,
@@ -87,7 +88,7 @@ def step_data(out: Path, summary: dict) -> None:
 def step_train(out: Path, summary: dict) -> None:
     """Train PPO on arm-reach for a short budget, export it to ONNX, and film it next to a random policy."""
     from embodia.learn import export_onnx, load_policy, train
-    from embodia.sim.video import write_video
+    from embodia.sim.video import label_frames, write_video
     from embodia.tasks import BatchEnv
 
     task = "arm-reach"
@@ -99,7 +100,9 @@ def step_train(out: Path, summary: dict) -> None:
     random_policy = lambda obs: rng.uniform(-1, 1, (1, env.action_dim))  # noqa: E731
     random_frames, random_return, random_success = _episode_frames(env, random_policy, env.max_episode_steps, "front", 256)
     trained_frames, trained_return, trained_success = _episode_frames(env, policy.act, env.max_episode_steps, "front", 256)
-    video = write_video(out / "train_random_vs_ppo.mp4", side_by_side(random_frames, trained_frames),
+    clip = side_by_side(label_frames(random_frames, "random actions"),
+                        label_frames(trained_frames, f"PPO, {QUICK_TRAIN_STEPS:,} steps"))
+    video = write_video(out / "train_random_vs_ppo.mp4", clip,
                         fps=round(1 / env.sim.dt))
     env.close()
     summary["train"] = {"task": task, "algo": "ppo", "env_steps": QUICK_TRAIN_STEPS, "run": str(run_dir),

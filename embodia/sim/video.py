@@ -34,6 +34,21 @@ def write_video(path: str | Path, frames: np.ndarray, fps: int = 30, codec: str 
     return path
 
 
+def label_frames(frames: np.ndarray, text: str) -> np.ndarray:
+    """Burn a caption into the top-left corner of every frame (T, H, W, 3), e.g. the policy's name."""
+    from PIL import Image, ImageDraw
+
+    labelled = np.empty_like(frames)
+    for index, frame in enumerate(frames):
+        image = Image.fromarray(frame)
+        draw = ImageDraw.Draw(image)
+        left, top, right, bottom = draw.textbbox((6, 4), text)
+        draw.rectangle((left - 3, top - 2, right + 3, bottom + 2), fill=(0, 0, 0))
+        draw.text((6, 4), text, fill=(255, 255, 255))
+        labelled[index] = np.asarray(image)
+    return labelled
+
+
 def read_video(path: str | Path) -> np.ndarray:
     """Decode every frame of a video file to (T, H, W, 3) uint8."""
     import av

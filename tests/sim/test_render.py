@@ -37,3 +37,12 @@ def test_mp4_round_trip(tmp_path):
     path = write_video(tmp_path / "clip.mp4", frames, fps=20)
     decoded = read_video(path)
     assert decoded.shape == frames.shape
+
+
+def test_label_burns_a_caption_into_the_corner_only():
+    from embodia.sim.video import label_frames
+
+    frames = np.full((2, 48, 96, 3), 128, dtype=np.uint8)
+    labelled = label_frames(frames, "expert")
+    assert labelled.shape == frames.shape
+    assert (labelled[:, :16, :48] != 128).any() and (labelled[:, 30:, 60:] == 128).all()
