@@ -25,10 +25,8 @@ def configure_gl() -> str:
     """Set MUJOCO_GL before mujoco's renderer is imported; returns the backend in use."""
     backend = choose_gl_backend()
     os.environ["MUJOCO_GL"] = backend
-    if backend == "osmesa":
-        os.environ.setdefault("PYOPENGL_PLATFORM", "osmesa")
-    elif backend == "egl":
-        os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
+    if backend in ("osmesa", "egl"):
+        os.environ["PYOPENGL_PLATFORM"] = backend  # PyOpenGL must agree with MuJoCo's context
     return backend
 
 

@@ -46,3 +46,28 @@ def test_label_burns_a_caption_into_the_corner_only():
     labelled = label_frames(frames, "expert")
     assert labelled.shape == frames.shape
     assert (labelled[:, :16, :48] != 128).any() and (labelled[:, 30:, 60:] == 128).all()
+
+
+RENDER_SCRIPT = """
+import numpy as np, embodia
+from embodia.tasks import BatchEnv
+env = BatchEnv('cartpole-swingup', 1)
+env.reset(seed=0)
+image = env.render([0], camera='fixed', width=48, height=32)
+env.close()
+print(int(image.sum()))
+"""
+
+
+def test_gl_backend_is_overridable_and_both_render_the_same_image():
+    import os
+    import subprocess
+    import sys
+
+    sums = {}
+    for backend in ("egl", "osmesa"):
+        env = dict(os.environ, EMBODIA_GL=backend, MUJOCO_GL=backend)
+        result = subprocess.run([sys.executable, "-c", RENDER_SCRIPT], env=env, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+        sums[backend] = int(result.stdout.split()[-1])
+    assert sums["egl"] == sums["osmesa"] > 0
