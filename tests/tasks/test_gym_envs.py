@@ -11,7 +11,7 @@ from gymnasium.utils.env_checker import check_env
 from embodia.tasks.gym_envs import GYM_IDS
 
 
-@pytest.mark.parametrize("gym_id", ["embodia/CheetahRun-v0", "embodia/AntWalk-v0", "embodia/CartpoleSwingup-v0"])
+@pytest.mark.parametrize("gym_id", sorted(GYM_IDS))
 def test_gymnasium_env_checker_passes(gym_id):
     env = gym.make(gym_id)
     check_env(env.unwrapped, skip_render_check=True)
