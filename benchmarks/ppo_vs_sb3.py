@@ -63,21 +63,34 @@ def evaluate(act, source: str, num_episodes: int = EVAL_EPISODES) -> float:
     return float(returns.mean())
 
 
+EVAL_EVERY = 20_480  # env steps between the learning-curve evaluations (their time is not counted as training)
+
+
 def run_embodia(source: str, algo: str, steps: int, seed: int, overrides: dict | None = None) -> dict:
-    """Train with embodia; returns steps/s (training wall-clock), final return and the training curve."""
+    """Train with embodia; returns steps/s (training wall-clock), final return and the evaluation curve."""
     from embodia.learn import load_policy, train
+    from embodia.learn.trainer import live_policy
+
+    curve: list[tuple[int, float]] = []
+    eval_seconds = [0.0]
+
+    def evaluate_now(trainer) -> bool:
+        if trainer.global_step // EVAL_EVERY > (trainer.global_step - trainer.batch_size) // EVAL_EVERY:
+            began = time.perf_counter()
+            curve.append((trainer.global_step, evaluate(live_policy(trainer).act, source)))
+            eval_seconds[0] += time.perf_counter() - began
+        return False
 
     with tempfile.TemporaryDirectory() as out:
         start = time.perf_counter()
-        run = train(source, algo, total_steps=steps, seed=seed, out=Path(out),
+        run = train(source, algo, total_steps=steps, seed=seed, out=Path(out), callback=evaluate_now,
                     overrides={"progress": False, "tensorboard": False, **(overrides or {})})
-        elapsed = time.perf_counter() - start
+        elapsed = time.perf_counter() - start - eval_seconds[0]
         policy = load_policy(run)
-        lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
         steps_done = json.loads((run / "checkpoints" / "final" / "state.json").read_text())["global_step"]
-        curve = [(d["step"], d["charts/episode_return"]) for d in lines if "charts/episode_return" in d]
+        final = evaluate(policy.act, source)
         return {"steps": steps_done, "seconds": elapsed, "sps": steps_done / elapsed,
-                "final_return": evaluate(policy.act, source), "curve": curve}
+                "final_return": final, "curve": [*curve, (steps_done, final)]}
 
 
 def _sb3_env(source: str):
@@ -101,25 +114,29 @@ def run_sb3(source: str, algo: str, steps: int, seed: int) -> dict:
         def __init__(self) -> None:
             super().__init__()
             self.points: list[tuple[int, float]] = []
+            self.seconds = 0.0
 
         def _on_step(self) -> bool:
-            for info in self.locals["infos"]:
-                if "episode" in info:
-                    self.points.append((self.num_timesteps, float(info["episode"]["r"])))
+            if self.num_timesteps % EVAL_EVERY == 0:
+                began = time.perf_counter()
+                act = lambda obs: self.model.predict(obs, deterministic=True)[0]  # noqa: E731
+                self.points.append((self.num_timesteps, evaluate(act, source)))
+                self.seconds += time.perf_counter() - began
             return True
 
     model = getattr(sb3, algo.upper())("MlpPolicy", _sb3_env(source), seed=seed, verbose=0, device="cpu")
     curve = Curve()
     start = time.perf_counter()
     model.learn(steps, callback=curve)
-    elapsed = time.perf_counter() - start
+    elapsed = time.perf_counter() - start - curve.seconds
     act = lambda obs: model.predict(obs, deterministic=True)[0]  # noqa: E731
-    return {"steps": steps, "seconds": elapsed, "sps": steps / elapsed, "final_return": evaluate(act, source),
-            "curve": curve.points}
+    final = evaluate(act, source)
+    return {"steps": steps, "seconds": elapsed, "sps": steps / elapsed, "final_return": final,
+            "curve": [*curve.points, (model.num_timesteps, final)]}
 
 
 def plot_curves(results: dict[str, list[dict]], title: str, path: Path) -> None:
-    """Training episode return vs env steps, one line per contender and seed."""
+    """Deterministic evaluation return vs env steps, one line per contender and seed."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -130,21 +147,15 @@ def plot_curves(results: dict[str, list[dict]], title: str, path: Path) -> None:
         for i, run in enumerate(runs):
             if run["curve"]:
                 x, y = zip(*run["curve"])
-                ax.plot(x, _smooth(np.array(y)), color=color, alpha=0.9, label=name if i == 0 else None)
+                ax.plot(x, y, color=color, alpha=0.9, marker="o", ms=3, label=name if i == 0 else None)
     ax.set_xlabel("env steps")
-    ax.set_ylabel("training episode return")
+    ax.set_ylabel(f"deterministic return ({EVAL_EPISODES} episodes)")
     ax.set_title(title)
     ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
-
-
-def _smooth(y: np.ndarray, window: int = 5) -> np.ndarray:
-    if len(y) < window:
-        return y
-    return np.convolve(np.pad(y, (window - 1, 0), mode="edge"), np.ones(window) / window, mode="valid")
 
 
 def summarize(name: str, runs: list[dict]) -> str:
