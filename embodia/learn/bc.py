@@ -45,6 +45,14 @@ class BCConfig(BaseModel):
     obs_noise_std: float = Field(0.0, ge=0, description="gaussian noise on normalized observations while training "
                                                        "(robustness to the policy's own drift)")
     seed: int = Field(0, description="seed of weight init and minibatch sampling")
+    state_indices: list[int] | None = Field(None, description="columns of observation.state the policy reads "
+                                            "(None = all); e.g. drop the goal so it must be seen in an image")
+    image_keys: list[str] = Field(default_factory=list, description="camera streams the policy also sees, e.g. "
+                                  "['observation.images.front'] (empty = state only); see embodia.learn.vision")
+    image_size: int = Field(64, ge=16, le=256, description="square size (px) camera frames are resized to")
+    image_channels: int = Field(32, ge=1, description="channels of each conv layer of the image encoder")
+    image_feature_dim: int = Field(64, ge=1, description="features the image encoder gives per camera")
+    random_shift_px: int = Field(4, ge=0, description="DrQ pad-and-crop augmentation range (px) while training; 0 = off")
 
     @model_validator(mode="after")
     def _check_chunking(self) -> "BCConfig":
@@ -53,6 +61,13 @@ class BCConfig(BaseModel):
                              "execute at most the actions that are predicted")
         if any(width < 1 for width in self.hidden_sizes):
             raise ValueError(f"hidden_sizes={self.hidden_sizes} must all be >= 1")
+        if self.state_indices is not None and (len(set(self.state_indices)) != len(self.state_indices)
+                                               or min(self.state_indices, default=0) < 0):
+            raise ValueError(f"state_indices={self.state_indices} must be distinct column indices >= 0")
+        bad_keys = [key for key in self.image_keys if not key.startswith("observation.images.")]
+        if bad_keys:
+            raise ValueError(f"image_keys={bad_keys}: camera streams are named 'observation.images.<camera>', "
+                             "e.g. 'observation.images.front'")
         return self
 
 
@@ -63,11 +78,25 @@ class BCNet(nn.Module):
     def __init__(self, obs_dim: int, act_dim: int, config: BCConfig) -> None:
         super().__init__()
         self.obs_dim, self.act_dim, self.chunk_size = obs_dim, act_dim, config.chunk_size
-        self.body = mlp(obs_dim, config.hidden_sizes, config.chunk_size * act_dim, "silu", orthogonal=False)
+        self.state_index = state_index(config, obs_dim)
+        in_dim = obs_dim if self.state_index is None else len(self.state_index)
+        self.body = mlp(in_dim, config.hidden_sizes, config.chunk_size * act_dim, "silu", orthogonal=False)
         self.log_std = nn.Parameter(torch.zeros(config.chunk_size, act_dim)) if config.loss == "nll" else None
 
     def forward(self, obs_norm: torch.Tensor) -> torch.Tensor:
+        if self.state_index is not None:
+            obs_norm = obs_norm[:, self.state_index]
         return self.body(obs_norm).view(-1, self.chunk_size, self.act_dim)
+
+
+def state_index(config: BCConfig, obs_dim: int) -> torch.Tensor | None:
+    """The observation columns the network reads as a LongTensor, or None for all of them."""
+    if config.state_indices is None:
+        return None
+    out_of_range = [i for i in config.state_indices if i >= obs_dim]
+    if out_of_range:
+        raise ValueError(f"state_indices {out_of_range} are out of range for observations of {obs_dim} columns")
+    return torch.as_tensor(config.state_indices, dtype=torch.long)
 
 
 def mse_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -151,6 +180,10 @@ def train_bc(dataset: str | Path | Demonstrations, config: BCConfig | dict | Non
              out: str | Path = "runs/bc", *, progress: bool = True) -> Path:
     """Clone the demonstrations in `dataset` (a LeRobot directory or arrays); write a checkpoint dir to `out`."""
     config = BCConfig.model_validate(config or {}) if not isinstance(config, BCConfig) else config
+    if config.image_keys:
+        from embodia.learn.vision import train_vision_bc
+
+        return train_vision_bc(dataset, config, out, progress=progress)
     demos = as_demonstrations(dataset)
     policy = build_policy(demos, config)
     obs = policy.obs_norm(torch.as_tensor(demos.observations))  # (frames, obs_dim)
@@ -193,6 +226,10 @@ def policy_from_parts(spec: dict, model_tensors: dict[str, torch.Tensor],
                       norm_tensors: dict[str, dict[str, torch.Tensor]]) -> BCPolicy:
     """A BC policy from config.json's policy spec, the model tensors and the grouped normalizer tensors."""
     config = BCConfig.model_validate(spec["bc"])
+    if config.image_keys:
+        from embodia.learn.vision import vision_policy_from_parts
+
+        return vision_policy_from_parts(spec, model_tensors, norm_tensors)
     net = BCNet(spec["obs_dim"], spec["act_dim"], config)
     net.load_state_dict(model_tensors)
     policy = BCPolicy(net, Normalizer(**norm_tensors["obs"]), Normalizer(**norm_tensors["action"]),
@@ -202,12 +239,19 @@ def policy_from_parts(spec: dict, model_tensors: dict[str, torch.Tensor],
 
 def deployed_actor(model: dict[str, torch.Tensor], normalizer: dict[str, np.ndarray], spec: dict) -> FirstAction:
     """Hook for `embodia.learn.load_policy`: the stateless deterministic actor of a BC checkpoint."""
+    if spec.get("bc", {}).get("image_keys"):
+        raise ValueError(f"this BC policy also needs camera images {spec['bc']['image_keys']}; load it with "
+                         "embodia.learn.bc.load_bc and act through embodia.learn.vision.CameraPolicyAdapter")
     return FirstAction(policy_from_parts(spec, model, group_normalizers(normalizer))).eval()
 
 
 def export_bc(policy: BCPolicy | str | Path, path: str | Path) -> Path:
     """Export to the embodia ONNX contract: obs -> deterministic first action, normalization folded in, clipped."""
     policy = load_bc(policy) if isinstance(policy, (str, Path)) else policy
+    if policy.config.image_keys:
+        from embodia.learn.vision import export_vision_bc
+
+        return export_vision_bc(policy, path)
     metadata = onnx_metadata(policy.task, policy.obs_dim, policy.act_dim, policy.action_low.numpy(),
                              policy.action_high.numpy(), "bc")
     return export_onnx(FirstAction(policy), policy.obs_dim, path, metadata)
