@@ -475,7 +475,8 @@ class PPOTrainer:
 
 def deployed_actor(model: dict[str, torch.Tensor], normalizer: dict[str, np.ndarray], spec: dict[str, Any]) -> DeployedActor:
     """The deterministic PPO actor (Gaussian mean, clipped, rescaled) with observation normalization folded in."""
-    mean_net = mlp(spec["obs_dim"], spec["hidden_sizes"], spec["act_dim"], spec["activation"])
+    with torch.random.fork_rng(devices=[]):  # the init draws would shift a live training run's RNG stream
+        mean_net = mlp(spec["obs_dim"], spec["hidden_sizes"], spec["act_dim"], spec["activation"])
     mean_net.load_state_dict({k[len("actor.mean."):]: v for k, v in model.items() if k.startswith("actor.mean.")})
     obs_norm = ObsNormalizer(spec["obs_dim"], clip=spec["obs_clip"], enabled=spec["norm_obs"])
     obs_norm.load_state_dict(normalizer)

@@ -154,3 +154,19 @@ def test_flat_adam_matches_torch_adam():
         torch_adam.step()
         ours.step()
     np.testing.assert_allclose(params, reference.detach().numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_evaluating_the_live_policy_mid_run_does_not_change_training(tmp_path):
+    from embodia.learn.trainer import live_policy
+
+    overrides = {**QUIET, "num_envs": 8, "num_steps": 16, "num_minibatches": 2, "update_epochs": 2}
+
+    def evaluate_live(trainer) -> bool:
+        live_policy(trainer).act(np.zeros((1, 5)))
+        return False
+
+    plain = train("cartpole-balance", "ppo", total_steps=512, seed=1, out=tmp_path, overrides=overrides, name="a")
+    watched = train("cartpole-balance", "ppo", total_steps=512, seed=1, out=tmp_path, overrides=overrides, name="b",
+                    callback=evaluate_live)
+    for key, value in _final_weights(plain).items():
+        torch.testing.assert_close(_final_weights(watched)[key], value, atol=0, rtol=0)
