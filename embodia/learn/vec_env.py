@@ -163,11 +163,14 @@ class GymTrainEnv(TrainEnv):
     def reset(self, seed: int) -> np.ndarray:
         obs, _ = self.env.reset(seed=seed)
         self.stats.reset()
-        return np.asarray(obs, dtype=np.float64).reshape(self.num_envs, -1)
+        return np.array(obs, dtype=np.float64).reshape(self.num_envs, -1)  # a copy: Gymnasium reuses its buffer
 
     def step(self, action: np.ndarray):
+        # clip to the action space as embodia's BatchEnv (and SB3) do: Gymnasium's MuJoCo envs clamp the control
+        # but charge their control cost on the raw action, which would punish a Gaussian policy's tails
+        action = np.clip(action, self.action_low, self.action_high)
         obs, reward, terminated, truncated, info = self.env.step(action.astype(self.env.single_action_space.dtype))
-        obs = np.asarray(obs, dtype=np.float64).reshape(self.num_envs, -1)
+        obs = np.array(obs, dtype=np.float64).reshape(self.num_envs, -1)  # a copy: Gymnasium reuses its buffer
         terminated, truncated = np.asarray(terminated, dtype=bool), np.asarray(truncated, dtype=bool)
         reward = np.asarray(reward, dtype=np.float64)
         final_obs = obs

@@ -86,3 +86,15 @@ def test_sac_trains_a_ready_gymnasium_vector_env(tmp_path):
     run = _learn(SACTrainer(config, env), config, tmp_path / "sac")
     assert (run / "checkpoints" / "final" / "replay.safetensors").is_file()
     env.close()
+
+
+def test_gymnasium_adapter_clips_actions_before_the_env_charges_control_cost():
+    from embodia.learn.vec_env import make_train_env
+
+    wide = make_train_env("gym:HalfCheetah-v5", 2, 0, {})
+    unit = make_train_env("gym:HalfCheetah-v5", 2, 0, {})
+    wide.reset(0)
+    unit.reset(0)
+    reward_wide = wide.step(np.full((2, 6), 5.0))[1]
+    reward_unit = unit.step(np.full((2, 6), 1.0))[1]
+    np.testing.assert_allclose(reward_wide, reward_unit)
