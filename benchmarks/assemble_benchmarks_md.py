@@ -1,6 +1,6 @@
 """Assemble BENCHMARKS.md: the targets table (results/_targets.md) plus every per-area results file.
 
-Usage: python benchmarks/assemble_benchmarks_md.py   (after updating a results file or a figure in HEAD)
+Usage: python benchmarks/assemble_benchmarks_md.py   (after updating a results file or results/_targets.md)
 """
 
 from pathlib import Path
