@@ -1,7 +1,8 @@
 """Policies from any source behind one interface: checkpoints, ONNX files, experts, random, callables, servers.
 
 Spec strings: a checkpoint directory or `.onnx` file, `expert:<task>`, `random`, `module:function` (or
-`path/to/file.py:function`), `http://host:port` (a running `embodia serve`).
+`path/to/file.py:function`), `http://host:port` (a running `embodia serve`). A camera (vision BC) checkpoint
+renders its cameras from the env it is bound to, so a scenario's lighting and camera changes reach it.
 """
 
 from __future__ import annotations
@@ -133,6 +134,50 @@ class RemotePolicy:
         return np.asarray(self.client.act(np.asarray(obs, dtype=np.float32)), dtype=np.float64)
 
 
+class CameraPolicy:
+    """A vision BC checkpoint that renders its cameras from the env it is bound to (through CameraPolicyAdapter)."""
+
+    def __init__(self, path: str | Path) -> None:
+        from embodia.learn.bc import load_bc
+
+        self.path = Path(path)
+        self.name = self.path.name
+        self.policy = load_bc(self.path)
+        self.task = getattr(self.policy, "task", None)
+        self.obs_dim, self.act_dim = self.policy.obs_dim, self.policy.act_dim
+        self.image_keys = list(self.policy.image_keys)
+        self.adapter = None
+
+    def bind_env(self, env) -> None:
+        """Render this env's cameras (with the scenario's render-model changes) for every action from now on."""
+        from embodia.learn.vision import CameraPolicyAdapter
+
+        self.adapter = CameraPolicyAdapter(self.policy, env)
+
+    def reset(self, env_ids: np.ndarray) -> None:
+        self.policy.reset(env_ids)
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        if self.adapter is None:
+            raise RuntimeError(f"camera policy {self.name}: bind_env(env) must be called before act() "
+                               f"(it renders {self.image_keys} from that env)")
+        return np.asarray(self.adapter.act(obs), dtype=np.float64)
+
+
+def is_camera_checkpoint(path: str | Path) -> bool:
+    """True for a checkpoint directory whose config.json policy spec has non-empty `bc.image_keys`."""
+    config_path = Path(path) / "config.json"
+    if not config_path.is_file():
+        return False
+    try:
+        config = json.loads(config_path.read_text())
+    except json.JSONDecodeError as error:
+        raise PolicySpecError(f"{config_path} is not valid JSON ({error}); re-save the checkpoint") from None
+    spec = config.get("policy") if isinstance(config, dict) else None
+    bc = spec.get("bc") if isinstance(spec, dict) else None
+    return isinstance(bc, dict) and bool(bc.get("image_keys"))
+
+
 def resolve_policy(spec: Any) -> Any:
     """A policy (object with act(obs) -> actions) from a spec string, a policy object or a callable."""
     if not isinstance(spec, (str, Path)):
@@ -177,6 +222,8 @@ def metrics_file(spec: Any) -> Path | None:
 
 
 def _load_file_policy(path: Path) -> Any:
+    if path.is_dir() and is_camera_checkpoint(path):
+        return CameraPolicy(path)
     try:
         from embodia.learn import load_policy
     except ImportError:

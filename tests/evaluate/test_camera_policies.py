@@ -1,0 +1,108 @@
+"""Camera (vision BC) checkpoints in evaluation suites: they render from each scenario's env, so a scenario's
+lighting and camera changes change what they see and do; state policies are untouched."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from embodia.evaluate import run_suite
+from embodia.evaluate.policies import CameraPolicy, is_camera_checkpoint, resolve_policy
+from embodia.evaluate.runner import make_env, scenario_conditions
+from embodia.evaluate.suite import load_suite
+
+TASK = "arm-reach"
+SIZE = 32
+KEYS = ["observation.images.front"]
+TINY_VISION = {"num_steps": 20, "hidden_sizes": [32], "batch_size": 32, "image_keys": KEYS, "image_size": SIZE,
+               "image_channels": 8, "image_feature_dim": 16, "random_shift_px": 0}
+DARK = {"lights": [{"diffuse": [0.02, 0.02, 0.02], "ambient": [0.0, 0.0, 0.0]}]}
+MOVED = {"cameras": [{"name": "front", "pos_offset": [0.6, 0.4, 0.5], "fovy": 80}]}
+
+
+@pytest.fixture(scope="module")
+def vision_checkpoint(tmp_path_factory):
+    """A tiny vision BC trained for a few steps on a 2-episode camera dataset of the arm-reach expert."""
+    from embodia.data.generate import GenerateConfig, generate
+    from embodia.learn.bc import train_bc
+    from embodia.learn.vision import load_vision_demonstrations
+
+    root = tmp_path_factory.mktemp("camera-eval")
+    generate(GenerateConfig(task=TASK, episodes=2, cameras=["front"], image_size=SIZE, visual_randomization=None,
+                            envs_per_worker=2, stop_on_success=False), root / "data", progress=False)
+    demos = load_vision_demonstrations(root / "data", KEYS, SIZE)
+    return train_bc(demos, TINY_VISION, root / "vision", progress=False)
+
+
+def suite_of(scenarios: list[dict], episodes: int = 2, steps: int = 6, **extra) -> dict:
+    return {"name": "camera", "task": TASK, "episodes": episodes, "seed": 3, "max_episode_steps": steps,
+            "scenarios": scenarios, **extra}
+
+
+def recorded_actions(monkeypatch) -> list[np.ndarray]:
+    """Record every action batch a CameraPolicy returns, in call order."""
+    log: list[np.ndarray] = []
+    original = CameraPolicy.act
+
+    def act(self, obs):
+        action = original(self, obs)
+        log.append(action.copy())
+        return action
+
+    monkeypatch.setattr(CameraPolicy, "act", act)
+    return log
+
+
+def test_camera_checkpoint_resolves_to_a_camera_policy(vision_checkpoint):
+    assert is_camera_checkpoint(vision_checkpoint)
+    policy = resolve_policy(str(vision_checkpoint))
+    assert isinstance(policy, CameraPolicy)
+    assert policy.image_keys == KEYS and policy.obs_dim == 21 and policy.act_dim == 3
+    with pytest.raises(RuntimeError, match="bind_env"):
+        policy.act(np.zeros((1, 21)))
+
+
+def test_suite_lighting_and_camera_changes_reach_the_camera_policy(vision_checkpoint, monkeypatch, tmp_path):
+    log = recorded_actions(monkeypatch)
+    steps = 6
+    suite = suite_of([{"name": "nominal"}, {"name": "nominal-again"}, {"name": "dark", "rendering": DARK},
+                      {"name": "camera-moved", "rendering": MOVED}], steps=steps,
+                     video={"camera": "front", "width": 32, "height": 32, "max_frames": 4})
+    results = run_suite(suite, str(vision_checkpoint), tmp_path / "run", videos=True, progress=False, report=False)
+    assert [r.name for r in results.scenarios] == ["nominal", "nominal-again", "dark", "camera-moved"]
+    for result in results.scenarios:
+        assert result.episodes.seeds.tolist() == results.scenarios[0].episodes.seeds.tolist()
+        assert result.episodes.length.tolist() == [steps, steps]  # arm-reach never terminates early
+        assert all(entry["reproduced"] for entry in result.replay.values())  # video replays act identically
+    # each scenario: `steps` action batches in its run, then its video replay; keep the run's (same seeds)
+    per_scenario = len(log) // 4
+    assert per_scenario >= steps
+    runs = {name: np.stack(log[k * per_scenario:k * per_scenario + steps])
+            for k, name in enumerate(["nominal", "nominal-again", "dark", "camera-moved"])}
+    assert all(batch.shape == (steps, 2, 3) for batch in runs.values())
+    np.testing.assert_array_equal(runs["nominal"], runs["nominal-again"])  # deterministic given the images
+    # the first action sees the same initial state in every scenario: only the rendered image differs
+    for changed in ("dark", "camera-moved"):
+        assert np.abs(runs[changed][0] - runs["nominal"][0]).max() > 1e-4, changed
+    nominal = results.scenario("nominal").episodes.episode_return
+    assert not np.allclose(results.scenario("dark").episodes.episode_return, nominal, rtol=0, atol=1e-9)
+
+
+def test_rendering_changes_reach_randomized_envs_whose_models_are_copies():
+    suite = load_suite(suite_of([{"name": "nominal", "randomization": {"body_mass_scale": [0.9, 1.1]}},
+                                 {"name": "moved", "randomization": {"body_mass_scale": [0.9, 1.1]}, "rendering": MOVED}]))
+    frames = {}
+    for scenario in suite.scenarios:
+        env = make_env(suite, scenario, 2)
+        try:
+            assert env.sim.models[0] is not env.sim.model  # per-env copies made before the scenario applies
+            scenario_conditions(scenario, env)
+            env.reset(options={"episode_seeds": np.array([1, 2])})
+            frames[scenario.name] = env.render(None, camera="front", width=SIZE, height=SIZE)
+            camera_pos = [model.camera("front").pos.copy() for model in env.sim.models]
+        finally:
+            env.close()
+        expected = np.array([1.15, -0.75, 0.75]) + (np.array([0.6, 0.4, 0.5]) if scenario.rendering.cameras else 0.0)
+        np.testing.assert_allclose(camera_pos, [expected, expected])
+    difference = np.abs(frames["moved"].astype(int) - frames["nominal"].astype(int)).mean()
+    assert difference > 5.0
