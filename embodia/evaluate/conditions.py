@@ -27,7 +27,9 @@ class ScenarioConditions:
         self._push_bodies = np.array([_body_id(model, push, scenario.name) for push in scenario.perturbations], dtype=np.int64)
         self._shifts = [_joint_address(model, shift, scenario.name) for shift in scenario.object_shift]
         self._sensor_dims = _sensor_dims(scenario, env.obs_dim)
-        apply_rendering(model, scenario.rendering, scenario.name)
+        # the renderer forwards each env through its own model, so randomized per-env copies need the changes too
+        for render_model in {id(m): m for m in [model, *env.sim.models]}.values():
+            apply_rendering(render_model, scenario.rendering, scenario.name)
 
     # ---------------------------------------------------------------- reset
     def after_reset(self, env_ids: np.ndarray) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from embodia.evaluate.conditions import ScenarioConditions, apply_rendering
+from embodia.evaluate.conditions import ScenarioConditions
 from embodia.evaluate.policies import metrics_file, policy_name, resolve_policy
 from embodia.evaluate.stats import mean_interval, wilson_interval
 from embodia.evaluate.suite import Scenario, Suite, load_suite
@@ -179,16 +179,6 @@ def make_env(suite: Suite, scenario: Scenario, num_envs: int) -> BatchEnv:
     )
 
 
-def scenario_conditions(scenario: Scenario, env: BatchEnv) -> ScenarioConditions:
-    """The scenario's conditions on `env`, its lighting/camera changes also on per-env model copies (randomized
-    envs), since the renderer forwards each env through its own model: camera policies and videos see them."""
-    conditions = ScenarioConditions(scenario, env)
-    copies = {id(model): model for model in env.sim.models if model is not env.sim.model}
-    for model in copies.values():
-        apply_rendering(model, scenario.rendering, scenario.name)
-    return conditions
-
-
 @dataclass
 class _Rollout:
     outcomes: EpisodeOutcomes
@@ -307,7 +297,7 @@ def run_scenario(suite: Suite, scenario: Scenario, policy: Any, on_step=None) ->
     seeds = suite.episode_seeds(scenario)
     env = make_env(suite, scenario, len(seeds))
     try:
-        conditions = scenario_conditions(scenario, env)
+        conditions = ScenarioConditions(scenario, env)
         result = rollout(env, conditions, policy, seeds, suite.success_criterion, on_step=on_step)
         return ScenarioResult(name=scenario.name, description=scenario.description, episodes=result.outcomes,
                               control_dt_s=env.sim.dt)
@@ -330,7 +320,7 @@ def render_videos(suite: Suite, scenario: Scenario, policy: Any, result: Scenari
     seeds = result.episodes.seeds[indices]
     env = make_env(suite, scenario, len(indices))
     try:
-        conditions = scenario_conditions(scenario, env)
+        conditions = ScenarioConditions(scenario, env)
         replay = rollout(env, conditions, policy, seeds, suite.success_criterion, render_ids=np.arange(len(indices)),
                          video=suite.video)
     finally:

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from embodia.evaluate import run_suite
+from embodia.evaluate.conditions import ScenarioConditions
 from embodia.evaluate.policies import CameraPolicy, is_camera_checkpoint, resolve_policy
-from embodia.evaluate.runner import make_env, scenario_conditions
+from embodia.evaluate.runner import make_env
 from embodia.evaluate.suite import load_suite
 
 TASK = "arm-reach"
@@ -96,7 +97,7 @@ def test_rendering_changes_reach_randomized_envs_whose_models_are_copies():
         env = make_env(suite, scenario, 2)
         try:
             assert env.sim.models[0] is not env.sim.model  # per-env copies made before the scenario applies
-            scenario_conditions(scenario, env)
+            ScenarioConditions(scenario, env)
             env.reset(options={"episode_seeds": np.array([1, 2])})
             frames[scenario.name] = env.render(None, camera="front", width=SIZE, height=SIZE)
             camera_pos = [model.camera("front").pos.copy() for model in env.sim.models]
