@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import Protocol
 
 import numpy as np
@@ -29,7 +30,7 @@ class Expert(Protocol):
     def reset(self, env_ids: np.ndarray | None = None) -> None: ...
 
 
-class PhaseExpert:
+class PhaseExpert(ABC):
     """Shared machinery: per-env phase and timer arrays, auto-reset on new episodes, P-control to a target."""
 
     def __init__(self, env, gain: float = 1.0) -> None:
@@ -60,9 +61,9 @@ class PhaseExpert:
         self.timer = np.where(self.phase == phase_before, self.timer + 1, 0)
         return action
 
+    @abstractmethod
     def plan(self) -> np.ndarray:
         """Update the phases and return the action batch (N, act_dim)."""
-        raise NotImplementedError
 
     def move_towards(self, target: np.ndarray) -> np.ndarray:
         """[dx, dy, dz] actions (N, 3) that drive the grip point to `target` (N, 3), saturated at +-1."""

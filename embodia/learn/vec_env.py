@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from abc import ABC, abstractmethod
+
 import gymnasium as gym
 import numpy as np
 
@@ -58,7 +60,7 @@ class EpisodeStats:
         self._finished = []
 
 
-class TrainEnv:
+class TrainEnv(ABC):
     """What PPO and SAC see: `reset`, `step` in the env's action units, terminal observations, stats."""
 
     num_envs: int
@@ -69,20 +71,22 @@ class TrainEnv:
     task_name: str
     stats: EpisodeStats
 
+    @abstractmethod
     def reset(self, seed: int) -> np.ndarray:
         """Start every env; returns observations (num_envs, obs_dim)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def step(self, action: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(obs, reward, terminated, truncated, final_obs): `final_obs` is the terminal obs where done, else obs."""
-        raise NotImplementedError
 
     def state_dict(self) -> dict[str, np.ndarray] | None:
         """The batch's full state for an exact resume, or None when the env cannot save it."""
         return None
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
-        raise NotImplementedError
+        """Restore what `state_dict` saved; envs whose `state_dict` is None resync instead."""
+        raise ValueError(f"{type(self).__name__} cannot restore a saved batch state; resume resyncs it at the "
+                         "checkpoint boundary instead")
 
     def resync(self, seed: int) -> np.ndarray | None:
         """For envs without state_dict: reset deterministically at a checkpoint boundary (both in the run and on resume)."""
