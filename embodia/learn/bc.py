@@ -11,16 +11,15 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
+from embodia.learn.export import onnx_metadata, write_onnx
 from embodia.learn.il_common import (
     ActionQueue,
     Demonstrations,
     Normalizer,
     action_bounds,
     as_demonstrations,
-    export_onnx,
     fit,
     group_normalizers,
-    onnx_metadata,
     plot_losses,
     read_il_checkpoint,
     save_il_policy,
@@ -254,4 +253,4 @@ def export_bc(policy: BCPolicy | str | Path, path: str | Path) -> Path:
         return export_vision_bc(policy, path)
     metadata = onnx_metadata(policy.task, policy.obs_dim, policy.act_dim, policy.action_low.numpy(),
                              policy.action_high.numpy(), "bc")
-    return export_onnx(FirstAction(policy), policy.obs_dim, path, metadata)
+    return write_onnx(FirstAction(policy), (torch.zeros(2, policy.obs_dim),), path, metadata)

@@ -13,16 +13,15 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
+from embodia.learn.export import onnx_metadata, write_onnx
 from embodia.learn.il_common import (
     ActionQueue,
     Demonstrations,
     Normalizer,
     action_bounds,
     as_demonstrations,
-    export_onnx,
     fit,
     group_normalizers,
-    onnx_metadata,
     plot_losses,
     read_il_checkpoint,
     save_il_policy,
@@ -308,4 +307,4 @@ def export_diffusion(policy: DiffusionPolicy | str | Path, path: str | Path) -> 
     policy = load_diffusion(policy) if isinstance(policy, (str, Path)) else policy
     metadata = onnx_metadata(policy.task, policy.obs_dim, policy.act_dim, policy.action_low.numpy(),
                              policy.action_high.numpy(), "diffusion")
-    return export_onnx(FixedNoiseFirstAction(policy), policy.obs_dim, path, metadata)
+    return write_onnx(FixedNoiseFirstAction(policy), (torch.zeros(2, policy.obs_dim),), path, metadata)

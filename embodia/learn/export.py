@@ -6,6 +6,7 @@ import json
 import os
 import warnings
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -15,43 +16,65 @@ from embodia.learn.policy import Policy, load_policy
 OPSET = 17
 
 
-def export_onnx(policy: Policy | str | Path, out: str | Path, verify: bool = True) -> Path:
-    """Write `out` (.onnx) atomically; with `verify`, check ONNX Runtime against PyTorch on 1,000 random observations."""
+def onnx_metadata(task: str | None, obs_dim: int, act_dim: int, low: np.ndarray, high: np.ndarray, algo: str) -> dict[str, str]:
+    """The `embodia.*` metadata_props every exported policy carries."""
+    from embodia import __version__
+
+    return {"embodia.task": task or "", "embodia.obs_dim": str(obs_dim), "embodia.act_dim": str(act_dim),
+            "embodia.action_low": json.dumps([float(x) for x in low]),
+            "embodia.action_high": json.dumps([float(x) for x in high]),
+            "embodia.algo": algo, "embodia.version": __version__}
+
+
+def write_onnx(module: torch.nn.Module, example_inputs: tuple[torch.Tensor, ...], out: str | Path,
+               metadata: dict[str, str], *, input_names: tuple[str, ...] = ("obs",),
+               verify: Callable[[Path], None] | None = None) -> Path:
+    """Trace `module` to `out` atomically with the contract's names (inputs -> `action`, dynamic batch) and metadata.
+
+    `verify(tmp_path)` may refuse the written file by raising; the previous `out` is then left untouched.
+    """
     import onnx
 
-    import embodia
-
-    if not isinstance(policy, Policy):
-        policy = load_policy(policy)
-        if not isinstance(policy, Policy):
-            raise ValueError("the model is already an ONNX file; pass a checkpoint or run directory to export")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    example = torch.zeros(2, policy.obs_dim)
-    with warnings.catch_warnings():  # the TorchScript exporter warns about its own deprecation
-        warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(policy.actor, (example,), str(tmp), input_names=["obs"], output_names=["action"],
-                          dynamic_axes={"obs": {0: "batch"}, "action": {0: "batch"}}, opset_version=OPSET, dynamo=False)
+    dynamic_axes = {name: {0: "batch"} for name in (*input_names, "action")}
+    with warnings.catch_warnings():  # the TorchScript exporter warns about its own deprecation and about tracing
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module.eval(), example_inputs, str(tmp), input_names=list(input_names),
+                          output_names=["action"], dynamic_axes=dynamic_axes, opset_version=OPSET, dynamo=False)
     model = onnx.load(str(tmp))
-    metadata = {
-        "embodia.task": policy.task, "embodia.obs_dim": str(policy.obs_dim), "embodia.act_dim": str(policy.act_dim),
-        "embodia.action_low": json.dumps(policy.action_low.tolist()),
-        "embodia.action_high": json.dumps(policy.action_high.tolist()),
-        "embodia.algo": policy.algo, "embodia.version": getattr(embodia, "__version__", "0"),
-    }
     for key, value in metadata.items():
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
     onnx.checker.check_model(model)
     onnx.save(model, str(tmp))
-    if verify:
-        max_diff = parity(policy, tmp)
-        if max_diff > 1e-5:
-            tmp.unlink()
-            raise RuntimeError(f"ONNX export of {policy.task} differs from PyTorch by {max_diff:.2e} (> 1e-5)")
+    if verify is not None:
+        try:
+            verify(tmp)
+        except Exception:
+            tmp.unlink(missing_ok=True)
+            raise
     os.replace(tmp, out)
     return out
+
+
+def export_onnx(policy: Policy | str | Path, out: str | Path, verify: bool = True) -> Path:
+    """Write `out` (.onnx) atomically; with `verify`, check ONNX Runtime against PyTorch on 1,000 random observations."""
+    if not isinstance(policy, Policy):
+        policy = load_policy(policy)
+        if not isinstance(policy, Policy):
+            raise ValueError("the model is already an ONNX file; pass a checkpoint or run directory to export")
+
+    def check_parity(onnx_path: Path) -> None:
+        max_diff = parity(policy, onnx_path)
+        if max_diff > 1e-5:
+            raise RuntimeError(f"ONNX export of {policy.task} differs from PyTorch by {max_diff:.2e} (> 1e-5)")
+
+    metadata = onnx_metadata(policy.task, policy.obs_dim, policy.act_dim, policy.action_low, policy.action_high,
+                             policy.algo)
+    return write_onnx(policy.actor, (torch.zeros(2, policy.obs_dim),), out, metadata,
+                      verify=check_parity if verify else None)
 
 
 def parity(policy: Policy, onnx_path: str | Path, num_obs: int = 1000, seed: int = 0) -> float:

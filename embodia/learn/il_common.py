@@ -497,7 +497,13 @@ def fit(loss_fn: Callable[[torch.Tensor], torch.Tensor], parameters: list[nn.Par
         description: str, on_step: Callable[[int], None] | None = None, progress: bool = True,
         num_threads: int = 1) -> tuple[torch.optim.Optimizer, list[float]]:
     """Minibatch AdamW with warm-up + cosine decay; `loss_fn(frame_ids)` returns the scalar loss of a batch."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.AdamW(parameters, lr=learning_rate, weight_decay=weight_decay)
@@ -534,40 +540,6 @@ def action_bounds(demos: Demonstrations) -> tuple[np.ndarray, np.ndarray]:
     if demos.action_low is not None and demos.action_high is not None:
         return np.asarray(demos.action_low, np.float32), np.asarray(demos.action_high, np.float32)
     return demos.actions.min(axis=0), demos.actions.max(axis=0)
-
-
-def export_onnx(module: nn.Module, obs_dim: int, path: str | Path, metadata: dict[str, str]) -> Path:
-    """Export `module` (obs float32 [batch, obs_dim] -> action [batch, act_dim]) to the embodia ONNX contract."""
-    import warnings
-
-    import onnx
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    module = module.eval()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(module, (torch.zeros(2, obs_dim),), str(tmp), dynamo=False, input_names=["obs"],
-                          output_names=["action"], dynamic_axes={"obs": {0: "batch"}, "action": {0: "batch"}},
-                          opset_version=17)
-    model = onnx.load(str(tmp))
-    for key, value in metadata.items():
-        entry = model.metadata_props.add()
-        entry.key, entry.value = key, value
-    onnx.save(model, str(tmp))
-    os.replace(tmp, path)
-    return path
-
-
-def onnx_metadata(task: str | None, obs_dim: int, act_dim: int, low: np.ndarray, high: np.ndarray, algo: str) -> dict[str, str]:
-    """The `embodia.*` metadata_props every exported policy carries."""
-    from embodia import __version__
-
-    return {"embodia.task": task or "", "embodia.obs_dim": str(obs_dim), "embodia.act_dim": str(act_dim),
-            "embodia.action_low": json.dumps([float(x) for x in low]),
-            "embodia.action_high": json.dumps([float(x) for x in high]),
-            "embodia.algo": algo, "embodia.version": __version__}
 
 
 # ---------------------------------------------------------------------------------------------- entry point

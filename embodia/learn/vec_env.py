@@ -6,9 +6,8 @@ truncations), episode statistics, and a way to put the batch back where a checkp
 
 from __future__ import annotations
 
-from typing import Any
-
 from abc import ABC, abstractmethod
+from typing import Any
 
 import gymnasium as gym
 import numpy as np

@@ -4,6 +4,7 @@ policy needs so it can act in a `BatchEnv`."""
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,7 +14,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from embodia.learn.bc import BCConfig, BCPolicy, gaussian_nll_loss, mse_loss, save_bc, state_index
+from embodia.learn.bc import (
+    BCConfig,
+    BCPolicy,
+    gaussian_nll_loss,
+    mse_loss,
+    save_bc,
+    state_index,
+)
+from embodia.learn.export import onnx_metadata, write_onnx
 from embodia.learn.il_common import (
     DatasetFormatError,
     Demonstrations,
@@ -21,7 +30,6 @@ from embodia.learn.il_common import (
     action_bounds,
     fit,
     load_demonstrations,
-    onnx_metadata,
     plot_losses,
     run_episodes,
     torch_threads,
@@ -376,30 +384,9 @@ class FirstVisionAction(nn.Module):
 def export_vision_bc(policy: VisionBCPolicy, path: str | Path) -> Path:
     """ONNX with two inputs, `obs` float32 [batch, obs_dim] and `image` uint8 [batch, cams, H, W, 3] (cameras in
     `embodia.image_keys` order), output `action`; the state-only contract is unchanged for state-only policies."""
-    import json
-    import os
-    import warnings
-
-    import onnx
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     size, cams = policy.image_size, len(policy.image_keys)
     example = (torch.zeros(2, policy.obs_dim), torch.zeros(2, cams, size, size, 3, dtype=torch.uint8))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(FirstVisionAction(policy).eval(), example, str(tmp), dynamo=False,
-                          input_names=["obs", "image"], output_names=["action"],
-                          dynamic_axes={"obs": {0: "batch"}, "image": {0: "batch"}, "action": {0: "batch"}},
-                          opset_version=17)
-    model = onnx.load(str(tmp))
     metadata = onnx_metadata(policy.task, policy.obs_dim, policy.act_dim, policy.action_low.numpy(),
                              policy.action_high.numpy(), "bc")
     metadata |= {"embodia.image_keys": json.dumps(policy.image_keys), "embodia.image_size": str(size)}
-    for key, value in metadata.items():
-        entry = model.metadata_props.add()
-        entry.key, entry.value = key, value
-    onnx.save(model, str(tmp))
-    os.replace(tmp, path)
-    return path
+    return write_onnx(FirstVisionAction(policy), example, path, metadata, input_names=("obs", "image"))
