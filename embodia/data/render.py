@@ -76,47 +76,22 @@ def _jitter_quat(quat: np.ndarray, rng: np.random.Generator, max_angle: float) -
 
 
 class CameraRig:
-    """Renders named cameras of chosen envs into (k, H, W, 3) uint8, using each env's own model copy."""
+    """Renders named cameras of chosen envs into (k, H, W, 3) uint8; each env with its own model copy."""
 
     def __init__(self, env, cameras: list[str], size: int) -> None:
-        sim = env.sim
-        self.sim = sim
-        names = [sim.model.camera(i).name for i in range(sim.model.ncam)]
+        from embodia.sim.render import BatchRenderer  # opens the GL context with embodia's error message
+
+        names = [env.sim.model.camera(i).name for i in range(env.sim.model.ncam)]
         unknown = [c for c in cameras if c not in names]
         if unknown:
             raise ValueError(f"unknown camera(s) {unknown} for task {env.task.name!r}; it has cameras {names}")
         self.cameras = list(cameras)
         self.size = size
-        model = sim.model
-        model.vis.global_.offwidth = max(size, model.vis.global_.offwidth)
-        model.vis.global_.offheight = max(size, model.vis.global_.offheight)
-        from embodia.sim.render import BatchRenderer  # opens the GL context with embodia's error message
-
-        self._owner = BatchRenderer(sim, width=size, height=size)
-        self._renderer = self._owner._renderer
-        flags = self._renderer.scene.flags
-        for flag in (mujoco.mjtRndFlag.mjRND_SHADOW, mujoco.mjtRndFlag.mjRND_REFLECTION, mujoco.mjtRndFlag.mjRND_SKYBOX):
-            flags[flag] = False
-        self._data = mujoco.MjData(model)
-        self._option = mujoco.MjvOption()
-        self._cams = []
-        for name in self.cameras:
-            cam = mujoco.MjvCamera()
-            cam.type = mujoco.mjtCamera.mjCAMERA_FIXED
-            cam.fixedcamid = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_CAMERA, name)
-            self._cams.append(cam)
+        self._renderer = BatchRenderer(env.sim, width=size, height=size)
 
     def render(self, env_ids: np.ndarray) -> dict[str, np.ndarray]:
         """camera name -> (len(env_ids), H, W, 3) uint8 frames of the envs' current states."""
-        out = {name: np.empty((len(env_ids), self.size, self.size, 3), np.uint8) for name in self.cameras}
-        scene = self._renderer.scene
-        for k, env_id in enumerate(env_ids):
-            model = self.sim.load_data(env_id, self._data)  # state and mocap poses of this env, its own model
-            mujoco.mj_forward(model, self._data)
-            for name, cam in zip(self.cameras, self._cams):
-                mujoco.mjv_updateScene(model, self._data, self._option, None, cam, mujoco.mjtCatBit.mjCAT_ALL, scene)
-                self._renderer.render(out=out[name][k])
-        return out
+        return {name: self._renderer.render(env_ids, camera=name) for name in self.cameras}
 
     def close(self) -> None:
-        self._owner.close()
+        self._renderer.close()

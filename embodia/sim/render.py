@@ -37,6 +37,8 @@ class RenderError(RuntimeError):
 class BatchRenderer:
     """Renders envs of a BatchSim one at a time through one offscreen context (no shadows by default).
 
+    Each env's scene is built from its own MjModel, so per-env visual randomization shows in the images.
+
     `quality="fast"` turns off shadows, reflections and skybox: on software GL that is ~15x faster.
     """
 
@@ -58,16 +60,25 @@ class BatchRenderer:
                 "Install the Debian packages libegl1 and libosmesa6 (or set EMBODIA_GL=egl|osmesa)."
             ) from None
         self._data = mujoco.MjData(model)
+        self._option = mujoco.MjvOption()
+        self._apply_quality()
 
-    def _camera_id(self, camera: str | int) -> int | str:
-        if isinstance(camera, int):
-            return camera
+    def _camera(self, camera: str | int):
+        """An MjvCamera for a camera name or id (-1: the model's default free camera)."""
         import mujoco
 
-        if mujoco.mj_name2id(self.sim.model, mujoco.mjtObj.mjOBJ_CAMERA, camera) < 0:
-            names = [self.sim.model.camera(i).name for i in range(self.sim.model.ncam)]
+        model = self.sim.model
+        camera_id = camera if isinstance(camera, int) else mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_CAMERA, camera)
+        if camera_id < -1 or camera_id >= model.ncam or (camera_id == -1 and camera != -1):
+            names = [model.camera(i).name for i in range(model.ncam)]
             raise ValueError(f"unknown camera {camera!r}; this model has cameras {names} (or -1 for the free camera)")
-        return camera
+        view = mujoco.MjvCamera()
+        if camera_id == -1:
+            mujoco.mjv_defaultFreeCamera(model, view)
+        else:
+            view.type = mujoco.mjtCamera.mjCAMERA_FIXED
+            view.fixedcamid = camera_id
+        return view
 
     def _apply_quality(self) -> None:
         import mujoco
@@ -83,17 +94,18 @@ class BatchRenderer:
         """(k, H, W, 3) uint8 RGB, or (k, H, W) float32 depth in metres, for each env in `env_ids`."""
         import mujoco
 
-        camera = self._camera_id(camera)
+        view = self._camera(camera)
         width, height = self.size
         out = np.zeros((len(env_ids), height, width) if depth else (len(env_ids), height, width, 3),
                        dtype=np.float32 if depth else np.uint8)
         if depth:
             self._renderer.enable_depth_rendering()
         for k, env_id in enumerate(env_ids):
+            # the scene comes from this env's own model, so per-env colours, lights and camera poses show
             model = self.sim.load_data(env_id, self._data)
             mujoco.mj_forward(model, self._data)
-            self._renderer.update_scene(self._data, camera=camera)
-            self._apply_quality()
+            mujoco.mjv_updateScene(model, self._data, self._option, None, view, mujoco.mjtCatBit.mjCAT_ALL,
+                                   self._renderer.scene)
             self._renderer.render(out=out[k])
         if depth:
             self._renderer.disable_depth_rendering()
