@@ -1,0 +1,92 @@
+"""The one shape of every stage: `run(config, out, *, inputs, reporter) -> Manifest`.
+
+`run_stage` is the shared frame: it builds the output in a staging directory beside `out`, lets the stage
+body fill it, writes the manifest (config, hashed inputs and outputs, versions, seeds, times) and moves the
+whole tree into `out`. A stage stopped by its reporter, a callback or Ctrl-C is recorded `cancelled`, never
+as complete. The staging directory has a fixed name (`.<out>.partial`) so resumable stages (training,
+generation) find their partial work after a crash.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from embodia.core.atomic import replace_dir
+from embodia.core.errors import Cancelled, UserError
+from embodia.core.manifest import Manifest, input_entry, list_files, now_utc, runtime_fields, tree_digest
+from embodia.core.reporter import Reporter, reporter_or_null
+
+
+@dataclass
+class StageResult:
+    """What a stage body returns: seeds it used, headline results, files to leave out of the content hash."""
+
+    seeds: list[int] = field(default_factory=list)
+    summary: dict[str, Any] = field(default_factory=dict)
+    volatile: tuple[str, ...] = ()
+
+
+def staging_dir(out: str | Path) -> Path:
+    """Where a stage builds `out` before moving it into place (stable across restarts, for resume)."""
+    out = Path(out)
+    return out.with_name(f".{out.name}.partial")
+
+
+def run_stage(stage: str, kind: str, config: Mapping[str, Any], out: str | Path,
+              body: Callable[[Path, Reporter], StageResult | None], *,
+              inputs: Mapping[str, str | Path] | None = None, reporter: Reporter | None = None,
+              resume: bool = False, overwrite: bool = True) -> Manifest:
+    """Run `body(staging, reporter)` and publish `out` whole with its manifest; returns the manifest.
+
+    `resume=True` keeps an existing staging directory (partial work of a crashed run); otherwise it starts empty.
+    On `Cancelled` (or Ctrl-C) the partial output is kept in staging and a `cancelled` manifest is returned.
+    Any other error leaves staging for inspection/resume and re-raises; `out` keeps its previous content.
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"output {out} exists and is a file; choose a directory path for --out")
+    if out.exists() and not overwrite:
+        raise UserError(f"output {out} already exists; pass another --out or allow overwriting")
+    reporter = reporter_or_null(reporter)
+    input_entries = [input_entry(name, path) for name, path in (inputs or {}).items()]
+    staging = staging_dir(out)
+    if staging.exists() and not resume:
+        shutil.rmtree(staging)
+    staging.mkdir(parents=True, exist_ok=True)
+    started = now_utc()
+    status = "complete"
+    try:
+        result = body(staging, reporter) or StageResult()
+    except (Cancelled, KeyboardInterrupt):
+        status, result = "cancelled", StageResult()
+    outputs = list_files(staging)
+    volatile = tuple(result.volatile)
+    hashed = [entry for entry in outputs
+              if not any(entry.path == v or entry.path.startswith(v.rstrip("/") + "/") for v in volatile)]
+    manifest = Manifest(kind=kind, stage=stage, status=status, config=_plain(dict(config)), inputs=input_entries,
+                        outputs=outputs, content_sha256=tree_digest(hashed), seeds=list(result.seeds),
+                        started_at=started, finished_at=now_utc(), summary=_plain(result.summary), **runtime_fields())
+    manifest.write(staging)
+    if status == "complete":
+        replace_dir(staging, out)
+    return manifest
+
+
+def _plain(value: Any) -> Any:
+    """JSON-safe copy of a config/summary (paths to str, tuples to lists, numpy scalars to Python)."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", 1) == 0:
+        return value.item()
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, float) and value != value:
+        return None
+    return value
