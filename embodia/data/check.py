@@ -1,7 +1,9 @@
-"""Validate a dataset directory: schema, totals, index continuity, readable parquet, video frames vs timestamps.
+"""Validate a dataset directory: schema, declared shapes and dtypes against the parquet columns and the video
+geometry, totals, index continuity, readable parquet, video frames vs timestamps.
 
-Every problem is reported with the file and the episode it concerns; an unfinished generation is reported
-as resumable with the number of intact staged episodes.
+Every problem is reported with the file and the episode or feature it concerns; an unfinished generation is
+reported as resumable with the number of intact staged episodes. `require_valid_dataset` is the fast path
+that training runs first (no video demuxing).
 """
 
 from __future__ import annotations
@@ -12,10 +14,11 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from embodia.data import format as fmt
-from embodia.data.video import count_frames
+from embodia.data.video import count_frames, video_size
 from embodia.data.writer import EPISODE_FILE, FRAMES_FILE, STAGING_DIR, StagingArea
 
 REQUIRED_INFO = ("codebase_version", "fps", "features", "total_episodes", "total_frames", "total_tasks",
@@ -38,8 +41,24 @@ class CheckReport:
         return not self.problems and not self.resumable
 
 
+def require_valid_dataset(root: str | Path) -> CheckReport:
+    """Run the fast checks (everything but counting video frames) and raise `DatasetFormatError` naming every
+    problem, so that a stage refuses a dataset that lerobot could not load before it spends time on it."""
+    report = check_dataset(root, videos=False)
+    if report.problems:
+        listed = "; ".join(report.problems[:10]) + (f"; and {len(report.problems) - 10} more" if len(report.problems) > 10 else "")
+        raise fmt.DatasetFormatError(f"{root} is not a valid dataset: {listed} (run `embodia data check {root}`)")
+    if report.resumable:
+        raise fmt.DatasetFormatError(f"{root} is an unfinished generation, not a dataset yet; finish it with "
+                                     f"`embodia data generate --resume --out {root}`")
+    return report
+
+
 def check_dataset(root: str | Path, videos: bool = True) -> CheckReport:
-    """Check the dataset (or unfinished generation) at `root`; never raises on corruption, reports it."""
+    """Check the dataset (or unfinished generation) at `root`; never raises on corruption, reports it.
+
+    `videos=False` skips counting each episode's video frames (it reads whole files); the files' presence and
+    geometry are checked either way."""
     root = Path(root)
     report = CheckReport(root)
     if not root.is_dir():
@@ -66,8 +85,7 @@ def check_dataset(root: str | Path, videos: bool = True) -> CheckReport:
         return report
     _check_totals(info, episodes, frames, report)
     _check_episodes(info, episodes, frames, report)
-    if videos:
-        _check_videos(root, info, episodes, report)
+    _check_videos(root, info, episodes, report, count=videos)
     report.notes.append(f"{info['total_episodes']} episodes, {info['total_frames']} frames, "
                         f"{len([f for f in info['features'].values() if f['dtype'] == 'video'])} camera stream(s)")
     return report
@@ -103,7 +121,7 @@ def _read_frames(root: Path, info: dict, report: CheckReport) -> dict[str, np.nd
         report.problems.append(f"{root}/data: no data files")
         return None
     columns: dict[str, list] = {k: [] for k in ("index", "episode_index", "frame_index", "timestamp")}
-    features = [k for k, f in info["features"].items() if f["dtype"] not in ("video", "image")]
+    features = [k for k, f in info["features"].items() if f["dtype"] != "video"]
     for path in paths:
         table = _read_parquet(path, report)
         if table is None:
@@ -111,6 +129,11 @@ def _read_frames(root: Path, info: dict, report: CheckReport) -> dict[str, np.nd
         absent = [k for k in features if k not in table.column_names]
         if absent:
             report.problems.append(f"{path}: columns {absent} declared in info.json are missing")
+            continue
+        problems = [f"{path}: {problem}" for key, feature in info["features"].items()
+                    if feature["dtype"] != "video" and (problem := _column_problem(table.column(key), key, feature))]
+        if problems:
+            report.problems.extend(problems)
             continue
         for key in columns:
             columns[key].append(table.column(key).to_numpy())
@@ -162,34 +185,129 @@ def _check_episodes(info: dict, episodes: dict, frames: dict, report: CheckRepor
             report.problems.append(f"{name}: timestamps are not frame_index / fps (fps={fps})")
 
 
-def _check_videos(root: Path, info: dict, episodes: dict, report: CheckReport) -> None:
-    fps = info["fps"]
+def _column_problem(column: pa.ChunkedArray, key: str, feature: dict) -> str | None:
+    """Why a parquet column does not hold what info.json declares for it (dtype, values per row), or None."""
+    if feature["dtype"] == "image":
+        return _image_column_problem(column, key, feature)
+    declared = _arrow_dtype(feature["dtype"])
+    if declared is None:
+        return f"feature {key!r} declares dtype {feature['dtype']!r}, which is not a known parquet type"
+    leaf = column.type
+    while _is_list(leaf):
+        leaf = leaf.value_type
+    if leaf != declared:
+        return f"feature {key!r} declares dtype {feature['dtype']} but the column holds {leaf}"
+    size = int(np.prod(feature["shape"]))
+    counts = np.concatenate([_values_per_row(chunk) for chunk in column.chunks] or [np.zeros(0, np.int64)])
+    wrong = np.flatnonzero(counts != size)
+    if wrong.size == 0:
+        return None
+    held = f"{counts.min()}..{counts.max()}" if counts.min() != counts.max() else str(counts[0])
+    return (f"feature {key!r} declares shape {list(feature['shape'])} ({size} values per frame) but the column "
+            f"holds {held} values per frame (first at row {wrong[0]})")
+
+
+def _image_column_problem(column: pa.ChunkedArray, key: str, feature: dict) -> str | None:
+    """An image feature is a struct {bytes, path} of encoded images whose size matches the declared shape."""
+    if not (pa.types.is_struct(column.type) and column.type.get_field_index("bytes") >= 0):
+        return f"image feature {key!r} must be a struct with encoded image 'bytes', the column holds {column.type}"
+    first = next((cell for cell in column.to_pylist() if cell and cell.get("bytes")), None)
+    if first is None:
+        return None
+    try:
+        height, width, channels = fmt.decode_image(first["bytes"]).shape
+    except fmt.DatasetFormatError as error:
+        return f"image feature {key!r}: {error}"
+    declared_h, declared_w = fmt.declared_size(feature)
+    if (height, width) != (declared_h, declared_w):
+        return (f"image feature {key!r} declares shape {list(feature['shape'])} (height {declared_h}, width "
+                f"{declared_w}) but its images are {height}x{width} (height x width)")
+    return None
+
+
+def _arrow_dtype(dtype: str) -> pa.DataType | None:
+    if dtype == "string":
+        return pa.string()
+    try:
+        return pa.from_numpy_dtype(np.dtype(dtype))
+    except (TypeError, pa.ArrowNotImplementedError):
+        return None
+
+
+def _is_list(dtype: pa.DataType) -> bool:
+    return pa.types.is_list(dtype) or pa.types.is_large_list(dtype) or pa.types.is_fixed_size_list(dtype)
+
+
+def _values_per_row(array: pa.Array) -> np.ndarray:
+    """Number of leaf values in each row of a (possibly nested) list array; 1 per row for plain values."""
+    if not _is_list(array.type):
+        return np.ones(len(array), np.int64)
+    inner = np.cumsum(np.concatenate([[0], _values_per_row(array.flatten())]))
+    lengths = pc.fill_null(pc.list_value_length(array), 0).to_numpy(zero_copy_only=False).astype(np.int64)
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    return inner[offsets[1:]] - inner[offsets[:-1]]
+
+
+def _check_videos(root: Path, info: dict, episodes: dict, report: CheckReport, count: bool) -> None:
     for key, feature in info["features"].items():
         if feature["dtype"] != "video":
             continue
-        spans: dict[Path, list[tuple[int, float, float, int]]] = {}
-        for row, episode_index in enumerate(episodes["episode_index"]):
-            path = root / info["video_path"].format(video_key=key, chunk_index=episodes[f"videos/{key}/chunk_index"][row],
-                                                    file_index=episodes[f"videos/{key}/file_index"][row])
-            spans.setdefault(path, []).append((episode_index, episodes[f"videos/{key}/from_timestamp"][row],
-                                               episodes[f"videos/{key}/to_timestamp"][row], episodes["length"][row]))
+        spans = _video_spans(root, info, key, episodes, report)
         for path, items in spans.items():
             if not path.is_file():
                 report.problems.append(f"{path}: missing (episodes {[i[0] for i in items]})")
                 continue
-            for episode_index, from_s, to_s, length in items:
-                if abs((to_s - from_s) * fps - length) > 0.5:
-                    report.problems.append(f"{path}: episode {episode_index} spans {to_s - from_s:.3f} s "
-                                           f"but has {length} frames at {fps} fps")
-                    continue
-                try:
-                    count = count_frames(path, from_s, to_s, fps)
-                except Exception as error:
-                    report.problems.append(f"{path}: unreadable video ({type(error).__name__}: {error})")
-                    break
-                if count != length:
-                    report.problems.append(f"{path}: episode {episode_index} has {count} video frames in "
-                                           f"[{from_s:.3f}, {to_s:.3f}) s, expected {length}")
+            if _geometry_problem(path, key, feature, report) or not count:
+                continue
+            _count_video_frames(path, items, info["fps"], report)
+
+
+def _video_spans(root: Path, info: dict, key: str, episodes: dict,
+                 report: CheckReport) -> dict[Path, list[tuple[int, float, float, int]]]:
+    """Video file -> (episode_index, from_s, to_s, length) of each episode stored in it."""
+    columns = [f"videos/{key}/{name}" for name in ("chunk_index", "file_index", "from_timestamp", "to_timestamp")]
+    absent = [c for c in columns if c not in episodes]
+    if absent or not info.get("video_path"):
+        report.problems.append(f"meta/episodes: video feature {key!r} has no {absent or 'video_path in info.json'}")
+        return {}
+    spans: dict[Path, list[tuple[int, float, float, int]]] = {}
+    for row, episode_index in enumerate(episodes["episode_index"]):
+        path = root / info["video_path"].format(video_key=key, chunk_index=episodes[columns[0]][row],
+                                                file_index=episodes[columns[1]][row])
+        spans.setdefault(path, []).append((episode_index, episodes[columns[2]][row], episodes[columns[3]][row],
+                                           episodes["length"][row]))
+    return spans
+
+
+def _geometry_problem(path: Path, key: str, feature: dict, report: CheckReport) -> bool:
+    """Report (and return True) when the video stream's size differs from the declared shape or is unreadable."""
+    try:
+        height, width = video_size(path)
+    except Exception as error:  # any container/codec failure is corruption of that file
+        report.problems.append(f"{path}: unreadable video ({type(error).__name__}: {error})")
+        return True
+    declared_h, declared_w = fmt.declared_size(feature)
+    if (height, width) == (declared_h, declared_w):
+        return False
+    report.problems.append(f"{path}: feature {key!r} declares shape {list(feature['shape'])} (height {declared_h}, "
+                           f"width {declared_w}) but the video stream is {height}x{width} (height x width)")
+    return True
+
+
+def _count_video_frames(path: Path, items: list[tuple[int, float, float, int]], fps: int, report: CheckReport) -> None:
+    for episode_index, from_s, to_s, length in items:
+        if abs((to_s - from_s) * fps - length) > 0.5:
+            report.problems.append(f"{path}: episode {episode_index} spans {to_s - from_s:.3f} s "
+                                   f"but has {length} frames at {fps} fps")
+            continue
+        try:
+            count = count_frames(path, from_s, to_s, fps)
+        except Exception as error:
+            report.problems.append(f"{path}: unreadable video ({type(error).__name__}: {error})")
+            return
+        if count != length:
+            report.problems.append(f"{path}: episode {episode_index} has {count} video frames in "
+                                   f"[{from_s:.3f}, {to_s:.3f}) s, expected {length}")
 
 
 def _check_staging(root: Path, report: CheckReport) -> None:

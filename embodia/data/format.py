@@ -64,6 +64,29 @@ def video_feature(height: int, width: int, fps: int, codec: str, extra: dict | N
     return {"dtype": "video", "shape": [height, width, 3], "names": ["height", "width", "channels"], "info": info}
 
 
+def declared_size(feature: dict[str, Any]) -> tuple[int, int]:
+    """(height, width) of an image or video feature, read through its `names` when they say which axis is which."""
+    shape, names = list(feature["shape"]), list(feature.get("names") or [])
+    if len(shape) != 3:
+        raise DatasetFormatError(f"image feature shape {shape} must have 3 axes (height, width, channels)")
+    if "height" in names and "width" in names and len(names) == 3:
+        return int(shape[names.index("height")]), int(shape[names.index("width")])
+    return int(shape[0]), int(shape[1])
+
+
+def decode_image(data: bytes) -> np.ndarray:
+    """(H, W, 3) uint8 pixels of one PNG/JPEG image stored in a parquet `image` column (lerobot's {bytes, path})."""
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return np.asarray(image.convert("RGB"))
+    except (UnidentifiedImageError, OSError, ValueError) as error:
+        raise DatasetFormatError(f"undecodable image ({len(data)} bytes: {error})") from None
+
+
 def is_scalar(feature: dict[str, Any]) -> bool:
     """Shape [1] features are stored as plain parquet values, not lists (as lerobot/datasets does)."""
     return list(feature["shape"]) == [1]

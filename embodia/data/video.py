@@ -166,3 +166,12 @@ class VideoFile:
 
     def close(self) -> None:
         self._container.close()
+
+
+def video_size(path: Path) -> tuple[int, int]:
+    """(height, width) of the first video stream, read from the container header (no decoding)."""
+    import av
+
+    with av.open(str(path)) as container:
+        context = container.streams.video[0].codec_context
+        return context.height, context.width
