@@ -221,17 +221,17 @@ def _load(port: int, fmt: str, rate_hz: float, duration_s: float, connections: i
 def in_process_floor(model: Path, calls: int = 20000) -> dict[str, dict]:
     """The same model called in-process on one observation: ONNX Runtime alone, and the whole server path
     (JSON decode + checks + inference + JSON encode) without the network."""
-    from embodia.serve.runtime import OnnxPolicy
+    from embodia.serve.runtime import load_model
     from embodia.serve.service import PolicyService
 
     obs = np.random.default_rng(0).normal(size=(1, OBS_DIM)).astype(np.float32)
     body = json.dumps({"obs": obs[0].tolist()}).encode()
     results = {}
     for threads in (1, 0):
-        policy = OnnxPolicy(model, intra_op_threads=threads)
+        policy = load_model(model, intra_op_threads=threads).policy
         results[f"onnxruntime.run, intra_op_threads={threads or 'default'}"] = _time_calls(lambda policy=policy: policy.act(obs),
                                                                                             calls)
-    service = PolicyService(OnnxPolicy(model))
+    service = PolicyService(load_model(model))
     results["server handler without network, 1 obs, JSON"] = _time_calls(
         lambda: service.act(body, "application/json", None), calls)
     results["server handler without network, 1 obs, binary"] = _time_calls(

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import importlib
 
-__all__ = ["OnnxPolicy", "PolicyClient", "PolicyServerError", "PolicyServerUnavailable", "PolicySpec",
-           "ServerConfig", "run_server", "serve_in_background"]
+__all__ = ["PolicyClient", "PolicyServerError", "PolicyServerUnavailable", "ServedModel", "ServerConfig",
+           "load_model", "run_server", "serve_in_background"]
 
 _HOMES = {
-    "OnnxPolicy": "embodia.serve.runtime",
-    "PolicySpec": "embodia.serve.runtime",
+    "ServedModel": "embodia.serve.runtime",
+    "load_model": "embodia.serve.runtime",
     "PolicyClient": "embodia.serve.client",
     "PolicyServerError": "embodia.serve.client",
     "PolicyServerUnavailable": "embodia.serve.client",

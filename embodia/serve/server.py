@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from embodia.serve.runtime import OnnxPolicy
+from embodia.serve.runtime import load_model
 from embodia.serve.service import PolicyService
 
 
@@ -40,8 +40,8 @@ class ServerConfig(BaseModel):
 
 def build_app(config: ServerConfig):
     """Load the model and build the ASGI application that serves it (raises on a bad model file)."""
-    policy = OnnxPolicy(config.model_path, intra_op_threads=config.intra_op_threads)
-    service = PolicyService(policy, max_batch=config.max_batch)
+    model = load_model(config.model_path, intra_op_threads=config.intra_op_threads)
+    service = PolicyService(model, max_batch=config.max_batch)
     if config.framework == "fastapi":
         from embodia.serve.fastapi_app import make_fastapi_app
 

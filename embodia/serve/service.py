@@ -8,6 +8,7 @@ from typing import NamedTuple
 import numpy as np
 import orjson
 
+from embodia.core.errors import CheckpointError
 from embodia.serve.codec import (
     BINARY_TYPE,
     JSON_TYPE,
@@ -20,7 +21,7 @@ from embodia.serve.codec import (
     error_body,
 )
 from embodia.serve.metrics import PROMETHEUS_TYPE, ServerMetrics
-from embodia.serve.runtime import OnnxPolicy
+from embodia.serve.runtime import ServedModel
 
 JSON_BYTES_PER_VALUE = 32  # generous upper bound of one float in JSON, to size the body limit
 
@@ -37,16 +38,20 @@ class Reply(NamedTuple):
 class PolicyService:
     """Validates requests against the policy spec, runs the policy, encodes replies, keeps the metrics."""
 
-    def __init__(self, policy: OnnxPolicy, max_batch: int = 1024):
+    def __init__(self, model: ServedModel, max_batch: int = 1024):
         if max_batch < 1:
             raise ValueError(f"max_batch={max_batch} must be at least 1")
-        self.policy = policy
-        self.spec = policy.spec
+        if model.metadata.image_keys:
+            raise CheckpointError(f"{model.policy.path} is a camera policy (images {list(model.metadata.image_keys)});"
+                                  " this server serves state policies only")
+        self.model = model
+        self.policy = model.policy
+        self.spec = model.metadata
         self.max_batch = max_batch
         self.metrics = ServerMetrics()
         self.max_body_bytes = max_batch * self.spec.obs_dim * JSON_BYTES_PER_VALUE + 4096
         self._metadata_body = orjson.dumps(self._metadata())
-        self._health_body = orjson.dumps({"status": "ok", "task": self.spec.task, "model": self.spec.model_file})
+        self._health_body = orjson.dumps({"status": "ok", "task": self.spec.task, "model": model.file})
 
     def act(self, body: bytes, content_type: str, shape_header: str | None) -> Reply:
         """POST /act: JSON or binary observations in, actions of the same rank and format out."""
@@ -99,18 +104,20 @@ class PolicyService:
         return Reply(status, JSON_TYPE, error_body(status, message))
 
     def _metadata(self) -> dict:
-        spec = self.spec
+        spec, model = self.spec, self.model
         return {
             "task": spec.task,
             "algo": spec.algo,
             "version": spec.version,
             "observation": {"name": "obs", "shape": [spec.obs_dim], "dtype": "float32"},
             "action": {"name": "action", "shape": [spec.act_dim], "dtype": "float32",
-                       "low": spec.action_low, "high": spec.action_high},
+                       "low": list(spec.action_low), "high": list(spec.action_high)},
+            "image_keys": list(spec.image_keys),
+            "image_size": spec.image_size,
             "obs_dim": spec.obs_dim,
             "act_dim": spec.act_dim,
             "max_batch": self.max_batch,
-            "model": {"file": spec.model_file, "sha256": spec.model_sha256},
+            "model": {"file": model.file, "sha256": model.sha256},
             "formats": [JSON_TYPE, BINARY_TYPE],
             "stream": "/stream",
         }

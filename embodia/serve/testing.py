@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import io
 import itertools
-import json
-import os
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,6 +15,9 @@ from pathlib import Path
 import numpy as np
 import onnx
 import torch
+
+from embodia.core.atomic import atomic_write_bytes
+from embodia.core.policy import PolicyMetadata
 
 ONNX_OPSET = 17
 
@@ -43,21 +44,17 @@ def make_mlp_onnx(
         torch.onnx.export(network, (torch.zeros(1, obs_dim),), buffer, input_names=["obs"],
                           output_names=["action"], dynamic_axes={"obs": {0: "batch"}, "action": {0: "batch"}},
                           opset_version=ONNX_OPSET, dynamo=False)
-    model = onnx.load_from_string(buffer.getvalue())
-    metadata = {
-        "embodia.task": task,
-        "embodia.obs_dim": str(obs_dim),
-        "embodia.act_dim": str(act_dim),
-        "embodia.action_low": json.dumps(low.tolist()),
-        "embodia.action_high": json.dumps(high.tolist()),
-        "embodia.algo": "random-mlp",
-        "embodia.version": "0.1.0",
-    }
-    onnx.helper.set_model_props(model, metadata)
-    path = Path(path)
-    temp_path = path.with_name(path.name + ".tmp")
-    onnx.save(model, temp_path)
-    os.replace(temp_path, path)
+    metadata = PolicyMetadata(obs_dim=obs_dim, act_dim=act_dim, action_low=tuple(low.tolist()),
+                              action_high=tuple(high.tolist()), task=task, algo="random-mlp", version="0.1.0")
+    return _write_with_metadata(buffer.getvalue(), metadata, Path(path))
+
+
+def _write_with_metadata(onnx_bytes: bytes, metadata: PolicyMetadata, path: Path) -> Path:
+    """Attach the contract's metadata to an exported graph and write it atomically."""
+    model = onnx.load_from_string(onnx_bytes)
+    onnx.helper.set_model_props(model, metadata.to_onnx())
+    onnx.checker.check_model(model)
+    atomic_write_bytes(path, model.SerializeToString())
     return path
 
 

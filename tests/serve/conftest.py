@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from embodia.serve.runtime import OnnxPolicy
+from embodia.core.policy import OnnxPolicy
 from embodia.serve.server import serve_in_background
 from embodia.serve.testing import make_mlp_onnx
 

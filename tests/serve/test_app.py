@@ -10,7 +10,8 @@ import orjson
 import pytest
 from websockets.sync.client import connect
 
-from embodia.serve.runtime import OnnxPolicy
+from embodia.core.manifest import hash_file
+from embodia.core.policy import OnnxPolicy
 
 from .conftest import ACT_DIM, MAX_BATCH, OBS_DIM
 
@@ -67,7 +68,8 @@ def test_metadata_describes_the_observation_and_action_spec(server_url: str, ref
     assert metadata["task"] == "toy-task" and metadata["max_batch"] == MAX_BATCH
     assert metadata["observation"] == {"name": "obs", "shape": [OBS_DIM], "dtype": "float32"}
     assert metadata["action"]["shape"] == [ACT_DIM] and metadata["action"]["low"] == [-0.5] * ACT_DIM
-    assert metadata["model"]["sha256"] == reference.spec.model_sha256
+    assert metadata["model"] == {"file": reference.path.name, "sha256": hash_file(reference.path)}
+    assert metadata["image_keys"] == [] and metadata["image_size"] is None
 
 
 def test_healthz_answers_ok(server_url: str) -> None:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from embodia.serve.client import PolicyClient, PolicyServerError, PolicyServerUnavailable
-from embodia.serve.runtime import OnnxPolicy
+from embodia.core.policy import OnnxPolicy
 from embodia.serve.server import serve_in_background
 from embodia.serve.testing import make_mlp_onnx
 

@@ -9,7 +9,7 @@ import httpx
 import numpy as np
 import pytest
 
-from embodia.serve.runtime import InvalidModelError
+from embodia.core.errors import CheckpointError
 from embodia.serve.server import serve_in_background
 
 
@@ -25,11 +25,11 @@ def test_background_server_listens_on_a_free_port_and_stops(model_path: Path) ->
 
 
 def test_bad_model_raises_in_the_caller(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="nothing.onnx does not exist"):
+    with pytest.raises(CheckpointError, match="nothing.onnx does not exist"):
         serve_in_background(tmp_path / "nothing.onnx")
     broken = tmp_path / "broken.onnx"
     broken.write_text("not onnx")
-    with pytest.raises(InvalidModelError, match="broken.onnx"):
+    with pytest.raises(CheckpointError, match="broken.onnx is not a valid ONNX model"):
         serve_in_background(broken)
 
 
