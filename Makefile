@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 LEROBOT_VENV := .lerobot-venv
-DEB_PACKAGES := libegl1 libosmesa6 libgl1
+DEB_PACKAGES := libegl1 libosmesa6 libgl1 postgresql
 export MUJOCO_GL ?= egl
 
 .PHONY: demo test install system-deps lerobot-venv bench clean
