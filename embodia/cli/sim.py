@@ -59,32 +59,125 @@ def bench(
     env.close()
 
 
+@sim_app.command("inspect")
+def inspect(model: str = typer.Argument(..., help="MJCF (.xml) or URDF (.urdf) file, or a bundled asset name")) -> None:
+    """Print a model's bodies, joints, actuators (with control ranges), cameras and sensors."""
+    from embodia.sim.assets import describe_model, load_model
+
+    mj_model = load_model(model)
+    parts = describe_model(mj_model)
+    console.print(f"[bold]{model}[/]: nq={mj_model.nq} nv={mj_model.nv} nu={mj_model.nu} "
+                  f"timestep={mj_model.opt.timestep:g} s")
+    for kind, rows in parts.items():
+        table = Table(title=f"{kind} ({len(rows)})", title_justify="left")
+        if not rows:
+            console.print(f"{kind}: none")
+            continue
+        for column in rows[0]:
+            table.add_column(column)
+        for row in rows:
+            table.add_row(*(_cell(value) for value in row.values()))
+        console.print(table)
+
+
+def _cell(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, list):
+        return "[" + ", ".join(f"{v:.4g}" for v in value) + "]"
+    return "-" if value is None else str(value)
+
+
 @sim_app.command("video")
 def video(
-    task: str = typer.Option(..., help="task to render"),
     out: Path = typer.Option(..., help="output .mp4 path"),
+    task: str = typer.Option("", help="task to render (a name, path/to/file.py:Class or module:Class)"),
+    model: str = typer.Option("", help="a bare MJCF/URDF model file to render instead of a task"),
+    actions: str = typer.Option("random", help="random or zero actions"),
     steps: int = typer.Option(200, help="env steps to record"),
-    camera: str = typer.Option("", help="camera name (default: the task's first camera)"),
+    camera: str = typer.Option("", help="camera name (default: the task's/model's first camera)"),
     width: int = typer.Option(480, help="frame width in pixels"),
     height: int = typer.Option(480, help="frame height in pixels"),
     seed: int = typer.Option(0, help="episode seed"),
 ) -> None:
-    """Record a random-policy episode of TASK to an MP4 file."""
+    """Record an episode of a TASK, or of a bare MODEL file, under random or zero actions to an MP4 file."""
     import numpy as np
 
+    from embodia.core.errors import UserError
     from embodia.sim.video import write_video
-    from embodia.tasks import BatchEnv
 
     if out.suffix.lower() != ".mp4":
-        raise ValueError(f"--out {out} must end in .mp4")
+        raise UserError(f"--out {out} must end in .mp4")
+    if bool(task) == bool(model):
+        raise UserError("give exactly one of --task NAME or --model FILE")
+    if actions not in ("random", "zero"):
+        raise UserError(f"--actions {actions!r}; use random or zero")
+    for flag, value, low, high in (("--steps", steps, 1, 100_000), ("--width", width, 16, 4096),
+                                   ("--height", height, 16, 4096), ("--seed", seed, 0, 2**62)):
+        if not low <= value <= high:
+            raise UserError(f"{flag} {value} must be in [{low}, {high}]")
+    env = _model_env(model, seed) if model else _task_env(task, seed)
+    try:
+        cameras = env.cameras
+        cam = camera or (cameras[0] if cameras else -1)
+        rng = np.random.default_rng(seed)
+        frames = []
+        for _ in range(steps):
+            frames.append(env.render(cam, width, height))
+            low, high = env.action_low, env.action_high
+            env.step(rng.uniform(low, high) if actions == "random" else np.clip(np.zeros_like(low), low, high))
+        write_video(out, np.stack(frames), fps=max(1, round(1.0 / env.dt)))
+    finally:
+        env.close()
+    console.print(f"wrote {out} ({len(frames)} frames, {width}x{height}, {actions} actions)")
+
+
+class _VideoSource:
+    """One env of a task or of a bare model: step with an action, render a frame (what `sim video` needs)."""
+
+    def __init__(self, sim, step, close, cameras, action_low, action_high) -> None:
+        from embodia.sim.render import BatchRenderer
+
+        self.sim, self._step, self._close = sim, step, close
+        self.cameras, self.action_low, self.action_high = cameras, action_low, action_high
+        self.dt = sim.dt
+        self._renderer = None
+        self._renderer_cls = BatchRenderer
+
+    def step(self, action) -> None:
+        self._step(action[None])
+
+    def render(self, camera, width: int, height: int):
+        if self._renderer is None:
+            self._renderer = self._renderer_cls(self.sim, width=width, height=height)
+        return self._renderer.render([0], camera=camera)[0]
+
+    def close(self) -> None:
+        if self._renderer is not None:
+            self._renderer.close()
+        self._close()
+
+
+def _task_env(task: str, seed: int) -> _VideoSource:
+    from embodia.tasks import BatchEnv
+
     env = BatchEnv(task, num_envs=1, seed=seed)
     env.reset(seed=seed)
-    cam = camera or (env.task.cameras[0] if env.task.cameras else -1)
-    rng = np.random.default_rng(seed)
-    frames = []
-    for _ in range(steps):
-        frames.append(env.render([0], camera=cam, width=width, height=height)[0])
-        env.step(rng.uniform(env.single_action_space.low, env.single_action_space.high, (1, env.action_dim)))
-    write_video(out, np.stack(frames), fps=round(1.0 / env.sim.dt))
-    console.print(f"wrote {out} ({len(frames)} frames, {width}x{height})")
-    env.close()
+    space = env.single_action_space
+    return _VideoSource(env.sim, env.step, env.close, list(env.task.cameras), space.low, space.high)
+
+
+def _model_env(path: str, seed: int) -> _VideoSource:
+    import numpy as np
+
+    from embodia.sim.assets import load_model
+    from embodia.sim.batch import BatchSim, episode_rngs
+
+    model = load_model(path)
+    sim = BatchSim(model, 1, seed=seed)
+    sim.reset(np.arange(1), episode_rngs(np.array([seed])))
+    sim.forward(np.arange(1))
+    low = np.where(np.isfinite(sim.ctrl_low), sim.ctrl_low, -1.0)
+    high = np.where(np.isfinite(sim.ctrl_high), sim.ctrl_high, 1.0)
+    cameras = [model.camera(i).name for i in range(model.ncam)]
+    return _VideoSource(sim, sim.step, sim.close, cameras, low, high)

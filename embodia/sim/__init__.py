@@ -1,11 +1,31 @@
-"""Layer 0: batched MuJoCo simulation, assets, domain randomization and headless rendering."""
+"""Layer 0: batched MuJoCo simulation, assets, domain randomization and headless rendering.
+
+Names are imported on first use (PEP 562), so `import embodia.sim` does not import MuJoCo; the GL backend
+is chosen here, before anything imports MuJoCo's renderer.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 from embodia.sim.render import configure_gl
 
-configure_gl()  # must run before mujoco is imported anywhere
+configure_gl()
 
-from embodia.sim.assets import ModelLoadError, load_model  # noqa: E402
-from embodia.sim.batch import BatchSim  # noqa: E402
-from embodia.sim.randomization import DomainRandomization  # noqa: E402
+_EXPORTS = {
+    "BatchSim": "embodia.sim.batch",
+    "BatchRenderer": "embodia.sim.render",
+    "DomainRandomization": "embodia.sim.randomization",
+    "ModelLoadError": "embodia.sim.assets",
+    "from_urdf": "embodia.sim.assets",
+    "load_model": "embodia.sim.assets",
+    "write_video": "embodia.sim.video",
+}
+__all__ = sorted(_EXPORTS)
 
-__all__ = ["BatchSim", "DomainRandomization", "ModelLoadError", "load_model"]
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'embodia.sim' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

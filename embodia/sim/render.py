@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import ctypes.util
+import importlib
 import os
+import sys
 from typing import Literal
 
 import numpy as np
@@ -22,16 +24,63 @@ def choose_gl_backend() -> str:
 
 
 def configure_gl() -> str:
-    """Set MUJOCO_GL before mujoco's renderer is imported; returns the backend in use."""
+    """Set MUJOCO_GL before mujoco's renderer is imported; returns the backend in use.
+
+    When MuJoCo was imported first with MUJOCO_GL unset it has picked GLFW, which needs a display; on a headless
+    machine its GL context is switched to the chosen backend here (possible while PyOpenGL is not yet loaded).
+    """
     backend = choose_gl_backend()
     os.environ["MUJOCO_GL"] = backend
     if backend in ("osmesa", "egl"):
         os.environ["PYOPENGL_PLATFORM"] = backend  # PyOpenGL must agree with MuJoCo's context
+    _adopt_early_mujoco_import(backend)
     return backend
 
 
+def _mujoco_gl_modules() -> list:
+    """MuJoCo's already imported gl_context modules (3.x: mujoco.gl_context; 4.x: rendering.classic too)."""
+    names = ("mujoco.rendering.classic.gl_context", "mujoco.gl_context")
+    return [sys.modules[name] for name in names if name in sys.modules]
+
+
+def mujoco_gl_mismatch() -> str | None:
+    """The backend MuJoCo chose at its import if it differs from MUJOCO_GL now (it was imported too early)."""
+    wanted = os.environ.get("MUJOCO_GL", "")
+    for module in _mujoco_gl_modules():
+        chosen = getattr(module, "_MUJOCO_GL", wanted)
+        context = getattr(module, "GLContext", None)
+        if chosen != wanted and not (context is not None and wanted in context.__module__):
+            return chosen or "glfw (MUJOCO_GL unset)"
+    return None
+
+
+def _adopt_early_mujoco_import(backend: str) -> None:
+    if backend not in ("egl", "osmesa") or mujoco_gl_mismatch() is None:
+        return
+    platform = os.environ.get("PYOPENGL_PLATFORM")
+    if "OpenGL" in sys.modules and platform not in (None, backend):
+        return  # PyOpenGL is bound to another platform; the render error explains the fix
+    try:
+        context = importlib.import_module(f"mujoco.{backend}").GLContext
+    except Exception:  # a missing library: the render error names it when rendering is asked for
+        return
+    for module in _mujoco_gl_modules():
+        module.GLContext = context
+
+
+def gl_failure_hint() -> str:
+    """What to do when no GL context opens: the import-order fix when that is the cause, else the packages."""
+    early = mujoco_gl_mismatch()
+    if early is not None:
+        return (f"mujoco was imported before embodia with MUJOCO_GL unset, so MuJoCo picked {early} for rendering "
+                f"and embodia could not switch it to {os.environ.get('MUJOCO_GL')!r}. Fix: run with "
+                "MUJOCO_GL=egl (or osmesa) in the environment, or `import embodia` before `import mujoco`.")
+    return ("Install the Debian packages libegl1 and libosmesa6 (or set EMBODIA_GL=egl|osmesa); "
+            "on a machine with a display MUJOCO_GL=glfw works too.")
+
+
 class RenderError(RuntimeError):
-    """Offscreen rendering is unavailable; the message names the missing system package."""
+    """Offscreen rendering is unavailable; the message names the cause and the fix."""
 
 
 class BatchRenderer:
@@ -45,6 +94,7 @@ class BatchRenderer:
     def __init__(self, sim, *, width: int = 128, height: int = 128, quality: Quality = "fast") -> None:
         import mujoco
 
+        configure_gl()  # adopts a MuJoCo that was imported before embodia, where it can
         self.sim = sim
         self.size = (width, height)
         self.quality = quality
@@ -57,7 +107,7 @@ class BatchRenderer:
         except Exception as error:
             raise RenderError(
                 f"cannot open an offscreen GL context with MUJOCO_GL={os.environ.get('MUJOCO_GL')!r}: {error}. "
-                "Install the Debian packages libegl1 and libosmesa6 (or set EMBODIA_GL=egl|osmesa)."
+                + gl_failure_hint()
             ) from None
         self._data = mujoco.MjData(model)
         self._option = mujoco.MjvOption()

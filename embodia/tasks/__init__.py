@@ -1,7 +1,26 @@
-"""Layer 1: one small file per task, vectorized over the batch, and a registry of names."""
+"""Layer 1: one small file per task, vectorized over the batch, and a registry of names.
 
-from embodia.tasks.base import Task, TaskConfig
-from embodia.tasks.env import BatchEnv
-from embodia.tasks.registry import make_task, register_task, task_names
+Names are imported on first use (PEP 562) so that resolving a task name or registering Gymnasium IDs does not
+import MuJoCo.
+"""
 
-__all__ = ["BatchEnv", "Task", "TaskConfig", "make_task", "register_task", "task_names"]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "BatchEnv": "embodia.tasks.env",
+    "Task": "embodia.tasks.base",
+    "TaskConfig": "embodia.tasks.base",
+    "make_task": "embodia.tasks.registry",
+    "register_task": "embodia.tasks.registry",
+    "task_names": "embodia.tasks.registry",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'embodia.tasks' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

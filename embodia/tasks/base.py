@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 from abc import ABC, abstractmethod
+from pathlib import Path
 from typing import ClassVar
 
 import mujoco
@@ -28,8 +30,10 @@ class Task(ABC):
     """One robot task, vectorized over the batch. Subclasses read physics through names bound once."""
 
     name: ClassVar[str]
-    xml: ClassVar[str]  # MJCF file name under embodia/tasks/assets
+    # MJCF file: an absolute path, a path relative to the file defining the task class, or a bundled asset name
+    xml: ClassVar[str]
     cameras: ClassVar[tuple[str, ...]] = ()  # named cameras a policy or dataset may render
+    has_success: ClassVar[bool] = True  # False: the task has no notion of success (e.g. locomotion); none is reported
 
     def __init__(self, config: TaskConfig | None = None) -> None:
         self.config = config if config is not None else self.default_config()
@@ -41,7 +45,17 @@ class Task(ABC):
 
     def build_model(self) -> mujoco.MjModel:
         """The MuJoCo model of the scene (override to edit it with MjSpec)."""
-        return load_model(self.xml)
+        return load_model(self.model_path())
+
+    @classmethod
+    def model_path(cls) -> str | Path:
+        """`xml` resolved: beside the task's own source file when it is a relative path found there."""
+        path = Path(cls.xml)
+        if path.is_absolute() or cls.xml.lstrip().startswith("<"):
+            return cls.xml
+        source = sys.modules.get(cls.__module__)
+        here = Path(source.__file__).parent / path if source is not None and getattr(source, "__file__", None) else None
+        return here if here is not None and here.is_file() else cls.xml
 
     def bind(self, sim: BatchSim) -> None:
         """Resolve names to indices and allocate per-env task state (goals); called once per batch."""

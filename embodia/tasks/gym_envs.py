@@ -34,7 +34,8 @@ class SingleEnv(gym.Env):
                  camera: str | int | None = None, **env_kwargs: Any) -> None:
         from embodia.tasks.env import BatchEnv
 
-        self._env = BatchEnv(task, num_envs=1, autoreset_mode="disabled", max_episode_steps=10**9, **env_kwargs)
+        # the task's own episode length truncates (no spec-level TimeLimit: registering must not build tasks)
+        self._env = BatchEnv(task, num_envs=1, autoreset_mode="disabled", **env_kwargs)
         self.action_space = self._env.single_action_space
         self.observation_space = self._env.single_observation_space
         self.render_mode = render_mode
@@ -106,23 +107,18 @@ class VectorEnv(gym.vector.VectorEnv):
 
 
 def register_envs() -> None:
-    """Register embodia's Gymnasium IDs (idempotent)."""
+    """Register embodia's Gymnasium IDs (idempotent, cheap: nothing is imported or built until `make`)."""
     for gym_id, task in GYM_IDS.items():
-        if gym_id in gym.registry:
-            continue
-        gym.register(
-            id=gym_id,
-            entry_point="embodia.tasks.gym_envs:SingleEnv",
-            vector_entry_point="embodia.tasks.gym_envs:VectorEnv",
-            max_episode_steps=_episode_steps(task),
-            kwargs={"task": task},
-        )
+        register_gym_id(gym_id, task)
 
 
-def _episode_steps(task: str) -> int | None:
-    from embodia.tasks.registry import UnknownTaskError, make_task
-
-    try:
-        return make_task(task).config.max_episode_steps
-    except UnknownTaskError:
-        return None
+def register_gym_id(gym_id: str, task: str) -> None:
+    """Register `gym_id` for an embodia task: a single env and a native vector env (`vector_entry_point`)."""
+    if gym_id in gym.registry and gym.registry[gym_id].kwargs.get("task") == task:
+        return
+    gym.register(
+        id=gym_id,
+        entry_point="embodia.tasks.gym_envs:SingleEnv",
+        vector_entry_point="embodia.tasks.gym_envs:VectorEnv",
+        kwargs={"task": task},
+    )
