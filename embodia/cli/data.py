@@ -76,17 +76,24 @@ def check_command(path: Path = typer.Argument(..., help="dataset directory"),
 
 @data_app.command("show")
 def show_command(path: Path = typer.Argument(..., help="dataset directory"),
-                 out: Path = typer.Option(None, help="HTML page to write (default DIR/index.html... or PATH.html)"),
+                 out: Path = typer.Option(None, help="HTML page to write, outside the dataset (default PATH.html; "
+                                                     "with --serve a temporary folder)"),
                  max_episodes: int = typer.Option(12, help="episodes with videos and plots on the page"),
-                 serve: bool = typer.Option(False, help="serve the page over HTTP"),
-                 port: int = typer.Option(8765, help="port for --serve")) -> None:
-    """Write a self-contained HTML page of a dataset: stats, success, videos, state/action plots."""
-    from embodia.data.viewer import serve_page, write_page
+                 serve: bool = typer.Option(False, help="serve the page and the dataset's own files on 127.0.0.1"),
+                 port: int = typer.Option(8765, help="port for --serve (0 picks a free one)")) -> None:
+    """Write a self-contained HTML page of a dataset: stats, success, videos, named state/action plots."""
+    import tempfile
 
-    page = write_page(path, out, max_episodes=max_episodes)
+    from embodia.data.viewer import FILES_PREFIX, DatasetServer, serve_page, write_page
+
+    if not serve:
+        console.print(f"wrote {write_page(path, out, max_episodes=max_episodes)}")
+        return
+    DatasetServer.check_port(port)
+    out = out or Path(tempfile.mkdtemp(prefix="embodia-show-")) / f"{path.resolve().name}.html"
+    page = write_page(path, out, max_episodes=max_episodes, files_base=FILES_PREFIX)
     console.print(f"wrote {page}")
-    if serve:
-        serve_page(page, port)
+    serve_page(page, path, port)
 
 
 @data_app.command("augment")

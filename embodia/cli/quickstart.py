@@ -80,7 +80,7 @@ def step_data(out: Path, summary: dict) -> None:
     report = check_dataset(root)
     if not report.ok:
         raise RuntimeError(f"generated dataset failed its check: {report.problems}")
-    page = write_page(root, root / "index.html")
+    page = write_page(root, out / "dataset.html")  # beside the dataset: a finished dataset is never modified
     summary["data"] = {"dataset": str(root), "episodes": result["episodes"], "viewer": str(page),
                        "format": "LeRobot v3.0"}
 

@@ -74,6 +74,17 @@ def declared_size(feature: dict[str, Any]) -> tuple[int, int]:
     return int(shape[0]), int(shape[1])
 
 
+def feature_names(feature: dict[str, Any], size: int) -> list[str]:
+    """Names of a vector feature's `size` dimensions from info.json (a list, or lerobot's {"motors": [...]}),
+    or `d0..d{size-1}` when they are absent or do not match the size."""
+    names = feature.get("names")
+    if isinstance(names, dict) and len(names) == 1:
+        names = next(iter(names.values()))
+    if isinstance(names, list) and len(names) == size:
+        return [str(name) for name in names]
+    return [f"d{i}" for i in range(size)]
+
+
 def decode_image(data: bytes) -> np.ndarray:
     """(H, W, 3) uint8 pixels of one PNG/JPEG image stored in a parquet `image` column (lerobot's {bytes, path})."""
     import io

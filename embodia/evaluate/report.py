@@ -1,33 +1,26 @@
-"""Self-contained HTML reports of suite runs and A/B comparisons: tables, CI bar charts, learning curve, videos."""
+"""Self-contained HTML reports of suite runs and A/B comparisons: tables, CI bar charts, learning curve, videos.
+
+Pages are rendered from embodia/templates with autoescaping, so suite, scenario and policy names stay text."""
 
 from __future__ import annotations
 
 import base64
-import html
 import io
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import quote
 
 import numpy as np
 
+from embodia.core.pages import render_page
 from embodia.evaluate.runner import Results, write_atomic
 
 if TYPE_CHECKING:
     from embodia.evaluate.compare import Comparison
 
-_CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1200px;color:#1d2430;padding:0 1rem}
-h1{font-size:1.6rem;margin-bottom:.2rem} h2{font-size:1.2rem;margin-top:2rem;border-bottom:1px solid #dde3ea}
-.meta{color:#5b6675;font-size:.9rem} table{border-collapse:collapse;width:100%;font-size:.88rem;margin:.6rem 0}
-th,td{border-bottom:1px solid #e5e9ef;padding:.35rem .5rem;text-align:right} th:first-child,td:first-child{text-align:left}
-th{background:#f4f6f9} .worse{color:#b3261e;font-weight:600} .better{color:#1b7f3b;font-weight:600}
-.indistinguishable{color:#5b6675} .videos{display:flex;flex-wrap:wrap;gap:1rem} figure{margin:0}
-figcaption{font-size:.82rem;color:#5b6675} img.chart{max-width:100%} .gate{font-size:1.3rem;padding:.6rem 1rem;border-radius:6px;display:inline-block}
-.gate.worse{background:#fde8e7} .gate.better{background:#e3f5e8} .gate.indistinguishable{background:#eef1f5}
-"""
-
 _MAX_EMBED_BYTES = 3_000_000  # videos larger than this are linked, not embedded
+_REPORT_NOTE = "95 % Wilson intervals for success, Student-t intervals for return"
 
 
 def write_report(results: Results, out_dir: str | Path) -> Path:
@@ -36,17 +29,13 @@ def write_report(results: Results, out_dir: str | Path) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     chart = _bar_chart([results], [results.policy])
     (out_dir / "chart.png").write_bytes(chart)
-    body = [
-        f"<h1>Evaluation: {_e(results.suite.name)}</h1>",
-        f"<p class='meta'>task <b>{_e(results.suite.task)}</b> · policy <b>{_e(results.policy)}</b> · "
-        f"{results.created} · {results.wall_time_s:.1f} s · success criterion '{results.suite.success_criterion}' · "
-        f"95 % Wilson intervals for success, Student-t intervals for return</p>",
-        "<h2>Summary</h2>", _summary_table(results),
-        f"<img class='chart' alt='success and return per scenario' src='data:image/png;base64,{_b64(chart)}'>",
-        _learning_section(results, out_dir),
-        "<h2>Scenarios</h2>", _scenario_sections(results, out_dir, prefix=""),
-    ]
-    return write_atomic(out_dir / "report.html", _page(f"embodia eval · {results.suite.name}", body))
+    text = render_page(
+        "report.html", title=f"embodia eval: {results.policy} on {results.suite.name}", suite=results.suite.name,
+        task=results.suite.task, policy=results.policy, created=results.created,
+        wall_time=f"{results.wall_time_s:.1f} s", criterion=results.suite.success_criterion,
+        summary=_summary_table(results), chart=_b64(chart), learning=_learning_section(results, out_dir),
+        scenarios=_scenario_sections(results, out_dir, prefix=""))
+    return write_atomic(out_dir / "report.html", text)
 
 
 def write_comparison_report(comparison: Comparison, out_dir: str | Path) -> Path:
@@ -56,78 +45,74 @@ def write_comparison_report(comparison: Comparison, out_dir: str | Path) -> Path
     a, b = comparison.baseline, comparison.candidate
     chart = _bar_chart([a, b], [f"A: {a.policy}", f"B: {b.policy}"])
     (out_dir / "chart.png").write_bytes(chart)
-    verdict = comparison.verdict
-    rule = comparison.to_dict()["rule"]
-    body = [
-        f"<h1>Comparison: {_e(a.suite.name)}</h1>",
-        f"<p class='meta'>task <b>{_e(a.suite.task)}</b> · A (baseline) <b>{_e(a.policy)}</b> · "
-        f"B (candidate) <b>{_e(b.policy)}</b> · metric {comparison.metric} · margin {comparison.margin} · "
-        f"alpha {comparison.alpha}</p>",
-        f"<p class='gate {verdict}'>Gate: <b>{verdict.upper()}</b> (exit code {1 if comparison.worse else 0})</p>",
-        f"<p class='meta'>{_e(rule)}</p>",
-        "<h2>Decisions</h2>", _decision_table(comparison),
-        f"<img class='chart' alt='A vs B per scenario' src='data:image/png;base64,{_b64(chart)}'>",
-        "<h2>Side by side</h2>", _side_by_side(comparison, out_dir),
-    ]
-    return write_atomic(out_dir / "report.html", _page(f"embodia compare · {a.suite.name}", body))
+    text = render_page(
+        "comparison.html", title=f"embodia compare: {a.policy} vs {b.policy} on {a.suite.name}",
+        suite=a.suite.name, task=a.suite.task, baseline=a.policy, candidate=b.policy, metric=comparison.metric,
+        margin=comparison.margin, alpha=comparison.alpha, verdict=comparison.verdict,
+        exit_code=1 if comparison.worse else 0, rule=comparison.to_dict()["rule"],
+        decisions=_decision_table(comparison), chart=_b64(chart), scenarios=_side_by_side(comparison, out_dir))
+    return write_atomic(out_dir / "report.html", text)
 
 
-# ---------------------------------------------------------------------------- tables
+# ---------------------------------------------------------------------------- tables (plain text; the template escapes)
 
 
-def _summary_table(results: Results) -> str:
+def _table(head: tuple[str, ...], rows: list[list], numeric: tuple[int, ...]) -> dict:
+    return {"head": head, "rows": rows, "numeric": numeric}
+
+
+def _summary_table(results: Results) -> dict:
     head = ("scenario", "episodes", "success rate [95 % CI]", "mean return [95 % CI]", "mean length",
             "time to success (s)", "failure modes")
     rows = []
     for scenario in results.scenarios:
         s = scenario.summary()
-        rows.append([_e(scenario.name), str(s["episodes"]), _rate(s), _ret(s), f"{s['length_mean']:.1f}",
+        rows.append([scenario.name, str(s["episodes"]), _rate(s), _ret(s), f"{s['length_mean']:.1f}",
                      _seconds(s["time_to_success_s_mean"]), _modes(s["failure_modes"])])
-    return _table(head, rows)
+    return _table(head, rows, numeric=(1, 2, 3, 4, 5))
 
 
-def _decision_table(comparison: Comparison) -> str:
+def _decision_table(comparison: Comparison) -> dict:
     head = ("scenario", "A success", "B success", "Δ success [95 % CI]", "McNemar p (Holm)", "A return", "B return",
             "Δ return [95 % CI]", "Wilcoxon p (Holm)", "verdict")
     rows = []
     for item in [*comparison.scenarios, comparison.overall]:
         s, r = item.success, item.returns
-        name = "<b>overall (pooled)</b>" if item is comparison.overall else _e(item.name)
+        name = {"text": "overall (pooled)", "cls": "", "strong": True} if item is comparison.overall else item.name
         rows.append([name, f"{s.baseline:.1%}", f"{s.candidate:.1%}",
                      f"{s.difference:+.1%} [{s.difference_low:+.1%}, {s.difference_high:+.1%}]",
                      f"{s.p_value:.3g} ({s.p_adjusted:.3g})", f"{r.baseline:.1f}", f"{r.candidate:.1f}",
                      f"{r.difference:+.1f} [{r.difference_low:+.1f}, {r.difference_high:+.1f}]",
-                     f"{r.p_value:.3g} ({r.p_adjusted:.3g})", f"<span class='{item.verdict}'>{item.verdict}</span>"])
-    return _table(head, rows)
+                     f"{r.p_value:.3g} ({r.p_adjusted:.3g})", {"text": item.verdict, "cls": item.verdict}])
+    return _table(head, rows, numeric=tuple(range(1, 9)))
 
 
-def _side_by_side(comparison: Comparison, out_dir: Path) -> str:
-    parts = []
+def _side_by_side(comparison: Comparison, out_dir: Path) -> list[dict]:
+    sections = []
     for a, b in zip(comparison.baseline.scenarios, comparison.candidate.scenarios):
         sa, sb = a.summary(), b.summary()
-        head = ("", "A (baseline)", "B (candidate)")
         rows = [["success rate [95 % CI]", _rate(sa), _rate(sb)], ["mean return [95 % CI]", _ret(sa), _ret(sb)],
                 ["mean length", f"{sa['length_mean']:.1f}", f"{sb['length_mean']:.1f}"],
                 ["time to success (s)", _seconds(sa["time_to_success_s_mean"]), _seconds(sb["time_to_success_s_mean"])],
                 ["failure modes", _modes(sa["failure_modes"]), _modes(sb["failure_modes"])]]
-        videos = _videos(a, out_dir, "baseline/", "A") + _videos(b, out_dir, "candidate/", "B")
-        parts.append(f"<h3>{_e(a.name)}</h3>{_table(head, rows)}<div class='videos'>{videos}</div>")
-    return "".join(parts)
+        sections.append({"name": a.name, "table": _table(("", "A (baseline)", "B (candidate)"), rows, numeric=(1, 2)),
+                         "videos": _videos(a, out_dir, "baseline/", "A") + _videos(b, out_dir, "candidate/", "B")})
+    return sections
 
 
-def _scenario_sections(results: Results, out_dir: Path, prefix: str) -> str:
-    parts = []
+def _scenario_sections(results: Results, out_dir: Path, prefix: str) -> list[dict]:
+    sections = []
     for scenario in results.scenarios:
         conditions = results.suite.scenarios[[s.name for s in results.suite.scenarios].index(scenario.name)]
         changed = conditions.model_dump(exclude_defaults=True, exclude={"name", "description"})
-        parts.append(f"<h3>{_e(scenario.name)}</h3><p class='meta'>{_e(scenario.description)}</p>"
-                     f"<pre class='meta'>{_e(json.dumps(changed) if changed else 'nominal conditions')}</pre>"
-                     f"<div class='videos'>{_videos(scenario, out_dir, prefix, '')}</div>")
-    return "".join(parts)
+        sections.append({"name": scenario.name, "description": scenario.description,
+                         "conditions": json.dumps(changed) if changed else "nominal conditions",
+                         "videos": _videos(scenario, out_dir, prefix, "")})
+    return sections
 
 
-def _videos(scenario, out_dir: Path, prefix: str, label: str) -> str:
-    tags = []
+def _videos(scenario, out_dir: Path, prefix: str, label: str) -> list[dict]:
+    clips = []
     for kind, relative in scenario.videos.items():
         path = out_dir / prefix / relative
         if not path.is_file():
@@ -137,21 +122,21 @@ def _videos(scenario, out_dir: Path, prefix: str, label: str) -> str:
                    f"return {replay.get('return', float('nan')):.1f}"
                    f"{'' if replay.get('reproduced', True) else ' — replay differed'}")
         data = path.read_bytes()
-        source = f"data:video/mp4;base64,{_b64(data)}" if len(data) <= _MAX_EMBED_BYTES else f"{prefix}{relative}"
-        tags.append(f"<figure><video width='240' controls loop muted autoplay playsinline src='{source}'></video>"
-                    f"<figcaption>{_e(caption.strip())} · <a href='{_e(prefix + relative)}'>mp4</a></figcaption></figure>")
-    return "".join(tags)
+        link = quote(prefix + relative)  # a relative URL: a name can never become a scheme such as javascript:
+        source = f"data:video/mp4;base64,{_b64(data)}" if len(data) <= _MAX_EMBED_BYTES else link
+        clips.append({"src": source, "caption": caption.strip(), "link": link})
+    return clips
 
 
-def _learning_section(results: Results, out_dir: Path) -> str:
+def _learning_section(results: Results, out_dir: Path) -> dict | None:
     if not results.metrics_jsonl or not Path(results.metrics_jsonl).is_file():
-        return ""
+        return None
     png = _learning_curve(Path(results.metrics_jsonl))
     if png is None:
-        return ""
+        return None
     (out_dir / "learning_curve.png").write_bytes(png)
-    return (f"<h2>Learning curve</h2><p class='meta'>from <a href='file://{_e(results.metrics_jsonl)}'>"
-            f"{_e(results.metrics_jsonl)}</a></p><img class='chart' src='data:image/png;base64,{_b64(png)}'>")
+    path = Path(results.metrics_jsonl).resolve()
+    return {"path": str(results.metrics_jsonl), "href": path.as_uri(), "png": _b64(png)}
 
 
 # ---------------------------------------------------------------------------- charts
@@ -230,17 +215,6 @@ def _learning_curve(path: Path) -> bytes | None:
 # ---------------------------------------------------------------------------- small helpers
 
 
-def _page(title: str, body: list[str]) -> str:
-    return (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{_e(title)}</title>"
-            f"<style>{_CSS}</style></head><body>{''.join(body)}</body></html>")
-
-
-def _table(head, rows) -> str:
-    header = "".join(f"<th>{h}</th>" for h in head)
-    body = "".join("<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>" for row in rows)
-    return f"<table><thead><tr>{header}</tr></thead><tbody>{body}</tbody></table>"
-
-
 def _rate(summary: dict) -> str:
     low, high = summary["success_ci95"]
     return f"{summary['success_rate']:.1%} [{low:.1%}, {high:.1%}]"
@@ -256,12 +230,9 @@ def _seconds(value: float | None) -> str:
 
 
 def _modes(modes: dict[str, int]) -> str:
-    return ", ".join(f"{_e(name)}: {count}" for name, count in modes.items()) or "—"
+    return ", ".join(f"{name}: {count}" for name, count in modes.items()) or "—"
 
 
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
-
-def _e(text: object) -> str:
-    return html.escape(str(text), quote=True)

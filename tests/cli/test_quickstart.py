@@ -18,7 +18,7 @@ def test_quickstart_runs_the_whole_loop(tmp_path):
     assert list(summary) == ["simulate", "data", "train", "evaluate"]
     assert summary["simulate"]["expert_success"] and not summary["simulate"]["random_success"]
     assert summary["data"]["episodes"] == 10 and (tmp_path / "dataset" / "meta" / "info.json").exists()
-    assert (tmp_path / "dataset" / "index.html").stat().st_size > 10_000
+    assert (tmp_path / "dataset.html").stat().st_size > 10_000
     assert summary["train"]["trained_return"] > summary["train"]["random_return"] + 20
     assert summary["evaluate"]["verdict"] == "better"
     assert "nominal" in (tmp_path / "eval" / "report.html").read_text()
