@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Optional
@@ -21,6 +22,19 @@ def _default_out(kind: str, suite_name: str) -> Path:
     return Path("runs") / "eval" / f"{suite_name}__{kind}__{time.strftime('%Y%m%d-%H%M%S')}"
 
 
+def _policy_inputs(name: str, spec: str | None) -> tuple[dict[str, Path], str | None]:
+    """A policy that is a file/directory travels as a hashed stage input; any other spec stays in the config."""
+    if spec is not None and Path(spec).exists():
+        return {name: Path(spec)}, None
+    return {}, spec
+
+
+def _check_published(manifest, out: Path) -> None:
+    if manifest.status != "complete":
+        console.print(f"[yellow]{manifest.stage} {manifest.status}[/]; nothing was published to {out}")
+        raise typer.Exit(130)
+
+
 @eval_app.command("run")
 def run(
     suite: str = typer.Argument(..., help=SUITE_HELP),
@@ -31,12 +45,18 @@ def run(
     episodes: Optional[int] = typer.Option(None, help="override episodes per scenario"),
     scenario: Optional[list[str]] = typer.Option(None, "--scenario", "-s", help="run only these scenarios (repeatable)"),
 ) -> None:
-    """Evaluate one policy on every scenario of a suite; writes results.json and report.html."""
-    from embodia.evaluate import load_suite, run_suite
+    """Evaluate one policy on every scenario of a suite; writes results.json, report.html and manifest.json."""
+    from embodia.cli.progress import RichReporter
+    from embodia.evaluate import Results, load_suite
+    from embodia.evaluate import run as evaluate
 
     loaded = load_suite(suite)
     out = out or _default_out("run", loaded.name)
-    results = run_suite(loaded, policy, out, videos=videos, episodes=episodes, scenarios=scenario)
+    inputs, spec = _policy_inputs("policy", policy)
+    config = {"suite": loaded.model_dump(mode="json"), "policy": spec, "videos": videos, "episodes": episodes,
+              "scenarios": scenario}
+    _check_published(evaluate(config, out, inputs=inputs, reporter=RichReporter()), out)
+    results = Results.load(out)
     table = Table(title=f"{loaded.name} · {results.policy}")
     for column in ("scenario", "episodes", "success [95 % CI]", "return [95 % CI]", "failure modes"):
         table.add_column(column)
@@ -53,37 +73,48 @@ def run(
 @eval_app.command("compare")
 def compare_command(
     suite: str = typer.Argument(..., help=SUITE_HELP),
-    baseline: str = typer.Option(..., "--baseline", "-a", help="policy A (the deployed one)"),
-    candidate: str = typer.Option(..., "--candidate", "-b", help="policy B (the one to deploy)"),
-    margin: float = typer.Option(0.05, help="largest drop tolerated: success-rate points (0.05 = 5 %), "
+    baseline: str = typer.Option(..., "--baseline", "-a", help="policy A (the deployed one), or a stored eval run"),
+    candidate: str = typer.Option(..., "--candidate", "-b", help="policy B (the one to deploy), or a stored eval run"),
+    margin: float = typer.Option(0.05, help="largest drop tolerated: success-rate points in [0, 1) (0.05 = 5 %), "
                                             "or fraction of baseline return when the suite's metric is return"),
-    alpha: float = typer.Option(0.05, help="significance level of the paired tests"),
+    alpha: float = typer.Option(0.05, help="significance level of the paired tests, in (0, 1)"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="output directory"),
     videos: bool = typer.Option(False, "--videos/--no-videos", help="render best/worst episodes of both policies"),
     episodes: Optional[int] = typer.Option(None, help="override episodes per scenario"),
     scenario: Optional[list[str]] = typer.Option(None, "--scenario", "-s", help="compare only these scenarios"),
 ) -> None:
-    """Regression gate: A vs B on identical seeds; exit 0 unless B is worse (exit 1)."""
-    from embodia.evaluate import compare, load_suite
+    """Regression gate: A vs B on identical seeds; exit 0 unless B is worse (exit 1); bad options exit 2."""
+    from embodia.cli.progress import RichReporter
+    from embodia.evaluate import compare as gate
+    from embodia.evaluate import load_suite
 
     loaded = load_suite(suite)
     out = out or _default_out("compare", loaded.name)
-    comparison = compare(loaded, baseline, candidate, out, margin=margin, alpha=alpha, videos=videos,
-                         episodes=episodes, scenarios=scenario)
-    table = Table(title=f"{loaded.name}: A={comparison.baseline.policy}  B={comparison.candidate.policy}")
+    inputs_a, spec_a = _policy_inputs("a", baseline)
+    inputs_b, spec_b = _policy_inputs("b", candidate)
+    config = {"suite": loaded.model_dump(mode="json"), "baseline": spec_a, "candidate": spec_b, "margin": margin,
+              "alpha": alpha, "videos": videos, "episodes": episodes, "scenarios": scenario}
+    manifest = gate.run(config, out, inputs={**inputs_a, **inputs_b}, reporter=RichReporter())
+    _check_published(manifest, out)
+    comparison = json.loads((out / gate.COMPARISON_FILE).read_text())
+    table = Table(title=f"{loaded.name}: A={comparison['baseline']}  B={comparison['candidate']}")
     for column in ("scenario", "A success", "B success", "Δ [95 % CI]", "p (Holm)", "A return", "B return", "verdict"):
         table.add_column(column)
-    for item in [*comparison.scenarios, comparison.overall]:
-        s, r = item.success, item.returns
-        colour = {"worse": "red", "better": "green"}.get(item.verdict, "white")
-        p = s.p_adjusted if comparison.metric == "success" else r.p_adjusted
-        table.add_row(item.name, f"{s.baseline:.1%}", f"{s.candidate:.1%}",
-                      f"{s.difference:+.1%} [{s.difference_low:+.1%}, {s.difference_high:+.1%}]", f"{p:.3g}",
-                      f"{r.baseline:.1f}", f"{r.candidate:.1f}", f"[{colour}]{item.verdict}[/]")
+    for item in [*comparison["scenarios"], comparison["overall"]]:
+        s, r = item["success"], item["returns"]
+        colour = {"worse": "red", "better": "green"}.get(item["verdict"], "white")
+        p = s["p_adjusted"] if comparison["metric"] == "success" else r["p_adjusted"]
+        table.add_row(item["name"], f"{s['baseline']:.1%}", f"{s['candidate']:.1%}",
+                      f"{s['difference']:+.1%} [{_pct(s['difference_low'])}, {_pct(s['difference_high'])}]",
+                      f"{p:.3g}", f"{r['baseline']:.1f}", f"{r['candidate']:.1f}", f"[{colour}]{item['verdict']}[/]")
     console.print(table)
-    console.print(f"gate: [bold]{comparison.verdict}[/] (metric {comparison.metric}, margin {margin}, alpha {alpha}) · "
-                  f"report: {out / 'report.html'}")
-    raise typer.Exit(1 if comparison.worse else 0)
+    console.print(f"gate: [bold]{comparison['verdict']}[/] (metric {comparison['metric']}, margin {margin}, "
+                  f"alpha {alpha}) · report: {out / 'report.html'}")
+    raise typer.Exit(1 if manifest.summary["gate_failed"] else 0)
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:+.1%}"
 
 
 @eval_app.command("validate")

@@ -112,7 +112,7 @@ def step_train(out: Path, summary: dict) -> None:
 
 def step_evaluate(out: Path, summary: dict) -> None:
     """Evaluate the trained policy against random on the arm-reach suite: paired test, HTML report."""
-    from embodia.evaluate import compare
+    from embodia.evaluate.compare import compare
 
     onnx_path = out / "arm-reach_ppo.onnx"
     if not onnx_path.exists():

@@ -137,6 +137,7 @@ class OnnxPolicy:
         meta = self.metadata
         self.task, self.algo = meta.task, meta.algo
         self.obs_dim, self.act_dim, self.image_keys = meta.obs_dim, meta.act_dim, meta.image_keys
+        self.image_size = meta.image_size
         self.action_low = np.asarray(meta.action_low, dtype=np.float32)
         self.action_high = np.asarray(meta.action_high, dtype=np.float32)
 

@@ -12,16 +12,29 @@ scenario's verdict is "worse".
 from __future__ import annotations
 
 import json
+import math
+import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
+from pydantic import Field
 
-from embodia.evaluate.runner import EpisodeOutcomes, Results, run_suite, select, write_atomic
+from embodia.core.atomic import atomic_write_text
+from embodia.core.errors import ConfigError, UserError
+from embodia.core.manifest import MANIFEST_FILE, Manifest
+from embodia.core.reporter import Reporter
+from embodia.core.stage import StageResult, run_stage
+from embodia.evaluate.report import write_comparison_report
+from embodia.evaluate.results import RESULTS_FILE, EpisodeOutcomes, Results
+from embodia.evaluate.runner import run_suite, select
+from embodia.evaluate.stage import SuiteRunConfig, check_inputs, parse_config
 from embodia.evaluate.stats import (PairedDecision, Verdict, decide, holm_adjust, mcnemar_exact, mean_interval,
                                     paired_difference_interval, paired_return_tests)
-from embodia.evaluate.suite import load_suite
+from embodia.evaluate.suite import Suite, load_suite
+
+COMPARISON_FILE = "comparison.json"
 
 
 @dataclass
@@ -68,7 +81,7 @@ class Comparison:
         """Write comparison.json atomically into `out_dir`."""
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
-        return write_atomic(out_dir / "comparison.json", json.dumps(self.to_dict(), indent=2, default=_nan_to_none))
+        return atomic_write_text(out_dir / COMPARISON_FILE, json.dumps(self.to_dict(), indent=2, default=_nan_to_none))
 
 
 def _nan_to_none(value: Any) -> Any:
@@ -102,7 +115,7 @@ def _return_decision(a: EpisodeOutcomes, b: EpisodeOutcomes, margin: float, alph
 def _compare_outcomes(name: str, a: EpisodeOutcomes, b: EpisodeOutcomes, metric: str, margin: float,
                       alpha: float) -> ScenarioComparison:
     if not np.array_equal(a.seeds, b.seeds):
-        raise ValueError(f"scenario {name!r}: baseline and candidate ran different episode seeds; "
+        raise UserError(f"scenario {name!r}: baseline and candidate ran different episode seeds; "
                          "run both with the same suite (seed, episodes) to compare them")
     success = _success_decision(a, b, margin, alpha)
     returns = _return_decision(a, b, margin, alpha)
@@ -119,17 +132,27 @@ def _pool(outcomes: list[EpisodeOutcomes]) -> EpisodeOutcomes:
         failure_mode=[mode for o in outcomes for mode in o.failure_mode])
 
 
+def check_gate_options(margin: float, alpha: float, metric: str) -> None:
+    """Refuse gate settings that would decide nothing (NaN/inf margin, alpha outside (0, 1)): the gate fails closed."""
+    if metric not in ("success", "return"):
+        raise ConfigError(f"--metric {metric!r}: must be 'success' or 'return'")
+    if not (isinstance(alpha, (int, float)) and math.isfinite(alpha) and 0 < alpha < 1):
+        raise ConfigError(f"--alpha {alpha}: must be a finite number between 0 and 1 (e.g. 0.05)")
+    if not (isinstance(margin, (int, float)) and math.isfinite(margin) and margin >= 0):
+        raise ConfigError(f"--margin {margin}: must be a finite number >= 0 (e.g. 0.05)")
+    if metric == "success" and margin >= 1:
+        raise ConfigError(f"--margin {margin}: for the success metric it is a drop in success rate and must be in "
+                          "[0, 1) (0.05 = 5 points); a margin of 1 or more could never flag a regression")
+
+
 def compare_results(baseline: Results, candidate: Results, margin: float = 0.05, alpha: float = 0.05,
                     metric: str | None = None) -> Comparison:
     """Paired per-scenario and pooled decisions between two runs of the same suite."""
-    if not 0 < alpha < 1:
-        raise ValueError(f"alpha={alpha} must be between 0 and 1 (e.g. 0.05)")
-    if margin < 0:
-        raise ValueError(f"margin={margin} must be >= 0 (e.g. 0.05 = 5 points of success rate)")
     metric = metric or baseline.suite.metric
+    check_gate_options(margin, alpha, metric)
     names = [s.name for s in baseline.scenarios]
     if names != [s.name for s in candidate.scenarios]:
-        raise ValueError(f"baseline ran scenarios {names} but candidate ran {[s.name for s in candidate.scenarios]}")
+        raise UserError(f"baseline ran scenarios {names} but candidate ran {[s.name for s in candidate.scenarios]}")
     per_scenario = [_compare_outcomes(a.name, a.episodes, b.episodes, metric, margin, alpha)
                     for a, b in zip(baseline.scenarios, candidate.scenarios)]
     _apply_holm(per_scenario, metric, margin, alpha, baseline)
@@ -155,18 +178,62 @@ def _apply_holm(per_scenario: list[ScenarioComparison], metric: str, margin: flo
 
 def compare(suite: Any, baseline: Any, candidate: Any, out_dir: str | Path | None = None, *, margin: float = 0.05,
             alpha: float = 0.05, videos: bool = False, episodes: int | None = None,
-            scenarios: list[str] | None = None, progress: bool = True) -> Comparison:
+            scenarios: list[str] | None = None, reporter: Reporter | None = None) -> Comparison:
     """Run baseline and candidate on the same seeds and decide better/worse/indistinguishable per scenario."""
     suite = select(load_suite(suite), episodes, scenarios)
+    check_gate_options(margin, alpha, suite.metric)
     out_path = Path(out_dir) if out_dir is not None else None
     runs = {}
     for label, policy in (("baseline", baseline), ("candidate", candidate)):
-        runs[label] = run_suite(suite, policy, out_path / label if out_path else None, videos=videos,
-                                progress=progress)
+        runs[label] = _results_of(suite, policy, out_path / label if out_path else None, videos, reporter)
     comparison = compare_results(runs["baseline"], runs["candidate"], margin=margin, alpha=alpha)
     if out_path is not None:
-        from embodia.evaluate.report import write_comparison_report
-
         comparison.save(out_path)
         write_comparison_report(comparison, out_path)
     return comparison
+
+
+def _results_of(suite: Suite, policy: Any, out: Path | None, videos: bool, reporter: Reporter | None) -> Results:
+    """A stored evaluation (a directory with results.json, copied into `out`) or a fresh run of `policy`."""
+    if isinstance(policy, (str, Path)) and (Path(policy) / RESULTS_FILE).is_file():
+        stored = Results.load(policy)
+        if out is not None:
+            shutil.copytree(policy, out, ignore=shutil.ignore_patterns(MANIFEST_FILE), dirs_exist_ok=True)
+        return stored
+    return run_suite(suite, policy, out, videos=videos, reporter=reporter)
+
+
+class CompareConfig(SuiteRunConfig):
+    """Settings of the regression gate; policies that are not files are named here, files come as inputs a/b."""
+
+    videos: bool = Field(False, description="render best/worst episodes of both policies")
+    margin: float = Field(0.05, description="largest tolerated drop: success-rate points in [0, 1), or a fraction "
+                                            "of the baseline's mean return when the metric is return")
+    alpha: float = Field(0.05, gt=0, lt=1, description="significance level of the paired tests")
+    baseline: str | None = Field(None, description="policy A spec when no input `a` is given")
+    candidate: str | None = Field(None, description="policy B spec when no input `b` is given")
+
+
+def run(config: CompareConfig | Mapping[str, Any], out: str | Path, *, inputs: Mapping[str, Any] | None = None,
+        reporter: Reporter | None = None) -> Manifest:
+    """The regression gate as a stage: A (input `a`) vs B (input `b`) on the same seeds; the manifest's summary
+    holds the verdict and `gate_failed`. Each input is a policy file/checkpoint or a stored evaluation output."""
+    config = parse_config(CompareConfig, config)
+    paths = check_inputs(inputs, ("a", "b"), "compare")
+    suite = config.selected_suite()
+    check_gate_options(config.margin, config.alpha, suite.metric)
+    policies = {"a": paths.get("a", config.baseline), "b": paths.get("b", config.candidate)}
+    missing = [name for name, policy in policies.items() if policy is None]
+    if missing:
+        raise ConfigError(f"compare: no policy for {missing}; pass inputs a and b (files) or config baseline/candidate")
+
+    def body(staging: Path, stage_reporter: Reporter) -> StageResult:
+        comparison = compare(suite, str(policies["a"]), str(policies["b"]), staging, margin=config.margin,
+                             alpha=config.alpha, videos=config.videos, reporter=stage_reporter)
+        return StageResult(seeds=[suite.seed], summary={"verdict": comparison.verdict, "gate_failed": comparison.worse,
+                                                        "baseline": comparison.baseline.policy,
+                                                        "candidate": comparison.candidate.policy})
+
+    effective = {**config.model_dump(mode="json"), "suite": suite.model_dump(mode="json"),
+                 "baseline": str(policies["a"]), "candidate": str(policies["b"])}
+    return run_stage("compare", "comparison", effective, out, body, inputs=paths, reporter=reporter)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import mujoco
 import numpy as np
 
-from embodia.evaluate.suite import ObjectShift, Push, Rendering, Scenario
+from embodia.evaluate.suite import ObjectShift, Push, Rendering, Scenario, SuiteError
 from embodia.sim.counter_rng import hashed_normal, hashed_uniform
 from embodia.tasks.env import BatchEnv
 
@@ -117,7 +117,7 @@ def _named_id(model: mujoco.MjModel, kind: mujoco.mjtObj, name: str, what: str, 
     if index < 0:
         count = {"body": model.nbody, "joint": model.njnt, "light": model.nlight, "camera": model.ncam}[what]
         names = [mujoco.mj_id2name(model, kind, i) for i in range(count)]
-        raise ValueError(f"scenario {scenario!r}: unknown {what} {name!r}; this task's model has {what}s "
+        raise SuiteError(f"scenario {scenario!r}: unknown {what} {name!r}; this task's model has {what}s "
                          f"{[n for n in names if n]}")
     return index
 
@@ -131,9 +131,9 @@ def _joint_address(model: mujoco.MjModel, shift: ObjectShift, scenario: str) -> 
     kind = model.jnt_type[joint]
     width = 3 if kind == mujoco.mjtJoint.mjJNT_FREE else 1
     if kind == mujoco.mjtJoint.mjJNT_BALL:
-        raise ValueError(f"scenario {scenario!r}: joint {shift.joint!r} is a ball joint; shift a free, slide or hinge joint")
+        raise SuiteError(f"scenario {scenario!r}: joint {shift.joint!r} is a ball joint; shift a free, slide or hinge joint")
     if len(shift.offset) != width:
-        raise ValueError(f"scenario {scenario!r}: object_shift for joint {shift.joint!r} needs {width} offset value(s) "
+        raise SuiteError(f"scenario {scenario!r}: object_shift for joint {shift.joint!r} needs {width} offset value(s) "
                          f"({'xyz of a free joint' if width == 3 else 'slide/hinge'}), got {len(shift.offset)}")
     return int(model.jnt_qposadr[joint]), width, shift
 
@@ -144,5 +144,5 @@ def _sensor_dims(scenario: Scenario, obs_dim: int) -> np.ndarray:
         return np.arange(obs_dim)
     bad = [d for d in dims if not 0 <= d < obs_dim]
     if bad:
-        raise ValueError(f"scenario {scenario.name!r}: sensor.dims {bad} out of range; observations have {obs_dim} dims")
+        raise SuiteError(f"scenario {scenario.name!r}: sensor.dims {bad} out of range; observations have {obs_dim} dims")
     return np.asarray(dims, dtype=np.int64)

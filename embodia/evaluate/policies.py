@@ -11,22 +11,26 @@ import importlib
 import importlib.util
 import json
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from embodia.core.errors import ConfigError
+from embodia.core.policy import OnnxPolicy, RandomPolicy
 from embodia.evaluate.conditions import STREAM_RANDOM_POLICY, hashed_uniform
 
 SPEC_FORMS = ("a checkpoint directory", "a .onnx file", "expert:<task>", "random", "module:function",
               "path/to/file.py:function", "http://host:port")
 
 
-class PolicySpecError(ValueError):
+class PolicySpecError(ConfigError):
     """A policy spec that does not name a usable policy."""
 
 
 class CallablePolicy:
     """A plain function obs (B, obs_dim) -> actions (B, act_dim) seen as a policy."""
+
+    image_keys: tuple[str, ...] = ()
 
     def __init__(self, function: Callable[[np.ndarray], np.ndarray], name: str = "") -> None:
         self.function = function
@@ -34,16 +38,12 @@ class CallablePolicy:
         self.obs_dim = None
         self.act_dim = None
 
-    def act(self, obs: np.ndarray) -> np.ndarray:
+    def act(self, obs: np.ndarray, images: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
         return np.asarray(self.function(obs))
 
 
-class RandomPolicy:
-    """Uniform random actions in the action bounds, drawn from (episode seed, step): replays repeat them."""
-
-    name = "random"
-    obs_dim = None
-    act_dim = None
+class EnvRandomPolicy(RandomPolicy):
+    """The core `RandomPolicy` bound to an env: draws from (episode seed, step), so replays and A/B runs repeat them."""
 
     def bind_env(self, env) -> None:
         """Read the action bounds and the episode counters of the env it will act in."""
@@ -52,9 +52,9 @@ class RandomPolicy:
         self.high = env.single_action_space.high.astype(np.float64)
         self.act_dim = env.action_dim
 
-    def act(self, obs: np.ndarray) -> np.ndarray:
+    def act(self, obs: np.ndarray, images: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
         if not hasattr(self, "env"):
-            raise RuntimeError("RandomPolicy.bind_env(env) must be called before act()")
+            raise RuntimeError("EnvRandomPolicy.bind_env(env) must be called before act()")
         unit = hashed_uniform(self.env.episode_seed, self.env.episode_step, STREAM_RANDOM_POLICY, self.act_dim)
         return self.low + unit * (self.high - self.low)
 
@@ -89,32 +89,6 @@ class ExpertPolicy:
         return np.asarray(self._expert.act(obs))
 
 
-class OnnxPolicy:
-    """An exported ONNX policy run with ONNX Runtime (input 'obs' float32 [B, obs_dim], output 'action')."""
-
-    def __init__(self, path: str | Path) -> None:
-        import onnxruntime
-
-        self.path = Path(path)
-        self.name = self.path.name
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = 1
-        self.session = onnxruntime.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
-        inputs = {i.name: i for i in self.session.get_inputs()}
-        if "obs" not in inputs:
-            raise PolicySpecError(f"{self.path}: ONNX policy must have an input named 'obs', found {sorted(inputs)}; "
-                                  "re-export it with `embodia export`")
-        metadata = self.session.get_modelmeta().custom_metadata_map
-        self.metadata = dict(metadata)
-        self.task = metadata.get("embodia.task")
-        self.obs_dim = _int_or_none(metadata.get("embodia.obs_dim")) or _int_or_none(inputs["obs"].shape[-1])
-        self.act_dim = _int_or_none(metadata.get("embodia.act_dim"))
-
-    def act(self, obs: np.ndarray) -> np.ndarray:
-        (action,) = self.session.run(["action"], {"obs": np.asarray(obs, dtype=np.float32)})
-        return action.astype(np.float64)
-
-
 class RemotePolicy:
     """A policy served by `embodia serve`, reached through embodia.serve.client.PolicyClient."""
 
@@ -135,17 +109,15 @@ class RemotePolicy:
 
 
 class CameraPolicy:
-    """A vision BC checkpoint that renders its cameras from the env it is bound to (through CameraPolicyAdapter)."""
+    """A camera policy (`image_keys` + `image_size`: a vision BC checkpoint or a camera ONNX file) that renders its
+    cameras from the env it is bound to, so a scenario's lighting and camera changes reach what it sees."""
 
-    def __init__(self, path: str | Path) -> None:
-        from embodia.learn.bc import load_bc
-
-        self.path = Path(path)
-        self.name = self.path.name
-        self.policy = load_bc(self.path)
-        self.task = getattr(self.policy, "task", None)
-        self.obs_dim, self.act_dim = self.policy.obs_dim, self.policy.act_dim
-        self.image_keys = list(self.policy.image_keys)
+    def __init__(self, policy: Any, name: str) -> None:
+        self.policy = policy
+        self.name = name
+        self.task = getattr(policy, "task", None)
+        self.obs_dim, self.act_dim = policy.obs_dim, policy.act_dim
+        self.image_keys = list(policy.image_keys)
         self.adapter = None
 
     def bind_env(self, env) -> None:
@@ -188,7 +160,7 @@ def resolve_policy(spec: Any) -> Any:
         raise PolicySpecError(f"policy {spec!r} has no act(obs) method and is not callable")
     text = str(spec).strip()
     if text == "random":
-        return RandomPolicy()
+        return EnvRandomPolicy()
     if text.startswith("expert:"):
         return ExpertPolicy(text.removeprefix("expert:"))
     if text.startswith(("http://", "https://")):
@@ -198,7 +170,7 @@ def resolve_policy(spec: Any) -> Any:
         return _load_file_policy(path)
     if ":" in text:
         return _load_callable(text)
-    raise FileNotFoundError(f"policy {text!r} is not a file or directory and no other form matches; "
+    raise PolicySpecError(f"policy {text!r} is not a file or directory and no other form matches; "
                             f"give one of: {', '.join(SPEC_FORMS)}")
 
 
@@ -222,27 +194,24 @@ def metrics_file(spec: Any) -> Path | None:
 
 
 def _load_file_policy(path: Path) -> Any:
-    if path.is_dir() and is_camera_checkpoint(path):
-        return CameraPolicy(path)
-    try:
-        from embodia.learn import load_policy
-    except ImportError:
-        load_policy = None
-    if load_policy is not None:
-        policy = load_policy(path)
-        if not hasattr(policy, "name"):
-            try:
-                policy.name = path.name
-            except AttributeError:
-                pass
-        return policy
+    """An ONNX file (the core contract) or a checkpoint directory; camera policies render from the bound env."""
     if path.suffix == ".onnx":
-        return OnnxPolicy(path)
-    if path.is_dir() and (path / "config.json").is_file():
-        config = json.loads((path / "config.json").read_text())
-        raise PolicySpecError(f"{path} is an embodia checkpoint ({config.get('algo', 'unknown algo')}) but "
-                              "embodia.learn.load_policy is not available; export it to ONNX and pass the .onnx file")
-    raise PolicySpecError(f"{path} is neither an embodia checkpoint directory nor a .onnx file")
+        policy = OnnxPolicy(path)
+    elif path.is_dir() and is_camera_checkpoint(path):
+        from embodia.learn.bc import load_bc
+
+        policy = load_bc(path)
+    elif path.is_dir():
+        from embodia.learn import load_policy
+
+        policy = load_policy(path)
+    else:
+        raise PolicySpecError(f"{path} is neither an embodia checkpoint directory nor a .onnx file")
+    if getattr(policy, "image_keys", ()):
+        return CameraPolicy(policy, path.name)
+    if not hasattr(policy, "name"):
+        policy.name = path.name
+    return policy
 
 
 def _load_callable(text: str) -> Any:
@@ -266,7 +235,7 @@ def _import_module(module_part: str, text: str):
     if module_part.endswith(".py"):
         path = Path(module_part)
         if not path.is_file():
-            raise FileNotFoundError(f"policy {text!r}: file {module_part} not found")
+            raise PolicySpecError(f"policy {text!r}: file {module_part} not found")
         spec = importlib.util.spec_from_file_location(f"embodia_user_policy_{path.stem}", path)
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
@@ -277,9 +246,3 @@ def _import_module(module_part: str, text: str):
         raise PolicySpecError(f"policy {text!r}: cannot import module {module_part!r} ({error}); "
                               f"the accepted forms are {', '.join(SPEC_FORMS)}") from None
 
-
-def _int_or_none(value: Any) -> int | None:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None

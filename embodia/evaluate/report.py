@@ -14,7 +14,8 @@ from urllib.parse import quote
 import numpy as np
 
 from embodia.core.pages import render_page
-from embodia.evaluate.runner import Results, write_atomic
+from embodia.core.atomic import atomic_write_text as write_atomic
+from embodia.evaluate.results import Results
 
 if TYPE_CHECKING:
     from embodia.evaluate.compare import Comparison
@@ -31,8 +32,7 @@ def write_report(results: Results, out_dir: str | Path) -> Path:
     (out_dir / "chart.png").write_bytes(chart)
     text = render_page(
         "report.html", title=f"embodia eval: {results.policy} on {results.suite.name}", suite=results.suite.name,
-        task=results.suite.task, policy=results.policy, created=results.created,
-        wall_time=f"{results.wall_time_s:.1f} s", criterion=results.suite.success_criterion,
+        task=results.suite.task, policy=results.policy, seed=results.suite.seed, criterion=results.suite.success_criterion,
         summary=_summary_table(results), chart=_b64(chart), learning=_learning_section(results, out_dir),
         scenarios=_scenario_sections(results, out_dir, prefix=""))
     return write_atomic(out_dir / "report.html", text)

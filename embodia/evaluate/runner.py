@@ -7,159 +7,22 @@ to render videos.
 
 from __future__ import annotations
 
-import json
-import os
 import time
-from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
+from embodia.core.errors import UserError
+from embodia.core.reporter import Reporter, check_cancelled, reporter_or_null
 from embodia.evaluate.conditions import ScenarioConditions
 from embodia.evaluate.policies import metrics_file, policy_name, resolve_policy
-from embodia.evaluate.stats import mean_interval, wilson_interval
+from embodia.evaluate.report import write_report
+from embodia.evaluate.results import EpisodeOutcomes, Results, ScenarioResult
 from embodia.evaluate.suite import Scenario, Suite, load_suite
 from embodia.tasks.env import BatchEnv
-
-
-@dataclass
-class EpisodeOutcomes:
-    """Per-episode outcomes of one scenario, all arrays of length `episodes`, in seed order."""
-
-    seeds: np.ndarray  # (n,) int64 episode seeds
-    success: np.ndarray  # (n,) bool
-    episode_return: np.ndarray  # (n,) float
-    length: np.ndarray  # (n,) int env steps
-    time_to_success_s: np.ndarray  # (n,) float, nan when the episode never succeeded
-    failure_mode: list[str]  # "" for successful episodes, else the termination name, "timeout" or "diverged"
-
-    def to_dict(self) -> dict[str, list]:
-        return {
-            "seeds": self.seeds.tolist(),
-            "success": self.success.tolist(),
-            "return": [round(float(x), 6) for x in self.episode_return],
-            "length": self.length.tolist(),
-            "time_to_success_s": [None if np.isnan(x) else round(float(x), 6) for x in self.time_to_success_s],
-            "failure_mode": list(self.failure_mode),
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict) -> EpisodeOutcomes:
-        return cls(
-            seeds=np.asarray(data["seeds"], dtype=np.int64),
-            success=np.asarray(data["success"], dtype=bool),
-            episode_return=np.asarray(data["return"], dtype=np.float64),
-            length=np.asarray(data["length"], dtype=np.int64),
-            time_to_success_s=np.asarray([np.nan if x is None else x for x in data["time_to_success_s"]], dtype=np.float64),
-            failure_mode=list(data["failure_mode"]),
-        )
-
-
-@dataclass
-class ScenarioResult:
-    """One scenario's outcomes, summary statistics and rendered videos."""
-
-    name: str
-    description: str
-    episodes: EpisodeOutcomes
-    control_dt_s: float
-    videos: dict[str, str] = field(default_factory=dict)  # "best"/"worst" -> path relative to the report
-    replay: dict[str, Any] = field(default_factory=dict)  # what the video replays reproduced
-
-    def summary(self) -> dict[str, Any]:
-        """Success rate with a 95 % Wilson interval, mean return with a t interval, lengths, failure modes."""
-        outcomes = self.episodes
-        n = int(outcomes.success.size)
-        successes = int(outcomes.success.sum())
-        low, high = wilson_interval(successes, n)
-        mean_return, return_low, return_high = mean_interval(outcomes.episode_return)
-        times = outcomes.time_to_success_s[outcomes.success]
-        failures = Counter(mode for mode in outcomes.failure_mode if mode)
-        return {
-            "episodes": n,
-            "successes": successes,
-            "success_rate": successes / n if n else float("nan"),
-            "success_ci95": [low, high],
-            "return_mean": mean_return,
-            "return_ci95": [return_low, return_high],
-            "length_mean": float(outcomes.length.mean()) if n else float("nan"),
-            "time_to_success_s_mean": float(times.mean()) if times.size else None,
-            "time_to_success_s_median": float(np.median(times)) if times.size else None,
-            "failure_modes": dict(sorted(failures.items())),
-        }
-
-
-@dataclass
-class Results:
-    """Everything one suite run measured; `save()` writes results.json (and report.html)."""
-
-    suite: Suite
-    policy: str
-    scenarios: list[ScenarioResult]
-    wall_time_s: float = 0.0
-    created: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S"))
-    metrics_jsonl: str | None = None
-    out_dir: Path | None = None
-
-    def scenario(self, name: str) -> ScenarioResult:
-        """The result of the scenario called `name`."""
-        for result in self.scenarios:
-            if result.name == name:
-                return result
-        raise KeyError(f"no scenario {name!r} in results; scenarios: {[r.name for r in self.scenarios]}")
-
-    def to_dict(self) -> dict[str, Any]:
-        from embodia import __version__ as version
-
-        return {
-            "suite": self.suite.model_dump(mode="json"),
-            "policy": self.policy,
-            "created": self.created,
-            "embodia_version": version,
-            "wall_time_s": round(self.wall_time_s, 3),
-            "metrics_jsonl": self.metrics_jsonl,
-            "scenarios": [
-                {"name": r.name, "description": r.description, "control_dt_s": r.control_dt_s, "summary": r.summary(),
-                 "episodes": r.episodes.to_dict(), "videos": r.videos, "replay": r.replay}
-                for r in self.scenarios
-            ],
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict) -> Results:
-        """Rebuild results from a results.json dict (for reports and comparisons of stored runs)."""
-        scenarios = [ScenarioResult(name=s["name"], description=s["description"],
-                                    episodes=EpisodeOutcomes.from_dict(s["episodes"]), control_dt_s=s["control_dt_s"],
-                                    videos=s.get("videos", {}), replay=s.get("replay", {}))
-                     for s in data["scenarios"]]
-        return cls(suite=Suite.model_validate(data["suite"]), policy=data["policy"], scenarios=scenarios,
-                   wall_time_s=data.get("wall_time_s", 0.0), created=data.get("created", ""),
-                   metrics_jsonl=data.get("metrics_jsonl"))
-
-    def save(self, out_dir: str | Path) -> Path:
-        """Write results.json into `out_dir` atomically; returns its path."""
-        out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        return write_atomic(out_dir / "results.json", json.dumps(self.to_dict(), indent=2, allow_nan=False,
-                                                                  default=_json_default))
-
-
-def write_atomic(path: Path, text: str) -> Path:
-    """Write text to a temp file beside `path`, then rename it into place (a crash keeps the old file)."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-    return path
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (np.floating,)):
-        return None if np.isnan(value) else float(value)
-    raise TypeError(f"cannot store {type(value).__name__} in results.json")
+from embodia.tasks.rollout import Rollout, RolloutHooks, rollout_episodes
 
 
 # ---------------------------------------------------------------------------- running
@@ -186,47 +49,51 @@ class _Rollout:
     frame_every: int  # env steps between rendered frames
 
 
+class _ScenarioHooks(RolloutHooks):
+    """A scenario's conditions around the shared rollout loop, plus failure modes, video frames and progress."""
+
+    def __init__(self, env: BatchEnv, conditions: ScenarioConditions, criterion: str, frames: "_Frames",
+                 on_step: Callable[[], None] | None) -> None:
+        self.env, self.conditions, self.criterion, self.frames, self.on_step = env, conditions, criterion, frames, on_step
+        self.success = np.zeros(env.num_envs, dtype=bool)
+        self.failure = np.full(env.num_envs, "", dtype=object)
+
+    def after_reset(self, env_ids: np.ndarray) -> bool:
+        self.conditions.after_reset(env_ids)
+        self.frames.capture(np.ones(self.env.num_envs, dtype=bool))
+        return True
+
+    def observe(self, obs: np.ndarray) -> np.ndarray:
+        return self.conditions.observe(obs)
+
+    def act(self, action: np.ndarray) -> np.ndarray:
+        return self.conditions.act(action)
+
+    def before_step(self) -> None:
+        self.conditions.before_step()
+
+    def after_step(self, step: int, alive: np.ndarray, done: np.ndarray, terminated: np.ndarray, info: dict,
+                   rollout: Rollout) -> None:
+        if done.any():
+            _finish(self.env, done, terminated, info, rollout.first_success_step, self.criterion, self.success,
+                    self.failure)
+        self.frames.capture(alive, step)
+        if self.on_step is not None:
+            self.on_step()
+
+
 def rollout(env: BatchEnv, conditions: ScenarioConditions, policy: Any, seeds: np.ndarray, criterion: str,
             render_ids: np.ndarray | None = None, video=None, on_step=None) -> _Rollout:
     """Run one episode per env from `seeds` until every episode ended; optionally render some envs."""
-    n = env.num_envs
-    env.reset(options={"episode_seeds": seeds})
-    conditions.after_reset(np.arange(n))
     _bind(policy, env)
-    if hasattr(policy, "reset"):
-        policy.reset(np.arange(n))
-    obs = conditions.observe(env.task.observe(env.sim))
-    neutral = (env.single_action_space.low + env.single_action_space.high).astype(np.float64) / 2.0
-    active = np.ones(n, dtype=bool)
-    episode_return = np.zeros(n)
-    length = np.zeros(n, dtype=np.int64)
-    first_success = np.full(n, -1, dtype=np.int64)
-    success = np.zeros(n, dtype=bool)
-    failure = np.full(n, "", dtype=object)
     frames = _Frames(env, render_ids, video)
-    frames.capture(active)
-    for step in range(env.max_episode_steps):
-        action = np.where(active[:, None], conditions.act(_policy_action(policy, obs, env)), neutral)
-        conditions.before_step()
-        obs, reward, terminated, truncated, info = env.step(action)
-        episode_return += np.where(active, reward, 0.0)
-        length += active
-        now_success = info["success"] & active
-        first_success = np.where(now_success & (first_success < 0), step + 1, first_success)
-        done = active & (terminated | truncated)
-        if done.any():
-            _finish(env, done, terminated, info, first_success, criterion, success, failure)
-        active &= ~done
-        frames.capture(active | done, step + 1)
-        if on_step is not None:
-            on_step()
-        if not active.any():
-            break
-        obs = conditions.observe(np.where(active[:, None], obs, np.nan_to_num(obs)))
-    time_to_success = np.where(success, first_success * env.sim.dt, np.nan)
+    hooks = _ScenarioHooks(env, conditions, criterion, frames, on_step)
+    result = rollout_episodes(env, policy, seeds, hooks=hooks, name=policy_name(policy))
+    success = hooks.success
+    time_to_success = np.where(success, result.first_success_step * env.sim.dt, np.nan)
     outcomes = EpisodeOutcomes(seeds=np.asarray(seeds, dtype=np.int64), success=success,
-                               episode_return=episode_return, length=length,
-                               time_to_success_s=time_to_success, failure_mode=failure.tolist())
+                               episode_return=result.episode_return, length=result.length,
+                               time_to_success_s=time_to_success, failure_mode=hooks.failure.tolist())
     return _Rollout(outcomes=outcomes, frames=frames.per_env, frame_every=frames.every)
 
 
@@ -277,19 +144,8 @@ def _bind(policy: Any, env: BatchEnv) -> None:
     for attribute, expected in (("obs_dim", env.obs_dim), ("act_dim", env.action_dim)):
         declared = getattr(policy, attribute, None)
         if declared is not None and int(declared) != expected:
-            raise ValueError(f"policy {policy_name(policy)} has {attribute}={declared} but task "
+            raise UserError(f"policy {policy_name(policy)} has {attribute}={declared} but task "
                              f"{env.task.registry_name!r} needs {expected}; evaluate it on the task it was trained for")
-
-
-def _policy_action(policy: Any, obs: np.ndarray, env: BatchEnv) -> np.ndarray:
-    action = np.asarray(policy.act(obs), dtype=np.float64)
-    expected = (env.num_envs, env.action_dim)
-    if action.shape == (env.num_envs,) and env.action_dim == 1:
-        action = action[:, None]
-    if action.shape != expected:
-        raise ValueError(f"policy {policy_name(policy)} returned actions of shape {action.shape} for {env.num_envs} "
-                         f"observations; expected {expected} (batch, act_dim)")
-    return action
 
 
 def run_scenario(suite: Suite, scenario: Scenario, policy: Any, on_step=None) -> ScenarioResult:
@@ -343,26 +199,20 @@ def _slug(text: str) -> str:
 
 
 def run_suite(suite: Any, policy: Any = None, out_dir: str | Path | None = None, videos: bool = True, *,
-              episodes: int | None = None, scenarios: list[str] | None = None, progress: bool = True,
-              report: bool = True) -> Results:
+              episodes: int | None = None, scenarios: list[str] | None = None, report: bool = True,
+              reporter: Reporter | None = None) -> Results:
     """Evaluate a policy on every scenario of a suite; with `out_dir`, write results.json, report.html, videos."""
     suite = select(load_suite(suite), episodes, scenarios)
     spec = policy if policy is not None else suite.policy
     if spec is None:
-        raise ValueError(f"suite {suite.name!r} names no policy; pass one (--policy PATH|expert:<task>|random|...)")
+        raise UserError(f"suite {suite.name!r} names no policy; pass one (--policy PATH|expert:<task>|random|...)")
     resolved = resolve_policy(spec)
+    reporter = reporter_or_null(reporter)
     out_path = Path(out_dir) if out_dir is not None else None
     start = time.perf_counter()
     results = []
-    with _progress(progress) as bar:
-        for scenario in suite.scenarios:
-            task_id = bar.add_task(f"{scenario.name}", total=suite.max_episode_steps or _task_steps(suite))
-            result = run_scenario(suite, scenario, resolved, on_step=lambda: bar.advance(task_id))
-            if videos and out_path is not None:
-                bar.update(task_id, description=f"{scenario.name} (video)")
-                render_videos(suite, scenario, resolved, result, out_path)
-            bar.update(task_id, completed=bar.tasks[task_id].total, description=scenario.name)
-            results.append(result)
+    for scenario in suite.scenarios:
+        results.append(_run_reported(suite, scenario, resolved, out_path if videos else None, reporter))
     learning = metrics_file(spec)
     outcome = Results(suite=suite, policy=policy_name(resolved, spec), scenarios=results,
                       wall_time_s=time.perf_counter() - start, metrics_jsonl=str(learning) if learning else None,
@@ -370,10 +220,28 @@ def run_suite(suite: Any, policy: Any = None, out_dir: str | Path | None = None,
     if out_path is not None:
         outcome.save(out_path)
         if report:
-            from embodia.evaluate.report import write_report
-
             write_report(outcome, out_path)
     return outcome
+
+
+def _run_reported(suite: Suite, scenario: Scenario, policy: Any, video_dir: Path | None,
+                  reporter: Reporter) -> ScenarioResult:
+    """One scenario with progress in env steps, cancellable between steps; videos when `video_dir` is given."""
+    reporter.start(f"evaluate {scenario.name}", total=suite.max_episode_steps or _task_steps(suite), unit="steps")
+    steps = [0]
+
+    def on_step() -> None:
+        steps[0] += 1
+        reporter.update(steps[0])
+        check_cancelled(reporter, f"evaluation of {suite.name}")
+
+    result = run_scenario(suite, scenario, policy, on_step=on_step)
+    if video_dir is not None:
+        reporter.update(steps[0], message=f"{scenario.name}: rendering videos")
+        render_videos(suite, scenario, policy, result, video_dir)
+    reporter.update(steps[0], metrics={"success_rate": result.summary()["success_rate"]})
+    reporter.finish()
+    return result
 
 
 def select(suite: Suite, episodes: int | None = None, scenarios: list[str] | None = None) -> Suite:
@@ -383,11 +251,11 @@ def select(suite: Suite, episodes: int | None = None, scenarios: list[str] | Non
         known = {s.name: s for s in suite.scenarios}
         missing = [name for name in scenarios if name not in known]
         if missing:
-            raise ValueError(f"unknown scenario(s) {missing} in suite {suite.name!r}; it has {list(known)}")
+            raise UserError(f"unknown scenario(s) {missing} in suite {suite.name!r}; it has {list(known)}")
         update["scenarios"] = [known[name] for name in scenarios]
     if episodes is not None:
         if episodes < 1:
-            raise ValueError(f"episodes={episodes} must be >= 1")
+            raise UserError(f"--episodes {episodes}: must be >= 1")
         update["episodes"] = episodes
         update["scenarios"] = [s.model_copy(update={"episodes": None}) for s in update.get("scenarios", suite.scenarios)]
     return suite.model_copy(update=update) if update else suite
@@ -398,10 +266,3 @@ def _task_steps(suite: Suite) -> int:
 
     return make_task(suite.task, suite.task_config or None).config.max_episode_steps
 
-
-def _progress(enabled: bool):
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    console=Console(stderr=True), disable=not enabled, transient=False)

@@ -110,7 +110,12 @@ def holm_adjust(p_values: list[float]) -> list[float]:
 
 
 def decide(difference: float, p_value: float, margin: float, alpha: float) -> Verdict:
-    """'worse' only if the drop is significant (p < alpha) AND larger than the margin; 'better' symmetrically."""
+    """'worse' only if the drop is significant (p < alpha) AND larger than the margin; 'better' symmetrically.
+
+    Fails closed: a NaN/inf input (which every comparison would pass) decides 'worse'.
+    """
+    if not all(math.isfinite(x) for x in (difference, p_value, margin, alpha)):
+        return "worse"
     if p_value < alpha and difference < -margin:
         return "worse"
     if p_value < alpha and difference > margin:

@@ -9,17 +9,18 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from embodia.core.errors import ConfigError
 from embodia.sim.randomization import DomainRandomization
 
 Vec3 = tuple[float, float, float]
 
 
-class SuiteError(ValueError):
+class SuiteError(ConfigError):
     """A suite file that cannot be used; the message names the file, the field and the fix."""
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # NaN/inf would silently disable checks
 
 
 class Push(_Strict):
@@ -174,7 +175,7 @@ def load_suite(source: str | Path | dict | Suite) -> Suite:
         if str(source) in shipped:
             path = shipped[str(source)]
         else:
-            raise FileNotFoundError(f"suite file {str(source)!r} not found; give a YAML path or a built-in suite: "
+            raise SuiteError(f"suite file {str(source)!r} not found; give a YAML path or a built-in suite: "
                                     f"{', '.join(sorted(shipped))}")
     return _validate(_read_yaml(path), str(path))
 

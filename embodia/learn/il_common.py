@@ -19,11 +19,9 @@ import torch
 from pydantic import BaseModel
 from torch import nn
 
+from embodia.core.errors import DatasetFormatError  # re-exported: learn's modules import it from here
+
 CHECKPOINT_FILES = ("model.safetensors", "config.json", "normalizer.safetensors", "optimizer.pt", "state.json")
-
-
-class DatasetFormatError(ValueError):
-    """A dataset that cannot be used for imitation learning (missing columns, wrong shapes)."""
 
 
 @contextlib.contextmanager
@@ -184,11 +182,10 @@ def collect_demonstrations(task: str, num_episodes: int, *, seed: int = 0, num_e
         controller = make_expert(task, env)
     else:
         controller = expert(env)
-    act = controller.act if hasattr(controller, "act") else controller
     observations, actions, episode_index, kept = [], [], [], 0
     for first in range(0, num_episodes, num_envs):
         wave = min(num_envs, num_episodes - first)
-        episodes = _record_wave(env, act, getattr(controller, "reset", None), seed + first, wave)
+        episodes = _record_wave(env, controller, seed + first, wave)
         for episode_obs, episode_actions, success in episodes:
             if only_successful and not success:
                 continue
@@ -204,27 +201,13 @@ def collect_demonstrations(task: str, num_episodes: int, *, seed: int = 0, num_e
                           task=task, action_low=low, action_high=high)
 
 
-def _record_wave(env, act: Callable, reset: Callable | None, first_seed: int, wave: int):
+def _record_wave(env, controller, first_seed: int, wave: int):
     """One batch of episodes seeded first_seed.. : list of (obs (T, obs_dim), actions (T, act_dim), success)."""
-    seeds = first_seed + np.arange(env.num_envs)
-    obs, _ = env.reset(options={"episode_seeds": seeds})
-    if reset is not None:
-        reset(np.arange(env.num_envs))
-    obs_buf, act_buf = [], []
-    active = np.zeros(env.num_envs, dtype=bool)
-    active[:wave] = True
-    length = np.zeros(env.num_envs, dtype=np.int64)
-    success = np.zeros(env.num_envs, dtype=bool)
-    while active.any():
-        action = env.check_action(act(obs))
-        obs_buf.append(obs)
-        act_buf.append(action)
-        obs, _, terminated, truncated, info = env.step(action)
-        length += active
-        success |= active & info["success"]
-        active &= ~(terminated | truncated)
-    obs_steps, act_steps = np.stack(obs_buf, axis=1), np.stack(act_buf, axis=1)  # (num_envs, T, dim)
-    return [(obs_steps[i, :length[i]], act_steps[i, :length[i]], bool(success[i])) for i in range(wave)]
+    from embodia.tasks.rollout import rollout_episodes
+
+    active = np.arange(env.num_envs) < wave
+    result = rollout_episodes(env, controller, first_seed + np.arange(env.num_envs), active=active, record=True)
+    return [(*result.episode(i), bool(result.success[i])) for i in range(wave)]
 
 
 # ---------------------------------------------------------------------------------------------- normalizer
@@ -461,34 +444,19 @@ def run_episodes(env, policy, num_episodes: int, *, seed: int = 10_000) -> dict[
 
     An episode counts as a success if the task reported success at any step before it ended.
     """
-    act = policy.act if hasattr(policy, "act") else policy
-    reset = getattr(policy, "reset", None)
+    from embodia.tasks.rollout import rollout_episodes
+
     successes, returns = [], []
     with torch_threads(1):
         for first in range(0, num_episodes, env.num_envs):
             wave = min(env.num_envs, num_episodes - first)
-            success, episode_return = _evaluate_wave(env, act, reset, seed + first, wave)
-            successes.append(success)
-            returns.append(episode_return)
+            result = rollout_episodes(env, policy, seed + first + np.arange(env.num_envs),
+                                      active=np.arange(env.num_envs) < wave)
+            successes.append(result.success[:wave])
+            returns.append(result.episode_return[:wave])
     success, episode_return = np.concatenate(successes), np.concatenate(returns)
     return {"success_rate": float(success.mean()), "mean_return": float(episode_return.mean()),
             "episodes": int(len(success))}
-
-
-def _evaluate_wave(env, act: Callable, reset: Callable | None, first_seed: int, wave: int):
-    obs, _ = env.reset(options={"episode_seeds": first_seed + np.arange(env.num_envs)})
-    if reset is not None:
-        reset(np.arange(env.num_envs))
-    active = np.zeros(env.num_envs, dtype=bool)
-    active[:wave] = True
-    success = np.zeros(env.num_envs, dtype=bool)
-    episode_return = np.zeros(env.num_envs)
-    while active.any():
-        obs, reward, terminated, truncated, info = env.step(act(obs))
-        episode_return += np.where(active, reward, 0.0)
-        success |= active & info["success"]
-        active &= ~(terminated | truncated)
-    return success[:wave], episode_return[:wave]
 
 
 # ---------------------------------------------------------------------------------------------- training loop

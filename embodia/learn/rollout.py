@@ -14,20 +14,13 @@ def episode_returns(policy: Callable[[np.ndarray], np.ndarray] | object, task: s
     A success is the task's success at any step, or only at the episode's last step with `success_at_end`.
     """
     from embodia.tasks.env import BatchEnv
+    from embodia.tasks.rollout import rollout_episodes
 
-    act = policy.act if hasattr(policy, "act") else policy
     env = BatchEnv(task, num_envs=num_envs, seed=seed, autoreset_mode="disabled", **env_kwargs)
     try:
-        obs, _ = env.reset(seed=seed)
-        returns = np.zeros(num_envs)
-        success = np.zeros(num_envs, dtype=bool)
-        alive = np.ones(num_envs, dtype=bool)
-        while alive.any():
-            obs, reward, terminated, truncated, info = env.step(np.asarray(act(obs), dtype=np.float64))
-            returns += np.where(alive, reward, 0.0)
-            success = np.where(alive, info["success"], success) if success_at_end else success | (alive & info["success"])
-            alive &= ~(terminated | truncated)
-        return returns, success
+        seeds = np.random.default_rng(seed).integers(0, 2**62, size=num_envs)  # what env.reset(seed=seed) drew
+        result = rollout_episodes(env, policy, seeds)
+        return result.episode_return, result.final_success if success_at_end else result.success
     finally:
         env.close()
 

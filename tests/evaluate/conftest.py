@@ -64,4 +64,4 @@ def balance_suite():
 def lqr_run(balance_suite, tmp_path_factory: pytest.TempPathFactory):
     """One evaluated run of the LQR on the cut suite, with report and videos on disk."""
     out = tmp_path_factory.mktemp("eval") / "lqr"
-    return run_suite(balance_suite, LQR_SPEC, out, videos=True, progress=False)
+    return run_suite(balance_suite, LQR_SPEC, out, videos=True)

@@ -69,7 +69,7 @@ def test_suite_lighting_and_camera_changes_reach_the_camera_policy(vision_checkp
     suite = suite_of([{"name": "nominal"}, {"name": "nominal-again"}, {"name": "dark", "rendering": DARK},
                       {"name": "camera-moved", "rendering": MOVED}], steps=steps,
                      video={"camera": "front", "width": 32, "height": 32, "max_frames": 4})
-    results = run_suite(suite, str(vision_checkpoint), tmp_path / "run", videos=True, progress=False, report=False)
+    results = run_suite(suite, str(vision_checkpoint), tmp_path / "run", videos=True, report=False)
     assert [r.name for r in results.scenarios] == ["nominal", "nominal-again", "dark", "camera-moved"]
     for result in results.scenarios:
         assert result.episodes.seeds.tolist() == results.scenarios[0].episodes.seeds.tolist()

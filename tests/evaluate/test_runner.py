@@ -39,10 +39,10 @@ def test_video_replays_reproduce_the_recorded_episodes(lqr_run):
 
 
 def test_runs_repeat_exactly_and_random_policy_fails(balance_suite):
-    first = run_suite(balance_suite, LQR_SPEC, videos=False, progress=False, scenarios=["heavy-noise"], episodes=6)
-    again = run_suite(balance_suite, LQR_SPEC, videos=False, progress=False, scenarios=["heavy-noise"], episodes=6)
+    first = run_suite(balance_suite, LQR_SPEC, videos=False, scenarios=["heavy-noise"], episodes=6)
+    again = run_suite(balance_suite, LQR_SPEC, videos=False, scenarios=["heavy-noise"], episodes=6)
     assert np.array_equal(first.scenarios[0].episodes.episode_return, again.scenarios[0].episodes.episode_return)
-    random = run_suite(balance_suite, "random", videos=False, progress=False, scenarios=["nominal"], episodes=6)
+    random = run_suite(balance_suite, "random", videos=False, scenarios=["nominal"], episodes=6)
     assert random.scenarios[0].summary()["success_rate"] == 0.0
 
 
@@ -57,6 +57,6 @@ def test_results_json_round_trips(lqr_run):
 
 def test_unknown_scenario_and_missing_policy_are_user_errors(balance_suite):
     with pytest.raises(ValueError, match="unknown scenario"):
-        run_suite(balance_suite, "random", scenarios=["nope"], progress=False)
+        run_suite(balance_suite, "random", scenarios=["nope"])
     with pytest.raises(ValueError, match="names no policy"):
-        run_suite(balance_suite, None, progress=False)
+        run_suite(balance_suite, None)

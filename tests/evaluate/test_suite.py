@@ -59,7 +59,7 @@ def test_bad_values_name_field_and_fix(tmp_path):
 def test_yaml_syntax_and_missing_file(tmp_path):
     with pytest.raises(SuiteError, match="not valid YAML"):
         load_suite(write(tmp_path, "name: [unclosed\n"))
-    with pytest.raises(FileNotFoundError, match="built-in suite"):
+    with pytest.raises(SuiteError, match="built-in suite"):
         load_suite(tmp_path / "nope.yaml")
 
 
@@ -69,3 +69,15 @@ def test_episode_seeds_are_shared_and_reproducible():
     a, b, c = (suite.episode_seeds(s) for s in suite.scenarios)
     assert np.array_equal(a, b) and len(a) == 5 and len(c) == 2
     assert np.array_equal(a, load_suite(suite.model_dump()).episode_seeds(suite.scenarios[0]))
+
+
+@pytest.mark.parametrize("field, line", [
+    ("scenarios[0].action_noise_std", "    action_noise_std: .nan\n"),
+    ("scenarios[0].sensor.noise_std", "    sensor: {noise_std: .inf}\n"),
+    ("scenarios[0].perturbations[0].force", "    perturbations:\n      - {body: pole_1, force: [.inf, 0, 0], start_s: 1, duration_s: 0.1}\n"),
+])
+def test_non_finite_suite_numbers_are_refused_naming_the_field(tmp_path, field, line):
+    """issue 9 item 5: NaN/inf in a suite field is rejected in one line that names the field."""
+    with pytest.raises(SuiteError, match=field.replace("[", r"\[").replace("]", r"\]")) as error:
+        load_suite(write(tmp_path, MINIMAL + line))
+    assert "\n" not in str(error.value)
