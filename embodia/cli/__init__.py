@@ -26,6 +26,7 @@ _AREAS = [
     ("embodia.cli.train", "register", None),
     ("embodia.cli.evaluate", "eval_app", "eval"),
     ("embodia.cli.serve", "register", None),
+    ("embodia.cli.platform", "register", None),
 ]
 
 

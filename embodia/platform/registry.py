@@ -8,6 +8,7 @@ Public API (every function takes an open `Store` first):
         refs: 'model:NAME@ALIAS', 'model:NAME@vN', 'model:NAME@latest', 'model:NAME' (= latest),
               'KIND:sha256:<prefix>' (e.g. 'dataset:sha256:ab12'), 'sha256:<prefix>', or a full 64-hex sha256
     find_by_cache_key(store, key) -> ArtifactInfo | None     (pipelines' step cache)
+    artifact_of_job(store, job_id) -> ArtifactInfo | None    (what a job registered)
     list_artifacts(store, *, kind=None, tag=None, limit=None) -> list[ArtifactInfo]
     tag_artifact(store, ref, *tags) -> ArtifactInfo
     delete_artifact(store, ref, *, force=False) -> ArtifactInfo   refused while others derive from it
@@ -314,6 +315,13 @@ def find_by_cache_key(store: Store, key: str) -> ArtifactInfo | None:
         if row is None or not store.artifacts.exists(row.sha256):
             return None
         return _artifact_info(store, row)
+
+
+def artifact_of_job(store: Store, job_id: int) -> ArtifactInfo | None:
+    """The artifact a job registered (what keeps a retried job from registering a second one)."""
+    with store.session() as session:
+        row = session.scalar(select(Artifact).where(Artifact.creator_job_id == job_id).order_by(Artifact.id).limit(1))
+        return _artifact_info(store, row) if row is not None else None
 
 
 def list_artifacts(store: Store, *, kind: str | None = None, tag: str | None = None,

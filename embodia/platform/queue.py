@@ -1,0 +1,378 @@
+"""The durable job queue: jobs are rows that workers claim under a lease and keep by heartbeating.
+
+Public API (every function takes an open `Store` first):
+    submit(store, type, config=None, *, inputs=None, project='default', priority=0, cpus=1.0, max_attempts=3)
+        -> JobInfo                     inputs: {name: registry reference or path}; higher priority runs first
+    claim(store, worker, *, lease_s=60, types=None) -> Claim | None
+        the next runnable job (queued and past its backoff, or running with an expired lease), within the
+        project's quotas; PostgreSQL: SELECT ... FOR UPDATE SKIP LOCKED, SQLite: BEGIN IMMEDIATE + conditional UPDATE
+    heartbeat(store, job_id, worker, *, lease_s=60, metrics=None) -> 'ok' | 'cancel' | 'lost'
+    record_output(store, job_id, worker, sha256) -> bool       the registered output, once, under the lease
+    finish(store, job_id, worker, outcome) -> JobInfo | None    None when the lease was lost meanwhile
+        Outcome(status='succeeded'|'failed'|'cancelled', error_type='user'|'internal'|None, error, exit_code,
+        cpu_seconds, metrics); an internal failure is retried after BACKOFF_S * 2**(attempt-1) s (capped),
+        a user error never is
+    cancel(store, job_id) / retry(store, job_id) -> JobInfo; cancel_requested(store, job_id) -> bool
+    get_job(store, job_id) -> JobInfo; list_jobs(store, *, status=None, project=None, limit=50) -> list[JobInfo]
+    attempts(store, job_id) -> list[AttemptInfo]; set_quota(store, project, *, max_concurrent=None, cpu_hours=None)
+    attempt_log(store, job_id, number) -> Path                 the per-attempt log file
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from embodia.core.errors import UserError
+from embodia.platform.models import Job, JobAttempt, Project, utcnow
+from embodia.platform.store import Store
+
+BACKOFF_S = 5.0
+MAX_BACKOFF_S = 600.0
+ErrorType = Literal["user", "internal", "cancelled", "lost"]
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    """A job row as plain data."""
+
+    id: int
+    type: str
+    config: dict[str, Any]
+    inputs: dict[str, str]
+    project: str
+    priority: int
+    cpus: float
+    status: str
+    attempts: int
+    max_attempts: int
+    lease_owner: str | None
+    lease_expires_at: datetime | None
+    heartbeat_at: datetime | None
+    not_before: datetime | None
+    cancel_requested: bool
+    error: str | None
+    error_type: str | None
+    output_sha256: str | None
+    metrics: dict[str, Any]
+    cpu_seconds: float
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True)
+class AttemptInfo:
+    """One attempt of a job as plain data."""
+
+    id: int
+    job_id: int
+    number: int
+    worker: str
+    status: str
+    exit_code: int | None
+    error: str | None
+    error_type: str | None
+    log_path: str
+    metrics: dict[str, Any]
+    cpu_seconds: float
+    started_at: datetime
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A job a worker now holds: the job and the number of this attempt (1-based) with its log file."""
+
+    job: JobInfo
+    attempt: int
+    log_path: Path
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How an attempt ended, as the worker saw it."""
+
+    status: Literal["succeeded", "failed", "cancelled"]
+    error_type: ErrorType | None = None
+    error: str | None = None
+    exit_code: int | None = None
+    cpu_seconds: float = 0.0
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+def _info(cls, row):
+    return cls(**{f.name: getattr(row, f.name) for f in fields(cls)})
+
+
+def _positive_finite(name: str, value: float) -> float:
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+        raise UserError(f"{name}={value!r}: expected a finite number > 0")
+    return float(value)
+
+
+def attempt_log(store: Store, job_id: int, number: int) -> Path:
+    """Where attempt `number` of job `job_id` writes its log."""
+    return store.path("logs", f"job-{job_id}", f"attempt-{number}.log")
+
+
+def submit(store: Store, type: str, config: dict[str, Any] | None = None, *, inputs: dict[str, str] | None = None,
+           project: str = "default", priority: int = 0, cpus: float = 1.0, max_attempts: int = 3) -> JobInfo:
+    """Queue a job of a registered type; it runs when a worker claims it."""
+    from embodia.platform.jobtypes import get_job_type
+
+    get_job_type(type)  # unknown type -> a clear error now, not on a worker later
+    if not isinstance(max_attempts, int) or not 1 <= max_attempts <= 100:
+        raise UserError(f"max_attempts={max_attempts!r}: expected an integer from 1 to 100")
+    if not isinstance(priority, int):
+        raise UserError(f"priority={priority!r}: expected an integer (higher runs first)")
+    row = Job(type=type, config=dict(config or {}), inputs={str(k): str(v) for k, v in (inputs or {}).items()},
+              project=project, priority=priority, cpus=_positive_finite("cpus", cpus), max_attempts=max_attempts,
+              status="queued", attempts=0, cancel_requested=False, metrics={}, cpu_seconds=0.0, created_at=utcnow())
+    with store.session() as session:
+        session.add(row)
+        session.flush()
+        return _info(JobInfo, row)
+
+
+def set_quota(store: Store, project: str, *, max_concurrent: int | None = None, cpu_hours: float | None = None) -> None:
+    """Limit a project's running jobs and total measured CPU time (None removes a limit)."""
+    if max_concurrent is not None and (not isinstance(max_concurrent, int) or max_concurrent < 0):
+        raise UserError(f"max_concurrent={max_concurrent!r}: expected an integer >= 0")
+    if cpu_hours is not None and not (math.isfinite(cpu_hours) and cpu_hours >= 0):
+        raise UserError(f"cpu_hours={cpu_hours!r}: expected a finite number >= 0")
+    with store.session() as session:
+        row = session.get(Project, project) or Project(name=project)
+        row.max_concurrent, row.cpu_hours = max_concurrent, cpu_hours
+        session.add(row)
+
+
+def _blocked_projects(session: Session, now: datetime) -> set[str]:
+    """Projects at their concurrency or CPU-hours quota."""
+    blocked = set()
+    for project in session.scalars(select(Project)):
+        if project.max_concurrent is not None and _running(session, project.name, now) >= project.max_concurrent:
+            blocked.add(project.name)
+        if project.cpu_hours is not None:
+            used = session.scalar(select(func.coalesce(func.sum(Job.cpu_seconds), 0.0))
+                                  .where(Job.project == project.name))
+            if used >= project.cpu_hours * 3600:
+                blocked.add(project.name)
+    return blocked
+
+
+def _running(session: Session, project: str, now: datetime) -> int:
+    return session.scalar(select(func.count()).select_from(Job).where(
+        Job.project == project, Job.status == "running", Job.lease_expires_at >= now))
+
+
+def _runnable(now: datetime):
+    return or_(and_(Job.status == "queued", or_(Job.not_before.is_(None), Job.not_before <= now)),
+               and_(Job.status == "running", Job.lease_expires_at < now))
+
+
+def _candidate(session: Session, now: datetime, blocked: set[str], types: list[str] | None) -> Job | None:
+    query = select(Job).where(_runnable(now)).order_by(Job.priority.desc(), Job.id).limit(1)
+    if blocked:
+        query = query.where(Job.project.not_in(blocked))
+    if types:
+        query = query.where(Job.type.in_(types))
+    if session.bind.dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    return session.scalar(query)
+
+
+def _over_concurrency(session: Session, job: Job, now: datetime) -> bool:
+    """Re-check the candidate's project limit under a lock on the project row (two claims cannot both pass)."""
+    query = select(Project).where(Project.name == job.project)
+    if session.bind.dialect.name == "postgresql":
+        query = query.with_for_update()
+    project = session.scalar(query)
+    return project is not None and project.max_concurrent is not None and \
+        _running(session, job.project, now) >= project.max_concurrent
+
+
+def _close_lost_attempt(session: Session, job: Job, now: datetime) -> None:
+    """The previous holder stopped heartbeating: its attempt is recorded as lost."""
+    session.execute(update(JobAttempt).where(JobAttempt.job_id == job.id, JobAttempt.number == job.attempts,
+                                             JobAttempt.status == "running")
+                    .values(status="lost", error_type="lost", finished_at=now,
+                            error=f"lease of worker {job.lease_owner} expired at {job.lease_expires_at}"))
+
+
+def claim(store: Store, worker: str, *, lease_s: float = 60.0, types: list[str] | None = None) -> Claim | None:
+    """Take the next runnable job under a lease of `lease_s` seconds, or None when there is none."""
+    lease_s = _positive_finite("lease_s", lease_s)
+    while True:
+        with store.session() as session:
+            now = utcnow()
+            blocked = _blocked_projects(session, now)
+            job = _candidate(session, now, blocked, types)
+            if job is None:
+                return None
+            if _over_concurrency(session, job, now):
+                continue  # this session ends (releasing the row); the next sees the project as blocked
+            expired = job.status == "running"
+            if expired:
+                _close_lost_attempt(session, job, now)
+                if job.attempts >= job.max_attempts:
+                    _fail_final(job, now, "lost", f"its worker was lost on all {job.attempts} attempts")
+                    continue
+            number = job.attempts + 1
+            job.status, job.attempts, job.lease_owner = "running", number, worker
+            job.lease_expires_at, job.heartbeat_at = now + timedelta(seconds=lease_s), now
+            job.started_at = job.started_at or now
+            log = attempt_log(store, job.id, number)
+            session.add(JobAttempt(job_id=job.id, number=number, worker=worker, status="running", log_path=str(log),
+                                   metrics={}, cpu_seconds=0.0, started_at=now))
+            session.flush()
+            return Claim(job=_info(JobInfo, job), attempt=number, log_path=log)
+
+
+def _fail_final(job: Job, now: datetime, error_type: str, error: str) -> None:
+    job.status, job.error_type, job.error, job.finished_at = "failed", error_type, error, now
+    job.lease_owner, job.lease_expires_at = None, None
+
+
+def _held(session: Session, job_id: int, worker: str) -> Job | None:
+    job = session.get(Job, job_id)
+    return job if job is not None and job.status == "running" and job.lease_owner == worker else None
+
+
+def heartbeat(store: Store, job_id: int, worker: str, *, lease_s: float = 60.0,
+              metrics: dict[str, Any] | None = None) -> Literal["ok", "cancel", "lost"]:
+    """Extend the lease; says whether to go on, stop because cancellation was asked, or stop because the job
+    is no longer this worker's."""
+    with store.session() as session:
+        job = _held(session, job_id, worker)
+        if job is None:
+            return "lost"
+        now = utcnow()
+        job.heartbeat_at, job.lease_expires_at = now, now + timedelta(seconds=lease_s)
+        if metrics:
+            job.metrics = {**(job.metrics or {}), **metrics}
+        return "cancel" if job.cancel_requested else "ok"
+
+
+def cancel_requested(store: Store, job_id: int) -> bool:
+    """True when someone asked to cancel the job (what a running stage's reporter polls)."""
+    with store.session() as session:
+        return bool(session.scalar(select(Job.cancel_requested).where(Job.id == job_id)))
+
+
+def record_output(store: Store, job_id: int, worker: str, sha256: str) -> bool:
+    """Note the job's registered output while holding its lease; False if the lease was lost."""
+    with store.session() as session:
+        job = _held(session, job_id, worker)
+        if job is None:
+            return False
+        job.output_sha256 = job.output_sha256 or sha256
+        return True
+
+
+def backoff_s(attempt: int) -> float:
+    """Delay before retry number `attempt` (1-based): BACKOFF_S doubled each time, capped."""
+    return min(MAX_BACKOFF_S, BACKOFF_S * 2 ** max(attempt - 1, 0))
+
+
+def finish(store: Store, job_id: int, worker: str, outcome: Outcome) -> JobInfo | None:
+    """Record how an attempt ended and move the job on: done, cancelled, failed, or queued again after a backoff
+    (internal errors only, while attempts remain). None when the worker no longer held the job."""
+    with store.session() as session:
+        job = session.get(Job, job_id)
+        if job is None:
+            raise UserError(f"job {job_id} does not exist")
+        now = utcnow()
+        attempt = session.scalar(select(JobAttempt).where(JobAttempt.job_id == job_id, JobAttempt.worker == worker)
+                                 .order_by(JobAttempt.number.desc()).limit(1))
+        if attempt is not None and attempt.status == "running":
+            attempt.status, attempt.exit_code, attempt.finished_at = outcome.status, outcome.exit_code, now
+            attempt.error, attempt.error_type = outcome.error, outcome.error_type
+            attempt.cpu_seconds, attempt.metrics = outcome.cpu_seconds, dict(outcome.metrics)
+        if job.status != "running" or job.lease_owner != worker:
+            return None
+        job.cpu_seconds = (job.cpu_seconds or 0.0) + outcome.cpu_seconds
+        job.metrics = {**(job.metrics or {}), **outcome.metrics}
+        job.lease_owner, job.lease_expires_at = None, None
+        job.error, job.error_type = outcome.error, outcome.error_type
+        if outcome.status == "failed" and outcome.error_type == "internal" and job.attempts < job.max_attempts \
+                and not job.cancel_requested:
+            job.status, job.not_before = "queued", now + timedelta(seconds=backoff_s(job.attempts))
+        else:
+            job.status, job.finished_at = outcome.status, now
+        session.flush()
+        return _info(JobInfo, job)
+
+
+def cancel(store: Store, job_id: int) -> JobInfo:
+    """Cancel a job: a queued one at once, a running one at its stage's next check (its worker is told)."""
+    with store.session() as session:
+        job = _job_row(session, job_id)
+        if job.status in ("succeeded", "failed", "cancelled"):
+            raise UserError(f"job {job_id} already ended ({job.status}); nothing to cancel")
+        job.cancel_requested = True
+        if job.status == "queued":
+            job.status, job.finished_at = "cancelled", utcnow()
+        session.flush()
+        return _info(JobInfo, job)
+
+
+def retry(store: Store, job_id: int) -> JobInfo:
+    """Queue a failed or cancelled job again (one more attempt beyond those used)."""
+    with store.session() as session:
+        job = _job_row(session, job_id)
+        if job.status not in ("failed", "cancelled"):
+            raise UserError(f"job {job_id} is {job.status}; only failed or cancelled jobs can be retried")
+        job.status, job.cancel_requested, job.not_before, job.finished_at = "queued", False, None, None
+        job.error, job.error_type = None, None
+        job.max_attempts = max(job.max_attempts, job.attempts + 1)
+        session.flush()
+        return _info(JobInfo, job)
+
+
+def _job_row(session: Session, job_id: int) -> Job:
+    job = session.get(Job, job_id)
+    if job is None:
+        raise UserError(f"job {job_id} does not exist; `embodia jobs list` shows the jobs")
+    return job
+
+
+def get_job(store: Store, job_id: int) -> JobInfo:
+    """One job."""
+    with store.session() as session:
+        return _info(JobInfo, _job_row(session, job_id))
+
+
+def list_jobs(store: Store, *, status: str | None = None, project: str | None = None,
+              limit: int | None = 50) -> list[JobInfo]:
+    """Jobs, newest first."""
+    with store.session() as session:
+        query = select(Job).order_by(Job.id.desc())
+        if status:
+            query = query.where(Job.status == status)
+        if project:
+            query = query.where(Job.project == project)
+        if limit:
+            query = query.limit(limit)
+        return [_info(JobInfo, row) for row in session.scalars(query)]
+
+
+def attempts(store: Store, job_id: int) -> list[AttemptInfo]:
+    """Every attempt of a job, first first."""
+    with store.session() as session:
+        _job_row(session, job_id)
+        rows = session.scalars(select(JobAttempt).where(JobAttempt.job_id == job_id).order_by(JobAttempt.number))
+        return [_info(AttemptInfo, row) for row in rows]
+
+
+def update_attempt_metrics(store: Store, job_id: int, number: int, metrics: dict[str, Any]) -> None:
+    """Store the latest metrics of a running attempt (the job's reporter calls this, throttled)."""
+    with store.session() as session:
+        session.execute(update(JobAttempt).where(JobAttempt.job_id == job_id, JobAttempt.number == number)
+                        .values(metrics=metrics))
