@@ -10,7 +10,9 @@ import mujoco
 import numpy as np
 
 from embodia.sim.backend import make_backend
-from embodia.sim.randomization import DomainRandomization, ModelParams, apply_scales, sample_scales
+from embodia.core.errors import UserError
+from embodia.sim.randomization import (DomainRandomization, ModelParams, NamedTargets, apply_scales,
+                                         sample_scales)
 
 # mujoco.rollout takes full-physics states; mocap poses travel with the controls (see BatchSim.step)
 STATE_SPEC = int(mujoco.mjtState.mjSTATE_FULLPHYSICS)
@@ -53,6 +55,12 @@ def rng_from_array(array: np.ndarray) -> np.random.Generator:
     return np.random.Generator(bit_generator)
 
 
+DIVERGENCE_WINDOW = 50  # steps over which the divergence rate is judged
+# stop when this fraction of env-steps diverged (a healthy run: well under 1 %; an env that blows up within a few
+# steps of every reset, which MuJoCo does itself, diverges every few steps)
+DIVERGENCE_STOP = 0.2
+
+
 @dataclass
 class StepInfo:
     """What happened inside the physics step, per env."""
@@ -87,7 +95,8 @@ class BatchSim:
         self.num_envs = num_envs
         self.frame_skip = frame_skip
         self.dt = model.opt.timestep * frame_skip
-        self.randomization = randomization or DomainRandomization()
+        self.randomization = DomainRandomization.from_data(randomization)
+        self.named_targets = NamedTargets(self.randomization, model)  # unknown names fail here, before any work
         self.rng = np.random.default_rng(seed)
         self.nominal = ModelParams(model)
         self.layout = state_layout(model)
@@ -97,6 +106,8 @@ class BatchSim:
         self._init_threads(nthread, backend)
         self._init_controls(perturbations)
         self.divergence_count = 0
+        self._divergence_window = np.zeros(DIVERGENCE_WINDOW)  # per recent step: the fraction of envs that diverged
+        self._steps_taken = 0
 
     # ------------------------------------------------------------------ setup
     def _init_state(self, model: mujoco.MjModel) -> None:
@@ -203,7 +214,7 @@ class BatchSim:
         for env_id, draw in zip(env_ids, draws):
             self.latency[env_id] = draw["latency"][0]
             if self.randomization.changes_model():
-                apply_scales(self.models[env_id], self.nominal, draw, 0)
+                apply_scales(self.models[env_id], self.nominal, draw, 0, self.named_targets)
                 mujoco.mj_setConst(self.models[env_id], self._scratch)  # mass-derived constants
 
     def add_initial_noise(self, env_ids: np.ndarray, rngs: list[np.random.Generator]) -> None:
@@ -297,7 +308,8 @@ class BatchSim:
         if not self.randomization.changes_model():
             return
         for env_id, rng in enumerate(rngs):
-            apply_scales(self.models[env_id], self.nominal, sample_scales(self.randomization, rng, 1), 0)
+            apply_scales(self.models[env_id], self.nominal, sample_scales(self.randomization, rng, 1), 0,
+                         self.named_targets)
             mujoco.mj_setConst(self.models[env_id], self._scratch)
 
     def _diverged(self, expected_time: np.ndarray) -> np.ndarray:
@@ -306,4 +318,17 @@ class BatchSim:
         clock_ok = np.abs(self.time - expected_time) < 0.5 * self.model.opt.timestep
         diverged = ~(finite & clock_ok)
         self.divergence_count += int(diverged.sum())
+        self._check_divergence_rate(diverged)
         return diverged
+
+    def _check_divergence_rate(self, diverged: np.ndarray) -> None:
+        """Stop a run whose physics is broken: envs diverging again and again is no usable simulation."""
+        self._divergence_window[self._steps_taken % DIVERGENCE_WINDOW] = diverged.mean()
+        self._steps_taken += 1
+        if self._steps_taken < DIVERGENCE_WINDOW or self._divergence_window.mean() < DIVERGENCE_STOP:
+            return
+        settings = self.randomization.active_settings()
+        cause = (f"the randomization settings {settings} make the model unstable; narrow those ranges"
+                 if settings else "the model itself is unstable: check its timestep, actuator gains and limits")
+        raise UserError(f"physics diverged in {self._divergence_window.mean():.0%} of env-steps over the last "
+                        f"{DIVERGENCE_WINDOW} steps: {cause}")

@@ -40,8 +40,7 @@ class BatchEnv:
         from embodia.tasks.registry import make_task
 
         self.task = make_task(task, task_config) if isinstance(task, str) else task
-        if isinstance(randomization, dict):
-            randomization = DomainRandomization.model_validate(randomization)
+        randomization = DomainRandomization.from_data(randomization)
         if autoreset_mode not in ("same_step", "next_step", "disabled"):
             raise ValueError(f"autoreset_mode={autoreset_mode!r}; use 'same_step', 'next_step' or 'disabled'")
         self.autoreset_mode = autoreset_mode

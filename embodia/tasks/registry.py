@@ -16,7 +16,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Callable
 
-from embodia.core.errors import UserError
+from embodia.core.errors import UserError, explain_validation
 
 ENTRY_POINT_GROUP = "embodia.tasks"
 
@@ -166,16 +166,3 @@ def validate_task_config(config_cls: type, values: dict, name: str):
         return config_cls.model_validate(values)
     except ValidationError as error:
         raise UserError(f"task {name!r}: {explain_validation(error, config_cls)}") from None
-
-
-def explain_validation(error, model_cls: type) -> str:
-    """One line per problem of a pydantic ValidationError: the field, the value, what is wrong, the valid fields."""
-    lines = []
-    for problem in error.errors():
-        field = ".".join(str(p) for p in problem["loc"]) or "<root>"
-        if problem["type"] == "extra_forbidden":
-            lines.append(f"unknown field {field!r}; valid fields: {', '.join(sorted(model_cls.model_fields))}")
-        else:
-            message = problem["msg"].removeprefix("Value error, ")
-            lines.append(f"field {field!r} = {problem.get('input')!r}: {message}")
-    return "; ".join(lines)
