@@ -15,6 +15,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from embodia.core.errors import UserError
+
 console = Console()
 
 
@@ -116,7 +118,7 @@ def step_evaluate(out: Path, summary: dict) -> None:
 
     onnx_path = out / "arm-reach_ppo.onnx"
     if not onnx_path.exists():
-        raise FileNotFoundError(f"{onnx_path} not found: run the quickstart's train step first (--only train,evaluate)")
+        raise UserError(f"{onnx_path} not found: run the quickstart's train step first (--only train,evaluate)")
     comparison = compare("arm-reach", baseline="random", candidate=str(onnx_path), out_dir=out / "eval",
                          episodes=QUICK_EVAL_EPISODES, videos=True)
     report = out / "eval" / "report.html"
@@ -138,7 +140,7 @@ def quickstart(
     chosen = [s for s in only.split(",") if s] or list(STEPS)
     unknown = set(chosen) - set(STEPS)
     if unknown:
-        raise ValueError(f"unknown quickstart step(s) {sorted(unknown)}; choose from {list(STEPS)}")
+        raise UserError(f"unknown quickstart step(s) {sorted(unknown)}; choose from {list(STEPS)}")
     summary: dict = {}
     for name in chosen:
         start = time.perf_counter()

@@ -8,6 +8,8 @@ from typing import Optional
 import typer
 from rich.console import Console
 
+from embodia.core.errors import UserError
+
 console = Console()
 
 
@@ -23,17 +25,17 @@ def train_command(
     seed: Optional[int] = typer.Option(None, help="seed (overrides the config)"),
 ) -> None:
     """Train a policy with PPO or SAC; checkpoints, TensorBoard logs and metrics.jsonl go to the run directory."""
-    from embodia.learn.config import parse_overrides
+    from embodia.core.config import parse_set_overrides
     from embodia.learn.trainer import train
 
-    overrides = parse_overrides(set_ or [])
+    overrides = parse_set_overrides(set_ or [])
     if algo in IL_ALGOS:
         _train_imitation(algo, task, dataset, config, overrides, out, total_steps, seed, resume)
         return
     if dataset is not None:
-        raise ValueError(f"--dataset is for imitation learning (--algo bc or diffusion), not --algo {algo}")
+        raise UserError(f"--dataset is for imitation learning (--algo bc or diffusion), not --algo {algo}")
     if resume is not None and seed is not None:
-        raise ValueError("--seed cannot change on --resume; the run continues with its saved seed")
+        raise UserError("--seed cannot change on --resume; the run continues with its saved seed")
     run_dir = train(task, algo, total_steps, seed, out, overrides, config_file=config, resume=resume)
     console.print(f"run directory: [bold]{run_dir}[/] (final checkpoint in {run_dir / 'checkpoints' / 'final'})")
 
@@ -47,9 +49,9 @@ def _train_imitation(algo: str, task: str, dataset: Optional[Path], config: Opti
     from embodia.learn.trainer import run_name
 
     if dataset is None:
-        raise ValueError(f"--algo {algo} learns from demonstrations: pass --dataset <LeRobot dataset directory>")
+        raise UserError(f"--algo {algo} learns from demonstrations: pass --dataset <LeRobot dataset directory>")
     if resume is not None:
-        raise ValueError(f"--resume is for RL runs; {algo} trains from scratch in seconds to minutes")
+        raise UserError(f"--resume is for RL runs; {algo} trains from scratch in seconds to minutes")
     if total_steps is not None:
         overrides["num_steps"] = total_steps
     if seed is not None:
@@ -66,7 +68,7 @@ def export_command(
 ) -> None:
     """Export a trained policy to ONNX with normalization folded in; verifies it against PyTorch."""
     if not onnx:
-        raise ValueError("only ONNX export exists; pass --onnx")
+        raise UserError("only ONNX export exists; pass --onnx")
     from embodia.learn.export import export_onnx, parity
     from embodia.learn.policy import load_policy
 

@@ -15,7 +15,7 @@ from typing import Any, Mapping, Protocol, runtime_checkable
 
 import numpy as np
 
-from embodia.core.errors import CheckpointError
+from embodia.core.errors import CheckpointError, UserError
 
 OBS_INPUT = "obs"
 ACTION_OUTPUT = "action"
@@ -119,9 +119,9 @@ def check_obs(obs: Any, obs_dim: int) -> np.ndarray:
     """Observations as float32 (B, obs_dim) or (obs_dim,); a wrong shape or non-finite value is a ValueError."""
     array = np.asarray(obs, dtype=np.float32)
     if array.ndim not in (1, 2) or array.shape[-1:] != (obs_dim,):
-        raise ValueError(f"observation has shape {array.shape}, expected (batch, {obs_dim}) or ({obs_dim},)")
+        raise UserError(f"observation has shape {array.shape}, expected (batch, {obs_dim}) or ({obs_dim},)")
     if not np.all(np.isfinite(array)):
-        raise ValueError("observation contains NaN or infinity")
+        raise UserError("observation contains NaN or infinity")
     return array
 
 
@@ -169,18 +169,18 @@ class OnnxPolicy:
     def _image_feeds(self, images: Mapping[str, np.ndarray] | None, batch: int) -> dict[str, np.ndarray]:
         size = self.metadata.image_size
         if images is None:
-            raise ValueError(f"this camera policy needs images for {list(self.image_keys)}, each ({batch}, {size}, "
-                             f"{size}, 3) uint8")
+            raise UserError(f"this camera policy needs images for {list(self.image_keys)}, each ({batch}, {size}, "
+                            f"{size}, 3) uint8")
         feeds = {}
         for key in self.image_keys:
             if key not in images:
-                raise ValueError(f"missing image {key!r}; this policy needs {list(self.image_keys)}")
+                raise UserError(f"missing image {key!r}; this policy needs {list(self.image_keys)}")
             frames = np.asarray(images[key])
             if frames.ndim == 3:
                 frames = frames[None]
             if frames.shape != (batch, size, size, 3) or frames.dtype != np.uint8:
-                raise ValueError(f"image {key!r} has shape {frames.shape} {frames.dtype}, expected ({batch}, {size}, "
-                                 f"{size}, 3) uint8")
+                raise UserError(f"image {key!r} has shape {frames.shape} {frames.dtype}, expected ({batch}, {size}, "
+                                f"{size}, 3) uint8")
             feeds[key] = np.ascontiguousarray(frames)
         return feeds
 

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from embodia.core.errors import DatasetFormatError, UserError
 from embodia.data.generate import EpisodeRecorder, GenerateConfig, episode_seed, make_env, task_description
 from embodia.data.reader import Dataset
 from embodia.data.render import CameraRig, VisualRandomizer
@@ -60,7 +61,7 @@ def segment_demo(state: np.ndarray, action: np.ndarray, close_steps: int = 3) ->
     """Cut a demo where the gripper command first closes (> 0 open, < 0 closed); raises if it never grasps."""
     closed = np.flatnonzero(action[:, 3] < 0)
     if closed.size == 0:
-        raise ValueError("source demo never closes the gripper: not a pick-and-place demo")
+        raise DatasetFormatError("source demo never closes the gripper: not a pick-and-place demo")
     cut = min(len(action) - 1, int(closed[0]) + close_steps)
     ee, cube, goal = state[:, EE], state[0, CUBE], state[0, GOAL]
     # targets are the grip point one step ahead: where the source commanded it to go
@@ -74,7 +75,7 @@ def load_sources(root: str | Path, count: int, close_steps: int) -> list[SourceD
     ds = Dataset(root)
     task = ds.info.get("embodia", {}).get("generate", {}).get("task")
     if task != TASK:
-        raise ValueError(f"{root}: augmentation needs an embodia {TASK} dataset, this one is from task {task!r}")
+        raise DatasetFormatError(f"{root}: augmentation needs an embodia {TASK} dataset, this one is from task {task!r}")
     demos = []
     for index in range(ds.num_episodes):
         episode = ds.episode(index, images=False)
@@ -84,7 +85,7 @@ def load_sources(root: str | Path, count: int, close_steps: int) -> list[SourceD
         if len(demos) == count:
             break
     if not demos:
-        raise ValueError(f"{root}: no successful source demos to augment")
+        raise DatasetFormatError(f"{root}: no successful source demos to augment")
     return demos
 
 
@@ -135,7 +136,7 @@ def augment(src: str | Path, out: str | Path, config: AugmentConfig | None = Non
         replay.run(lambda kept: bar.update(bar_id, completed=kept))
     keys = staging.keys()[: config.num]
     if len(keys) < config.num:
-        raise ValueError(f"only {len(keys)} of {config.num} augmented demos succeeded in {replay.attempts} attempts")
+        raise UserError(f"only {len(keys)} of {config.num} augmented demos succeeded in {replay.attempts} attempts")
     staging.finalize(keys)
     return {"kept": len(keys), "attempts": replay.attempts, "yield": replay.kept / max(1, replay.attempts),
             "elapsed_s": time.perf_counter() - start_s}

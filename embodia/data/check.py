@@ -17,6 +17,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from embodia.core.errors import DatasetFormatError
+from embodia.core.paths import require_dir
 from embodia.data import format as fmt
 from embodia.data.video import count_frames, video_size
 from embodia.data.writer import EPISODE_FILE, FRAMES_FILE, STAGING_DIR, StagingArea
@@ -61,8 +63,7 @@ def check_dataset(root: str | Path, videos: bool = True) -> CheckReport:
     geometry are checked either way."""
     root = Path(root)
     report = CheckReport(root)
-    if not root.is_dir():
-        raise FileNotFoundError(f"{root} is not a directory")
+    require_dir(root, "dataset directory", error_cls=DatasetFormatError)
     if not (root / fmt.INFO_PATH).is_file():
         if (root / STAGING_DIR).is_dir():
             _check_staging(root, report)

@@ -11,6 +11,7 @@ from typing import Protocol
 
 import numpy as np
 
+from embodia.core.errors import UserError
 from embodia.tasks.arm_common import CUBE_HALF_M, TABLE_TOP_Z
 
 PUSH_HEIGHT_M = TABLE_TOP_Z + 0.025  # grip point height while pushing: pads span 0.5-4.5 cm above the table
@@ -184,8 +185,8 @@ EXPERTS = {"arm-reach": ReachExpert, "arm-push": PushExpert, "arm-pick-place": P
 def make_expert(task_name: str, env) -> PhaseExpert:
     """The scripted expert of `task_name`, bound to the batch env it will act in."""
     if task_name not in EXPERTS:
-        raise ValueError(f"no scripted expert for task {task_name!r}; experts exist for {sorted(EXPERTS)}")
+        raise UserError(f"no scripted expert for task {task_name!r}; experts exist for {sorted(EXPERTS)}")
     registered = getattr(env.task, "registry_name", None) or env.task.name
     if registered != task_name and env.task.name != task_name:
-        raise ValueError(f"expert for {task_name!r} cannot drive an env of task {registered!r}; pass the env's own task name")
+        raise UserError(f"expert for {task_name!r} cannot drive an env of task {registered!r}; pass the env's own task name")
     return EXPERTS[task_name](env)

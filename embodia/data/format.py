@@ -13,6 +13,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from embodia.core.errors import DatasetFormatError
+from embodia.core.paths import require_dir
+
 CODEBASE_VERSION = "v3.0"
 CHUNKS_SIZE = 1000  # files per chunk directory
 DATA_FILE_SIZE_MB = 100
@@ -35,10 +38,6 @@ DEFAULT_FEATURES: dict[str, dict[str, Any]] = {
     "index": {"dtype": "int64", "shape": [1], "names": None},
     "task_index": {"dtype": "int64", "shape": [1], "names": None},
 }
-
-
-class DatasetFormatError(ValueError):
-    """A directory is not a valid LeRobot v3.0 dataset; the message names the file and the problem."""
 
 
 def chunk_file(file_number: int) -> tuple[int, int]:
@@ -252,8 +251,7 @@ def write_json_atomic(path: Path, payload: Any) -> None:
 def read_info(root: Path) -> dict[str, Any]:
     """meta/info.json of the dataset at `root`, checked to be a v3.0 dataset."""
     path = Path(root) / INFO_PATH
-    if not Path(root).is_dir():
-        raise FileNotFoundError(f"dataset directory {root} does not exist")
+    require_dir(root, "dataset directory", error_cls=DatasetFormatError)
     if not path.is_file():
         raise DatasetFormatError(f"{root} is not a LeRobot dataset: {INFO_PATH} is missing "
                                  "(an unfinished generation? run `embodia data generate --resume --out DIR`)")

@@ -15,6 +15,7 @@ from typing import Any, Callable, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from embodia.core.errors import UserError
 from embodia.data import format as fmt
 from embodia.data.render import CameraRig, VisualRandomization, VisualRandomizer
 from embodia.data.video import VideoConfig
@@ -82,7 +83,7 @@ def make_policy(config: GenerateConfig, env) -> tuple[Any, str]:
             return make_expert(config.task, env), "expert"
         except (ImportError, KeyError, ValueError) as error:
             if config.policy == "expert":
-                raise ValueError(f"no scripted expert for task {config.task!r} ({error}); use --policy random") from None
+                raise UserError(f"no scripted expert for task {config.task!r} ({error}); use --policy random") from None
     return RandomPolicy(env, config.seed), "random"
 
 
@@ -110,7 +111,7 @@ def dataset_spec(config: GenerateConfig) -> DatasetSpec:
             names = [env.model.camera(i).name for i in range(env.model.ncam)]
             unknown = [c for c in config.cameras if c not in names]
             if unknown:
-                raise ValueError(f"unknown camera(s) {unknown} for task {config.task!r}; it has cameras {names or 'none'}")
+                raise UserError(f"unknown camera(s) {unknown} for task {config.task!r}; it has cameras {names or 'none'}")
         features = {
             "observation.state": fmt.vector_feature("float32", env.obs_dim, [f"obs_{i}" for i in range(env.obs_dim)]),
             "action": fmt.vector_feature("float32", env.action_dim, [f"act_{i}" for i in range(env.action_dim)]),
@@ -303,8 +304,8 @@ def generate(config: GenerateConfig, out: str | Path, *, resume: bool = False, p
             _run_workers(config, root, attempts, counts["kept"], on_event)
     keys = staging.keys()
     if len(keys) < config.episodes:
-        raise ValueError(f"only {len(keys)} of {config.episodes} episodes succeeded in {len(kept_before) + counts['attempts']} "
-                         f"attempts (--keep success); raise max_attempts_factor or use --keep all")
+        raise UserError(f"only {len(keys)} of {config.episodes} episodes succeeded in {len(kept_before) + counts['attempts']} "
+                        f"attempts (--keep success); raise max_attempts_factor or use --keep all")
     keys = keys[: config.episodes]
     frames = sum(staging.read_episode_meta(k)["length"] for k in keys)
     staging.finalize(keys)

@@ -12,6 +12,8 @@ import mujoco
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from embodia.core.errors import UserError
+
 
 
 class VisualRandomization(BaseModel):
@@ -84,7 +86,7 @@ class CameraRig:
         names = [env.sim.model.camera(i).name for i in range(env.sim.model.ncam)]
         unknown = [c for c in cameras if c not in names]
         if unknown:
-            raise ValueError(f"unknown camera(s) {unknown} for task {env.task.name!r}; it has cameras {names}")
+            raise UserError(f"unknown camera(s) {unknown} for task {env.task.name!r}; it has cameras {names}")
         self.cameras = list(cameras)
         self.size = size
         self._renderer = BatchRenderer(env.sim, width=size, height=size)

@@ -15,6 +15,8 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from embodia.core.errors import DatasetFormatError, UserError
+
 CODEC_NAMES = {"libsvtav1": "av1", "libx264": "h264"}
 os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 prints its whole config to stderr per file otherwise
 
@@ -54,7 +56,7 @@ def encode_frames(path: Path, frames: np.ndarray, fps: int, config: VideoConfig 
         raise ValueError(f"camera frames must be (T, H, W, 3) uint8, got {frames.shape} {frames.dtype}")
     height, width = frames.shape[1:3]
     if height % 2 or width % 2:
-        raise ValueError(f"camera image size {width}x{height} must be even for yuv420p video; pick an even --image-size")
+        raise UserError(f"camera image size {width}x{height} must be even for yuv420p video; pick an even --image-size")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
     with av.open(str(tmp), mode="w") as container:
@@ -137,7 +139,7 @@ class VideoFile:
 
         self.path = Path(path)
         if not self.path.is_file():
-            raise FileNotFoundError(f"video file {self.path} is missing")
+            raise DatasetFormatError(f"video file {self.path} is missing")
         self._container = av.open(str(self.path))
         self._stream = self._container.streams.video[0]
         self._stream.thread_type = "AUTO"
@@ -160,7 +162,7 @@ class VideoFile:
                 filled[index] = True
         if not filled.all():
             missing = np.flatnonzero(~filled)
-            raise ValueError(f"{self.path}: {len(missing)} of {expected} frames missing in [{from_s:.3f}, {to_s:.3f}) s "
+            raise DatasetFormatError(f"{self.path}: {len(missing)} of {expected} frames missing in [{from_s:.3f}, {to_s:.3f}) s "
                              f"(first missing frame {missing[0]}); the video is truncated or corrupt")
         return out
 

@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field
 
+from embodia.core.errors import UserError
 from embodia.data import format as fmt
 from embodia.data.video import VideoConfig, concatenate, encode_frames
 
@@ -29,7 +30,7 @@ EPISODE_FILE = "episode.json"
 FRAMES_FILE = "frames.parquet"
 
 
-class OutputExistsError(ValueError):
+class OutputExistsError(UserError):
     """The output directory already holds something that generation must not overwrite."""
 
 
@@ -88,8 +89,8 @@ class StagingArea:
                                       "or choose a new --out directory")
             area = cls(root)
             if area.spec.model_dump() != spec.model_dump():
-                raise ValueError(f"--resume: {root} was started with different settings "
-                                 f"({area.spec.model_dump_json()}); rerun with the same task/cameras/size")
+                raise UserError(f"--resume: {root} was started with different settings "
+                                f"({area.spec.model_dump_json()}); rerun with the same task/cameras/size")
             return area
         if root.exists() and not root.is_dir():
             raise NotADirectoryError(f"--out {root} is a file, not a directory")
@@ -171,7 +172,7 @@ class StagingArea:
         """Lay the staged episodes (all, or `keys` in order) out as a v3.0 dataset at root, atomically per tree."""
         keys = self.keys() if keys is None else list(keys)
         if not keys:
-            raise ValueError(f"{self.root}: no finished episodes to write (all attempts were filtered out?)")
+            raise UserError(f"{self.root}: no finished episodes to write (all attempts were filtered out?)")
         build = self.root / ".finalize"
         shutil.rmtree(build, ignore_errors=True)
         build.mkdir()

@@ -6,6 +6,8 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
+from embodia.core.errors import UserError
+
 import numpy as np
 
 Verdict = Literal["better", "worse", "indistinguishable"]
@@ -143,7 +145,7 @@ def _z_value(confidence: float) -> float:
     from scipy import stats
 
     if not 0.0 < confidence < 1.0:
-        raise ValueError(f"confidence={confidence} must be between 0 and 1 (e.g. 0.95)")
+        raise UserError(f"confidence={confidence} must be between 0 and 1 (e.g. 0.95)")
     return float(stats.norm.ppf(0.5 + confidence / 2))
 
 

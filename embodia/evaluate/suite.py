@@ -9,6 +9,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from embodia.core.config import config_error, read_yaml
 from embodia.core.errors import ConfigError
 from embodia.sim.randomization import DomainRandomization
 
@@ -176,45 +177,12 @@ def load_suite(source: str | Path | dict | Suite) -> Suite:
             path = shipped[str(source)]
         else:
             raise SuiteError(f"suite file {str(source)!r} not found; give a YAML path or a built-in suite: "
-                                    f"{', '.join(sorted(shipped))}")
-    return _validate(_read_yaml(path), str(path))
-
-
-def _read_yaml(path: Path) -> dict:
-    import yaml
-
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        raise SuiteError(f"{path}: not valid YAML ({error}); fix the syntax at the line shown") from None
-    if not isinstance(data, dict):
-        raise SuiteError(f"{path}: a suite is a YAML mapping with keys name, task, scenarios; got {type(data).__name__}")
-    return data
+                             f"{', '.join(sorted(shipped))}")
+    return _validate(read_yaml(path, what="suite file", error_cls=SuiteError), str(path))
 
 
 def _validate(data: dict, origin: str) -> Suite:
     try:
         return Suite.model_validate(data)
     except ValidationError as error:
-        raise SuiteError(f"{origin}: {_describe(error)}") from None
-
-
-def _describe(error: ValidationError) -> str:
-    problems = []
-    for item in error.errors()[:5]:
-        field = _field_path(item["loc"])
-        message = item["msg"].removeprefix("Value error, ")
-        if item["type"] == "extra_forbidden":
-            message = "unknown field; check its spelling against the suite reference (docs in embodia/evaluate/suite.py)"
-        elif item["type"] == "missing":
-            message = "required field is missing; add it"
-        problems.append(f"field '{field}': {message}")
-    more = len(error.errors()) - 5
-    return "; ".join(problems) + (f" (and {more} more)" if more > 0 else "")
-
-
-def _field_path(loc: tuple) -> str:
-    text = ""
-    for part in loc:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text
+        raise config_error(error, Suite, where=origin, error_cls=SuiteError, noun="field") from None

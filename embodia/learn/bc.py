@@ -11,6 +11,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
+from embodia.core.errors import ConfigError, UserError
 from embodia.learn.export import onnx_metadata, write_onnx
 from embodia.learn.il_common import (
     ActionQueue,
@@ -94,7 +95,7 @@ def state_index(config: BCConfig, obs_dim: int) -> torch.Tensor | None:
         return None
     out_of_range = [i for i in config.state_indices if i >= obs_dim]
     if out_of_range:
-        raise ValueError(f"state_indices {out_of_range} are out of range for observations of {obs_dim} columns")
+        raise ConfigError(f"state_indices {out_of_range} are out of range for observations of {obs_dim} columns")
     return torch.as_tensor(config.state_indices, dtype=torch.long)
 
 
@@ -239,8 +240,8 @@ def policy_from_parts(spec: dict, model_tensors: dict[str, torch.Tensor],
 def deployed_actor(model: dict[str, torch.Tensor], normalizer: dict[str, np.ndarray], spec: dict) -> FirstAction:
     """Hook for `embodia.learn.load_policy`: the stateless deterministic actor of a BC checkpoint."""
     if spec.get("bc", {}).get("image_keys"):
-        raise ValueError(f"this BC policy also needs camera images {spec['bc']['image_keys']}; load it with "
-                         "embodia.learn.bc.load_bc and act through embodia.learn.vision.CameraPolicyAdapter")
+        raise UserError(f"this BC policy also needs camera images {spec['bc']['image_keys']}; load it with "
+                        "embodia.learn.bc.load_bc and act through embodia.learn.vision.CameraPolicyAdapter")
     return FirstAction(policy_from_parts(spec, model, group_normalizers(normalizer))).eval()
 
 

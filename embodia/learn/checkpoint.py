@@ -18,6 +18,8 @@ import safetensors.numpy
 import safetensors.torch
 import torch
 
+from embodia.core.errors import CheckpointError
+
 MODEL_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 NORMALIZER_FILE = "normalizer.safetensors"
@@ -26,10 +28,6 @@ STATE_FILE = "state.json"
 ENV_STATE_FILE = "env_state.safetensors"
 REPLAY_FILE = "replay.safetensors"
 REQUIRED_FILES = (MODEL_FILE, CONFIG_FILE, NORMALIZER_FILE, OPTIMIZER_FILE, STATE_FILE)
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file is missing or unreadable; the message names the file."""
 
 
 def save_checkpoint(run_dir: Path, name: str, *, model: dict[str, torch.Tensor], config: dict[str, Any],
@@ -64,7 +62,7 @@ def resolve_checkpoint(path: str | Path) -> Path:
     """A checkpoint directory from itself, a run directory (its latest checkpoint), or `checkpoints/`."""
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"checkpoint path {path} does not exist; pass a run directory or a checkpoint directory")
+        raise CheckpointError(f"checkpoint path {path} does not exist; pass a run directory or a checkpoint directory")
     if (path / MODEL_FILE).exists() or (path / STATE_FILE).exists():
         return path
     for root in (path / "checkpoints", path):
@@ -74,7 +72,7 @@ def resolve_checkpoint(path: str | Path) -> Path:
             if not target.is_dir():
                 raise CheckpointError(f"{latest} names {target.name}, which does not exist; the run directory is damaged")
             return target
-    raise FileNotFoundError(f"{path} holds no checkpoint (no {MODEL_FILE} and no checkpoints/latest)")
+    raise CheckpointError(f"{path} holds no checkpoint (no {MODEL_FILE} and no checkpoints/latest)")
 
 
 def load_checkpoint(path: str | Path, with_replay: bool = True) -> dict[str, Any]:

@@ -6,12 +6,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-
-class ConfigError(ValueError):
-    """A training config that does not validate; the message names the field, the source and the fix."""
+# the shared config plumbing, re-exported for the trainers and callers that import it from here
+from embodia.core.config import build_config, parse_set_overrides, read_yaml  # noqa: F401
+from embodia.core.errors import ConfigError  # noqa: F401
 
 
 class RunConfig(BaseModel):
@@ -38,75 +37,3 @@ def config_path(task: str, algo: str) -> Path | None:
     name = f"{task.replace('gym:', 'gym_').replace('/', '_')}_{algo}.yaml"
     path = Path(str(resources.files("embodia.learn") / "configs" / name))
     return path if path.is_file() else None
-
-
-def read_yaml(path: str | Path) -> dict[str, Any]:
-    """A YAML mapping from a file, with errors that name the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"config file {path} does not exist")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as error:
-        raise ConfigError(f"config file {path} is not valid YAML: {error}") from error
-    if not isinstance(data, dict):
-        raise ConfigError(f"config file {path} must hold a mapping of field: value, got {type(data).__name__}")
-    return data
-
-
-def parse_overrides(items: list[str]) -> dict[str, Any]:
-    """`["lr=3e-4", "hidden_sizes=[64,64]"]` -> dict, values parsed as YAML; dotted keys nest."""
-    overrides: dict[str, Any] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"override {item!r} is not key=value; write e.g. --set learning_rate=3e-4")
-        value = yaml.safe_load(raw) if raw.strip() else ""
-        if isinstance(value, str):
-            value = _maybe_number(value)
-        target = overrides
-        *parents, leaf = key.strip().split(".")
-        for parent in parents:
-            target = target.setdefault(parent, {})
-        target[leaf] = value
-    return overrides
-
-
-def _maybe_number(text: str) -> Any:
-    # YAML 1.1 reads "3e-4" as a string; a number is what anyone typing it means
-    try:
-        return float(text)
-    except ValueError:
-        return text
-
-
-def build_config(config_cls: type[BaseModel], layers: list[tuple[str, dict[str, Any]]]) -> BaseModel:
-    """Merge (source, values) layers in order and validate once; errors name the field and its source."""
-    merged: dict[str, Any] = {}
-    origin: dict[str, str] = {}
-    for source, values in layers:
-        for key, value in values.items():
-            merged[key] = value
-            origin[key] = source
-    try:
-        return config_cls.model_validate(merged)
-    except ValidationError as error:
-        raise ConfigError(_explain(config_cls, error, origin)) from None
-
-
-def _explain(config_cls: type[BaseModel], error: ValidationError, origin: dict[str, str]) -> str:
-    lines = []
-    for problem in error.errors():
-        if not problem["loc"]:  # a cross-field check: its message names the fields itself
-            lines.append(problem["msg"].removeprefix("Value error, "))
-            continue
-        field = ".".join(str(p) for p in problem["loc"]) or "<root>"
-        source = origin.get(str(problem["loc"][0]), "defaults") if problem["loc"] else "defaults"
-        if problem["type"] == "extra_forbidden":
-            known = ", ".join(sorted(config_cls.model_fields))
-            lines.append(f"unknown config field {field!r} (from {source}); valid fields: {known}")
-        else:
-            info = config_cls.model_fields.get(str(problem["loc"][0])) if problem["loc"] else None
-            hint = f" ({info.description})" if info is not None and info.description else ""
-            lines.append(f"config field {field!r}{hint} = {problem.get('input')!r} (from {source}): {problem['msg']}")
-    return f"invalid {config_cls.__name__}: " + "; ".join(lines)

@@ -11,6 +11,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from embodia.core.errors import UserError
 from embodia.learn.policy import Policy, load_policy
 
 OPSET = 17
@@ -64,7 +65,7 @@ def export_onnx(policy: Policy | str | Path, out: str | Path, verify: bool = Tru
     if not isinstance(policy, Policy):
         policy = load_policy(policy)
         if not isinstance(policy, Policy):
-            raise ValueError("the model is already an ONNX file; pass a checkpoint or run directory to export")
+            raise UserError("the model is already an ONNX file; pass a checkpoint or run directory to export")
 
     def check_parity(onnx_path: Path) -> None:
         max_diff = parity(policy, onnx_path)

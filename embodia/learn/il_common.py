@@ -19,7 +19,8 @@ import torch
 from pydantic import BaseModel
 from torch import nn
 
-from embodia.core.errors import DatasetFormatError  # re-exported: learn's modules import it from here
+from embodia.core.config import build_config, read_yaml
+from embodia.core.errors import CheckpointError, ConfigError, DatasetFormatError  # noqa: F401  (DatasetFormatError re-exported)
 
 CHECKPOINT_FILES = ("model.safetensors", "config.json", "normalizer.safetensors", "optimizer.pt", "state.json")
 
@@ -97,7 +98,7 @@ def load_demonstrations(root: str | Path) -> Demonstrations:
     """Read an embodia/LeRobot dataset directory into arrays (`observation.state`, `action`, `episode_index`)."""
     root = Path(root)
     if not root.exists():
-        raise FileNotFoundError(f"dataset {root} does not exist; generate one with `embodia data generate`")
+        raise DatasetFormatError(f"dataset {root} does not exist; generate one with `embodia data generate`")
     try:
         from embodia.data.reader import Dataset
     except ImportError:  # the reader is optional here: the Parquet layout is the contract
@@ -133,7 +134,7 @@ def _demonstrations_from_columns(columns: dict[str, np.ndarray], info: dict) -> 
 def _read_info(root: Path) -> dict:
     path = root / "meta" / "info.json"
     if not path.exists():
-        raise FileNotFoundError(f"{path} is missing: {root} is not a LeRobot-format dataset")
+        raise DatasetFormatError(f"{path} is missing: {root} is not a LeRobot-format dataset")
     return json.loads(path.read_text())
 
 
@@ -142,7 +143,7 @@ def _read_parquet_columns(root: Path, names: tuple[str, ...]) -> dict[str, np.nd
 
     files = sorted((root / "data").rglob("*.parquet"))
     if not files:
-        raise FileNotFoundError(f"no Parquet files under {root / 'data'}; the dataset has no frames")
+        raise DatasetFormatError(f"no Parquet files under {root / 'data'}; the dataset has no frames")
     tables = [pq.read_table(path) for path in files]
     arrays: dict[str, np.ndarray] = {}
     for name in names:
@@ -341,13 +342,13 @@ def read_checkpoint(path: str | Path) -> tuple[dict, dict[str, torch.Tensor], di
 
     path = Path(path)
     if not path.is_dir():
-        raise FileNotFoundError(f"checkpoint directory {path} does not exist")
+        raise CheckpointError(f"checkpoint directory {path} does not exist")
     for name in ("model.safetensors", "config.json", "normalizer.safetensors"):
         if not (path / name).exists():
-            raise FileNotFoundError(f"{path / name} is missing; {path} is not a complete checkpoint")
+            raise CheckpointError(f"{path / name} is missing; {path} is not a complete checkpoint")
     config = json.loads((path / "config.json").read_text())
     if not isinstance(config.get("policy"), dict):
-        raise ValueError(f"{path / 'config.json'} has no 'policy' section; it was not written by embodia.learn")
+        raise CheckpointError(f"{path / 'config.json'} has no 'policy' section; it was not written by embodia.learn")
     return config["policy"], load_file(path / "model.safetensors"), group_normalizers(load_file(path / "normalizer.safetensors"))
 
 
@@ -368,7 +369,7 @@ def read_il_checkpoint(path: str | Path, algo: str) -> tuple[dict, dict[str, tor
     """`read_checkpoint`, refusing a checkpoint written by another algorithm."""
     spec, model_tensors, norm_tensors = read_checkpoint(path)
     if spec.get("algo") != algo:
-        raise ValueError(f"{Path(path) / 'config.json'} has algo={spec.get('algo')!r}, expected {algo!r}")
+        raise CheckpointError(f"{Path(path) / 'config.json'} has algo={spec.get('algo')!r}, expected {algo!r}")
     return spec, model_tensors, norm_tensors
 
 
@@ -398,7 +399,7 @@ def load_il_policy(path: str | Path):
     if algo == "diffusion":
         from embodia.learn.diffusion import load_diffusion
         return load_diffusion(path)
-    raise ValueError(f"{Path(path) / 'config.json'} has algo={algo!r}; imitation checkpoints have 'bc' or 'diffusion'")
+    raise CheckpointError(f"{Path(path) / 'config.json'} has algo={algo!r}; imitation checkpoints have 'bc' or 'diffusion'")
 
 
 def plot_losses(losses: list[float] | np.ndarray, path: str | Path, title: str) -> Path:
@@ -521,23 +522,11 @@ def train_il(algo: str, dataset: str | Path | Demonstrations, out: str | Path, *
     import importlib
 
     if algo not in IL_ALGOS:
-        raise ValueError(f"unknown imitation algo {algo!r}; use one of {', '.join(IL_ALGOS)}")
+        raise ConfigError(f"unknown imitation algo {algo!r}; use one of {', '.join(IL_ALGOS)}")
     module_name, config_name, train_name = IL_ALGOS[algo]
     module = importlib.import_module(module_name)
-    fields = _read_yaml_config(config_file) | dict(overrides or {})
-    config = getattr(module, config_name).model_validate(fields)
+    layers = [(str(config_file), read_yaml(config_file))] if config_file is not None else []
+    layers.append(("--set", dict(overrides or {})))
+    config = build_config(getattr(module, config_name), layers)
     return getattr(module, train_name)(dataset, config, out, progress=progress)
 
-
-def _read_yaml_config(path: str | Path | None) -> dict[str, Any]:
-    if path is None:
-        return {}
-    import yaml
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"config file {path} does not exist")
-    fields = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(fields, dict):
-        raise ValueError(f"config file {path} must hold a mapping of field: value, got {type(fields).__name__}")
-    return fields

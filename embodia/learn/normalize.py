@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from embodia.core.errors import CheckpointError
+
 import numpy as np
 
 
@@ -32,8 +34,8 @@ class RunningMeanStd:
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
         """Restore from `state_dict()` output."""
         if np.size(state["mean"]) != self.mean.size:
-            raise ValueError(f"normalizer mean has shape {np.shape(state['mean'])}, expected {self.mean.shape}: "
-                             "the checkpoint is for a different observation size")
+            raise CheckpointError(f"normalizer mean has shape {np.shape(state['mean'])}, expected {self.mean.shape}: "
+                                  "the checkpoint is for a different observation size")
         self.mean = np.asarray(state["mean"], dtype=np.float64).reshape(self.mean.shape).copy()
         self.var = np.asarray(state["var"], dtype=np.float64).reshape(self.var.shape).copy()
         self.count = float(np.asarray(state["count"]).reshape(-1)[0])

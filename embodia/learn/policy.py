@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from embodia.core.errors import UserError
 from embodia.learn.checkpoint import CheckpointError, load_weights_and_config
 from embodia.learn.nets import DeployedActor
 
@@ -82,7 +83,7 @@ def load_policy(path: str | Path) -> Policy | OnnxPolicy:
     path = Path(path)
     if path.suffix == ".onnx":
         if not path.is_file():
-            raise FileNotFoundError(f"ONNX policy file {path} does not exist")
+            raise CheckpointError(f"ONNX policy file {path} does not exist")
         return OnnxPolicy(path)
     model, normalizer, config, ckpt = load_weights_and_config(path)
     spec = config.get("policy")
@@ -109,5 +110,5 @@ def build_deployed_actor(model: dict[str, torch.Tensor], normalizer: dict[str, n
 def _check_obs(obs: np.ndarray, obs_dim: int) -> np.ndarray:
     obs = np.asarray(obs, dtype=np.float32)
     if obs.shape[-1:] != (obs_dim,) or obs.ndim not in (1, 2):
-        raise ValueError(f"observation has shape {obs.shape}, expected (batch, {obs_dim})")
+        raise UserError(f"observation has shape {obs.shape}, expected (batch, {obs_dim})")
     return obs

@@ -16,6 +16,7 @@ from pydantic import Field, model_validator
 from threadpoolctl import threadpool_limits
 from torch import nn
 
+from embodia.core.errors import CheckpointError
 from embodia.learn.config import RunConfig
 from embodia.learn.logger import RunLogger
 from embodia.learn.nets import DeployedActor, GaussianActor, mlp
@@ -147,8 +148,8 @@ class FlatAdam:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if tuple(state["exp_avg"].shape) != self.exp_avg.shape:
-            raise ValueError(f"optimizer state holds {tuple(state['exp_avg'].shape)} values, the network has "
-                             f"{self.exp_avg.shape}: the checkpoint is for a different network size")
+            raise CheckpointError(f"optimizer state holds {tuple(state['exp_avg'].shape)} values, the network has "
+                                  f"{self.exp_avg.shape}: the checkpoint is for a different network size")
         self.exp_avg[:] = state["exp_avg"].numpy()
         self.exp_avg_sq[:] = state["exp_avg_sq"].numpy()
         self.step_count = int(state["step"])
@@ -447,8 +448,8 @@ class PPOTrainer:
         self.obs_norm.load_state_dict(loaded["normalizer"])
         self.reward_scaler.load_state_dict(loaded["normalizer"])
         if "adam" not in loaded["optimizer"]:
-            raise ValueError(f"{loaded.get('path', 'the checkpoint')}: optimizer.pt holds no 'adam' state (written by an "
-                             "older embodia PPO); retrain, or load it only for inference with load_policy")
+            raise CheckpointError(f"{loaded.get('path', 'the checkpoint')}: optimizer.pt holds no 'adam' state (written by an "
+                                  "older embodia PPO); retrain, or load it only for inference with load_policy")
         self.optimizer.load_state_dict(loaded["optimizer"]["adam"])
         torch.set_rng_state(loaded["optimizer"]["torch_rng"])
         self.global_step = int(loaded["state"]["global_step"])

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from pydantic import Field
 
+from embodia.core.errors import CheckpointError
 from embodia.learn.config import RunConfig
 from embodia.learn.logger import RunLogger
 from embodia.learn.nets import DeployedActor, SquashedGaussianActor, TwinQ
@@ -267,7 +268,7 @@ class SACTrainer:
         self.global_step, self.num_updates = int(state["global_step"]), int(state["num_updates"])
         self.update_credit = float(state["update_credit"])
         if loaded["replay"] is None:
-            raise ValueError(f"checkpoint {loaded['path']} has no replay.safetensors; SAC cannot resume without its buffer")
+            raise CheckpointError(f"checkpoint {loaded['path']} has no replay.safetensors; SAC cannot resume without its buffer")
         self.buffer.load_state_dict(loaded["replay"])
         env_state = loaded["env_state"]
         self.rng = rng_from_array(env_state["sac_rng"])

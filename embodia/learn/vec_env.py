@@ -9,6 +9,8 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any
 
+from embodia.core.errors import UserError
+
 import gymnasium as gym
 import numpy as np
 
@@ -147,13 +149,13 @@ class GymTrainEnv(TrainEnv):
     def __init__(self, env: gym.vector.VectorEnv, name: str | None = None) -> None:
         mode = env.metadata.get("autoreset_mode", gym.vector.AutoresetMode.NEXT_STEP)
         if mode != gym.vector.AutoresetMode.SAME_STEP:
-            raise ValueError(
-                f"Gymnasium vector env uses autoreset_mode={mode}; embodia's trainers need SAME_STEP: create it with "
-                "gymnasium.make_vec(id, num_envs, vector_kwargs={'autoreset_mode': gymnasium.vector.AutoresetMode.SAME_STEP})"
-            )
+            raise UserError(
+               f"Gymnasium vector env uses autoreset_mode={mode}; embodia's trainers need SAME_STEP: create it with "
+               "gymnasium.make_vec(id, num_envs, vector_kwargs={'autoreset_mode': gymnasium.vector.AutoresetMode.SAME_STEP})"
+           )
         space = env.single_action_space
         if not isinstance(space, gym.spaces.Box) or not np.isfinite(space.low).all() or not np.isfinite(space.high).all():
-            raise ValueError(f"action space {space} is not a bounded Box; PPO and SAC here need continuous bounded actions")
+            raise UserError(f"action space {space} is not a bounded Box; PPO and SAC here need continuous bounded actions")
         self.env = env
         self.num_envs = env.num_envs
         self.obs_dim = int(np.prod(env.single_observation_space.shape))
@@ -205,6 +207,6 @@ def make_train_env(source: str | gym.vector.VectorEnv, num_envs: int, seed: int,
             env = gym.make_vec(gym_id, num_envs=num_envs, vectorization_mode="sync",
                                vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP}, **env_kwargs)
         except gym.error.Error as error:
-            raise ValueError(f"cannot make Gymnasium env {gym_id!r}: {error}") from error
+            raise UserError(f"cannot make Gymnasium env {gym_id!r}: {error}") from error
         return GymTrainEnv(env, name=source)
     return BatchTrainEnv(source, num_envs, seed, **env_kwargs)

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from embodia.core.errors import UserError
 from embodia.learn.bc import (
     BCConfig,
     BCPolicy,
@@ -42,7 +43,7 @@ IMAGE_KEY_PREFIX = "observation.images."
 def camera_name(image_key: str) -> str:
     """'observation.images.front' -> 'front' (the MuJoCo camera the stream was rendered from)."""
     if not image_key.startswith(IMAGE_KEY_PREFIX):
-        raise ValueError(f"image key {image_key!r} must look like 'observation.images.<camera>'")
+        raise UserError(f"image key {image_key!r} must look like 'observation.images.<camera>'")
     return image_key.removeprefix(IMAGE_KEY_PREFIX)
 
 
@@ -223,7 +224,7 @@ class VisionBCPolicy(BCPolicy):
         stacked = [resize_images(np.asarray(images[key], dtype=np.uint8), self.image_size) for key in self.image_keys]
         for key, frames in zip(self.image_keys, stacked):
             if len(frames) != batch:
-                raise ValueError(f"images[{key!r}] holds {len(frames)} frames for a batch of {batch} observations")
+                raise UserError(f"images[{key!r}] holds {len(frames)} frames for a batch of {batch} observations")
         return np.stack(stacked, axis=1)
 
     @torch.no_grad()
@@ -236,8 +237,8 @@ class VisionBCPolicy(BCPolicy):
     def act(self, obs: np.ndarray, images: dict[str, np.ndarray] | None = None) -> np.ndarray:
         """Batched action (B, act_dim) from state and camera frames; replans only envs whose chunk queue ran out."""
         if images is None:
-            raise ValueError(f"this policy needs camera images {self.image_keys}: call act(obs, images) or wrap it "
-                             "in CameraPolicyAdapter(policy, env)")
+            raise UserError(f"this policy needs camera images {self.image_keys}: call act(obs, images) or wrap it "
+                            "in CameraPolicyAdapter(policy, env)")
         obs = np.atleast_2d(np.asarray(obs, dtype=np.float32))
         self.queue.ensure_batch(len(obs))
         need = np.flatnonzero(self.queue.empty())
@@ -325,8 +326,8 @@ class CameraPolicyAdapter:
         cameras = [env.model.camera(i).name for i in range(env.model.ncam)]
         missing = [key for key in policy.image_keys if camera_name(key) not in cameras]
         if missing:
-            raise ValueError(f"policy image key {missing[0]!r} has no camera in task {env.task.name!r}; "
-                             f"its cameras are {cameras}")
+            raise UserError(f"policy image key {missing[0]!r} has no camera in task {env.task.name!r}; "
+                            f"its cameras are {cameras}")
         self.policy, self.env = policy, env
         self.obs_dim, self.act_dim = policy.obs_dim, policy.act_dim
         self.frames_rendered, self.render_seconds = 0, 0.0

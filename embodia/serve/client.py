@@ -12,6 +12,7 @@ import httpx
 import numpy as np
 import orjson
 
+from embodia.core.errors import UserError
 from embodia.serve.codec import (
     BINARY_TYPE,
     FLOAT32_LE,
@@ -21,7 +22,7 @@ from embodia.serve.codec import (
 )
 
 
-class PolicyServerError(ValueError):
+class PolicyServerError(UserError):
     """The server refused a request (4xx) or failed (5xx); `status` is the HTTP status code."""
 
     def __init__(self, status: int, message: str):
@@ -30,8 +31,11 @@ class PolicyServerError(ValueError):
         self.message = message
 
 
-class PolicyServerUnavailable(ConnectionError):
-    """No policy server answered at the URL."""
+class PolicyServerUnavailable(UserError, ConnectionError):
+    """No policy server answered at the URL (a user error: the URL or the server is wrong)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "policy server unavailable"
 
 
 class PolicyClient:
@@ -40,7 +44,7 @@ class PolicyClient:
     def __init__(self, url: str, timeout_s: float = 10.0, binary: bool = True):
         self.url = url.rstrip("/")
         if not self.url.startswith(("http://", "https://")):
-            raise ValueError(f"policy server URL {url!r} must start with http:// or https://")
+            raise UserError(f"policy server URL {url!r} must start with http:// or https://")
         self.binary = binary
         self._http = httpx.Client(base_url=self.url, timeout=timeout_s)
 

@@ -13,6 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from embodia.core.errors import UserError
 from embodia.serve.runtime import load_model
 from embodia.serve.service import PolicyService
 
@@ -115,7 +116,7 @@ def _bind(host: str, port: int) -> socket.socket:
         listener.bind((host, port))
     except OSError as error:
         listener.close()
-        raise ValueError(f"cannot listen on {host}:{port} ({error.strerror}); pick another --port or --host") from None
+        raise UserError(f"cannot listen on {host}:{port} ({error.strerror}); pick another --port or --host") from None
     listener.listen(2048)
     listener.set_inheritable(True)
     return listener

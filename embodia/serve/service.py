@@ -8,7 +8,7 @@ from typing import NamedTuple
 import numpy as np
 import orjson
 
-from embodia.core.errors import CheckpointError
+from embodia.core.errors import CheckpointError, UserError
 from embodia.serve.codec import (
     BINARY_TYPE,
     JSON_TYPE,
@@ -40,7 +40,7 @@ class PolicyService:
 
     def __init__(self, model: ServedModel, max_batch: int = 1024):
         if max_batch < 1:
-            raise ValueError(f"max_batch={max_batch} must be at least 1")
+            raise UserError(f"max_batch={max_batch} must be at least 1")
         if model.metadata.image_keys:
             raise CheckpointError(f"{model.policy.path} is a camera policy (images {list(model.metadata.image_keys)});"
                                   " this server serves state policies only")

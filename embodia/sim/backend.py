@@ -11,6 +11,8 @@ from typing import Protocol
 
 import mujoco
 import mujoco.rollout
+
+from embodia.core.errors import UserError
 import numpy as np
 
 
@@ -59,5 +61,5 @@ BACKENDS = {"cpu": CpuRolloutBackend}
 def make_backend(name: str, model: mujoco.MjModel, nthread: int) -> PhysicsBackend:
     """Build a physics backend by name ('cpu'; accelerator backends register here)."""
     if name not in BACKENDS:
-        raise ValueError(f"unknown physics backend {name!r}; available: {sorted(BACKENDS)}")
+        raise UserError(f"unknown physics backend {name!r}; available: {sorted(BACKENDS)}")
     return BACKENDS[name](model, nthread)

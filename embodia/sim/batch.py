@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import mujoco
 import numpy as np
 
+from embodia.core.errors import CheckpointError, UserError
 from embodia.sim.backend import make_backend
 from embodia.core.errors import UserError
 from embodia.sim.randomization import (DomainRandomization, ModelParams, NamedTargets, apply_scales,
@@ -88,9 +89,9 @@ class BatchSim:
         backend: str = "cpu",
     ) -> None:
         if num_envs < 1:
-            raise ValueError(f"num_envs={num_envs} must be >= 1")
+            raise UserError(f"num_envs={num_envs} must be >= 1")
         if frame_skip < 1:
-            raise ValueError(f"frame_skip={frame_skip} must be >= 1")
+            raise UserError(f"frame_skip={frame_skip} must be >= 1")
         self.model = model
         self.num_envs = num_envs
         self.frame_skip = frame_skip
@@ -241,10 +242,10 @@ class BatchSim:
         ctrl = np.asarray(ctrl, dtype=np.float64)
         expected = (self.num_envs, self.model.nu)
         if ctrl.shape != expected:
-            raise ValueError(f"control batch has shape {ctrl.shape}, expected {expected} (num_envs, nu)")
+            raise UserError(f"control batch has shape {ctrl.shape}, expected {expected} (num_envs, nu)")
         bad = ~np.isfinite(ctrl).all(axis=1)
         if bad.any():
-            raise ValueError(f"control contains NaN or inf for envs {np.flatnonzero(bad).tolist()}")
+            raise UserError(f"control contains NaN or inf for envs {np.flatnonzero(bad).tolist()}")
         return ctrl
 
     def step(self, ctrl: np.ndarray, unit_noise: np.ndarray | None = None) -> StepInfo:
@@ -296,8 +297,8 @@ class BatchSim:
         for key in ("state", "sensordata", "ctrl", "history", "xfrc_applied", "mocap_pos", "mocap_quat"):
             target = self.state if key == "state" else getattr(self, key if key != "history" else "_history")
             if saved[key].shape != target.shape:
-                raise ValueError(f"saved sim {key!r} has shape {saved[key].shape}, this batch needs {target.shape} "
-                                 "(same task, num_envs and randomization as when it was saved)")
+                raise CheckpointError(f"saved sim {key!r} has shape {saved[key].shape}, this batch needs {target.shape} "
+                                      "(same task, num_envs and randomization as when it was saved)")
             target[...] = saved[key]
         self.latency[:] = saved["latency"]
         self._history_fresh[:] = saved["history_fresh"]

@@ -8,6 +8,8 @@ import os
 import sys
 from typing import Literal
 
+from embodia.core.errors import UserError
+
 import numpy as np
 
 Quality = Literal["fast", "full"]
@@ -121,7 +123,7 @@ class BatchRenderer:
         camera_id = camera if isinstance(camera, int) else mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_CAMERA, camera)
         if camera_id < -1 or camera_id >= model.ncam or (camera_id == -1 and camera != -1):
             names = [model.camera(i).name for i in range(model.ncam)]
-            raise ValueError(f"unknown camera {camera!r}; this model has cameras {names} (or -1 for the free camera)")
+            raise UserError(f"unknown camera {camera!r}; this model has cameras {names} (or -1 for the free camera)")
         view = mujoco.MjvCamera()
         if camera_id == -1:
             mujoco.mjv_defaultFreeCamera(model, view)

@@ -7,6 +7,7 @@ from typing import Any, Literal
 import gymnasium as gym
 import numpy as np
 
+from embodia.core.errors import UserError
 from embodia.sim.batch import BatchSim, rng_from_array, rng_to_array, episode_rngs
 from embodia.sim.counter_rng import hashed_normal
 from embodia.sim.randomization import DomainRandomization
@@ -42,7 +43,7 @@ class BatchEnv:
         self.task = make_task(task, task_config) if isinstance(task, str) else task
         randomization = DomainRandomization.from_data(randomization)
         if autoreset_mode not in ("same_step", "next_step", "disabled"):
-            raise ValueError(f"autoreset_mode={autoreset_mode!r}; use 'same_step', 'next_step' or 'disabled'")
+            raise UserError(f"autoreset_mode={autoreset_mode!r}; use 'same_step', 'next_step' or 'disabled'")
         self.autoreset_mode = autoreset_mode
         self.model = self.task.build_model()
         self.sim = BatchSim(
@@ -119,10 +120,10 @@ class BatchEnv:
             if action.shape == (self.action_dim,) and self.num_envs == 1:
                 action = action[None]
             else:
-                raise ValueError(f"action has shape {action.shape}, expected {expected} (num_envs, action_dim)")
+                raise UserError(f"action has shape {action.shape}, expected {expected} (num_envs, action_dim)")
         bad = ~np.isfinite(action).all(axis=1)
         if bad.any():
-            raise ValueError(f"action contains NaN or inf for envs {np.flatnonzero(bad).tolist()}")
+            raise UserError(f"action contains NaN or inf for envs {np.flatnonzero(bad).tolist()}")
         return np.clip(action, self.single_action_space.low, self.single_action_space.high)
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from embodia.core.errors import UserError
+
 import gymnasium as gym
 import numpy as np
 
@@ -76,7 +78,7 @@ class VectorEnv(gym.vector.VectorEnv):
 
         mode = _MODE_NAMES[autoreset_mode] if isinstance(autoreset_mode, gym.vector.AutoresetMode) else autoreset_mode
         if mode not in _MODE_NAMES.values():
-            raise ValueError(f"autoreset_mode={autoreset_mode!r}; use 'next_step', 'same_step' or 'disabled'")
+            raise UserError(f"autoreset_mode={autoreset_mode!r}; use 'next_step', 'same_step' or 'disabled'")
         self._env = BatchEnv(task, num_envs=num_envs, autoreset_mode=mode, **env_kwargs)
         self.num_envs = num_envs
         self.single_action_space = self._env.single_action_space

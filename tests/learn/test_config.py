@@ -1,6 +1,7 @@
 import pytest
 
-from embodia.learn.config import ConfigError, parse_overrides
+from embodia.core.config import parse_set_overrides as parse_overrides
+from embodia.learn.config import ConfigError
 from embodia.learn.trainer import load_config
 
 
