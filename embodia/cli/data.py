@@ -32,20 +32,15 @@ def generate_command(
     resume: bool = typer.Option(False, help="continue an interrupted generation in --out"),
 ) -> None:
     """Roll out TASK with its scripted expert and write a LeRobot v3.0 dataset."""
-    from pydantic import ValidationError
-
+    from embodia.core.config import validate_config
     from embodia.data.generate import GenerateConfig, generate
     from embodia.tasks.registry import make_task
 
     make_task(task)  # unknown task -> one clear line before any work
-    try:
-        config = GenerateConfig(task=task, episodes=episodes, cameras=_split(cameras), workers=workers,
-                                envs_per_worker=envs_per_worker, image_size=image_size, keep=keep, seed=seed,
-                                policy=policy, video={"encoder": codec},
-                                **({} if visual_dr else {"visual_randomization": None}))
-    except ValidationError as error:
-        first = error.errors()[0]
-        raise ValueError(f"--{'-'.join(str(p) for p in first['loc']).replace('_', '-')}: {first['msg']}") from None
+    fields = dict(task=task, episodes=episodes, cameras=_split(cameras), workers=workers, envs_per_worker=envs_per_worker,
+                  image_size=image_size, keep=keep, seed=seed, policy=policy, video={"encoder": codec},
+                  **({} if visual_dr else {"visual_randomization": None}))
+    config = validate_config(GenerateConfig, fields, flags=True, names={"video.encoder": "--codec"})
     result = generate(config, out, resume=resume)
     if result["already_complete"]:
         console.print(f"{out} is already a finished dataset with {result['episodes']} episodes; nothing to do")
@@ -105,9 +100,11 @@ def augment_command(src: Path = typer.Argument(..., help="source dataset of expe
                     cameras: str = typer.Option("", help="cameras to render into the new demos"),
                     image_size: int = typer.Option(128, help="camera image size")) -> None:
     """MimicGen-style: re-target source demos' object-centric segments to new scenes; keep successes."""
+    from embodia.core.config import validate_config
     from embodia.data.augment import AugmentConfig, augment
 
-    config = AugmentConfig(num=num, sources=sources, seed=seed, cameras=_split(cameras), image_size=image_size)
+    config = validate_config(AugmentConfig, dict(num=num, sources=sources, seed=seed, cameras=_split(cameras),
+                                                 image_size=image_size), flags=True)
     result = augment(src, out, config)
     console.print(f"wrote {out}: {result['kept']} demos from {result['attempts']} attempts "
                   f"(yield {result['yield']:.0%}) in {result['elapsed_s']:.1f} s")

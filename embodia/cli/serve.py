@@ -23,17 +23,13 @@ def serve(
     loop: str = typer.Option("auto", help="event loop: auto, uvloop or asyncio"),
 ) -> None:
     """Serve MODEL: POST /act, WebSocket /stream, GET /healthz, /metadata, /metrics."""
-    from pydantic import ValidationError
-
+    from embodia.core.config import validate_config
     from embodia.serve.server import ServerConfig, run_server
 
-    try:
-        config = ServerConfig(model_path=model, host=host, port=port, framework=framework, max_batch=max_batch,
-                              intra_op_threads=intra_op_threads, log_level=log_level, http=http,
-                              loop=loop)
-    except ValidationError as error:
-        first = error.errors()[0]
-        raise ValueError(f"--{str(first['loc'][0]).replace('_', '-')}: {first['msg']}") from None
+    config = validate_config(ServerConfig, dict(model_path=model, host=host, port=port, framework=framework,
+                                                max_batch=max_batch, intra_op_threads=intra_op_threads,
+                                                log_level=log_level, http=http, loop=loop),
+                             flags=True, names={"model_path": "MODEL"})
 
     def announce(url: str) -> None:
         console.print(f"serving [bold]{model}[/] at {url}  (POST /act, WS /stream, GET /healthz /metadata /metrics)",

@@ -80,24 +80,25 @@ def build_config(config_cls: type[BaseModel], layers: list[tuple[str, Mapping[st
 
 
 def validate_config(config_cls: type[BaseModel], values: Mapping[str, Any], *, origin: Mapping[str, str] | None = None,
-                    flags: bool = False, where: str = "") -> BaseModel:
+                    flags: bool = False, where: str = "", names: Mapping[str, str] | None = None) -> BaseModel:
     """`config_cls.model_validate(values)`, raising a one-line `ConfigError` (see `config_error`) instead."""
     try:
         return config_cls.model_validate(dict(values))
     except ValidationError as error:
-        raise config_error(error, config_cls, origin=origin, flags=flags, where=where) from None
+        raise config_error(error, config_cls, origin=origin, flags=flags, where=where, names=names) from None
 
 
 def config_error(error: ValidationError, config_cls: type[BaseModel] | None = None, *,
                  origin: Mapping[str, str] | None = None, flags: bool = False, where: str = "",
-                 error_cls: type[ConfigError] = ConfigError, noun: str = "config field") -> ConfigError:
+                 error_cls: type[ConfigError] = ConfigError, noun: str = "config field",
+                 names: Mapping[str, str] | None = None) -> ConfigError:
     """One line naming each bad field (as `--flag` when `flags`), its value, its source and the allowed values.
 
     `origin` maps top-level field -> where its value came from (a file, `--set`); `where` prefixes the line
-    (e.g. the suite file).
+    (e.g. the suite file); `names` maps a dotted field path to the flag that sets it (e.g. 'video.encoder': '--codec').
     """
     noun = "option" if flags else noun
-    problems = [_describe(problem, config_cls, origin or {}, noun) for problem in error.errors()[:MAX_PROBLEMS]]
+    problems = [_describe(problem, config_cls, origin or {}, noun, names or {}) for problem in error.errors()[:MAX_PROBLEMS]]
     more = len(error.errors()) - MAX_PROBLEMS
     text = "; ".join(problems) + (f" (and {more} more)" if more > 0 else "")
     prefix = where or (f"invalid {config_cls.__name__}" if config_cls is not None and not flags else "")
@@ -115,13 +116,13 @@ def field_path(loc: tuple, *, flags: bool = False) -> str:
 
 
 def _describe(problem: Mapping[str, Any], config_cls: type[BaseModel] | None, origin: Mapping[str, str],
-              noun: str) -> str:
+              noun: str, names: Mapping[str, str]) -> str:
     loc = tuple(problem["loc"])
     message = _one_line(str(problem["msg"]).removeprefix("Value error, "))
     if not loc:  # a cross-field check: its message names the fields itself
         return message
     flags = noun == "option"
-    name = field_path(loc, flags=flags)
+    name = names.get(field_path(loc)) or field_path(loc, flags=flags)
     source = origin.get(str(loc[0]))
     came_from = f" (from {source})" if source else ""
     if problem["type"] == "extra_forbidden":

@@ -93,13 +93,13 @@ class StagingArea:
                                 f"({area.spec.model_dump_json()}); rerun with the same task/cameras/size")
             return area
         if root.exists() and not root.is_dir():
-            raise NotADirectoryError(f"--out {root} is a file, not a directory")
+            raise UserError(f"--out {root} is a file, not a directory")
         if root.is_dir() and any(root.iterdir()):
             raise OutputExistsError(f"--out {root} is not empty and is not an embodia dataset; choose a new directory")
         try:
             staging.mkdir(parents=True, exist_ok=True)
         except OSError as error:
-            raise PermissionError(f"cannot create {staging}: {error.strerror}; choose a writable --out") from None
+            raise UserError(f"cannot create {staging}: {error.strerror}; choose a writable --out") from None
         fmt.write_json_atomic(staging / SPEC_FILE, json.loads(spec.model_dump_json()))
         return cls(root)
 

@@ -20,7 +20,7 @@ from pydantic import BaseModel
 from torch import nn
 
 from embodia.core.config import build_config, read_yaml
-from embodia.core.errors import CheckpointError, ConfigError, DatasetFormatError  # noqa: F401  (DatasetFormatError re-exported)
+from embodia.core.errors import CheckpointError, ConfigError, DatasetFormatError, UserError  # noqa: F401  (DatasetFormatError re-exported)
 
 CHECKPOINT_FILES = ("model.safetensors", "config.json", "normalizer.safetensors", "optimizer.pt", "state.json")
 
@@ -319,7 +319,7 @@ def _swap_into_place(tmp: Path, out: Path) -> None:
         os.replace(tmp, out)
         return
     if not out.is_dir():
-        raise NotADirectoryError(f"{out} exists and is not a checkpoint directory; choose another --out")
+        raise UserError(f"{out} exists and is not a checkpoint directory; choose another --out")
     old = out.with_name(f".{out.name}.old-{os.getpid()}")
     os.replace(out, old)
     os.replace(tmp, out)

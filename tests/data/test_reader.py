@@ -71,5 +71,5 @@ def test_out_of_range_and_bad_directory(synthetic_dataset, tmp_path):
         ds.episode(9)
     with pytest.raises(DatasetFormatError, match="meta/info.json is missing"):
         Dataset(tmp_path)
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(DatasetFormatError, match="absent does not exist"):
         Dataset(tmp_path / "absent")

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
+from embodia.core.errors import ConfigError, DatasetFormatError
 from embodia.learn.bc import BCConfig, export_bc, load_bc, train_bc
 from embodia.learn.il_common import (
     Demonstrations,
@@ -133,7 +134,7 @@ def test_bad_config_names_the_field():
 
 
 def test_missing_dataset_and_bad_arrays_raise_specific_errors(tmp_path):
-    with pytest.raises(FileNotFoundError, match="no_such_dataset"):
+    with pytest.raises(DatasetFormatError, match="no_such_dataset"):
         train_bc(tmp_path / "no_such_dataset", {"num_steps": 1}, tmp_path / "out", progress=False)
     with pytest.raises(ValueError, match="one row per frame"):
         Demonstrations(np.zeros((5, 2)), np.zeros((4, 1)), np.zeros(5))
@@ -200,5 +201,5 @@ def test_train_il_merges_yaml_config_and_overrides(reach_demos, tmp_path):
     with pytest.raises(ValueError, match="unknown imitation algo 'ppo'"):
         train_il("ppo", reach_demos, tmp_path / "x")
     config_file.write_text("hidden_size: 16\n")
-    with pytest.raises(ValidationError, match="hidden_size"):
+    with pytest.raises(ConfigError, match="unknown config field 'hidden_size'"):
         train_il("bc", reach_demos, tmp_path / "y", config_file=config_file)

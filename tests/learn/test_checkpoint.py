@@ -44,7 +44,7 @@ def test_missing_file_is_named_in_the_error(tmp_path):
 
 
 def test_path_without_checkpoint_raises_file_not_found(tmp_path):
-    with pytest.raises(FileNotFoundError, match="holds no checkpoint"):
+    with pytest.raises(CheckpointError, match="holds no checkpoint"):
         resolve_checkpoint(tmp_path)
-    with pytest.raises(FileNotFoundError, match="does not exist"):
+    with pytest.raises(CheckpointError, match="does not exist"):
         resolve_checkpoint(tmp_path / "nope")

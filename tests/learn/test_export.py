@@ -4,6 +4,7 @@ import numpy as np
 import onnx
 import pytest
 
+from embodia.core.errors import UserError
 from embodia.learn import load_policy, train
 from embodia.learn.export import export_onnx
 from embodia.learn.policy import OnnxPolicy
@@ -57,5 +58,5 @@ def test_bad_onnx_file_raises_a_clear_error(tmp_path):
     bad.write_bytes(b"garbage")
     with pytest.raises(ValueError, match="bad.onnx cannot be loaded"):
         load_policy(bad)
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(UserError, match="missing.onnx does not exist"):
         load_policy(tmp_path / "missing.onnx")
