@@ -77,7 +77,7 @@ def export_command(
     path = export_onnx(policy, target, verify=False)
     diff = parity(policy, path)
     if diff > 1e-5:
-        raise ValueError(f"exported {path} differs from PyTorch by {diff:.2e} (> 1e-5); report this as a bug")
+        raise RuntimeError(f"exported {path} differs from PyTorch by {diff:.2e} (> 1e-5)")
     console.print(f"wrote [bold]{path}[/] ({policy.task}, obs {policy.obs_dim} -> action {policy.act_dim}); "
                   f"max |onnx - torch| on 1,000 observations = {diff:.1e}")
 

@@ -12,6 +12,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from embodia.core.errors import UserError
 from embodia.tasks.env import BatchEnv
 
 
@@ -126,8 +127,8 @@ def batch_actions(action: Any, env: BatchEnv, name: str) -> np.ndarray:
     if action.shape == (env.num_envs,) and env.action_dim == 1:
         action = action[:, None]
     if action.shape != expected:
-        raise ValueError(f"policy {name} returned actions of shape {action.shape} for {env.num_envs} observations; "
-                         f"expected {expected} (batch, act_dim)")
+        raise UserError(f"policy {name} returned actions of shape {action.shape} for {env.num_envs} observations; "
+                        f"expected {expected} (batch, act_dim)")
     return action
 
 
