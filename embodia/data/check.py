@@ -88,7 +88,8 @@ def check_dataset(root: str | Path, videos: bool = True) -> CheckReport:
     _check_episodes(info, episodes, frames, report)
     _check_videos(root, info, episodes, report, count=videos)
     report.notes.append(f"{info['total_episodes']} episodes, {info['total_frames']} frames, "
-                        f"{len([f for f in info['features'].values() if f['dtype'] == 'video'])} camera stream(s)")
+                        f"{len([f for f in info['features'].values() if f['dtype'] == 'video'])} camera stream(s), "
+                        f"{len([f for f in info['features'].values() if f['dtype'] == 'image'])} image feature(s)")
     return report
 
 

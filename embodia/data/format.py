@@ -92,7 +92,7 @@ def decode_image(data: bytes) -> np.ndarray:
 
     try:
         with Image.open(io.BytesIO(data)) as image:
-            return np.asarray(image.convert("RGB"))
+            return np.array(image.convert("RGB"))  # a writable copy: torch refuses read-only arrays
     except (UnidentifiedImageError, OSError, ValueError) as error:
         raise DatasetFormatError(f"undecodable image ({len(data)} bytes: {error})") from None
 

@@ -126,8 +126,8 @@ def _episode_context(ds: Dataset, index: int) -> dict[str, Any]:
     extras = episode["info"]
     outcome = ("success" if extras.get("success") else "failure") if "success" in extras else ""
     frames = len(episode["action"])
-    videos = [{"camera": camera, "width": episode[fmt.camera_key(camera)].shape[2] * 2,
-               "src": _video_src(episode[fmt.camera_key(camera)], ds.fps)} for camera in ds.cameras]
+    videos = [{"camera": camera, "width": episode[key].shape[2] * 2, "src": _video_src(episode[key], ds.fps)}
+              for camera, key in ds.camera_keys.items()]
     return {"index": index, "outcome": outcome, "frames": f"{frames:,}", "seconds": f"{frames / ds.fps:.1f}",
             "task": episode["task"], "extras": [(str(k), str(v)) for k, v in extras.items()], "videos": videos,
             "plot": episode_plot(episode, ds.fps, ds.features), "plot_alt": plot_description(episode, ds.features)}

@@ -2,6 +2,7 @@
 
 usage: lerobot_side.py load ROOT OUT.npz      dump every frame lerobot reads (images as uint8 HWC)
        lerobot_side.py write ROOT OUT.npz     write a 2-camera dataset with lerobot's own writer, dump what went in
+       lerobot_side.py write-images ROOT OUT.npz   the same with the camera as parquet images (use_videos=False)
 """
 
 import sys
@@ -25,15 +26,16 @@ def load(root: str, out: str) -> None:
     np.savez(out, **dump)
 
 
-def write(root: str, out: str) -> None:
+def write(root: str, out: str, camera_dtype: str = "video") -> None:
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
     features = {
         "observation.state": {"dtype": "float32", "shape": (3,), "names": ["x", "y", "z"]},
         "action": {"dtype": "float32", "shape": (2,), "names": ["u", "v"]},
-        "observation.images.front": {"dtype": "video", "shape": (32, 48, 3), "names": ["height", "width", "channels"]},
+        "observation.images.front": {"dtype": camera_dtype, "shape": (32, 48, 3), "names": ["height", "width", "channels"]},
     }
-    ds = LeRobotDataset.create("embodia/test", fps=10, root=root, robot_type="toy", features=features, use_videos=True)
+    ds = LeRobotDataset.create("embodia/test", fps=10, root=root, robot_type="toy", features=features,
+                               use_videos=camera_dtype == "video")
     rng = np.random.default_rng(7)
     states, actions, images, tasks = [], [], [], []
     for episode, length in enumerate((6, 9)):
@@ -51,4 +53,7 @@ def write(root: str, out: str) -> None:
 
 
 if __name__ == "__main__":
-    {"load": load, "write": write}[sys.argv[1]](sys.argv[2], sys.argv[3])
+    def write_images(root: str, out: str) -> None:
+        write(root, out, camera_dtype="image")
+
+    {"load": load, "write": write, "write-images": write_images}[sys.argv[1]](sys.argv[2], sys.argv[3])
