@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from embodia.core.config import config_error, read_yaml
 from embodia.core.errors import ConfigError
 from embodia.sim.randomization import DomainRandomization
+from embodia.tasks.registry import task_has_success
 
 Vec3 = tuple[float, float, float]
 
@@ -142,6 +143,13 @@ class Suite(_Strict):
     task_config: dict = Field(default_factory=dict, description="task config overrides for every scenario")
     video: VideoConfig = Field(default_factory=VideoConfig, description="rendering of best/worst episodes")
     scenarios: list[Scenario] = Field(min_length=1, description="the test conditions")
+
+    @model_validator(mode="after")
+    def _metric_follows_the_task(self) -> Suite:
+        # a task without a notion of success (locomotion, Gymnasium MuJoCo envs) is compared on return by default
+        if "metric" not in self.model_fields_set and not task_has_success(self.task):
+            self.metric = "return"
+        return self
 
     @model_validator(mode="after")
     def _unique_names(self) -> Suite:

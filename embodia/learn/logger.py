@@ -33,15 +33,17 @@ class RunLogger:
             self._progress.start()
             self._task = self._progress.add_task(description, total=total_steps, completed=start_step, ret="-", sps="-")
 
-    def log_episodes(self, step: int, returns: np.ndarray, lengths: np.ndarray, successes: np.ndarray) -> None:
-        """Record finished episodes; keeps a window of the last 100 for the live mean."""
+    def log_episodes(self, step: int, returns: np.ndarray, lengths: np.ndarray, successes: np.ndarray | None) -> None:
+        """Record finished episodes; keeps a window of the last 100 for the live mean. `successes` None: the env
+        has no notion of success, and no success rate is logged."""
         if len(returns) == 0:
             return
         self.recent_returns = (self.recent_returns + returns.tolist())[-100:]
-        self.recent_successes = (self.recent_successes + successes.astype(float).tolist())[-100:]
-        self.log_scalars(step, {"charts/episode_return": float(np.mean(returns)),
-                                "charts/episode_length": float(np.mean(lengths)),
-                                "charts/success_rate": float(np.mean(successes))})
+        scalars = {"charts/episode_return": float(np.mean(returns)), "charts/episode_length": float(np.mean(lengths))}
+        if successes is not None:
+            self.recent_successes = (self.recent_successes + successes.astype(float).tolist())[-100:]
+            scalars["charts/success_rate"] = float(np.mean(successes))
+        self.log_scalars(step, scalars)
 
     def mean_return(self) -> float:
         """Mean return of the last (up to) 100 finished episodes, NaN before any."""

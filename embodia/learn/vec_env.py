@@ -24,6 +24,7 @@ class EpisodeStats:
         self.episode_return = np.zeros(num_envs)
         self.episode_length = np.zeros(num_envs, dtype=np.int64)
         self.episode_success = np.zeros(num_envs, dtype=bool)
+        self.has_success = False  # the env reports success at all (Gymnasium's MuJoCo envs and locomotion do not)
         self._finished: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
 
     def record(self, reward: np.ndarray, success: np.ndarray | None, done: np.ndarray) -> None:
@@ -31,6 +32,7 @@ class EpisodeStats:
         self.episode_return += reward
         self.episode_length += 1
         if success is not None:
+            self.has_success = True
             self.episode_success |= success
         if done.any():
             self._finished.append((self.episode_return[done].copy(), self.episode_length[done].copy(),
@@ -39,13 +41,15 @@ class EpisodeStats:
             self.episode_length[done] = 0
             self.episode_success[done] = False
 
-    def pop(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(returns, lengths, successes) of episodes finished since the last pop."""
+    def pop(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """(returns, lengths, successes) of episodes finished since the last pop; successes is None when the env
+        has no notion of success (so no success rate of 0 is reported for it)."""
         if not self._finished:
-            return np.zeros(0), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=bool)
+            return np.zeros(0), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=bool) if self.has_success else None
         parts = list(zip(*self._finished))
         self._finished = []
-        return tuple(np.concatenate(p) for p in parts)  # type: ignore[return-value]
+        returns, lengths, successes = (np.concatenate(p) for p in parts)
+        return returns, lengths, successes if self.has_success else None
 
     def reset(self) -> None:
         self.__init__(len(self.episode_return))
@@ -123,7 +127,7 @@ class BatchTrainEnv(TrainEnv):
         final_obs = obs
         if "_final_obs" in info:
             final_obs = np.where(info["_final_obs"][:, None], info["final_obs"], obs)
-        self.stats.record(reward, info.get("success"), done)
+        self.stats.record(reward, info.get("success") if self.env.task.has_success else None, done)
         return obs, reward, terminated, truncated, final_obs
 
     def state_dict(self) -> dict[str, np.ndarray]:

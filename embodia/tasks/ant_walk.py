@@ -27,6 +27,7 @@ class AntWalk(GymnasiumResetTask):
     name = "ant-walk"
     xml = "ant.xml"
     cameras = ("track",)
+    has_success = False  # locomotion: run as well as possible, there is no goal to reach
 
     @classmethod
     def default_config(cls) -> AntWalkConfig:

@@ -16,6 +16,7 @@ class CheetahRun(GymnasiumResetTask):
     name = "cheetah-run"
     xml = "cheetah.xml"
     cameras = ("track",)
+    has_success = False  # locomotion: run as well as possible, there is no goal to reach
 
     def build_model(self) -> mujoco.MjModel:
         model = load_model(self.xml)

@@ -112,6 +112,10 @@ def _load_file(location: str):
 def _factory(name: str, strict: bool = True) -> Callable | None:
     """The factory of a task name in any accepted form, or None (strict=False) when it cannot be had."""
     entry = _TASKS.get(name) or _entry_points().get(name)
+    if entry is None and name.startswith("gym:"):
+        from embodia.tasks.gym_task import GymnasiumTask
+
+        return functools.partial(GymnasiumTask.for_id, name[len("gym:"):])
     if entry is None and ":" in name:
         entry = name  # path/to/file.py:Class or module:Class
     if entry is None:
@@ -139,8 +143,21 @@ def task_class(name: str) -> type:
     """The Task class behind a name, without building the task (for cheap metadata such as episode length)."""
     factory = _factory(name)
     while isinstance(factory, functools.partial):
-        factory = factory.args[0] if factory.func is _make_variant else factory.func
+        if factory.func is _make_variant:
+            factory = factory.args[0]
+        else:
+            factory = factory.func
     return factory
+
+
+def task_has_success(name: str) -> bool:
+    """Whether a task has a notion of success (locomotion and Gymnasium MuJoCo tasks do not); unknown names: True."""
+    if name.startswith("gym:"):
+        return False
+    try:
+        return bool(getattr(task_class(name), "has_success", True))
+    except UserError:
+        return True  # the caller's own validation reports the unknown task
 
 
 def make_task(name: str, config: dict | None = None):
