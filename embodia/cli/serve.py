@@ -21,6 +21,15 @@ def serve(
     log_level: str = typer.Option("warning", help="uvicorn log level"),
     http: str = typer.Option("auto", help="HTTP parser: auto, httptools or h11"),
     loop: str = typer.Option("auto", help="event loop: auto, uvloop or asyncio"),
+    keep_alive_s: float = typer.Option(5.0, help="close a keep-alive connection idle this long after a reply"),
+    request_timeout_s: float = typer.Option(10.0, help="seconds a client has to send a request's headers, and "
+                                                       "again its body; silent connections are closed after it"),
+    max_connections: int = typer.Option(1000, help="open connections beyond which requests get 503"),
+    token_file: Path | None = typer.Option(None, help="require 'Authorization: Bearer TOKEN' (the file's "
+                                                      "content) on every endpoint but /healthz"),
+    ssl_keyfile: Path | None = typer.Option(None, help="TLS private key (PEM), with --ssl-certfile: serve "
+                                                       "https:// and wss://"),
+    ssl_certfile: Path | None = typer.Option(None, help="TLS certificate chain (PEM), with --ssl-keyfile"),
 ) -> None:
     """Serve MODEL: POST /act, WebSocket /stream, GET /healthz, /metadata, /metrics."""
     from embodia.core.config import validate_config
@@ -28,12 +37,17 @@ def serve(
 
     config = validate_config(ServerConfig, dict(model_path=model, host=host, port=port, framework=framework,
                                                 max_batch=max_batch, intra_op_threads=intra_op_threads,
-                                                log_level=log_level, http=http, loop=loop),
+                                                log_level=log_level, http=http, loop=loop, keep_alive_s=keep_alive_s,
+                                                request_timeout_s=request_timeout_s, max_connections=max_connections,
+                                                token_file=token_file, ssl_keyfile=ssl_keyfile,
+                                                ssl_certfile=ssl_certfile),
                              flags=True, names={"model_path": "MODEL"})
 
-    def announce(url: str) -> None:
-        console.print(f"serving [bold]{model}[/] at {url}  (POST /act, WS /stream, GET /healthz /metadata /metrics)",
-                      highlight=False, soft_wrap=True)
+    def announce(urls: list[str]) -> None:
+        console.print(f"serving [bold]{model}[/] at {urls[0]}  (POST /act, WS /stream, GET /healthz /metadata "
+                      "/metrics)", highlight=False, soft_wrap=True)
+        for url in urls[1:]:
+            console.print(f"  also reachable at {url}", highlight=False, soft_wrap=True)
 
     run_server(config, on_ready=announce)
 

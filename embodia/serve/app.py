@@ -9,10 +9,11 @@ hand-off to a thread pool would cost.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from embodia.serve.codec import SHAPE_HEADER, RequestError, error_body
-from embodia.serve.service import PolicyService, Reply
+from embodia.serve.limits import read_body
+from embodia.serve.service import CLOSE_AFTER, PolicyService, Reply
 
 Scope = dict
 Receive = Callable[[], Awaitable[dict]]
@@ -30,9 +31,10 @@ class ClientDisconnected(Exception):
 class PolicyApp:
     """ASGI callable serving one policy."""
 
-    def __init__(self, service: PolicyService):
+    def __init__(self, service: PolicyService, request_timeout_s: float = 10.0):
         self.service = service
         self.metrics = service.metrics
+        self.request_timeout_s = request_timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -41,7 +43,7 @@ class PolicyApp:
         elif kind == "websocket":
             await self._websocket(scope, receive, send)
         elif kind == "lifespan":
-            await _lifespan(receive, send)
+            await _lifespan(receive, send, self.service.close)
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         start = time.perf_counter()
@@ -61,10 +63,12 @@ class PolicyApp:
         if path == "/act" and method == "POST":
             headers = _headers(scope)
             try:
-                body = await _read_body(receive, headers, self.service.max_body_bytes)
+                body = await read_body(_body_chunks(receive), headers.get("content-length"),
+                                       self.service.max_body_bytes, self.request_timeout_s)
             except RequestError as error:
                 return self.service.error(error.status, error.message)
-            return self.service.act(body, headers.get("content-type", ""), headers.get(SHAPE_HEADER))
+            return await self.service.off_loop(len(body), self.service.act, body, headers.get("content-type", ""),
+                                               headers.get(SHAPE_HEADER))
         handler = _GET_ROUTES.get(path)
         if handler is not None and method in ("GET", "HEAD"):
             return handler(self.service)
@@ -97,9 +101,12 @@ class PolicyApp:
             frame, text = message.get("bytes"), message.get("text")
             try:
                 if frame is not None:
-                    reply = {"type": "websocket.send", "bytes": self.service.stream_frame(frame)}
+                    reply = {"type": "websocket.send",
+                             "bytes": await self.service.off_loop(len(frame), self.service.stream_frame, frame)}
                 else:
-                    reply = {"type": "websocket.send", "text": self.service.stream_text(text or "")}
+                    text = text or ""
+                    reply = {"type": "websocket.send",
+                             "text": await self.service.off_loop(len(text), self.service.stream_text, text)}
                 status = 200
             except RequestError as error:
                 reply = {"type": "websocket.send", "text": error_body(error.status, error.message).decode()}
@@ -112,38 +119,32 @@ def _headers(scope: Scope) -> dict[str, str]:
     return {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]}
 
 
-async def _read_body(receive: Receive, headers: dict[str, str], limit: int) -> bytes:
-    declared = headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise RequestError(413, f"request body of {declared} bytes exceeds the server limit of {limit} bytes "
-                                "(max_batch observations); split the batch")
-    chunks, size, more = [], 0, True
+async def _body_chunks(receive: Receive) -> AsyncIterator[bytes]:
+    more = True
     while more:
         message = await receive()
         if message["type"] == "http.disconnect":
             raise ClientDisconnected
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise RequestError(413, f"request body exceeds the server limit of {limit} bytes; split the batch")
-        chunks.append(chunk)
+        yield message.get("body", b"")
         more = message.get("more_body", False)
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 async def _send_reply(send: Send, reply: Reply) -> None:
     headers = [(b"content-type", reply.content_type.encode()), (b"content-length", str(len(reply.body)).encode())]
     if reply.shape is not None:
         headers.append((SHAPE_HEADER.encode(), reply.shape.encode()))
+    if reply.status in CLOSE_AFTER:
+        headers.append((b"connection", b"close"))
     await send({"type": "http.response.start", "status": reply.status, "headers": headers})
     await send({"type": "http.response.body", "body": reply.body})
 
 
-async def _lifespan(receive: Receive, send: Send) -> None:
+async def _lifespan(receive: Receive, send: Send, on_shutdown: Callable[[], None]) -> None:
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
+            on_shutdown()
             await send({"type": "lifespan.shutdown.complete"})
             return

@@ -3,6 +3,7 @@ drive a served policy from a separate simulation process."""
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from functools import cached_property
@@ -39,14 +40,22 @@ class PolicyServerUnavailable(UserError, ConnectionError):
 
 
 class PolicyClient:
-    """Keep-alive HTTP client for one policy server: `act(obs)` for one (obs_dim,) or a batch (B, obs_dim)."""
+    """Keep-alive HTTP client for one policy server: `act(obs)` for one (obs_dim,) or a batch (B, obs_dim).
 
-    def __init__(self, url: str, timeout_s: float = 10.0, binary: bool = True):
+    `token`: the bearer token of a server started with `--token-file`; `ca_file`: a PEM certificate (or CA)
+    to trust for an https:// server whose certificate is not in the system store (e.g. self-signed).
+    """
+
+    def __init__(self, url: str, timeout_s: float = 10.0, binary: bool = True, token: str | None = None,
+                 ca_file: str | None = None):
         self.url = url.rstrip("/")
         if not self.url.startswith(("http://", "https://")):
             raise UserError(f"policy server URL {url!r} must start with http:// or https://")
         self.binary = binary
-        self._http = httpx.Client(base_url=self.url, timeout=timeout_s)
+        self._headers = {} if token is None else {"authorization": f"Bearer {token.strip()}"}
+        self._tls = ssl.create_default_context(cafile=ca_file) if self.url.startswith("https://") else None
+        self._http = httpx.Client(base_url=self.url, timeout=timeout_s, headers=self._headers,
+                                  verify=self._tls or True)
 
     def act(self, obs: np.ndarray) -> np.ndarray:
         """Actions for one observation (obs_dim,) → (act_dim,) or a batch (B, obs_dim) → (B, act_dim), float32."""
@@ -96,14 +105,19 @@ class PolicyClient:
     @contextmanager
     def stream(self, timeout_s: float = 10.0) -> Iterator[PolicyStream]:
         """A WebSocket to /stream for fixed-rate control loops: one binary action frame per observation frame."""
-        from websockets.exceptions import InvalidHandshake, InvalidURI
+        from websockets.exceptions import InvalidHandshake, InvalidStatus, InvalidURI
         from websockets.sync.client import connect
 
         ws_url = "ws" + self.url[len("http"):] + "/stream"
         with ExitStack() as stack:
             try:
                 connection = stack.enter_context(connect(ws_url, open_timeout=timeout_s, max_size=None,
-                                                         compression=None))
+                                                         compression=None, additional_headers=self._headers,
+                                                         ssl=self._tls))
+            except InvalidStatus as error:
+                status = error.response.status_code
+                hint = "; pass the server's token (PolicyClient(url, token=...))" if status in (401, 403) else ""
+                raise PolicyServerError(status, f"the server refused the stream at {ws_url}{hint}") from error
             except (OSError, InvalidHandshake, InvalidURI) as error:
                 raise PolicyServerUnavailable(f"cannot open a stream to {ws_url} ({error}); is `embodia serve` "
                                               "running there?") from error

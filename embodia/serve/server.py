@@ -4,18 +4,23 @@ for tests and evaluation (`serve_in_background`)."""
 from __future__ import annotations
 
 import gc
+import ipaddress
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from embodia.core.errors import UserError
+from embodia.core.errors import ConfigError
+from embodia.serve.limits import MAX_HEADER_BYTES, guarded_protocol
 from embodia.serve.runtime import load_model
 from embodia.serve.service import PolicyService
+
+WILDCARD_HOSTS = ("0.0.0.0", "", "::")
 
 
 class ServerConfig(BaseModel):
@@ -29,47 +34,93 @@ class ServerConfig(BaseModel):
     framework: Literal["asgi", "fastapi"] = Field(
         "asgi", description="'asgi': the lean built-in ASGI app (default, lower latency); 'fastapi': same service "
                             "on FastAPI")
-    max_batch: int = Field(1024, ge=1, description="largest batch of observations one request may carry")
-    intra_op_threads: int = Field(1, ge=0, description="ONNX Runtime intra-op threads (0 = one per core)")
+    max_batch: int = Field(1024, ge=1, le=1_000_000, description="largest batch of observations one request may carry")
+    intra_op_threads: int = Field(1, ge=0, le=1024, description="ONNX Runtime intra-op threads (0 = one per core)")
     log_level: Literal["critical", "error", "warning", "info", "debug"] = Field(
         "warning", description="uvicorn log level")
     http: Literal["auto", "httptools", "h11"] = Field(
         "auto", description="HTTP parser: 'auto' takes httptools (C, faster) when installed, else h11")
     loop: Literal["auto", "uvloop", "asyncio"] = Field(
         "auto", description="event loop: 'auto' takes uvloop (faster) when installed, else asyncio")
+    keep_alive_s: float = Field(5.0, gt=0, le=3600, allow_inf_nan=False,
+                                description="close a keep-alive connection idle this long after a reply")
+    request_timeout_s: float = Field(10.0, gt=0, le=3600, allow_inf_nan=False,
+                                     description="time a client has to send a request's headers, and again its "
+                                                 "body; a connection that sends nothing is closed after it")
+    max_connections: int = Field(1000, ge=1, le=1_000_000,
+                                 description="open connections (HTTP and /stream) beyond which requests get 503")
+    token_file: Path | None = Field(None, description="file holding a bearer token every endpoint but /healthz "
+                                                      "requires (Authorization: Bearer TOKEN)")
+    ssl_keyfile: Path | None = Field(None, description="TLS private key (PEM); serve HTTPS/WSS with --ssl-certfile")
+    ssl_certfile: Path | None = Field(None, description="TLS certificate chain (PEM); serve HTTPS/WSS with "
+                                                        "--ssl-keyfile")
+
+    @model_validator(mode="after")
+    def _tls_needs_both_files(self) -> "ServerConfig":
+        if (self.ssl_keyfile is None) != (self.ssl_certfile is None):
+            raise ValueError("TLS needs both --ssl-keyfile and --ssl-certfile (or neither)")
+        return self
+
+    @property
+    def scheme(self) -> str:
+        """'https' when TLS is on, else 'http'."""
+        return "http" if self.ssl_certfile is None else "https"
 
 
 def build_app(config: ServerConfig):
     """Load the model and build the ASGI application that serves it (raises on a bad model file)."""
+    return _build(config)[0]
+
+
+def _build(config: ServerConfig) -> tuple[object, PolicyService]:
     model = load_model(config.model_path, intra_op_threads=config.intra_op_threads)
     service = PolicyService(model, max_batch=config.max_batch)
     if config.framework == "fastapi":
         from embodia.serve.fastapi_app import make_fastapi_app
 
-        return make_fastapi_app(service)
-    from embodia.serve.app import PolicyApp
+        app = make_fastapi_app(service, request_timeout_s=config.request_timeout_s)
+    else:
+        from embodia.serve.app import PolicyApp
 
-    return PolicyApp(service)
+        app = PolicyApp(service, request_timeout_s=config.request_timeout_s)
+    if config.token_file is not None:
+        from embodia.serve.auth import BearerAuth, read_token
+
+        app = BearerAuth(app, read_token(config.token_file), service.metrics)
+    return app, service
 
 
-def _uvicorn_config(app, config: ServerConfig):
+def _uvicorn_config(config: ServerConfig):
+    """uvicorn settings with every bound in place, loaded here so a bad TLS file fails in the caller."""
     import uvicorn
 
-    # access logs off: writing one line per request costs more than the inference itself
-    return uvicorn.Config(app, host=config.host, port=config.port, workers=1, log_level=config.log_level,
-                          access_log=False, lifespan="on", ws_max_size=16 * 1024 * 1024, http=config.http,
-                          loop=config.loop)
+    app, service = _build(config)
+    tls = {} if config.ssl_certfile is None else {"ssl_keyfile": str(config.ssl_keyfile),
+                                                  "ssl_certfile": str(config.ssl_certfile)}
+    # access logs off: writing one line per request costs more than the inference itself.
+    # ws_max_size: a /stream frame is bounded like an /act body; a bigger one closes the stream with 1009
+    uv_config = uvicorn.Config(app, host=config.host, port=config.port, workers=1, log_level=config.log_level,
+                               access_log=False, lifespan="on", ws_max_size=service.max_body_bytes,
+                               http=guarded_protocol(config.http, config.request_timeout_s), loop=config.loop,
+                               timeout_keep_alive=config.keep_alive_s, limit_concurrency=config.max_connections,
+                               h11_max_incomplete_event_size=MAX_HEADER_BYTES, **tls)
+    try:
+        uv_config.load()
+    except (ssl.SSLError, OSError) as error:
+        raise ConfigError(f"cannot use --ssl-keyfile {config.ssl_keyfile} / --ssl-certfile {config.ssl_certfile} "
+                          f"({error}); pass a PEM private key and the PEM certificate that matches it") from None
+    return uv_config
 
 
-def run_server(config: ServerConfig, on_ready: Callable[[str], None] | None = None) -> None:
-    """Serve in the foreground until interrupted (Ctrl-C); `on_ready(url)` is called once listening."""
+def run_server(config: ServerConfig, on_ready: Callable[[list[str]], None] | None = None) -> None:
+    """Serve in the foreground until interrupted (Ctrl-C); `on_ready(urls)` is called once listening, with
+    every address a client can reach (each interface's for a wildcard host)."""
     import uvicorn
 
-    app = build_app(config)
+    server = uvicorn.Server(_uvicorn_config(config))
     listener = _bind(config.host, config.port)
-    server = uvicorn.Server(_uvicorn_config(app, config))
     if on_ready is not None:
-        on_ready(_url(config.host, listener.getsockname()[1]))
+        on_ready(reachable_urls(config.host, listener.getsockname()[1], config.scheme))
     # the loaded libraries' objects never die: keep them out of the collector so gen-2 passes stay short
     gc.collect()
     gc.freeze()
@@ -82,9 +133,8 @@ def serve_in_background(model_path: str | Path, port: int = 0, host: str = "127.
     import uvicorn
 
     server_config = ServerConfig(model_path=Path(model_path), host=host, port=port, **config)
-    app = build_app(server_config)  # a bad model raises here, in the caller's thread
+    server = uvicorn.Server(_uvicorn_config(server_config))  # a bad model or TLS file raises here, in the caller
     listener = _bind(host, port)
-    server = uvicorn.Server(_uvicorn_config(app, server_config))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, name="embodia-serve", daemon=True)
     thread.start()
     deadline = time.monotonic() + startup_timeout_s
@@ -100,7 +150,7 @@ def serve_in_background(model_path: str | Path, port: int = 0, host: str = "127.
         thread.join(timeout=10.0)
         listener.close()
 
-    return _url(host, listener.getsockname()[1]), stop
+    return reachable_urls(host, listener.getsockname()[1], server_config.scheme)[0], stop
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -116,12 +166,44 @@ def _bind(host: str, port: int) -> socket.socket:
         listener.bind((host, port))
     except OSError as error:
         listener.close()
-        raise UserError(f"cannot listen on {host}:{port} ({error.strerror}); pick another --port or --host") from None
+        raise ConfigError(f"cannot listen on {host}:{port} ({error.strerror}); pick another --port or --host") from None
     listener.listen(2048)
     listener.set_inheritable(True)
     return listener
 
 
-def _url(host: str, port: int) -> str:
-    shown = "127.0.0.1" if host in ("0.0.0.0", "") else (f"[{host}]" if ":" in host else host)
-    return f"http://{shown}:{port}"
+def reachable_urls(host: str, port: int, scheme: str = "http") -> list[str]:
+    """Base URLs a client can use: the host itself, or for a wildcard (0.0.0.0, ::) loopback and then each
+    local interface's address."""
+    hosts = local_addresses(ipv6=host == "::") if host in WILDCARD_HOSTS else [host]
+    return [f"{scheme}://{f'[{name}]' if ':' in name else name}:{port}" for name in hosts]
+
+
+def local_addresses(ipv6: bool = False) -> list[str]:
+    """Loopback first, then the addresses of this machine's interfaces (IPv4; IPv6 too when `ipv6`)."""
+    found: list[str] = []
+    for family in (socket.AF_INET, socket.AF_INET6) if ipv6 else (socket.AF_INET,):
+        found += _addresses_of(family)
+    loopback = [address for address in found if ipaddress.ip_address(address).is_loopback]
+    others = [address for address in found if not ipaddress.ip_address(address).is_loopback
+              and not ipaddress.ip_address(address).is_link_local]
+    defaults = ["127.0.0.1"] + (["::1"] if ipv6 else [])
+    return list(dict.fromkeys([*defaults, *loopback, *others]))
+
+
+def _addresses_of(family: socket.AddressFamily) -> list[str]:
+    """Interface addresses: the host name's addresses plus the one the default route leaves from."""
+    names = []
+    try:
+        names += [info[4][0] for info in socket.getaddrinfo(socket.gethostname(), None, family, socket.SOCK_STREAM)]
+    except OSError:
+        pass
+    probe = socket.socket(family, socket.SOCK_DGRAM)
+    try:  # connect() on UDP sends nothing; it only picks the source address of the default route
+        probe.connect(("192.0.2.1", 9) if family == socket.AF_INET else ("2001:db8::1", 9))
+        names.append(probe.getsockname()[0])
+    except OSError:
+        pass
+    finally:
+        probe.close()
+    return [name.split("%", 1)[0] for name in names]

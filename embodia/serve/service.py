@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import time
-from typing import NamedTuple
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import NamedTuple, TypeVar
 
 import numpy as np
 import orjson
@@ -24,6 +28,11 @@ from embodia.serve.metrics import PROMETHEUS_TYPE, ServerMetrics
 from embodia.serve.runtime import ServedModel
 
 JSON_BYTES_PER_VALUE = 32  # generous upper bound of one float in JSON, to size the body limit
+# payloads above this are decoded and run in a worker thread: below it a hand-off costs more than the work,
+# above it the work would hold the event loop (and /healthz, and every small request) for milliseconds
+OFFLOAD_BYTES = 64 * 1024
+CLOSE_AFTER = frozenset({408, 413})  # the rest of such a request is never read, so the connection cannot be reused
+Result = TypeVar("Result")
 
 
 class Reply(NamedTuple):
@@ -50,6 +59,8 @@ class PolicyService:
         self.max_batch = max_batch
         self.metrics = ServerMetrics()
         self.max_body_bytes = max_batch * self.spec.obs_dim * JSON_BYTES_PER_VALUE + 4096
+        self._metrics_lock = threading.Lock()  # inference is also counted from the worker thread
+        self._worker: ThreadPoolExecutor | None = None
         self._metadata_body = orjson.dumps(self._metadata())
         self._health_body = orjson.dumps({"status": "ok", "task": self.spec.task, "model": model.file})
 
@@ -73,9 +84,25 @@ class PolicyService:
         """Run the policy on checked observations (B, obs_dim) float32 → actions (B, act_dim) float32."""
         start = time.perf_counter()
         actions = self.policy.act(obs)
-        self.metrics.inference.observe(time.perf_counter() - start)
-        self.metrics.observations += obs.shape[0]
+        with self._metrics_lock:
+            self.metrics.inference.observe(time.perf_counter() - start)
+            self.metrics.observations += obs.shape[0]
         return actions
+
+    async def off_loop(self, size: int, work: Callable[..., Result], *args: object) -> Result:
+        """`work(*args)` inline for a small payload, in the worker thread for one over OFFLOAD_BYTES."""
+        if size <= OFFLOAD_BYTES:
+            return work(*args)
+        if self._worker is None:
+            # one thread: large requests queue behind each other instead of all holding memory at once
+            self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embodia-serve-large")
+        return await asyncio.get_running_loop().run_in_executor(self._worker, work, *args)
+
+    def close(self) -> None:
+        """Stop the worker thread (at server shutdown)."""
+        if self._worker is not None:
+            self._worker.shutdown(wait=False, cancel_futures=True)
+            self._worker = None
 
     def stream_frame(self, frame: bytes) -> bytes:
         """One binary /stream frame: k*obs_dim float32 in, k*act_dim float32 out (raises RequestError)."""

@@ -44,6 +44,19 @@ def test_bad_option_names_the_flag(model_path: Path, monkeypatch: pytest.MonkeyP
     assert code == 2 and "--framework" in err
 
 
+def test_missing_token_file_is_one_clear_error_line(model_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture) -> None:
+    code, err = _run_cli(["serve", str(model_path), "--port", "0", "--token-file", str(tmp_path / "nope")],
+                         monkeypatch, capsys)
+    assert code == 2 and err.strip().count("\n") == 0 and "--token-file" in err and "does not exist" in err
+
+
+def test_non_finite_timeout_names_the_flag(model_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                           capsys: pytest.CaptureFixture) -> None:
+    code, err = _run_cli(["serve", str(model_path), "--request-timeout-s", "nan"], monkeypatch, capsys)
+    assert code == 2 and "--request-timeout-s" in err
+
+
 @pytest.mark.slow
 def test_serve_command_answers_until_interrupted(model_path: Path) -> None:
     executable = Path(sys.executable).with_name("embodia")

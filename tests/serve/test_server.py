@@ -9,7 +9,7 @@ import httpx
 import numpy as np
 import pytest
 
-from embodia.core.errors import CheckpointError
+from embodia.core.errors import CheckpointError, UserError
 from embodia.serve.server import serve_in_background
 
 
@@ -87,3 +87,62 @@ def test_serves_a_trained_policy_exported_by_embodia_export(tmp_path: Path) -> N
             np.testing.assert_allclose(client.act(obs), torch_policy.act(obs), atol=1e-5)
     finally:
         stop()
+
+
+def _self_signed_cert(directory: Path) -> tuple[Path, Path]:
+    """A throwaway key and certificate for 127.0.0.1, made with the openssl CLI."""
+    import shutil
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        raise RuntimeError("the openssl command is needed for the TLS test (apt-get install openssl)")
+    key, cert = directory / "key.pem", directory / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    return key, cert
+
+
+@pytest.mark.parametrize("framework", ["asgi", "fastapi"])
+def test_tls_serves_https_and_wss_with_the_given_certificate(tmp_path: Path, model_path: Path, reference,
+                                                             obs_batch, framework: str) -> None:
+    from embodia.serve.client import PolicyClient
+
+    key, cert = _self_signed_cert(tmp_path)
+    url, stop = serve_in_background(model_path, framework=framework, ssl_keyfile=key, ssl_certfile=cert)
+    try:
+        assert url.startswith("https://127.0.0.1:")
+        with PolicyClient(url, ca_file=str(cert)) as client, client.stream() as stream:
+            np.testing.assert_array_equal(client.act(obs_batch), reference.act(obs_batch))
+            np.testing.assert_array_equal(stream.act(obs_batch[0]), reference.act(obs_batch[:1])[0])
+        with pytest.raises(httpx.ConnectError):  # not trusted without the certificate
+            httpx.get(f"{url}/healthz")
+        with pytest.raises(httpx.RemoteProtocolError):  # plain HTTP is not answered on a TLS port
+            httpx.get(url.replace("https", "http", 1) + "/healthz")
+    finally:
+        stop()
+
+
+def test_tls_needs_both_files_and_valid_ones(tmp_path: Path, model_path: Path) -> None:
+    from pydantic import ValidationError
+
+    key, cert = _self_signed_cert(tmp_path)
+    with pytest.raises(ValidationError, match="both --ssl-keyfile and --ssl-certfile"):
+        serve_in_background(model_path, ssl_certfile=cert)
+    with pytest.raises(UserError, match="cannot use --ssl-keyfile"):
+        serve_in_background(model_path, ssl_keyfile=cert, ssl_certfile=key)
+
+
+def test_wildcard_host_reports_every_reachable_address_and_each_answers(model_path: Path) -> None:
+    from embodia.serve.server import reachable_urls
+
+    url, stop = serve_in_background(model_path, host="0.0.0.0")
+    try:
+        port = int(url.rsplit(":", 1)[1])
+        urls = reachable_urls("0.0.0.0", port)
+        assert urls[0] == url == f"http://127.0.0.1:{port}" and all("0.0.0.0" not in u for u in urls)
+        for each in urls:
+            assert httpx.get(f"{each}/healthz", timeout=5).status_code == 200
+    finally:
+        stop()
+    assert reachable_urls("10.1.2.3", 8000, "https") == ["https://10.1.2.3:8000"]
