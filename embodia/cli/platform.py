@@ -28,6 +28,19 @@ def _store():
     return open_store()
 
 
+# columns that must stay readable in a narrow terminal (the others wrap)
+_MIN_WIDTH = {"id": 4, "#": 2, "status": 9, "reference": 28, "model": 8, "version": 7, "aliases": 12, "artifact": 12}
+
+
+def _table(title: str, columns: tuple[str, ...]) -> Table:
+    """A Rich table whose key columns never shrink to an ellipsis."""
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column, min_width=_MIN_WIDTH.get(column), no_wrap=column in _MIN_WIDTH,
+                         overflow="fold")
+    return table
+
+
 def _when(value: Any) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S") if value is not None else "-"
 
@@ -52,7 +65,7 @@ def _label(node) -> str:
         return f"{edge}[red]sha256:{node.sha256[:12]}[/] [dim](not registered)[/]"
     config = info.manifest.get("config", {})
     detail = ", ".join(f"{k}={config[k]}" for k in ("task", "algo", "suite", "policy") if k in config)
-    text = (f"{edge}[bold]{escape(info.kind)}[/] {escape(info.ref)} [dim]{escape(info.stage)}"
+    text = (f"{edge}[bold]{escape(info.ref)}[/] [dim]{escape(info.stage)}"
             f"{' · ' + escape(detail) if detail else ''}{' · job ' + str(info.creator_job_id) if info.creator_job_id else ''}[/]")
     for model in node.models:
         text += f"  [green]{escape(model)}[/]"
@@ -78,9 +91,9 @@ def lineage_command(ref: str = typer.Argument(..., help="model:NAME@ALIAS, model
         print(json.dumps(registry.lineage(store, ref), indent=2, default=str))
         return
     up, down = registry.ancestors(store, ref), registry.descendants(store, ref)
-    console.print(_tree(up, Tree(f"{_label(up)}  [dim]made from[/]")))
+    console.print(_tree(up, Tree(f"{_label(up)}  [dim]made from[/]")), soft_wrap=False)
     console.print(_tree(down, Tree(f"{_label(down)}  [dim]used by[/]")) if down.children
-                  else "[dim]nothing is derived from it yet[/]")
+                  else "[dim]nothing is derived from it yet[/]", soft_wrap=False)
 
 
 # ------------------------------------------------------------------------------------------------ artifacts
@@ -94,9 +107,7 @@ def artifacts_list(kind: str = typer.Option(None, help="only this kind (dataset,
     from embodia.platform import registry
 
     rows = registry.list_artifacts(_store(), kind=kind, tag=tag, limit=limit)
-    table = Table(title=f"{len(rows)} artifacts")
-    for column in ("reference", "stage", "name", "size", "job", "tags", "created"):
-        table.add_column(column)
+    table = _table(f"{len(rows)} artifacts", ("reference", "stage", "name", "size", "job", "tags", "created"))
     for info in rows:
         table.add_row(info.ref, info.stage, info.name or "", _size(info.size), str(info.creator_job_id or ""),
                       ", ".join(info.tags), _when(info.created_at))
@@ -130,9 +141,8 @@ def models_list(name: str = typer.Argument(None, help="only this model")) -> Non
     from embodia.platform import registry
 
     rows = registry.list_model_versions(_store(), name)
-    table = Table(title=f"{len(rows)} model versions")
-    for column in ("model", "version", "aliases", "artifact", "report", "gate", "by", "created"):
-        table.add_column(column)
+    table = _table(f"{len(rows)} model versions",
+                   ("model", "version", "aliases", "artifact", "report", "gate", "by", "created"))
     for info in rows:
         gate = (info.gate or {}).get("verdict", "") if info.gate else ""
         table.add_row(info.name, f"v{info.version}", ", ".join(info.aliases), info.artifact_sha256[:12],
@@ -168,9 +178,7 @@ def models_alias(name: str = typer.Argument(..., help="model name"),
     elif version is not None:
         info = registry.set_alias(store, name, alias, version, why=why)
         console.print(f"model:{name}@{alias} -> v{info.version}")
-    table = Table(title=f"history of model:{name}@{alias}")
-    for column in ("when", "from", "to", "who", "why"):
-        table.add_column(column)
+    table = _table(f"history of model:{name}@{alias}", ("when", "from", "to", "who", "why"))
     for event in registry.alias_history(store, name, alias):
         table.add_row(_when(event.at), f"v{event.from_version}" if event.from_version else "-",
                       f"v{event.to_version}" if event.to_version else "(removed)", event.who, event.why)
@@ -192,9 +200,8 @@ def jobs_list(status: str = typer.Option(None, help="queued, running, succeeded,
     from embodia.platform import queue
 
     rows = queue.list_jobs(_store(), status=status, project=project, limit=limit)
-    table = Table(title=f"{len(rows)} jobs")
-    for column in ("id", "type", "project", "prio", "status", "attempts", "worker", "output", "error", "created"):
-        table.add_column(column)
+    table = _table(f"{len(rows)} jobs",
+                   ("id", "type", "project", "prio", "status", "attempts", "worker", "output", "error", "created"))
     for job in rows:
         table.add_row(str(job.id), job.type, job.project, str(job.priority), _status(job.status),
                       f"{job.attempts}/{job.max_attempts}", job.lease_owner or "", (job.output_sha256 or "")[:12],
@@ -216,9 +223,8 @@ def jobs_show(job_id: int = typer.Argument(..., help="job id")) -> None:
         console.print(f"output sha256:{job.output_sha256}")
     if job.error:
         console.print(f"[red]{job.error_type}: {job.error}[/]", highlight=False)
-    table = Table(title="attempts")
-    for column in ("#", "worker", "status", "exit", "error", "cpu s", "metrics", "started", "finished", "log"):
-        table.add_column(column)
+    table = _table("attempts",
+                   ("#", "worker", "status", "exit", "error", "cpu s", "metrics", "started", "finished", "log"))
     for attempt in queue.attempts(store, job_id):
         metrics = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                            for k, v in sorted(attempt.metrics.items()))

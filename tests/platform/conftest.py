@@ -114,3 +114,13 @@ def store(db_url, tmp_path, monkeypatch) -> Iterator[Store]:
     opened = open_store(tmp_path / "ws", db_url)
     yield opened
     opened.close()
+
+
+@pytest.fixture
+def sqlite_store(tmp_path, monkeypatch) -> Iterator[Store]:
+    """An open workspace on SQLite only (for checks of worker logic that do not depend on the database)."""
+    monkeypatch.delenv(DB_URL_ENV, raising=False)
+    monkeypatch.setenv(HOME_ENV, str(tmp_path / "ws"))
+    opened = open_store(tmp_path / "ws", f"sqlite:///{tmp_path / 'embodia.db'}")
+    yield opened
+    opened.close()
