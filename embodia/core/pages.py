@@ -18,3 +18,13 @@ def _environment():
 def render_page(template: str, **context: Any) -> str:
     """The text of `template` (a file in embodia/templates) rendered with `context`; every value is escaped."""
     return _environment().get_template(template).render(**context)
+
+
+def literal_text(figure: Any) -> Any:
+    """Make every text of a matplotlib figure literal (names from datasets and suites may hold `$`, which would
+    start mathtext and fail to render); returns the figure."""
+    from matplotlib.text import Text
+
+    for text in figure.findobj(Text):
+        text.set_parse_math(False)
+    return figure

@@ -20,6 +20,7 @@ import numpy as np
 
 from embodia.core.atomic import atomic_write_text
 from embodia.core.errors import UserError
+from embodia.core.pages import literal_text
 from embodia.core.pages import render_page as render_template
 from embodia.data import format as fmt
 from embodia.data.reader import Dataset
@@ -33,7 +34,7 @@ FILES_PREFIX = "/dataset/"  # where `serve_page` serves the dataset's own files
 
 def _png(fig) -> str:
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=80, bbox_inches="tight")
+    literal_text(fig).savefig(buffer, format="png", dpi=80, bbox_inches="tight")
     return base64.b64encode(buffer.getvalue()).decode()
 
 
@@ -46,33 +47,39 @@ def _pyplot():
     return plt
 
 
-def _label(name: str) -> str:
-    """A series name as matplotlib text: `$` would start mathtext, so names are shown literally."""
-    return name.replace("$", r"\$")
+PLOTTED = ("observation.state", "action")
+
+
+def _plotted(episode: dict) -> list[str]:
+    return [key for key in PLOTTED if key in episode]
 
 
 def episode_figure(episode: dict, fps: int, features: dict[str, dict] | None = None):
     """Matplotlib figure of one episode's state and action over time, each line named from info.json."""
     plt = _pyplot()
     features = features or {}
-    t = np.arange(len(episode["action"])) / fps
-    fig, axes = plt.subplots(1, 2, figsize=(9, 2.8))
-    for axis, key in zip(axes, ("observation.state", "action")):
-        values = np.asarray(episode[key]).reshape(len(t), -1)
+    keys = _plotted(episode)
+    length = len(episode[keys[0]])
+    t = np.arange(length) / fps
+    fig, axes = plt.subplots(1, len(keys), figsize=(4.5 * len(keys), 2.8), squeeze=False)
+    for axis, key in zip(axes[0], keys):
+        values = np.asarray(episode[key]).reshape(length, -1)
         names = fmt.feature_names(features.get(key, {}), values.shape[1])
         shown = min(MAX_STATE_LINES, values.shape[1])
         lines = axis.plot(t, values[:, :shown], linewidth=0.8)
         for line, name in zip(lines, names):
-            line.set_label(_label(name))
+            line.set_label(name)
         title = key if shown == values.shape[1] else f"{key} (first {shown} of {values.shape[1]})"
         axis.set(title=title, xlabel="time (s)")
         axis.legend(fontsize=6, loc="upper right", ncol=1 + shown // 7)
-    fig.tight_layout()
+    literal_text(fig).tight_layout()
     return fig
 
 
-def episode_plot(episode: dict, fps: int, features: dict[str, dict] | None = None) -> str:
-    """Base64 PNG of `episode_figure`."""
+def episode_plot(episode: dict, fps: int, features: dict[str, dict] | None = None) -> str | None:
+    """Base64 PNG of `episode_figure`, or None for a dataset with neither state nor action."""
+    if not _plotted(episode):
+        return None
     fig = episode_figure(episode, fps, features)
     data = _png(fig)
     _pyplot().close(fig)
@@ -82,8 +89,8 @@ def episode_plot(episode: dict, fps: int, features: dict[str, dict] | None = Non
 def plot_description(episode: dict, features: dict[str, dict]) -> str:
     """Alt text of an episode plot: which series it draws, by name."""
     parts = []
-    for key in ("observation.state", "action"):
-        size = np.asarray(episode[key]).reshape(len(episode["action"]), -1).shape[1]
+    for key in _plotted(episode):
+        size = np.asarray(episode[key]).reshape(len(episode[key]), -1).shape[1]
         parts.append(f"{key} over time: {', '.join(fmt.feature_names(features.get(key, {}), size)[:MAX_STATE_LINES])}")
     return "; ".join(parts)
 
@@ -125,7 +132,7 @@ def _episode_context(ds: Dataset, index: int) -> dict[str, Any]:
     episode = ds.episode(index)
     extras = episode["info"]
     outcome = ("success" if extras.get("success") else "failure") if "success" in extras else ""
-    frames = len(episode["action"])
+    frames = int(ds.episode_info(index)["length"])
     videos = [{"camera": camera, "width": episode[key].shape[2] * 2, "src": _video_src(episode[key], ds.fps)}
               for camera, key in ds.camera_keys.items()]
     return {"index": index, "outcome": outcome, "frames": f"{frames:,}", "seconds": f"{frames / ds.fps:.1f}",

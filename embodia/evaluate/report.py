@@ -13,7 +13,7 @@ from urllib.parse import quote
 
 import numpy as np
 
-from embodia.core.pages import render_page
+from embodia.core.pages import literal_text, render_page
 from embodia.core.atomic import atomic_write_text as write_atomic
 from embodia.evaluate.results import Results
 
@@ -169,7 +169,7 @@ def _bar_chart(runs: list[Results], labels: list[str]) -> bytes:
         axis.grid(axis="y", alpha=0.3)
     handles, legend_labels = ax_success.get_legend_handles_labels()
     figure.legend(handles, legend_labels, loc="upper center", ncol=len(runs), fontsize=8, frameon=False)
-    figure.tight_layout(rect=(0, 0, 1, 0.92))
+    literal_text(figure).tight_layout(rect=(0, 0, 1, 0.92))
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=110)
     plt.close(figure)
@@ -205,7 +205,7 @@ def _learning_curve(path: Path) -> bytes | None:
         axis.plot(steps, values)
         axis.set(xlabel="env steps", title=key)
         axis.grid(alpha=0.3)
-    figure.tight_layout()
+    literal_text(figure).tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100)
     plt.close(figure)

@@ -15,7 +15,7 @@ IMG = '"><img src=x onerror=alert(1)>'
 def _hostile_copy(run: Results, policy: str) -> Results:
     """The run with every name a user or config can choose replaced by an HTML payload."""
     results = Results.from_dict(run.to_dict())
-    renamed = {s.name: f"{s.name} {SCRIPT}{IMG}" for s in results.scenarios}
+    renamed = {s.name: f"{s.name} {SCRIPT}{IMG} $\\frac$" for s in results.scenarios}  # `$` is not mathtext
     suite_scenarios = [s.model_copy(update={"name": renamed[s.name], "description": IMG}) for s in results.suite.scenarios]
     results.suite = results.suite.model_copy(update={"name": SCRIPT + IMG, "scenarios": suite_scenarios})
     for scenario in results.scenarios:
