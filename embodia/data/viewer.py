@@ -66,6 +66,8 @@ def episode_figure(episode: dict, fps: int, features: dict[str, dict] | None = N
         values = np.asarray(episode[key]).reshape(length, -1)
         names = fmt.feature_names(features.get(key, {}), values.shape[1])
         shown = min(MAX_STATE_LINES, values.shape[1])
+        if shown > 10:  # the default cycle repeats after 10 colours
+            axis.set_prop_cycle(color=plt.get_cmap("tab20").colors)
         lines = axis.plot(t, values[:, :shown], linewidth=0.8)
         for line, name in zip(lines, names):
             line.set_label(name)
