@@ -60,7 +60,7 @@ def codec_table(frames: np.ndarray, fps: int) -> list[tuple[str, float, float]]:
 
 def timed_generate(config: GenerateConfig, root: Path) -> tuple[float, dict]:
     shutil.rmtree(root, ignore_errors=True)
-    result = generate(config, root, progress=False)
+    result = generate(config, root)
     return result["frames"] / result["elapsed_s"], result
 
 
@@ -90,8 +90,8 @@ def main() -> None:
         for name, fps, size in codec_table(frames, 20):
             print(f"    {name:36s} {fps:8,.0f} {size:8,.0f}")
         source = work / "src"
-        generate(GenerateConfig(task=TASK, episodes=10, keep="success", envs_per_worker=10, seed=0), source, progress=False)
-        result = augment(source, work / "aug", AugmentConfig(num=args.augment, sources=10, envs=16), progress=False)
+        generate(GenerateConfig(task=TASK, episodes=10, keep="success", envs_per_worker=10, seed=0), source)
+        result = augment(source, work / "aug", AugmentConfig(num=args.augment, sources=10, envs=16))
         print(f"augment 10 -> {result['kept']} demos: {result['elapsed_s']:.1f} s, {result['attempts']} attempts, "
               f"yield {result['yield']:.0%}")
     finally:

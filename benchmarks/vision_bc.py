@@ -57,7 +57,7 @@ def main() -> None:
     start = time.perf_counter()
     generate(GenerateConfig(task="arm-reach", episodes=args.episodes, cameras=["front", "wrist"], image_size=args.size,
                             visual_randomization=None, envs_per_worker=16, stop_on_success=False),
-             args.out / "data", progress=False)
+             args.out / "data")
     print(f"dataset: {args.episodes} episodes, 2 cameras at {args.size} px in {time.perf_counter() - start:.1f} s")
     demos = load_vision_demonstrations(args.out / "data", KEYS, args.size)
     held_out = demos.episode_index >= int(0.8 * args.episodes)

@@ -31,23 +31,36 @@ def generate_command(
     codec: str = typer.Option("libsvtav1", help="video encoder: libsvtav1 (AV1) or libx264 (H.264)"),
     resume: bool = typer.Option(False, help="continue an interrupted generation in --out"),
 ) -> None:
-    """Roll out TASK with its scripted expert and write a LeRobot v3.0 dataset."""
-    from embodia.core.config import validate_config
-    from embodia.data.generate import GenerateConfig, generate
+    """Roll out TASK with its scripted expert and write a LeRobot v3.0 dataset (with manifest.json)."""
+    from embodia.cli.progress import RichReporter
+    from embodia.data.generate import run
     from embodia.tasks.registry import make_task
 
     make_task(task)  # unknown task -> one clear line before any work
-    fields = dict(task=task, episodes=episodes, cameras=_split(cameras), workers=workers, envs_per_worker=envs_per_worker,
-                  image_size=image_size, keep=keep, seed=seed, policy=policy, video={"encoder": codec},
-                  **({} if visual_dr else {"visual_randomization": None}))
-    config = validate_config(GenerateConfig, fields, flags=True, names={"video.encoder": "--codec"})
-    result = generate(config, out, resume=resume)
-    if result["already_complete"]:
-        console.print(f"{out} is already a finished dataset with {result['episodes']} episodes; nothing to do")
+    config = {"task": task, "episodes": episodes, "cameras": _split(cameras), "workers": workers,
+              "envs_per_worker": envs_per_worker, "image_size": image_size, "keep": keep, "seed": seed,
+              "policy": policy, "video": {"encoder": codec}, **({} if visual_dr else {"visual_randomization": None})}
+    finished = (out / "meta" / "info.json").is_file()
+    manifest = run(config, out, reporter=RichReporter(), resume=resume)
+    _check_complete(manifest, out, resume_hint=True)
+    result = manifest.summary
+    if finished:  # run() refused any setting that differs from the finished dataset's
+        console.print(f"{out} is already a finished dataset with {result['episodes']} episodes and these settings; "
+                      "nothing to do")
         return
-    rate = result["frames"] / max(result["elapsed_s"], 1e-9)
+    resumed = f", resumed after {result['resumed_from']} staged episodes" if result.get("resumed_from") else ""
     console.print(f"wrote {out}: {result['episodes']} episodes, {result['frames']} frames from {result['attempts']} "
-                  f"attempts in {result['elapsed_s']:.1f} s ({rate:,.0f} frames/s)")
+                  f"attempts{resumed}; this run made {result['new_frames']} frames in {result['elapsed_s']:.1f} s "
+                  f"({result['frames_per_s']:,.0f} frames/s)")
+
+
+def _check_complete(manifest, out: Path, resume_hint: bool = False) -> None:
+    """A cancelled stage published nothing: say so and exit 130 (as for Ctrl-C)."""
+    if manifest.status == "complete":
+        return
+    hint = f"; continue it with --resume --out {out}" if resume_hint else ""
+    console.print(f"[yellow]{manifest.stage} {manifest.status}[/]: nothing was published to {out}{hint}")
+    raise typer.Exit(130)
 
 
 @data_app.command("check")
@@ -100,11 +113,12 @@ def augment_command(src: Path = typer.Argument(..., help="source dataset of expe
                     cameras: str = typer.Option("", help="cameras to render into the new demos"),
                     image_size: int = typer.Option(128, help="camera image size")) -> None:
     """MimicGen-style: re-target source demos' object-centric segments to new scenes; keep successes."""
-    from embodia.core.config import validate_config
-    from embodia.data.augment import AugmentConfig, augment
+    from embodia.cli.progress import RichReporter
+    from embodia.data.augment import run
 
-    config = validate_config(AugmentConfig, dict(num=num, sources=sources, seed=seed, cameras=_split(cameras),
-                                                 image_size=image_size), flags=True)
-    result = augment(src, out, config)
+    config = {"num": num, "sources": sources, "seed": seed, "cameras": _split(cameras), "image_size": image_size}
+    manifest = run(config, out, inputs={"dataset": src}, reporter=RichReporter())
+    _check_complete(manifest, out)
+    result = manifest.summary
     console.print(f"wrote {out}: {result['kept']} demos from {result['attempts']} attempts "
                   f"(yield {result['yield']:.0%}) in {result['elapsed_s']:.1f} s")

@@ -92,3 +92,31 @@ def replace_dir(new: Path, out: Path) -> None:
         if out.exists() or out.is_symlink():
             out.unlink()
         os.replace(new, out)
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: str | Path, holder: str) -> Iterator[Path]:
+    """Hold an exclusive `flock` on `path` (created if needed) for the block, so two writers of the same output
+    (a run and its `--resume`, two resumes) never race; a lock held elsewhere is a `UserError` naming `holder`.
+
+    The kernel drops the lock when the holding process dies, so a crash never leaves a stale lock behind.
+    """
+    import fcntl
+
+    from embodia.core.errors import UserError
+
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(path, "a+")
+    except OSError as error:
+        raise UserError(f"cannot create {path} ({error.strerror}); choose a writable output directory") from None
+    try:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UserError(f"{path} is locked: another process is running {holder}; wait for it to finish "
+                            "or stop it, then retry") from None
+        yield path
+    finally:
+        handle.close()

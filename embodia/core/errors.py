@@ -32,19 +32,6 @@ class Cancelled(EmbodiaError):
     """A stage was stopped by its reporter, a callback or Ctrl-C; its output is recorded as cancelled."""
 
 
-def config_error(error: Exception, *, option: bool = True) -> ConfigError:
-    """A one-line `ConfigError` from a pydantic `ValidationError`, naming the first bad field as a CLI option
-    (`--episodes`) or, with `option=False`, as a dotted field path (`scenarios[0].episodes`)."""
-    first = error.errors()[0]  # type: ignore[attr-defined]
-    parts = [str(p) for p in first["loc"]]
-    field = "--" + "-".join(parts).replace("_", "-") if option else ".".join(parts)
-    value = first.get("input")
-    shown = "" if isinstance(value, dict) or value is None else f" {value!r}"
-    more = len(error.errors()) - 1  # type: ignore[attr-defined]
-    return ConfigError(f"{field}{shown}: {first['msg'].removeprefix('Value error, ')}"
-                       + (f" (and {more} more problem{'s' if more > 1 else ''})" if more > 0 else ""))
-
-
 def explain_validation(error, model_cls: type) -> str:
     """One line per problem of a pydantic `ValidationError`: the field, the value, what is wrong; an unknown field
     lists the valid ones. Used wherever user data meets a config model, so no raw pydantic dump reaches a user."""

@@ -11,16 +11,21 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from embodia.core.errors import DatasetFormatError, UserError
-from embodia.data.generate import EpisodeRecorder, GenerateConfig, episode_seed, make_env, task_description
+from embodia.core.config import validate_config
+from embodia.core.errors import Cancelled, ConfigError, DatasetFormatError, UserError
+from embodia.core.manifest import Manifest
+from embodia.core.reporter import Reporter, check_cancelled
+from embodia.core.stage import StageResult, run_stage
+from embodia.data.generate import (EpisodeRecorder, GenerateConfig, data_settings, episode_seed, make_env,
+                                   task_description)
 from embodia.data.reader import Dataset
 from embodia.data.render import CameraRig, VisualRandomizer
-from embodia.data.writer import DatasetSpec, StagingArea
+from embodia.data.writer import DatasetSpec, OutputExistsError, StagingArea
 
 EE = slice(12, 15)  # grip point in the arm tasks' observation (see CubeTask.observe)
 CUBE = slice(16, 19)
@@ -31,7 +36,7 @@ TASK = "arm-pick-place"
 class AugmentConfig(BaseModel):
     """Settings of `embodia data augment`."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     num: int = Field(100, ge=1, description="augmented demos to keep")
     sources: int = Field(10, ge=1, description="successful source demos to draw segments from")
@@ -111,32 +116,79 @@ def plan_demo(demo: SourceDemo, ee0: np.ndarray, cube: np.ndarray, goal: np.ndar
     return targets, grip
 
 
-def augment(src: str | Path, out: str | Path, config: AugmentConfig | None = None,
-            progress: bool = True) -> dict[str, Any]:
-    """Write `config.num` successful re-targeted demos to `out`; returns kept, attempts, yield, elapsed_s."""
-    from rich.progress import Progress
-
-    config = config or AugmentConfig()
-    start_s = time.perf_counter()
+def run(config: AugmentConfig | Mapping[str, Any], out: str | Path, *, inputs: Mapping[str, Any] | None = None,
+        reporter: Reporter | None = None) -> Manifest:
+    """The augmentation stage: `config.num` successful re-targeted demos from input `dataset`, written as a new
+    dataset `out` (built in `.<out>.partial`, moved whole, with its manifest)."""
+    if not isinstance(config, AugmentConfig):
+        config = validate_config(AugmentConfig, config, flags=True)
+    src = _source(inputs)
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise OutputExistsError(f"--out {out} already exists and is not empty; choose a new directory")
     sources = load_sources(src, config.sources, config.close_steps)
-    gen = GenerateConfig(task=TASK, episodes=config.num, cameras=config.cameras, image_size=config.image_size,
-                         keep="success", seed=config.seed, policy="random")
+    spec = _augment_spec(config, src)
+
+    def body(staging: Path, stage_reporter: Reporter) -> StageResult:
+        return StageResult(seeds=[config.seed], summary=_augment_into(config, sources, spec, staging, stage_reporter))
+
+    return run_stage("augment", "dataset", config.model_dump(mode="json"), out, body, inputs={"dataset": src},
+                     reporter=reporter)
+
+
+def augment(src: str | Path, out: str | Path, config: AugmentConfig | None = None,
+            reporter: Reporter | None = None) -> dict[str, Any]:
+    """`run` for callers that want the summary (kept, attempts, yield, elapsed_s) rather than the manifest."""
+    manifest = run(config or AugmentConfig(), out, inputs={"dataset": src}, reporter=reporter)
+    if manifest.status != "complete":
+        raise Cancelled(f"augmentation into {out} was {manifest.status}")
+    return manifest.summary
+
+
+def _source(inputs: Mapping[str, Any] | None) -> Path:
+    inputs = dict(inputs or {})
+    if set(inputs) != {"dataset"}:
+        raise ConfigError(f"augment reads exactly one input, 'dataset' (the source demos); got {sorted(inputs)}")
+    return Path(inputs["dataset"])
+
+
+def _augment_spec(config: AugmentConfig, src: Path) -> DatasetSpec:
+    """The new dataset's layout: the source's non-video features, the requested cameras, the settings in extra."""
     source_info = Dataset(src).info
-    spec = DatasetSpec(fps=source_info["fps"], robot_type=source_info.get("robot_type", "arm"),
+    bookkeeping = ("timestamp", "frame_index", "episode_index", "index", "task_index")
+    return DatasetSpec(fps=source_info["fps"], robot_type=source_info.get("robot_type", "arm"),
                        features={k: v for k, v in source_info["features"].items()
-                                 if v["dtype"] != "video" and k not in ("timestamp", "frame_index", "episode_index",
-                                                                         "index", "task_index")},
+                                 if v["dtype"] != "video" and k not in bookkeeping},
                        cameras={c: (config.image_size, config.image_size) for c in config.cameras},
-                       extra={"augment": config.model_dump(mode="json"), "source": str(Path(src).resolve()),
-                              "generate": gen.model_dump(mode="json")})
-    staging = StagingArea.create(Path(out), spec)
-    replay = _Replayer(config, gen, sources, staging)
-    with Progress(disable=not progress) as bar:
-        bar_id = bar.add_task("augment arm-pick-place", total=config.num)
-        replay.run(lambda kept: bar.update(bar_id, completed=kept))
+                       extra={"augment": config.model_dump(mode="json"), "generate": data_settings(_replay_config(config))})
+
+
+def _replay_config(config: AugmentConfig) -> GenerateConfig:
+    """The generation settings of the replay envs (task, cameras, seeds, visual randomization)."""
+    return GenerateConfig(task=TASK, episodes=config.num, cameras=config.cameras, image_size=config.image_size,
+                          keep="success", seed=config.seed, policy="random")
+
+
+def _augment_into(config: AugmentConfig, sources: list[SourceDemo], spec: DatasetSpec, root: Path,
+                  reporter: Reporter) -> dict[str, Any]:
+    """Replay planned demos until `config.num` succeeded and lay them out as a dataset in `root`."""
+    start_s = time.perf_counter()
+    staging = StagingArea.create(root, spec)
+    replay = _Replayer(config, _replay_config(config), sources, staging)
+    reporter.start("augment arm-pick-place", total=config.num, unit="demos")
+
+    def on_progress(kept: int) -> None:
+        reporter.update(kept, metrics={"attempts": replay.attempts})
+        check_cancelled(reporter, "augmentation")
+
+    try:
+        replay.run(on_progress)
+    finally:
+        reporter.finish()
     keys = staging.keys()[: config.num]
     if len(keys) < config.num:
-        raise UserError(f"only {len(keys)} of {config.num} augmented demos succeeded in {replay.attempts} attempts")
+        raise UserError(f"only {len(keys)} of {config.num} augmented demos succeeded in {replay.attempts} attempts; "
+                        "raise max_attempts_factor or use more --sources")
     staging.finalize(keys)
     return {"kept": len(keys), "attempts": replay.attempts, "yield": replay.kept / max(1, replay.attempts),
             "elapsed_s": time.perf_counter() - start_s}

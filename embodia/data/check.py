@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 
 from embodia.core.errors import DatasetFormatError
 from embodia.core.paths import require_dir
+from embodia.core.stage import staging_dir
 from embodia.data import format as fmt
 from embodia.data.video import count_frames, video_size
 from embodia.data.writer import EPISODE_FILE, FRAMES_FILE, STAGING_DIR, StagingArea
@@ -63,6 +64,9 @@ def check_dataset(root: str | Path, videos: bool = True) -> CheckReport:
     geometry are checked either way."""
     root = Path(root)
     report = CheckReport(root)
+    if not root.exists() and (staging_dir(root) / STAGING_DIR).is_dir():  # a generation that has not finished
+        _check_staging(staging_dir(root), report)
+        return report
     require_dir(root, "dataset directory", error_cls=DatasetFormatError)
     if not (root / fmt.INFO_PATH).is_file():
         if (root / STAGING_DIR).is_dir():
@@ -334,4 +338,4 @@ def _check_staging(root: Path, report: CheckReport) -> None:
             if not (directory / f"{camera}.mp4").is_file():
                 report.problems.append(f"{directory}: camera video {camera}.mp4 missing")
     report.notes.append(f"unfinished generation: {len(keys)} intact staged episodes; "
-                        f"continue with `embodia data generate --resume --out {root}`")
+                        f"continue with `embodia data generate --resume --out {report.root}`")

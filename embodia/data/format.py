@@ -6,7 +6,6 @@ Everything here mirrors `lerobot/datasets/utils.py` and `compute_stats.py` of le
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -235,17 +234,6 @@ def build_info(*, fps: int, robot_type: str, features: dict[str, dict[str, Any]]
     if extra:
         info["embodia"] = extra
     return info
-
-
-def write_json_atomic(path: Path, payload: Any) -> None:
-    """Write JSON to a temp file then rename it into place, so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w") as handle:
-        json.dump(payload, handle, indent=4)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
 
 
 def read_info(root: Path) -> dict[str, Any]:

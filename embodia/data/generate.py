@@ -6,28 +6,39 @@ Attempt k always uses episode seed `episode_seed(seed, k)`, so any episode repla
 
 from __future__ import annotations
 
+import ctypes
+import json
 import multiprocessing as mp
+import os
 import queue
+import signal
+import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Callable, Literal, Mapping
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from embodia.core.errors import UserError
+from embodia.core.atomic import exclusive_lock
+from embodia.core.config import validate_config
+from embodia.core.errors import Cancelled, ConfigError, UserError
+from embodia.core.manifest import MANIFEST_FILE, Manifest
+from embodia.core.policy import RandomPolicy
+from embodia.core.reporter import Reporter, check_cancelled
+from embodia.core.stage import StageResult, run_stage, staging_dir
 from embodia.data import format as fmt
 from embodia.data.render import CameraRig, VisualRandomization, VisualRandomizer
 from embodia.data.video import VideoConfig
-from embodia.data.writer import DatasetSpec, Episode, StagingArea
+from embodia.data.writer import DatasetSpec, Episode, OutputExistsError, StagingArea, describe_difference
 
 FAILED_DIR = "failed"  # staging/failed/<attempt>: attempts filtered out, so resume does not redo them
 
 
 class GenerateConfig(BaseModel):
-    """Everything `embodia data generate` needs; saved in info.json under embodia.generate."""
+    """Everything `embodia data generate` needs; its data settings are saved in info.json under embodia.generate."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     task: str = Field(..., description="registered task name, e.g. arm-pick-place")
     episodes: int = Field(10, ge=1, description="episodes to keep in the dataset")
@@ -74,32 +85,20 @@ def make_env(config: GenerateConfig, num_envs: int, worker: int = 0):
                     randomization=randomization, autoreset_mode="disabled")
 
 
-def make_policy(config: GenerateConfig, env) -> tuple[Any, str]:
-    """(policy with act/reset, its name): the task's scripted expert or uniform random actions."""
-    if config.policy in ("auto", "expert"):
-        try:
-            from embodia.data.experts import make_expert
+def make_policy(config: GenerateConfig, env, worker: int = 0) -> tuple[Any, str]:
+    """(policy with act/reset, its name): the task's scripted expert or uniform random actions.
 
-            return make_expert(config.task, env), "expert"
-        except (ImportError, KeyError, ValueError) as error:
-            if config.policy == "expert":
-                raise UserError(f"no scripted expert for task {config.task!r} ({error}); use --policy random") from None
-    return RandomPolicy(env, config.seed), "random"
+    `auto` picks the expert when the task has one; an expert that fails to build is a bug and is raised.
+    """
+    from embodia.data.experts import EXPERTS, make_expert
 
-
-class RandomPolicy:
-    """Uniform random actions within the action bounds (for tasks without an expert)."""
-
-    def __init__(self, env, seed: int) -> None:
-        self.low, self.high = env.single_action_space.low, env.single_action_space.high
-        self.num_envs = env.num_envs
-        self.rng = np.random.default_rng([seed, 0xA11])
-
-    def act(self, obs: np.ndarray) -> np.ndarray:
-        return self.rng.uniform(self.low, self.high, (len(obs), len(self.low)))
-
-    def reset(self, env_ids: np.ndarray) -> None:
-        return None
+    if config.policy == "expert" and config.task not in EXPERTS:
+        raise ConfigError(f"--policy expert: no scripted expert for task {config.task!r} (experts exist for "
+                          f"{sorted(EXPERTS)}); use --policy random")
+    if config.policy == "random" or config.task not in EXPERTS:
+        space = env.single_action_space
+        return RandomPolicy(space.low, space.high, seed=config.seed * 1000 + worker), "random"
+    return make_expert(config.task, env), "expert"
 
 
 def dataset_spec(config: GenerateConfig) -> DatasetSpec:
@@ -111,7 +110,7 @@ def dataset_spec(config: GenerateConfig) -> DatasetSpec:
             names = [env.model.camera(i).name for i in range(env.model.ncam)]
             unknown = [c for c in config.cameras if c not in names]
             if unknown:
-                raise UserError(f"unknown camera(s) {unknown} for task {config.task!r}; it has cameras {names or 'none'}")
+                raise ConfigError(f"--cameras: unknown camera(s) {unknown} for task {config.task!r}; it has cameras {names or 'none'}")
         features = {
             "observation.state": fmt.vector_feature("float32", env.obs_dim, [f"obs_{i}" for i in range(env.obs_dim)]),
             "action": fmt.vector_feature("float32", env.action_dim, [f"act_{i}" for i in range(env.action_dim)]),
@@ -119,7 +118,7 @@ def dataset_spec(config: GenerateConfig) -> DatasetSpec:
             "next.done": fmt.vector_feature("bool", 1),
             "next.success": fmt.vector_feature("bool", 1),
         }
-        extra = {"generate": config.model_dump(mode="json"), "control_dt_s": env.sim.dt,
+        extra = {"generate": data_settings(config), "control_dt_s": env.sim.dt,
                  "action_low": env.single_action_space.low.tolist(), "action_high": env.single_action_space.high.tolist(),
                  "randomization": env.sim.randomization.model_dump(mode="json")}
         robot = config.task.split("-")[0]
@@ -171,7 +170,7 @@ def run_worker(config: GenerateConfig, root: Path, worker: int, attempts: list[i
     """Roll out `attempts` (in order) on one batch, stage each kept episode; stop early when `keep_target()`."""
     staging = StagingArea(root)
     env = make_env(config, min(config.envs_per_worker, len(attempts)), worker)
-    policy, _ = make_policy(config, env)
+    policy, _ = make_policy(config, env, worker)
     rig = CameraRig(env, config.cameras, config.image_size) if config.cameras else None
     visual = VisualRandomizer(env, config.visual_randomization) if rig and config.visual_randomization else None
     recorder = EpisodeRecorder(env.num_envs, config.cameras)
@@ -183,7 +182,6 @@ def run_worker(config: GenerateConfig, root: Path, worker: int, attempts: list[i
     obs = np.zeros((env.num_envs, env.obs_dim))
 
     def start(env_ids: np.ndarray) -> np.ndarray:
-        nonlocal obs
         env_ids = env_ids[: len(pending)] if not keep_target() else env_ids[:0]
         if env_ids.size == 0:
             return env_ids
@@ -255,15 +253,39 @@ def failed_attempts(staging: StagingArea) -> set[int]:
 
 
 # ---------------------------------------------------------------------- orchestration
+EXECUTION_FIELDS = ("workers", "envs_per_worker", "max_attempts_factor")  # how the data is made, not what it is
+
+
+def data_settings(config: GenerateConfig) -> dict[str, Any]:
+    """The settings that define a dataset's content (recorded in info.json; a resume must keep them)."""
+    return config.model_dump(mode="json", exclude=set(EXECUTION_FIELDS))
+
+
 def _attempt_plan(config: GenerateConfig, done: set[int]) -> list[int]:
     limit = config.episodes if config.keep == "all" else config.episodes * config.max_attempts_factor
     return [a for a in range(limit) if a not in done]
 
 
-def _worker_main(config_json: str, root: str, worker: int, attempts: list[int], kept_counter, events) -> None:
+def _die_with_parent(parent_pid: int) -> None:
+    """Make this worker process die when its parent does (Linux: PR_SET_PDEATHSIG), and exit if it already has."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _worker_main(config_json: str, root: str, worker: int, attempts: list[int], kept_counter, events,
+                 parent_pid: int) -> None:
+    _die_with_parent(parent_pid)
     config = GenerateConfig.model_validate_json(config_json)
 
     def report(kind: str, attempt: int, kept: bool) -> None:
+        if os.getppid() != parent_pid:  # orphaned (no prctl on this platform): stop writing
+            os._exit(1)
         if kept:
             with kept_counter.get_lock():
                 kept_counter.value += 1
@@ -276,48 +298,107 @@ def _worker_main(config_json: str, root: str, worker: int, attempts: list[int], 
         events.put(("error", worker, f"{type(error).__name__}: {error}"))
 
 
-def generate(config: GenerateConfig, out: str | Path, *, resume: bool = False, progress: bool = True) -> dict[str, Any]:
-    """Generate (or with `resume` continue) the dataset at `out`; returns counts, yield and throughput."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+def run(config: GenerateConfig | Mapping[str, Any], out: str | Path, *, inputs: Mapping[str, Any] | None = None,
+        reporter: Reporter | None = None, resume: bool = False) -> Manifest:
+    """The generation stage: write the dataset `out` (built in `.<out>.partial`, moved whole); with `resume`,
+    continue a crashed or cancelled run, or confirm a finished dataset made with the same settings."""
+    if not isinstance(config, GenerateConfig):
+        config = validate_config(GenerateConfig, config, flags=True, names={"video.encoder": "--codec"})
+    if inputs:
+        raise ConfigError(f"generate reads no inputs, got {sorted(inputs)}")
+    out = Path(out)
+    with exclusive_lock(out.with_name(f".{out.name}.lock"), f"`embodia data generate --out {out}`"):
+        finished = _finished_manifest(config, out, resume)
+        if finished is not None:
+            return finished
+        if staging_dir(out).exists() and not resume:
+            raise OutputExistsError(f"{out} has an unfinished generation ({staging_dir(out)}); add --resume to "
+                                    "continue it, or delete that directory to start over")
+        spec = dataset_spec(config)
 
-    root = Path(out)
-    if resume and (root / fmt.INFO_PATH).is_file():
-        return {"episodes": _total_episodes(root), "attempts": 0, "frames": 0, "elapsed_s": 0.0, "already_complete": True}
-    spec = dataset_spec(config)
-    staging = StagingArea.create(root, spec, resume=resume)
+        def body(staging: Path, stage_reporter: Reporter) -> StageResult:
+            return StageResult(seeds=[config.seed], summary=_generate_into(config, spec, staging, stage_reporter))
+
+        return run_stage("generate", "dataset", config.model_dump(mode="json"), out, body, reporter=reporter,
+                         resume=resume, overwrite=False)
+
+
+def generate(config: GenerateConfig, out: str | Path, *, resume: bool = False,
+             reporter: Reporter | None = None) -> dict[str, Any]:
+    """`run` for callers that want the summary (counts, yield, throughput of this run) rather than the manifest."""
+    manifest = run(config, out, reporter=reporter, resume=resume)
+    if manifest.status != "complete":
+        raise Cancelled(f"generation of {out} was {manifest.status}; continue it with --resume")
+    return manifest.summary
+
+
+def _finished_manifest(config: GenerateConfig, out: Path, resume: bool) -> Manifest | None:
+    """For a finished dataset at `out`: its manifest when resuming with the same data settings, else an error."""
+    if not out.exists():
+        return None
+    if not (out / fmt.INFO_PATH).is_file():
+        if out.is_dir() and not any(out.iterdir()):
+            return None
+        raise OutputExistsError(f"--out {out} exists and is not an embodia dataset; choose a new directory")
+    if not resume:
+        raise OutputExistsError(f"{out} already holds a finished dataset; choose a new --out directory")
+    info = fmt.read_info(out)
+    recorded = dict(info.get("embodia", {}).get("generate", {}))
+    episodes = int(info.get("total_episodes", 0))
+    mismatch = describe_difference(recorded, data_settings(config), may_change=("episodes",))
+    if mismatch:
+        raise ConfigError(f"--resume: {out} is a finished dataset made with {mismatch}; rerun with the same value "
+                          "or choose a new --out")
+    if config.episodes != episodes:
+        raise ConfigError(f"--resume: {out} is a finished dataset of {episodes} episodes, --episodes asks "
+                          f"{config.episodes}; a finished dataset is not extended: generate into a new --out (its "
+                          f"first {min(episodes, config.episodes)} attempts are the same episodes)")
+    if (out / MANIFEST_FILE).is_file():
+        return Manifest.read(out)
+    return Manifest(kind="dataset", stage="generate", config=config.model_dump(mode="json"),
+                    summary={"episodes": episodes, "already_complete": True})
+
+
+def _generate_into(config: GenerateConfig, spec: DatasetSpec, root: Path, reporter: Reporter) -> dict[str, Any]:
+    """Fill the stage directory `root` with the finished dataset; returns counts and this run's throughput."""
+    if (root / fmt.INFO_PATH).is_file():  # a crash after finalize, before the move: it is complete
+        return {"episodes": _total_episodes(root), "attempts": 0, "frames": 0, "elapsed_s": 0.0}
+    staging = StagingArea.create(root, spec, resume=True, may_change=("extra.generate.episodes",))
     staging.remove_partial()
     kept_before = staging.keys()
     attempts = _attempt_plan(config, set(kept_before) | failed_attempts(staging))
     start_s = time.perf_counter()
     counts = {"kept": len(kept_before), "attempts": 0}
-    columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("attempts {task.fields[attempts]}"), TimeRemainingColumn()]
-    with Progress(*columns, disable=not progress, transient=False) as bar:
-        bar_id = bar.add_task(f"generate {config.task}", total=config.episodes, completed=counts["kept"], attempts=0)
+    reporter.start(f"generate {config.task}", total=config.episodes, unit="episodes")
 
-        def on_event(kind: str, attempt: int, kept: bool) -> None:
-            counts["attempts"] += 1
-            counts["kept"] += kept
-            bar.update(bar_id, completed=min(counts["kept"], config.episodes), attempts=counts["attempts"])
+    def on_event(kind: str, attempt: int, kept: bool) -> None:
+        counts["attempts"] += 1
+        counts["kept"] += kept
+        reporter.update(min(counts["kept"], config.episodes), metrics={"attempts": counts["attempts"]})
+        check_cancelled(reporter, f"generation of {config.task}")
 
+    try:
         if counts["kept"] < config.episodes:
             _run_workers(config, root, attempts, counts["kept"], on_event)
+    finally:
+        reporter.finish()
     keys = staging.keys()
     if len(keys) < config.episodes:
-        raise UserError(f"only {len(keys)} of {config.episodes} episodes succeeded in {len(kept_before) + counts['attempts']} "
-                        f"attempts (--keep success); raise max_attempts_factor or use --keep all")
+        raise UserError(f"only {len(keys)} of {config.episodes} episodes succeeded in "
+                        f"{len(kept_before) + counts['attempts']} attempts (--keep success); raise "
+                        "max_attempts_factor or use --keep all")
     keys = keys[: config.episodes]
-    frames = sum(staging.read_episode_meta(k)["length"] for k in keys)
+    lengths = {k: staging.read_episode_meta(k)["length"] for k in keys}
     staging.finalize(keys)
     elapsed = time.perf_counter() - start_s
-    total_attempts = len(kept_before) + counts["attempts"]
-    return {"episodes": len(keys), "attempts": total_attempts, "frames": frames, "elapsed_s": elapsed,
-            "yield": len(keys) / max(1, max(keys) + 1), "already_complete": False}
+    new_frames = sum(length for key, length in lengths.items() if key not in set(kept_before))
+    return {"episodes": len(keys), "attempts": counts["attempts"], "frames": sum(lengths.values()),
+            "new_episodes": len([k for k in keys if k not in set(kept_before)]), "new_frames": new_frames,
+            "resumed_from": len(kept_before), "elapsed_s": elapsed, "frames_per_s": new_frames / max(elapsed, 1e-9),
+            "yield": len(keys) / max(1, max(keys) + 1)}
 
 
 def _total_episodes(root: Path) -> int:
-    import json
-
     return int(json.loads((root / fmt.INFO_PATH).read_text())["total_episodes"])
 
 
@@ -336,8 +417,9 @@ def _run_workers(config: GenerateConfig, root: Path, attempts: list[int], kept: 
     context = mp.get_context("spawn")
     counter = context.Value("i", kept)
     events = context.Queue()
-    processes = [context.Process(target=_worker_main, args=(config.model_dump_json(), str(root), w, shares[w], counter, events),
-                                 daemon=True) for w in range(workers)]
+    processes = [context.Process(target=_worker_main, daemon=True,
+                                 args=(config.model_dump_json(), str(root), w, shares[w], counter, events, os.getpid()))
+                 for w in range(workers)]
     for process in processes:
         process.start()
     try:
@@ -380,4 +462,4 @@ def replay_episode(config: GenerateConfig, seed: int, actions: np.ndarray) -> np
         env.close()
 
 
-__all__ = ["GenerateConfig", "generate", "episode_seed", "replay_episode", "dataset_spec"]
+__all__ = ["GenerateConfig", "dataset_spec", "episode_seed", "generate", "replay_episode", "run"]

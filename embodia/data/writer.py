@@ -20,7 +20,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field
 
-from embodia.core.errors import UserError
+from embodia.core.atomic import atomic_write_json
+from embodia.core.errors import ConfigError, UserError
 from embodia.data import format as fmt
 from embodia.data.video import VideoConfig, concatenate, encode_frames
 
@@ -77,8 +78,9 @@ class StagingArea:
         self.spec = DatasetSpec.model_validate_json((self.path / SPEC_FILE).read_text())
 
     @classmethod
-    def create(cls, root: Path, spec: DatasetSpec, resume: bool = False) -> StagingArea:
-        """Open DIR for writing: a fresh (empty or absent) directory, or with `resume` an unfinished one."""
+    def create(cls, root: Path, spec: DatasetSpec, resume: bool = False, may_change: tuple[str, ...] = ()) -> StagingArea:
+        """Open DIR for writing: a fresh (empty or absent) directory, or with `resume` an unfinished one whose
+        spec equals `spec` except at the dotted keys `may_change` (then the new spec is stored)."""
         root = Path(root)
         staging = root / STAGING_DIR
         if (root / fmt.INFO_PATH).is_file():
@@ -86,22 +88,31 @@ class StagingArea:
         if staging.is_dir() and (staging / SPEC_FILE).is_file():
             if not resume:
                 raise OutputExistsError(f"{root} holds an unfinished generation; add --resume to continue it "
-                                      "or choose a new --out directory")
+                                        "or choose a new --out directory")
             area = cls(root)
-            if area.spec.model_dump() != spec.model_dump():
-                raise UserError(f"--resume: {root} was started with different settings "
-                                f"({area.spec.model_dump_json()}); rerun with the same task/cameras/size")
+            area._resume_with(spec, may_change)
             return area
         if root.exists() and not root.is_dir():
-            raise UserError(f"--out {root} is a file, not a directory")
+            raise OutputExistsError(f"--out {root} is a file, not a directory")
         if root.is_dir() and any(root.iterdir()):
             raise OutputExistsError(f"--out {root} is not empty and is not an embodia dataset; choose a new directory")
         try:
             staging.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise UserError(f"cannot create {staging}: {error.strerror}; choose a writable --out") from None
-        fmt.write_json_atomic(staging / SPEC_FILE, json.loads(spec.model_dump_json()))
+        atomic_write_json(staging / SPEC_FILE, json.loads(spec.model_dump_json()), indent=4)
         return cls(root)
+
+    def _resume_with(self, spec: DatasetSpec, may_change: tuple[str, ...]) -> None:
+        """Refuse a spec that changes the data, naming the first differing field; store allowed changes."""
+        old, new = self.spec.model_dump(mode="json"), spec.model_dump(mode="json")
+        difference = describe_difference(old, new, may_change)
+        if difference:
+            raise ConfigError(f"--resume: {self.root} was started with different settings: {difference}; rerun "
+                              "with the same value or choose a new --out directory")
+        if old != new:
+            atomic_write_json(self.path / SPEC_FILE, json.loads(spec.model_dump_json()), indent=4)
+            self.spec = spec
 
     # ---------------------------------------------------------------- episodes
     def episode_dir(self, key: int) -> Path:
@@ -149,19 +160,19 @@ class StagingArea:
     def _check_episode(self, episode: Episode) -> None:
         length = episode.length
         if length < 1:
-            raise ValueError("an episode must have at least one frame")
+            raise fmt.DatasetFormatError("an episode must have at least one frame")
         for key, feature in self.spec.features.items():
             if key not in episode.frames:
-                raise ValueError(f"episode is missing feature {key!r}; the dataset declares {list(self.spec.features)}")
+                raise fmt.DatasetFormatError(f"episode is missing feature {key!r}; the dataset declares {list(self.spec.features)}")
             values = np.asarray(episode.frames[key])
             want = (length, feature["shape"][0])
             if values.ndim not in (1, 2) or values.reshape(len(values), -1).shape != want:
-                raise ValueError(f"feature {key!r} has shape {values.shape}, expected {want} (frames, size)")
+                raise fmt.DatasetFormatError(f"feature {key!r} has shape {values.shape}, expected {want} (frames, size)")
         for camera, (height, width) in self.spec.cameras.items():
             if camera not in episode.images:
-                raise ValueError(f"episode is missing camera {camera!r}; the dataset declares {list(self.spec.cameras)}")
+                raise fmt.DatasetFormatError(f"episode is missing camera {camera!r}; the dataset declares {list(self.spec.cameras)}")
             if episode.images[camera].shape != (length, height, width, 3):
-                raise ValueError(f"camera {camera!r} frames have shape {episode.images[camera].shape}, "
+                raise fmt.DatasetFormatError(f"camera {camera!r} frames have shape {episode.images[camera].shape}, "
                                  f"expected {(length, height, width, 3)}")
 
     def read_episode_meta(self, key: int) -> dict[str, Any]:
@@ -280,11 +291,11 @@ class _Layout:
         pq.write_table(tasks_table, self.build / fmt.TASKS_PATH)
         self._write_episodes_table(rows)
         all_stats = fmt.aggregate_stats([row["_stats"] for row in rows])
-        fmt.write_json_atomic(self.build / fmt.STATS_PATH, fmt.stats_to_json(all_stats))
+        atomic_write_json(self.build / fmt.STATS_PATH, fmt.stats_to_json(all_stats), indent=4)
         info = fmt.build_info(fps=self.spec.fps, robot_type=self.spec.robot_type, features=self.features,
                               total_episodes=len(rows), total_frames=sum(row["length"] for row in rows),
                               total_tasks=len(tasks), extra=self.spec.extra)
-        fmt.write_json_atomic(self.build / fmt.INFO_PATH, info)
+        atomic_write_json(self.build / fmt.INFO_PATH, info, indent=4)
 
     def _write_episodes_table(self, rows: list[dict]) -> None:
         columns: dict[str, list] = {}
@@ -334,6 +345,28 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, np.ndarray):
         return value.tolist()
     raise TypeError(f"cannot store {type(value).__name__} in episode info")
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    """{dotted key: leaf value} of nested dicts (lists are leaves)."""
+    if not isinstance(value, dict):
+        return {prefix: value}
+    flat: dict[str, Any] = {}
+    for key, item in value.items():
+        flat.update(_flatten(item, f"{prefix}.{key}" if prefix else str(key)))
+    return flat
+
+
+def describe_difference(old: dict[str, Any], new: dict[str, Any], may_change: tuple[str, ...] = ()) -> str | None:
+    """'--seed=0, this run asks --seed=1' for the first differing leaf of two settings dicts (dotted keys in
+    `may_change` may differ), or None; a generation setting is named as its CLI option."""
+    flat_old, flat_new = _flatten(old), _flatten(new)
+    for key in sorted(set(flat_old) | set(flat_new)):
+        if flat_old.get(key) != flat_new.get(key) and key not in may_change:
+            name = key.removeprefix("extra.generate.")
+            option = "--" + name.replace("_", "-") if "." not in name else name
+            return f"{option}={json.dumps(flat_old.get(key))}, this run asks {option}={json.dumps(flat_new.get(key))}"
+    return None
 
 
 def _fsync_dir(path: Path) -> None:

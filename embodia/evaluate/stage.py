@@ -6,9 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from embodia.core.errors import ConfigError, config_error
+from embodia.core.config import validate_config
+from embodia.core.errors import ConfigError
 from embodia.core.manifest import Manifest
 from embodia.core.reporter import Reporter
 from embodia.core.stage import StageResult, run_stage
@@ -39,13 +40,8 @@ class EvaluateConfig(SuiteRunConfig):
 
 
 def parse_config(model: type[BaseModel], config: Any) -> Any:
-    """`config` (a model instance or a mapping) validated as `model`; errors name the field in one line."""
-    if isinstance(config, model):
-        return config
-    try:
-        return model.model_validate(dict(config))
-    except ValidationError as error:
-        raise config_error(error) from None
+    """`config` (a model instance or a mapping) validated as `model`; errors name the field as its CLI option."""
+    return config if isinstance(config, model) else validate_config(model, config, flags=True)
 
 
 def check_inputs(inputs: Mapping[str, Any] | None, allowed: tuple[str, ...], stage: str) -> dict[str, Path]:

@@ -53,9 +53,8 @@ def test_plan_moves_segments_with_cube_and_goal():
 @pytest.mark.slow
 def test_augment_from_expert_demos_keeps_only_successes(tmp_path):
     source = tmp_path / "src"
-    generate(GenerateConfig(task="arm-pick-place", episodes=3, keep="success", envs_per_worker=4, seed=2), source,
-             progress=False)
-    result = augment(source, tmp_path / "aug", AugmentConfig(num=6, sources=3, envs=6, seed=3), progress=False)
+    generate(GenerateConfig(task="arm-pick-place", episodes=3, keep="success", envs_per_worker=4, seed=2), source)
+    result = augment(source, tmp_path / "aug", AugmentConfig(num=6, sources=3, envs=6, seed=3))
     assert result["kept"] == 6 and result["attempts"] >= 6 and 0 < result["yield"] <= 1
     assert check_dataset(tmp_path / "aug").ok
     ds = Dataset(tmp_path / "aug")
@@ -65,6 +64,6 @@ def test_augment_from_expert_demos_keeps_only_successes(tmp_path):
 
 
 def test_augment_rejects_a_non_pick_place_source(tmp_path):
-    generate(GenerateConfig(task="cartpole-swingup", episodes=1, policy="random"), tmp_path / "src", progress=False)
+    generate(GenerateConfig(task="cartpole-swingup", episodes=1, policy="random"), tmp_path / "src")
     with pytest.raises(ValueError, match="needs an embodia arm-pick-place dataset"):
-        augment(tmp_path / "src", tmp_path / "aug", AugmentConfig(num=1), progress=False)
+        augment(tmp_path / "src", tmp_path / "aug", AugmentConfig(num=1))

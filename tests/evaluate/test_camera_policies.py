@@ -30,9 +30,9 @@ def vision_checkpoint(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("camera-eval")
     generate(GenerateConfig(task=TASK, episodes=2, cameras=["front"], image_size=SIZE, visual_randomization=None,
-                            envs_per_worker=2, stop_on_success=False), root / "data", progress=False)
+                            envs_per_worker=2, stop_on_success=False), root / "data")
     demos = load_vision_demonstrations(root / "data", KEYS, SIZE)
-    return train_bc(demos, TINY_VISION, root / "vision", progress=False)
+    return train_bc(demos, TINY_VISION, root / "vision")
 
 
 def suite_of(scenarios: list[dict], episodes: int = 2, steps: int = 6, **extra) -> dict:

@@ -36,7 +36,7 @@ def camera_dataset(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("vision") / "reach"
     generate(GenerateConfig(task=TASK, episodes=24, cameras=["front", "wrist"], image_size=SIZE,
-                            visual_randomization=None, envs_per_worker=12, stop_on_success=False), root, progress=False)
+                            visual_randomization=None, envs_per_worker=12, stop_on_success=False), root)
     return root
 
 
