@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from embodia.learn.auto_config import auto_ppo_config
 from embodia.learn.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from embodia.learn.config import ConfigError, RunConfig, build_config, config_path, read_yaml
 from embodia.learn.logger import RunLogger
@@ -33,6 +34,8 @@ def load_config(task: str, algo: str, config_file: str | Path | None = None, ove
     shipped = config_path(task, algo)
     if shipped is not None:
         layers.append((str(shipped), read_yaml(shipped)))
+    elif algo == "ppo":  # no tuned config: settings scaled from the task (embodia/learn/auto_config.py)
+        layers.append(("automatic defaults", auto_ppo_config(task)))
     if config_file is not None:
         layers.append((str(config_file), read_yaml(config_file)))
     if overrides:
