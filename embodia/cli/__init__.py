@@ -104,6 +104,7 @@ _AREAS = [
     ("embodia.cli.sim", "sim_app", "sim"),
     ("embodia.cli.sim", "tasks_app", "tasks"),
     ("embodia.cli.quickstart", "register", None),
+    ("embodia.cli.pipeline", "register", None),
     ("embodia.cli.data", "data_app", "data"),
     ("embodia.cli.train", "register", None),
     ("embodia.cli.evaluate", "eval_app", "eval"),

@@ -6,7 +6,7 @@ Public API:
         (a stage that also takes `resume` gets resume=True: a job's staging directory holds only its own
         earlier attempts' partial work)
     job_type_names() -> list[str]
-Built in: `noop` (an empty output), `sleep` (waits `seconds` in `steps`, honours cancellation, can `fail` with a
+Built in: every stage of `embodia.platform.stages` (generate, augment, train, export, evaluate, compare), and `noop` (an empty output), `sleep` (waits `seconds` in `steps`, honours cancellation, can `fail` with a
 user or internal error: for tests, drills and the benchmark), `counter` (counts to `steps`, one progress file a
 step in its staging directory, resuming from the last one after a crash).
 Only registered names run: a job row is data, never a module path to import.
@@ -24,11 +24,13 @@ from embodia.core.errors import UserError
 from embodia.core.manifest import Manifest
 from embodia.core.reporter import Reporter, check_cancelled, reporter_or_null
 from embodia.core.stage import StageResult, run_stage
+from embodia.platform.stages import STAGES
 
 _TYPES: dict[str, Callable[..., Manifest] | str] = {
     "noop": "embodia.platform.jobtypes:noop_stage",
     "sleep": "embodia.platform.jobtypes:sleep_stage",
     "counter": "embodia.platform.jobtypes:counter_stage",
+    **{name: f"{binding.module}:{binding.run}" for name, binding in STAGES.items()},  # generate, train, ...
 }
 
 

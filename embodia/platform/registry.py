@@ -7,7 +7,7 @@ Public API (every function takes an open `Store` first):
     resolve_model_version(store, ref) -> ModelVersionInfo
         refs: 'model:NAME@ALIAS', 'model:NAME@vN', 'model:NAME@latest', 'model:NAME' (= latest),
               'KIND:sha256:<prefix>' (e.g. 'dataset:sha256:ab12'), 'sha256:<prefix>', or a full 64-hex sha256
-    find_by_cache_key(store, key) -> ArtifactInfo | None     (pipelines' step cache)
+    find_by_cache_key(store, key) -> ArtifactInfo | None     (pipelines' step cache); set_cache_key(store, sha, key)
     artifact_of_job(store, job_id) -> ArtifactInfo | None    (what a job registered)
     list_artifacts(store, *, kind=None, tag=None, limit=None) -> list[ArtifactInfo]
     tag_artifact(store, ref, *tags) -> ArtifactInfo
@@ -322,6 +322,15 @@ def artifact_of_job(store: Store, job_id: int) -> ArtifactInfo | None:
     with store.session() as session:
         row = session.scalar(select(Artifact).where(Artifact.creator_job_id == job_id).order_by(Artifact.id).limit(1))
         return _artifact_info(store, row) if row is not None else None
+
+
+def set_cache_key(store: Store, sha256: str, key: str) -> None:
+    """Record that a pipeline step with cache key `key` produced the artifact `sha256` (the latest key wins)."""
+    with store.session() as session:
+        row = session.scalar(select(Artifact).where(Artifact.sha256 == check_sha256(sha256)))
+        if row is None:
+            raise UserError(f"no artifact sha256:{sha256} in the registry ({store.url})")
+        row.cache_key = key
 
 
 def list_artifacts(store: Store, *, kind: str | None = None, tag: str | None = None,
