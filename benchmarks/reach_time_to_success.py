@@ -23,7 +23,7 @@ def main() -> None:
     parser.add_argument("--eval-episodes", type=int, default=64)
     args = parser.parse_args()
 
-    from embodia.learn import train
+    from embodia.learn.train import train
     from embodia.learn.rollout import episode_returns
     from embodia.learn.trainer import live_policy
 

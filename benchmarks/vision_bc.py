@@ -72,7 +72,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     for name, config in variants.items():
         start = time.perf_counter()
-        policy = load_bc(train_bc(train, config, args.out / name.split(",")[0].replace(" ", "_"), progress=False))
+        policy = load_bc(train_bc(train, config, args.out / name.split(",")[0].replace(" ", "_")))
         train_s = time.perf_counter() - start
         if "image_keys" in config:
             result = camera_rollout_success(policy, "arm-reach", args.eval_episodes, seed=1_000_000)

@@ -89,7 +89,8 @@ def step_data(out: Path, summary: dict) -> None:
 
 def step_train(out: Path, summary: dict) -> None:
     """Train PPO on arm-reach for a short budget, export it to ONNX, and film it next to a random policy."""
-    from embodia.learn import export_onnx, load_policy, train
+    from embodia.learn import export_onnx, load_policy
+    from embodia.learn.train import train
     from embodia.sim.video import label_frames, write_video
     from embodia.tasks import BatchEnv
 

@@ -1,20 +1,28 @@
-"""`embodia train` (PPO/SAC on a task, with resume) and `embodia export` (a checkpoint to ONNX)."""
+"""`embodia train` (PPO/SAC on a task, with resume; BC/diffusion from a dataset) and `embodia export` (a checkpoint
+to ONNX), both through the stages `embodia.learn.train.run` / `embodia.learn.export.run` with a Rich reporter."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 from rich.console import Console
 
+from embodia.cli.progress import RichReporter
+from embodia.core.config import build_config, parse_set_overrides, read_yaml
 from embodia.core.errors import UserError
+from embodia.core.stage import staging_dir
 
 console = Console()
+DEFAULT_TASK = "cartpole-swingup"
+IL_ALGOS = ("bc", "diffusion")
 
 
 def train_command(
-    task: str = typer.Option("cartpole-swingup", help="embodia task name, or gym:<Gymnasium id>"),
+    task: Optional[str] = typer.Option(None, help=f"embodia task name, or gym:<Gymnasium id> (RL default: "
+                                                  f"{DEFAULT_TASK}; bc/diffusion: the task the dataset was recorded "
+                                                  "on, recorded in the checkpoint and checked against it)"),
     algo: str = typer.Option("ppo", help="ppo or sac (RL on the task), or bc / diffusion (imitation from --dataset)"),
     dataset: Optional[Path] = typer.Option(None, help="LeRobot dataset directory (bc and diffusion only)"),
     config: Optional[Path] = typer.Option(None, help="YAML file of config fields"),
@@ -24,62 +32,81 @@ def train_command(
     total_steps: Optional[int] = typer.Option(None, help="env steps to train for (bc/diffusion: gradient steps)"),
     seed: Optional[int] = typer.Option(None, help="seed (overrides the config)"),
 ) -> None:
-    """Train a policy with PPO or SAC; checkpoints, TensorBoard logs and metrics.jsonl go to the run directory."""
-    from embodia.core.config import parse_set_overrides
-    from embodia.learn.trainer import train
-
+    """Train a policy; checkpoints, metrics.jsonl, TensorBoard logs and manifest.json go to the run directory."""
     overrides = parse_set_overrides(set_ or [])
     if algo in IL_ALGOS:
         _train_imitation(algo, task, dataset, config, overrides, out, total_steps, seed, resume)
         return
     if dataset is not None:
         raise UserError(f"--dataset is for imitation learning (--algo bc or diffusion), not --algo {algo}")
-    if resume is not None and seed is not None:
+    if resume is not None:
+        _resume(resume, total_steps, seed, overrides)
+        return
+    from embodia.learn import train as train_stage
+    from embodia.learn.trainer import load_config, run_name
+
+    run_config = load_config(task or DEFAULT_TASK, algo, config, overrides, total_steps=total_steps, seed=seed)
+    run_dir = out / run_name(run_config.task, run_config.algo, run_config.seed)
+    manifest = train_stage.run(run_config, run_dir, reporter=RichReporter(enabled=run_config.progress))
+    _report(manifest, run_dir)
+
+
+def _resume(resume: Path, total_steps: Optional[int], seed: Optional[int], overrides: dict[str, Any]) -> None:
+    from embodia.learn import train as train_stage
+
+    if seed is not None:
         raise UserError("--seed cannot change on --resume; the run continues with its saved seed")
-    run_dir = train(task, algo, total_steps, seed, out, overrides, config_file=config, resume=resume)
-    console.print(f"run directory: [bold]{run_dir}[/] (final checkpoint in {run_dir / 'checkpoints' / 'final'})")
+    run_config, run_dir = train_stage.prepare_resume(resume, total_steps=total_steps, overrides=overrides)
+    manifest = train_stage.run(run_config, run_dir, resume=True, reporter=RichReporter(enabled=run_config.progress))
+    _report(manifest, run_dir)
 
 
-IL_ALGOS = ("bc", "diffusion")
-
-
-def _train_imitation(algo: str, task: str, dataset: Optional[Path], config: Optional[Path], overrides: dict,
-                     out: Path, total_steps: Optional[int], seed: Optional[int], resume: Optional[Path]) -> None:
-    from embodia.learn.il_common import train_il
+def _train_imitation(algo: str, task: Optional[str], dataset: Optional[Path], config: Optional[Path],
+                     overrides: dict[str, Any], out: Path, total_steps: Optional[int], seed: Optional[int],
+                     resume: Optional[Path]) -> None:
+    from embodia.learn import train as train_stage
+    from embodia.learn.registry import get_algorithm
     from embodia.learn.trainer import run_name
 
     if dataset is None:
         raise UserError(f"--algo {algo} learns from demonstrations: pass --dataset <LeRobot dataset directory>")
     if resume is not None:
         raise UserError(f"--resume is for RL runs; {algo} trains from scratch in seconds to minutes")
-    if total_steps is not None:
-        overrides["num_steps"] = total_steps
-    if seed is not None:
-        overrides["seed"] = seed
-    name = run_name(dataset.name or task, algo, int(overrides.get("seed", 0)))
-    path = train_il(algo, dataset, out / name, config_file=config, overrides=overrides)
-    console.print(f"checkpoint: [bold]{path}[/]")
+    layers = [(str(config), read_yaml(config))] if config is not None else []
+    layers += [("--set", overrides), ("command line", {"num_steps": total_steps, "seed": seed})]
+    layers = [(source, {k: v for k, v in values.items() if v is not None}) for source, values in layers]
+    il_config = build_config(get_algorithm(algo, kind="imitation").config_cls, layers)
+    run_dir = out / run_name(task or dataset.name or algo, algo, il_config.seed)
+    manifest = train_stage.run({"algo": algo, "task": task, **il_config.model_dump()}, run_dir,
+                               inputs={"dataset": dataset}, reporter=RichReporter())
+    _report(manifest, run_dir)
+
+
+def _report(manifest, run_dir: Path) -> None:
+    if manifest.status != "complete":
+        console.print(f"[yellow]training {manifest.status}[/]; its checkpoints are in {staging_dir(run_dir)} "
+                      f"(continue with --resume {staging_dir(run_dir)})")
+        raise typer.Exit(130)
+    console.print(f"run directory: [bold]{run_dir}[/] (final checkpoint in {run_dir / 'checkpoints' / 'final'})")
 
 
 def export_command(
     model: Path = typer.Argument(..., help="run directory or checkpoint directory"),
     onnx: bool = typer.Option(True, "--onnx/--no-onnx", help="export to ONNX (the only format so far)"),
-    out: Optional[Path] = typer.Option(None, help="output file (default: <model>/policy.onnx)"),
+    out: Optional[Path] = typer.Option(None, help="output directory for policy.onnx and its manifest "
+                                                  "(default: exports/<model name>)"),
 ) -> None:
-    """Export a trained policy to ONNX with normalization folded in; verifies it against PyTorch."""
+    """Export a trained policy (state or camera) to ONNX with normalization folded in; verifies it against PyTorch."""
     if not onnx:
         raise UserError("only ONNX export exists; pass --onnx")
-    from embodia.learn.export import export_onnx, parity
-    from embodia.learn.policy import load_policy
+    from embodia.learn import export as export_stage
 
-    policy = load_policy(model)
-    target = out or (model / "policy.onnx" if model.is_dir() else model.with_suffix(".onnx"))
-    path = export_onnx(policy, target, verify=False)
-    diff = parity(policy, path)
-    if diff > 1e-5:
-        raise RuntimeError(f"exported {path} differs from PyTorch by {diff:.2e} (> 1e-5)")
-    console.print(f"wrote [bold]{path}[/] ({policy.task}, obs {policy.obs_dim} -> action {policy.act_dim}); "
-                  f"max |onnx - torch| on 1,000 observations = {diff:.1e}")
+    target = out or Path("exports") / model.resolve().name
+    manifest = export_stage.run({"verify": True}, target, inputs={"checkpoint": model}, reporter=RichReporter())
+    summary = manifest.summary
+    console.print(f"wrote [bold]{target / summary['file']}[/] ({summary['task'] or summary['algo']}, obs "
+                  f"{summary['obs_dim']} -> action {summary['act_dim']}); max |onnx - torch| on random inputs = "
+                  f"{summary['max_abs_diff']:.1e}")
 
 
 def register(app: typer.Typer) -> None:

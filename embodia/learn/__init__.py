@@ -1,24 +1,23 @@
-"""Policy learning: PPO and SAC on batched embodia envs (or Gymnasium vector envs), checkpoints, ONNX export."""
+"""Policy learning: PPO and SAC on batched embodia envs (or Gymnasium vector envs), behavior cloning (state and
+camera), diffusion policies; one checkpoint format, `load_policy`, ONNX export. The stages are
+`embodia.learn.train.run` and `embodia.learn.export.run`."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__all__ = ["train", "load_config", "load_policy", "Policy", "OnnxPolicy", "export_onnx", "CheckpointError", "ConfigError"]
+__all__ = ["load_config", "load_policy", "TorchPolicy", "OnnxPolicy", "export_onnx"]
 
 _LAZY = {
-    "train": "embodia.learn.trainer", "load_config": "embodia.learn.trainer",
-    "load_policy": "embodia.learn.policy", "Policy": "embodia.learn.policy", "OnnxPolicy": "embodia.learn.policy",
-    "export_onnx": "embodia.learn.export", "CheckpointError": "embodia.learn.checkpoint",
-    "ConfigError": "embodia.learn.config",
+    "load_config": "embodia.learn.trainer", "load_policy": "embodia.learn.policy",
+    "TorchPolicy": "embodia.learn.policy", "OnnxPolicy": "embodia.core.policy", "export_onnx": "embodia.learn.export",
 }
 
 if TYPE_CHECKING:
-    from embodia.learn.checkpoint import CheckpointError
-    from embodia.learn.config import ConfigError
+    from embodia.core.policy import OnnxPolicy
     from embodia.learn.export import export_onnx
-    from embodia.learn.policy import OnnxPolicy, Policy, load_policy
-    from embodia.learn.trainer import load_config, train
+    from embodia.learn.policy import TorchPolicy, load_policy
+    from embodia.learn.trainer import load_config
 
 
 def __getattr__(name: str) -> Any:

@@ -12,21 +12,27 @@ from pydantic import BaseModel, ConfigDict, Field
 from embodia.core.config import build_config, parse_set_overrides, read_yaml  # noqa: F401
 from embodia.core.errors import ConfigError  # noqa: F401
 
+DEFAULT_CHECKPOINT_EVERY = 100_000
+
 
 class RunConfig(BaseModel):
     """Settings of any RL run, whatever the algorithm."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
     task: str = Field("cartpole-balance", description="embodia task name, or 'gym:<id>' for a Gymnasium env")
     seed: int = Field(0, ge=0, description="seed of the env batch, network init and sampling")
     total_steps: int = Field(100_000, ge=1, description="env steps to train for (summed over all envs)")
     num_envs: int = Field(64, ge=1, description="environments stepped together")
-    checkpoint_every: int = Field(0, ge=0, description="env steps between checkpoints (0: only the final one)")
+    checkpoint_every: int | None = Field(None, ge=0, description="env steps between checkpoints (0: only the final "
+                                         f"one; None: {DEFAULT_CHECKPOINT_EVERY:,} for envs that save their state, "
+                                         "0 for Gymnasium envs, which restart their episodes at each checkpoint)")
+    checkpoint_every_s: float = Field(600.0, ge=0, description="wall-clock seconds between crash-recovery saves to "
+                                      "checkpoints/autosave (0: off; envs that save their state only)")
     keep_checkpoints: int = Field(3, ge=1, description="how many step checkpoints to keep on disk")
     torch_threads: int = Field(1, ge=1, description="torch intra-op threads (1 is fastest for small MLPs)")
     tensorboard: bool = Field(True, description="write TensorBoard event files under <run>/tb")
-    progress: bool = Field(True, description="show a Rich progress bar")
+    progress: bool = Field(True, description="show a progress bar (`embodia train`)")
     log_every: int = Field(1, ge=1, description="log losses every this many updates")
     env_kwargs: dict[str, Any] = Field(default_factory=dict,
                                        description="extra BatchEnv arguments (randomization, task_config, ...)")

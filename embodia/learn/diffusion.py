@@ -5,33 +5,36 @@ from __future__ import annotations
 
 import copy
 import math
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
-from embodia.learn.export import onnx_metadata, write_onnx
+from embodia.core.reporter import Reporter
 from embodia.learn.il_common import (
     ActionQueue,
     Demonstrations,
     Normalizer,
     action_bounds,
     as_demonstrations,
+    dataset_record,
     fit,
     group_normalizers,
-    plot_losses,
+    policy_spec,
     read_il_checkpoint,
     save_il_policy,
 )
+from embodia.learn.onnx_io import export_actor
 
 
 class DiffusionConfig(BaseModel):
     """Every number the diffusion policy uses, saved beside the checkpoint."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     type: Literal["diffusion"] = Field("diffusion", description="algorithm tag stored in config.json")
     horizon: int = Field(8, ge=1, le=64, description="actions in one denoised chunk")
@@ -241,10 +244,19 @@ class EMA:
             avg.lerp_(param, 1 - decay)
 
 
-def train_diffusion(dataset: str | Path | Demonstrations, config: DiffusionConfig | dict | None = None,
-                    out: str | Path = "runs/diffusion", *, progress: bool = True) -> Path:
-    """Train a diffusion policy on `dataset` (a LeRobot directory or arrays); write a checkpoint dir to `out`."""
-    config = DiffusionConfig.model_validate(config or {}) if not isinstance(config, DiffusionConfig) else config
+@dataclass
+class Fitted:
+    """What training produced: the policy (EMA weights when enabled), optimizer, loss per step, demonstrations."""
+
+    policy: DiffusionPolicy
+    optimizer: torch.optim.Optimizer
+    losses: list[float]
+    demos: Demonstrations
+
+
+def fit_diffusion(dataset: str | Path | Demonstrations, config: DiffusionConfig, *,
+                  reporter: Reporter | None = None) -> Fitted:
+    """Train a diffusion policy on `dataset` (a LeRobot directory or arrays)."""
     demos = as_demonstrations(dataset)
     policy = build_policy(demos, config)
     obs = policy.obs_norm(torch.as_tensor(demos.observations))  # (frames, obs_dim)
@@ -263,20 +275,29 @@ def train_diffusion(dataset: str | Path | Demonstrations, config: DiffusionConfi
     optimizer, losses = fit(loss_fn, list(policy.denoiser.parameters()), num_frames=len(obs),
                             num_steps=config.num_steps, batch_size=config.batch_size,
                             learning_rate=config.learning_rate, weight_decay=config.weight_decay, seed=config.seed,
-                            description="diffusion", on_step=on_step, progress=progress)
+                            description="diffusion", on_step=on_step, reporter=reporter)
     if ema is not None:
         policy.denoiser.load_state_dict(ema.average.state_dict())
-    policy.eval()
-    out = save_diffusion(policy, out, optimizer=optimizer, losses=losses, num_episodes=demos.num_episodes)
-    plot_losses(losses, out / "loss.png", f"diffusion policy ({demos.task or 'dataset'})")
-    return out
+    return Fitted(policy.eval(), optimizer, losses, demos)
+
+
+def train_diffusion(dataset: str | Path | Demonstrations, config: DiffusionConfig | dict | None = None,
+                    out: str | Path = "runs/diffusion", *, reporter: Reporter | None = None) -> Path:
+    """Train a diffusion policy on `dataset`; write a checkpoint directory to `out` (recording the dataset)."""
+    config = DiffusionConfig.model_validate(config or {}) if not isinstance(config, DiffusionConfig) else config
+    fitted = fit_diffusion(dataset, config, reporter=reporter)
+    record = None if isinstance(dataset, Demonstrations) else dataset_record(dataset, fitted.demos.num_episodes)
+    return save_diffusion(fitted.policy, out, optimizer=fitted.optimizer, losses=fitted.losses,
+                          num_episodes=fitted.demos.num_episodes, dataset=record)
 
 
 # ---------------------------------------------------------------------------------------------- checkpoint I/O
 def save_diffusion(policy: DiffusionPolicy, out: str | Path, *, optimizer: torch.optim.Optimizer | None = None,
-                   losses: list[float] | None = None, num_episodes: int | None = None) -> Path:
+                   losses: list[float] | None = None, num_episodes: int | None = None,
+                   dataset: dict[str, Any] | None = None) -> Path:
     """Write the checkpoint directory; model.safetensors holds the (EMA) weights used for acting."""
-    return save_il_policy("diffusion", policy, policy.denoiser, out, optimizer=optimizer, losses=losses, num_episodes=num_episodes)
+    return save_il_policy("diffusion", policy, policy.denoiser, out, optimizer=optimizer, losses=losses,
+                          num_episodes=num_episodes, dataset=dataset)
 
 
 def load_diffusion(path: str | Path) -> DiffusionPolicy:
@@ -305,6 +326,6 @@ def deployed_actor(model: dict[str, torch.Tensor], normalizer: dict[str, np.ndar
 def export_diffusion(policy: DiffusionPolicy | str | Path, path: str | Path) -> Path:
     """Export to the embodia ONNX contract as a fixed-noise DDIM graph (deterministic, first action of the chunk)."""
     policy = load_diffusion(policy) if isinstance(policy, (str, Path)) else policy
-    metadata = onnx_metadata(policy.task, policy.obs_dim, policy.act_dim, policy.action_low.numpy(),
-                             policy.action_high.numpy(), "diffusion")
-    return write_onnx(FixedNoiseFirstAction(policy), (torch.zeros(2, policy.obs_dim),), path, metadata)
+    spec = policy_spec("diffusion", policy.task, policy.obs_dim, policy.act_dim, policy.action_low,
+                       policy.action_high, policy.config)
+    return export_actor(FixedNoiseFirstAction(policy).eval(), spec, path)

@@ -1,89 +1,82 @@
-"""Export a trained policy to ONNX (the shared contract: input `obs`, output `action`, metadata `embodia.*`)."""
+"""The export stage: a checkpoint (any algorithm, state or camera policy) -> an ONNX file in its own output
+directory, checked against PyTorch, with the embodia contract (see `embodia.core.policy`)."""
 
 from __future__ import annotations
 
-import json
-import os
-import warnings
 from pathlib import Path
-from typing import Callable
+from typing import Any, Mapping
 
 import numpy as np
-import torch
 
-from embodia.core.errors import UserError
-from embodia.learn.policy import Policy, load_policy
+from embodia.core.errors import CheckpointError, ConfigError, UserError
+from embodia.core.manifest import Manifest
+from embodia.core.policy import OnnxPolicy
+from embodia.core.reporter import Reporter
+from embodia.core.stage import StageResult, run_stage
+from embodia.learn.onnx_io import export_actor
+from embodia.learn.policy import TorchPolicy, load_policy
 
-OPSET = 17
-
-
-def onnx_metadata(task: str | None, obs_dim: int, act_dim: int, low: np.ndarray, high: np.ndarray, algo: str) -> dict[str, str]:
-    """The `embodia.*` metadata_props every exported policy carries."""
-    from embodia import __version__
-
-    return {"embodia.task": task or "", "embodia.obs_dim": str(obs_dim), "embodia.act_dim": str(act_dim),
-            "embodia.action_low": json.dumps([float(x) for x in low]),
-            "embodia.action_high": json.dumps([float(x) for x in high]),
-            "embodia.algo": algo, "embodia.version": __version__}
+POLICY_FILE = "policy.onnx"
+MAX_ABS_DIFF = 1e-5
 
 
-def write_onnx(module: torch.nn.Module, example_inputs: tuple[torch.Tensor, ...], out: str | Path,
-               metadata: dict[str, str], *, input_names: tuple[str, ...] = ("obs",),
-               verify: Callable[[Path], None] | None = None) -> Path:
-    """Trace `module` to `out` atomically with the contract's names (inputs -> `action`, dynamic batch) and metadata.
-
-    `verify(tmp_path)` may refuse the written file by raising; the previous `out` is then left untouched.
-    """
-    import onnx
-
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    dynamic_axes = {name: {0: "batch"} for name in (*input_names, "action")}
-    with warnings.catch_warnings():  # the TorchScript exporter warns about its own deprecation and about tracing
-        warnings.simplefilter("ignore")
-        torch.onnx.export(module.eval(), example_inputs, str(tmp), input_names=list(input_names),
-                          output_names=["action"], dynamic_axes=dynamic_axes, opset_version=OPSET, dynamo=False)
-    model = onnx.load(str(tmp))
-    for key, value in metadata.items():
-        entry = model.metadata_props.add()
-        entry.key, entry.value = key, value
-    onnx.checker.check_model(model)
-    onnx.save(model, str(tmp))
-    if verify is not None:
-        try:
-            verify(tmp)
-        except Exception:
-            tmp.unlink(missing_ok=True)
-            raise
-    os.replace(tmp, out)
-    return out
-
-
-def export_onnx(policy: Policy | str | Path, out: str | Path, verify: bool = True) -> Path:
-    """Write `out` (.onnx) atomically; with `verify`, check ONNX Runtime against PyTorch on 1,000 random observations."""
-    if not isinstance(policy, Policy):
+def export_onnx(policy: TorchPolicy | str | Path, out: str | Path, verify: bool = True) -> Path:
+    """Write `out` (.onnx) atomically; with `verify`, refuse a file whose actions differ from PyTorch's by more
+    than 1e-5 on 1,000 random observations (and images)."""
+    if not isinstance(policy, TorchPolicy):
         policy = load_policy(policy)
-        if not isinstance(policy, Policy):
+        if not isinstance(policy, TorchPolicy):
             raise UserError("the model is already an ONNX file; pass a checkpoint or run directory to export")
 
     def check_parity(onnx_path: Path) -> None:
         max_diff = parity(policy, onnx_path)
-        if max_diff > 1e-5:
-            raise RuntimeError(f"ONNX export of {policy.task} differs from PyTorch by {max_diff:.2e} (> 1e-5)")
+        if max_diff > MAX_ABS_DIFF:
+            raise RuntimeError(f"ONNX export of {policy.task or policy.algo} differs from PyTorch by {max_diff:.2e} "
+                               f"(> {MAX_ABS_DIFF:g}); this is a bug")
 
-    metadata = onnx_metadata(policy.task, policy.obs_dim, policy.act_dim, policy.action_low, policy.action_high,
-                             policy.algo)
-    return write_onnx(policy.actor, (torch.zeros(2, policy.obs_dim),), out, metadata,
-                      verify=check_parity if verify else None)
+    return export_actor(policy.actor, policy.spec, out, verify=check_parity if verify else None)
 
 
-def parity(policy: Policy, onnx_path: str | Path, num_obs: int = 1000, seed: int = 0) -> float:
-    """Max |ONNX Runtime - PyTorch| over `num_obs` random observations (scaled around the normalizer's range)."""
-    from embodia.learn.policy import OnnxPolicy
-
+def parity(policy: TorchPolicy, onnx_path: str | Path, num_obs: int = 1000, seed: int = 0) -> float:
+    """Max |ONNX Runtime - PyTorch| over `num_obs` random observations (scaled around the normalizer's range)
+    and, for camera policies, random images."""
     rng = np.random.default_rng(seed)
     mean = policy.actor.obs_mean.numpy()
     std = policy.actor.obs_std.numpy()
+    if policy.image_keys:
+        num_obs = min(num_obs, 64)  # each observation also runs the image encoder
     obs = (mean + std * rng.normal(0.0, 3.0, (num_obs, policy.obs_dim))).astype(np.float32)
-    return float(np.max(np.abs(OnnxPolicy(onnx_path).act(obs) - policy.act(obs))))
+    size = policy.image_size or 0
+    images = {key: rng.integers(0, 256, (num_obs, size, size, 3), dtype=np.uint8) for key in policy.image_keys}
+    onnx_actions = OnnxPolicy(onnx_path).act(obs, images or None)
+    return float(np.max(np.abs(onnx_actions - policy.act(obs, images or None))))
+
+
+def run(config: Mapping[str, Any] | None, out: str | Path, *, inputs: Mapping[str, str | Path],
+        reporter: Reporter | None = None) -> Manifest:
+    """Export `inputs["checkpoint"]` (a run or checkpoint directory) to `out/policy.onnx`; returns the manifest.
+
+    `config`: {"verify": bool (default true)}. The output holds only the ONNX file (and the manifest)."""
+    config = dict(config or {})
+    unknown = sorted(set(config) - {"verify"})
+    if unknown:
+        raise ConfigError(f"unknown export config field {unknown[0]!r}; valid fields: verify")
+    if "checkpoint" not in inputs:
+        raise ConfigError("the export stage needs inputs={'checkpoint': <run or checkpoint directory>}")
+    policy = load_policy(inputs["checkpoint"])
+    if not isinstance(policy, TorchPolicy):
+        raise CheckpointError(f"{inputs['checkpoint']} is already an ONNX file; pass a checkpoint or run directory")
+    verify = bool(config.get("verify", True))
+
+    def body(staging: Path, stage_reporter: Reporter) -> StageResult:
+        stage_reporter.start("export", total=1, unit="files")
+        path = export_onnx(policy, staging / POLICY_FILE, verify=verify)
+        diff = parity(policy, path) if verify else None
+        stage_reporter.update(1, message=f"{POLICY_FILE} ({policy.obs_dim} -> {policy.act_dim})")
+        stage_reporter.finish()
+        return StageResult(summary={"file": POLICY_FILE, "algo": policy.algo, "task": policy.task,
+                                    "obs_dim": policy.obs_dim, "act_dim": policy.act_dim,
+                                    "image_keys": list(policy.image_keys), "max_abs_diff": diff})
+
+    return run_stage("export", "model", {"verify": verify}, out, body,
+                     inputs={"checkpoint": inputs["checkpoint"]}, reporter=reporter)

@@ -1,14 +1,10 @@
-"""Pieces shared by the imitation learners (BC, diffusion): demonstrations in memory, normalizers,
-action-chunk queues, checkpoint I/O, and a seeded success-rate rollout."""
+"""Pieces shared by the imitation learners (BC, vision BC, diffusion): demonstrations in memory, normalizers,
+action-chunk queues, the training loop, checkpoint parts in the one checkpoint format, and seeded rollouts."""
 
 from __future__ import annotations
 
 import contextlib
-import json
 import math
-import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,10 +15,15 @@ import torch
 from pydantic import BaseModel
 from torch import nn
 
-from embodia.core.config import build_config, read_yaml
-from embodia.core.errors import CheckpointError, ConfigError, DatasetFormatError, UserError  # noqa: F401  (DatasetFormatError re-exported)
-
-CHECKPOINT_FILES = ("model.safetensors", "config.json", "normalizer.safetensors", "optimizer.pt", "state.json")
+from embodia.core.errors import CheckpointError, DatasetFormatError
+from embodia.core.manifest import hash_file
+from embodia.core.reporter import Reporter, check_cancelled, reporter_or_null
+from embodia.data.experts import make_expert
+from embodia.data.reader import Dataset
+from embodia.learn.checkpoint import CONFIG_FILE, load_checkpoint, policy_section, save_checkpoint
+from embodia.learn.hooks import TrainingDiverged
+from embodia.tasks import BatchEnv
+from embodia.tasks.rollout import rollout_episodes
 
 
 @contextlib.contextmanager
@@ -97,20 +98,18 @@ class Demonstrations:
 def load_demonstrations(root: str | Path) -> Demonstrations:
     """Read an embodia/LeRobot dataset directory into arrays (`observation.state`, `action`, `episode_index`)."""
     root = Path(root)
-    if not root.exists():
-        raise DatasetFormatError(f"dataset {root} does not exist; generate one with `embodia data generate`")
+    if not root.is_dir():
+        raise DatasetFormatError(f"dataset {root} does not exist or is not a directory; generate one with "
+                                 "`embodia data generate`")
+    dataset = Dataset(root)
     try:
-        from embodia.data.reader import Dataset
-    except ImportError:  # the reader is optional here: the Parquet layout is the contract
-        info, columns = _read_info(root), _read_parquet_columns(root, _COLUMNS)
-    else:
-        dataset = Dataset(root)
-        info = dataset.info
         missing = [key for key in _COLUMNS if key not in dataset.data_keys]
         if missing:
             raise DatasetFormatError(f"{root} has no column {missing[0]!r}; imitation learning needs {list(_COLUMNS)}")
         columns = {key: dataset.column(key) for key in _COLUMNS}
-    return _demonstrations_from_columns(columns, info)
+        return _demonstrations_from_columns(columns, dataset.info)
+    finally:
+        dataset.close()
 
 
 _COLUMNS = ("observation.state", "action", "episode_index", "frame_index")
@@ -131,39 +130,6 @@ def _demonstrations_from_columns(columns: dict[str, np.ndarray], info: dict) -> 
     )
 
 
-def _read_info(root: Path) -> dict:
-    path = root / "meta" / "info.json"
-    if not path.exists():
-        raise DatasetFormatError(f"{path} is missing: {root} is not a LeRobot-format dataset")
-    return json.loads(path.read_text())
-
-
-def _read_parquet_columns(root: Path, names: tuple[str, ...]) -> dict[str, np.ndarray]:
-    import pyarrow.parquet as pq
-
-    files = sorted((root / "data").rglob("*.parquet"))
-    if not files:
-        raise DatasetFormatError(f"no Parquet files under {root / 'data'}; the dataset has no frames")
-    tables = [pq.read_table(path) for path in files]
-    arrays: dict[str, np.ndarray] = {}
-    for name in names:
-        missing = [str(path) for path, table in zip(files, tables) if name not in table.column_names]
-        if missing:
-            raise DatasetFormatError(f"column {name!r} is missing from {missing[0]}; imitation learning needs {list(names)}")
-        arrays[name] = np.concatenate([_column_to_numpy(table.column(name)) for table in tables])
-    return arrays
-
-
-def _column_to_numpy(column) -> np.ndarray:
-    import pyarrow as pa
-
-    column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-    if pa.types.is_list(column.type) or pa.types.is_fixed_size_list(column.type) or pa.types.is_large_list(column.type):
-        width = len(column[0]) if len(column) else 0
-        return column.flatten().to_numpy(zero_copy_only=False).reshape(len(column), width)
-    return column.to_numpy(zero_copy_only=False)
-
-
 def collect_demonstrations(task: str, num_episodes: int, *, seed: int = 0, num_envs: int = 32,
                            only_successful: bool = True, task_config: dict | None = None,
                            expert: Callable | None = None, randomization: Any = None) -> Demonstrations:
@@ -172,17 +138,10 @@ def collect_demonstrations(task: str, num_episodes: int, *, seed: int = 0, num_e
     `expert` builds the controller from the env (`expert(env)` -> object with batched `act`, or a callable
     obs -> actions); by default the task's scripted expert from `embodia.data.experts.make_expert`.
     """
-    from embodia.tasks import BatchEnv
-
     num_envs = max(1, min(num_envs, num_episodes))
     env = BatchEnv(task, num_envs, seed=seed, autoreset_mode="disabled", task_config=task_config,
                    randomization=randomization)
-    if expert is None:
-        from embodia.data.experts import make_expert
-
-        controller = make_expert(task, env)
-    else:
-        controller = expert(env)
+    controller = make_expert(task, env) if expert is None else expert(env)
     observations, actions, episode_index, kept = [], [], [], 0
     for first in range(0, num_episodes, num_envs):
         wave = min(num_envs, num_episodes - first)
@@ -204,8 +163,6 @@ def collect_demonstrations(task: str, num_episodes: int, *, seed: int = 0, num_e
 
 def _record_wave(env, controller, first_seed: int, wave: int):
     """One batch of episodes seeded first_seed.. : list of (obs (T, obs_dim), actions (T, act_dim), success)."""
-    from embodia.tasks.rollout import rollout_episodes
-
     active = np.arange(env.num_envs) < wave
     result = rollout_episodes(env, controller, first_seed + np.arange(env.num_envs), active=active, record=True)
     return [(*result.episode(i), bool(result.success[i])) for i in range(wave)]
@@ -291,86 +248,33 @@ class ActionQueue:
 
 
 # ---------------------------------------------------------------------------------------------- checkpoints
-def save_checkpoint(out: str | Path, *, model: nn.Module, normalizers: dict[str, Normalizer], config: dict,
-                    optimizer: torch.optim.Optimizer | None, state: dict) -> Path:
-    """Write a checkpoint directory atomically: built in a temp dir beside `out`, then swapped into place."""
-    from safetensors.torch import save_file
-
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
-        save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, tmp / "model.safetensors")
-        tensors = {f"{name}.{key}": value.contiguous() for name, norm in normalizers.items()
-                   for key, value in norm.state_dict().items()}
-        save_file(tensors, tmp / "normalizer.safetensors")
-        (tmp / "config.json").write_text(json.dumps(config, indent=2, default=_json_default))
-        torch.save(optimizer.state_dict() if optimizer is not None else {}, tmp / "optimizer.pt")
-        (tmp / "state.json").write_text(json.dumps(state, indent=2, default=_json_default))
-        _swap_into_place(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
-
-
-def _swap_into_place(tmp: Path, out: Path) -> None:
-    if not out.exists():
-        os.replace(tmp, out)
-        return
-    if not out.is_dir():
-        raise UserError(f"{out} exists and is not a checkpoint directory; choose another --out")
-    old = out.with_name(f".{out.name}.old-{os.getpid()}")
-    os.replace(out, old)
-    os.replace(tmp, out)
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, (np.floating, np.integer)):
-        return value.item()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"cannot store {type(value).__name__} in a checkpoint's JSON")
-
-
-def read_checkpoint(path: str | Path) -> tuple[dict, dict[str, torch.Tensor], dict[str, dict[str, torch.Tensor]]]:
-    """(policy spec from config.json, model tensors, normalizer tensors by name) of a checkpoint directory."""
-    from safetensors.torch import load_file
-
-    path = Path(path)
-    if not path.is_dir():
-        raise CheckpointError(f"checkpoint directory {path} does not exist")
-    for name in ("model.safetensors", "config.json", "normalizer.safetensors"):
-        if not (path / name).exists():
-            raise CheckpointError(f"{path / name} is missing; {path} is not a complete checkpoint")
-    config = json.loads((path / "config.json").read_text())
-    if not isinstance(config.get("policy"), dict):
-        raise CheckpointError(f"{path / 'config.json'} has no 'policy' section; it was not written by embodia.learn")
-    return config["policy"], load_file(path / "model.safetensors"), group_normalizers(load_file(path / "normalizer.safetensors"))
-
-
 def save_il_policy(algo: str, policy: Any, net: nn.Module, out: str | Path, *,
                    optimizer: torch.optim.Optimizer | None = None, losses: list[float] | None = None,
-                   num_episodes: int | None = None) -> Path:
-    """Write an IL policy's checkpoint directory (weights of `net`, normalizers, config, optimizer, loss summary)."""
+                   num_episodes: int | None = None, dataset: dict[str, Any] | None = None) -> Path:
+    """Write an imitation policy in the one checkpoint format: weights of `net`, normalizers, config (with the
+    dataset it learned from, when known), optimizer state and a loss summary."""
     losses = losses or []
-    config = {"policy": policy_spec(algo, policy.task, policy.obs_dim, policy.act_dim, policy.action_low,
-                                    policy.action_high, policy.config)}
+    spec = policy_spec(algo, policy.task, policy.obs_dim, policy.act_dim, policy.action_low, policy.action_high,
+                       policy.config)
+    normalizer = {f"{name}.{key}": value.detach().cpu().numpy() for name, norm in
+                  (("obs", policy.obs_norm), ("action", policy.action_norm)) for key, value in norm.state_dict().items()}
     state = {"step": len(losses), "final_loss": float(np.mean(losses[-100:])) if losses else None,
              "losses": losses[:: max(1, len(losses) // 1000)], "num_episodes": num_episodes}
-    return save_checkpoint(out, model=net, normalizers={"obs": policy.obs_norm, "action": policy.action_norm},
-                           config=config, optimizer=optimizer, state=state)
+    config = {"algo": algo, "task": policy.task or "", "config": policy.config.model_dump(), "policy": spec,
+              "dataset": dataset}
+    return save_checkpoint(out, model=net.state_dict(), normalizer=normalizer, config=config, state=state,
+                           optimizer=optimizer.state_dict() if optimizer is not None else None)
 
 
-def read_il_checkpoint(path: str | Path, algo: str) -> tuple[dict, dict[str, torch.Tensor], dict[str, dict[str, torch.Tensor]]]:
-    """`read_checkpoint`, refusing a checkpoint written by another algorithm."""
-    spec, model_tensors, norm_tensors = read_checkpoint(path)
-    if spec.get("algo") != algo:
-        raise CheckpointError(f"{Path(path) / 'config.json'} has algo={spec.get('algo')!r}, expected {algo!r}")
-    return spec, model_tensors, norm_tensors
+def read_il_checkpoint(path: str | Path, algo: str | None = None
+                       ) -> tuple[dict, dict[str, torch.Tensor], dict[str, dict[str, torch.Tensor]]]:
+    """(policy spec, model tensors, normalizer tensors by name) of an imitation checkpoint (or its run
+    directory); `algo` refuses a checkpoint written by another algorithm."""
+    loaded = load_checkpoint(path, training_state=False)
+    spec = policy_section(loaded)
+    if algo is not None and spec["algo"] != algo:
+        raise CheckpointError(f"{loaded['path'] / CONFIG_FILE} has algo={spec['algo']!r}, expected {algo!r}")
+    return spec, loaded["model"], group_normalizers(loaded["normalizer"])
 
 
 def group_normalizers(flat: dict[str, Any]) -> dict[str, dict[str, torch.Tensor]]:
@@ -385,21 +289,12 @@ def group_normalizers(flat: dict[str, Any]) -> dict[str, dict[str, torch.Tensor]
 def policy_spec(algo: str, task: str | None, obs_dim: int, act_dim: int, low: torch.Tensor, high: torch.Tensor,
                 config: BaseModel) -> dict[str, Any]:
     """config.json's 'policy' section, shared with `embodia.learn.load_policy`: what rebuilds the actor."""
-    return {"algo": algo, "task": task or "", "obs_dim": obs_dim, "act_dim": act_dim,
+    spec = {"algo": algo, "task": task or "", "obs_dim": obs_dim, "act_dim": act_dim,
             "action_low": low.tolist(), "action_high": high.tolist(), algo: config.model_dump()}
-
-
-def load_il_policy(path: str | Path):
-    """Load a BC or diffusion checkpoint directory as a policy, choosing the loader from config.json's `algo`."""
-    spec, _, _ = read_checkpoint(path)
-    algo = spec.get("algo")
-    if algo == "bc":
-        from embodia.learn.bc import load_bc
-        return load_bc(path)
-    if algo == "diffusion":
-        from embodia.learn.diffusion import load_diffusion
-        return load_diffusion(path)
-    raise CheckpointError(f"{Path(path) / 'config.json'} has algo={algo!r}; imitation checkpoints have 'bc' or 'diffusion'")
+    image_keys = list(getattr(config, "image_keys", []) or [])
+    if image_keys:
+        spec |= {"image_keys": image_keys, "image_size": int(config.image_size)}
+    return spec
 
 
 def plot_losses(losses: list[float] | np.ndarray, path: str | Path, title: str) -> Path:
@@ -430,8 +325,6 @@ def plot_losses(losses: list[float] | np.ndarray, path: str | Path, title: str) 
 def rollout_success(policy, task: str, num_episodes: int, *, seed: int = 10_000, num_envs: int = 50,
                     task_config: dict | None = None, randomization: Any = None) -> dict[str, float]:
     """Run `num_episodes` seeded episodes of `policy` (batched `act(obs)`) on a fresh batch of `task`."""
-    from embodia.tasks import BatchEnv
-
     env = BatchEnv(task, max(1, min(num_envs, num_episodes)), seed=seed, autoreset_mode="disabled",
                    task_config=task_config, randomization=randomization)
     try:
@@ -445,8 +338,6 @@ def run_episodes(env, policy, num_episodes: int, *, seed: int = 10_000) -> dict[
 
     An episode counts as a success if the task reported success at any step before it ended.
     """
-    from embodia.tasks.rollout import rollout_episodes
-
     successes, returns = [], []
     with torch_threads(1):
         for first in range(0, num_episodes, env.num_envs):
@@ -463,26 +354,19 @@ def run_episodes(env, policy, num_episodes: int, *, seed: int = 10_000) -> dict[
 # ---------------------------------------------------------------------------------------------- training loop
 def fit(loss_fn: Callable[[torch.Tensor], torch.Tensor], parameters: list[nn.Parameter], *, num_frames: int,
         num_steps: int, batch_size: int, learning_rate: float, weight_decay: float, seed: int,
-        description: str, on_step: Callable[[int], None] | None = None, progress: bool = True,
+        description: str, on_step: Callable[[int], None] | None = None, reporter: Reporter | None = None,
         num_threads: int = 1) -> tuple[torch.optim.Optimizer, list[float]]:
-    """Minibatch AdamW with warm-up + cosine decay; `loss_fn(frame_ids)` returns the scalar loss of a batch."""
-    from rich.progress import (
-        BarColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+    """Minibatch AdamW with warm-up + cosine decay; `loss_fn(frame_ids)` returns the scalar loss of a batch.
 
+    Stops with `TrainingDiverged` on a non-finite loss and with `Cancelled` when the reporter asks."""
+    reporter = reporter_or_null(reporter)
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.AdamW(parameters, lr=learning_rate, weight_decay=weight_decay)
     warmup = min(500, num_steps // 10)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: cosine_lr(step, num_steps, warmup))
     losses: list[float] = []
-    columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-               TextColumn("loss {task.fields[loss]:.4g}"), TimeElapsedColumn(), TimeRemainingColumn())
-    with torch_threads(num_threads), Progress(*columns, disable=not progress, transient=False) as bar:
-        task_id = bar.add_task(description, total=num_steps, loss=float("nan"))
+    reporter.start(description, total=num_steps, unit="steps")
+    with torch_threads(num_threads):
         for step in range(num_steps):
             frame_ids = torch.randint(0, num_frames, (min(batch_size, num_frames),), generator=generator)
             loss = loss_fn(frame_ids)
@@ -492,11 +376,22 @@ def fit(loss_fn: Callable[[torch.Tensor], torch.Tensor], parameters: list[nn.Par
             optimizer.step()
             schedule.step()
             losses.append(loss.item())
+            if not math.isfinite(losses[-1]):
+                raise TrainingDiverged(f"{description}: the loss became {losses[-1]} at gradient step {step}; "
+                                       "lower learning_rate (e.g. --set learning_rate=1e-4); nothing was saved")
             if on_step is not None:
                 on_step(step)
             if step % 50 == 0 or step == num_steps - 1:
-                bar.update(task_id, completed=step + 1, loss=float(np.mean(losses[-50:])))
+                reporter.update(step + 1, metrics={"loss": float(np.mean(losses[-50:]))})
+                check_cancelled(reporter, f"{description} at gradient step {step + 1}")
+    reporter.finish()
     return optimizer, losses
+
+
+def dataset_record(root: str | Path, num_episodes: int) -> dict[str, Any]:
+    """What an imitation checkpoint records of its dataset: path, sha256 of `meta/info.json`, episode count."""
+    root = Path(root)
+    return {"path": str(root), "info_sha256": hash_file(root / "meta" / "info.json"), "episodes": int(num_episodes)}
 
 
 def as_demonstrations(dataset: "str | Path | Demonstrations") -> Demonstrations:
@@ -509,24 +404,3 @@ def action_bounds(demos: Demonstrations) -> tuple[np.ndarray, np.ndarray]:
     if demos.action_low is not None and demos.action_high is not None:
         return np.asarray(demos.action_low, np.float32), np.asarray(demos.action_high, np.float32)
     return demos.actions.min(axis=0), demos.actions.max(axis=0)
-
-
-# ---------------------------------------------------------------------------------------------- entry point
-IL_ALGOS = {"bc": ("embodia.learn.bc", "BCConfig", "train_bc"),
-            "diffusion": ("embodia.learn.diffusion", "DiffusionConfig", "train_diffusion")}
-
-
-def train_il(algo: str, dataset: str | Path | Demonstrations, out: str | Path, *, config_file: str | Path | None = None,
-             overrides: dict[str, Any] | None = None, progress: bool = True) -> Path:
-    """Train 'bc' or 'diffusion' from a dataset; config = defaults <- YAML `config_file` <- `overrides`."""
-    import importlib
-
-    if algo not in IL_ALGOS:
-        raise ConfigError(f"unknown imitation algo {algo!r}; use one of {', '.join(IL_ALGOS)}")
-    module_name, config_name, train_name = IL_ALGOS[algo]
-    module = importlib.import_module(module_name)
-    layers = [(str(config_file), read_yaml(config_file))] if config_file is not None else []
-    layers.append(("--set", dict(overrides or {})))
-    config = build_config(getattr(module, config_name), layers)
-    return getattr(module, train_name)(dataset, config, out, progress=progress)
-

@@ -1,4 +1,10 @@
-"""Training logs: TensorBoard scalars, one JSON line per log call in `metrics.jsonl`, and a Rich progress bar."""
+"""Training logs: one strict-JSON line per log call in `metrics.jsonl` (flushed per line), TensorBoard scalars,
+and live progress through the caller's `Reporter`.
+
+`metrics.jsonl` holds what the computation produced (losses, returns), so identical runs write identical
+files; wall-clock figures (steps per second) go to TensorBoard and the reporter only. On resume both are
+cut back to the checkpoint's step, so a crashed run's lost steps are not left duplicated or out of order.
+"""
 
 from __future__ import annotations
 
@@ -7,31 +13,36 @@ import math
 from pathlib import Path
 
 import numpy as np
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from embodia.core.atomic import atomic_write_text
+from embodia.core.reporter import NullReporter, Reporter
+
+METRICS_FILE = "metrics.jsonl"
+TENSORBOARD_DIR = "tb"
+STEPS_PER_SECOND = "charts/steps_per_second"
 
 
 class RunLogger:
-    """Writes `charts/*` and `losses/*` scalars to TensorBoard and `metrics.jsonl`; shows live progress."""
+    """Writes `charts/*` and `losses/*` scalars to `metrics.jsonl` and TensorBoard; reports progress."""
 
     def __init__(self, run_dir: Path, total_steps: int, start_step: int = 0, tensorboard: bool = True,
-                 progress: bool = True, description: str = "train") -> None:
+                 reporter: Reporter | None = None, description: str = "train") -> None:
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self._jsonl = open(self.run_dir / "metrics.jsonl", "a")
+        truncate_metrics(self.run_dir / METRICS_FILE, start_step)
+        self._jsonl = open(self.run_dir / METRICS_FILE, "a", encoding="utf-8")
         self._writer = None
         if tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
+            from torch.utils.tensorboard import SummaryWriter  # imports TensorBoard only for runs that log to it
 
-            self._writer = SummaryWriter(str(self.run_dir / "tb"))
+            # purge_step drops events a crashed run logged after the checkpoint it resumes from
+            self._writer = SummaryWriter(str(self.run_dir / TENSORBOARD_DIR),
+                                         purge_step=start_step + 1 if start_step else None)
         self.recent_returns: list[float] = []
         self.recent_successes: list[float] = []
-        self._progress = None
-        if progress:
-            self._progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                      TextColumn("return {task.fields[ret]}"), TextColumn("{task.fields[sps]} steps/s"),
-                                      TimeElapsedColumn(), TimeRemainingColumn(), transient=False)
-            self._progress.start()
-            self._task = self._progress.add_task(description, total=total_steps, completed=start_step, ret="-", sps="-")
+        self.reporter = reporter or NullReporter()
+        self.reporter.start(description, total=total_steps, unit="steps")
+        self.reporter.update(start_step)
 
     def log_episodes(self, step: int, returns: np.ndarray, lengths: np.ndarray, successes: np.ndarray | None) -> None:
         """Record finished episodes; keeps a window of the last 100 for the live mean. `successes` None: the env
@@ -54,23 +65,41 @@ class RunLogger:
         return float(np.mean(self.recent_successes)) if self.recent_successes else math.nan
 
     def log_scalars(self, step: int, scalars: dict[str, float]) -> None:
-        """One JSON line and one TensorBoard point per scalar."""
-        self._jsonl.write(json.dumps({"step": int(step), **{k: float(v) for k, v in scalars.items()}}) + "\n")
+        """One JSON line (flushed; non-finite values as null, timings left out) and one TensorBoard point each."""
+        values = {key: float(value) for key, value in scalars.items()}
+        record = {key: (value if math.isfinite(value) else None) for key, value in values.items()
+                  if key != STEPS_PER_SECOND}
+        self._jsonl.write(json.dumps({"step": int(step), **record}, allow_nan=False) + "\n")
+        self._jsonl.flush()
         if self._writer is not None:
-            for key, value in scalars.items():
+            for key, value in values.items():
                 self._writer.add_scalar(key, value, step)
 
     def advance(self, step: int, steps_per_second: float) -> None:
-        """Move the progress bar to `step` with the live mean return."""
-        if self._progress is not None:
-            ret = self.mean_return()
-            self._progress.update(self._task, completed=step, ret="-" if math.isnan(ret) else f"{ret:.1f}",
-                                  sps=f"{steps_per_second:,.0f}")
+        """Report progress to `step` with the live mean return and throughput."""
+        metrics = {STEPS_PER_SECOND: steps_per_second}
+        if self.recent_returns:
+            metrics["charts/episode_return"] = self.mean_return()
+        self.reporter.update(step, metrics=metrics)
 
     def close(self) -> None:
         """Flush and close every sink."""
         self._jsonl.close()
         if self._writer is not None:
             self._writer.close()
-        if self._progress is not None:
-            self._progress.stop()
+        self.reporter.finish()
+
+
+def truncate_metrics(path: Path, step: int) -> None:
+    """Keep only the lines of `path` logged at or before `step` (all of them when step is 0 and none exist)."""
+    if not path.is_file():
+        return
+    kept = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:  # a line cut short by a crash
+            continue
+        if isinstance(record, dict) and isinstance(record.get("step"), int) and record["step"] <= step:
+            kept.append(line)
+    atomic_write_text(path, "".join(line + "\n" for line in kept))

@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import math
 import time
-from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
@@ -18,10 +17,13 @@ from torch import nn
 
 from embodia.core.errors import CheckpointError
 from embodia.learn.config import RunConfig
-from embodia.learn.logger import RunLogger
 from embodia.learn.nets import DeployedActor, GaussianActor, mlp
 from embodia.learn.normalize import ObsNormalizer, RewardScaler
 from embodia.learn.vec_env import TrainEnv
+
+if TYPE_CHECKING:
+    from embodia.learn.hooks import TrainingHooks
+    from embodia.learn.logger import RunLogger
 
 
 # ---------------------------------------------------------------------------------------------- config
@@ -394,32 +396,32 @@ class PPOTrainer:
         return lr
 
     # ---- the loop
-    def learn(self, run_dir: Path, logger: RunLogger, save, callback=None) -> None:
-        """Iterate rollout -> update until `total_steps` (or `callback(self)` is true), checkpointing between iterations."""
+    def learn(self, logger: RunLogger, hooks: TrainingHooks) -> None:
+        """Iterate rollout -> update until `total_steps`; `hooks` check, stop and checkpoint between iterations."""
         # BLAS threads fight the simulator's threads (and each other) over small matmuls: ~5x slower updates here
         with threadpool_limits(limits=self.config.torch_threads, user_api="blas"):
-            self._learn_loop(logger, save, callback)
+            self._learn_loop(logger, hooks)
 
-    def _learn_loop(self, logger: RunLogger, save, callback=None) -> None:
+    def _learn_loop(self, logger: RunLogger, hooks: TrainingHooks) -> None:
         config = self.config
-        every = config.checkpoint_every
         start, start_step = time.perf_counter(), self.global_step
         while self.iteration < self.num_iterations:
             lr = self._anneal()
             self.collect_rollout()
             losses = self.update()
             self.iteration += 1
+            hooks.check_finite(self, losses)
             logger.log_episodes(self.global_step, *self.env.stats.pop())
             sps = (self.global_step - start_step) / max(time.perf_counter() - start, 1e-9)
             if self.iteration % config.log_every == 0:
                 logger.log_scalars(self.global_step, {**losses, "charts/learning_rate": lr, "charts/steps_per_second": sps,
                                                       "charts/reward_scale": self.reward_scaler.scale()})
             logger.advance(self.global_step, sps)
-            if callback is not None and callback(self):
-                break
-            if every and self.global_step // every > (self.global_step - self.batch_size) // every \
-                    and self.iteration < self.num_iterations:
-                save(self, f"step_{self.global_step:012d}")
+            hooks.after_iteration(self, self.global_step - self.batch_size, self.iteration >= self.num_iterations)
+
+    def parameters_finite(self) -> bool:
+        """True when every weight (one flat buffer) is finite."""
+        return bool(np.isfinite(self.agent.flat.numpy()).all())
 
     # ---- checkpoint I/O
     def at_checkpoint_boundary(self) -> None:
@@ -447,9 +449,9 @@ class PPOTrainer:
         self.agent.load_state_dict(loaded["model"])
         self.obs_norm.load_state_dict(loaded["normalizer"])
         self.reward_scaler.load_state_dict(loaded["normalizer"])
-        if "adam" not in loaded["optimizer"]:
-            raise CheckpointError(f"{loaded.get('path', 'the checkpoint')}: optimizer.pt holds no 'adam' state (written by an "
-                                  "older embodia PPO); retrain, or load it only for inference with load_policy")
+        if not isinstance(loaded["optimizer"], dict) or "adam" not in loaded["optimizer"]:
+            raise CheckpointError(f"{loaded.get('path', 'the checkpoint')}: optimizer.safetensors holds no PPO 'adam' "
+                                  "state; retrain, or load it only for inference with load_policy")
         self.optimizer.load_state_dict(loaded["optimizer"]["adam"])
         torch.set_rng_state(loaded["optimizer"]["torch_rng"])
         self.global_step = int(loaded["state"]["global_step"])

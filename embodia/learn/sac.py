@@ -8,8 +8,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
@@ -17,11 +16,14 @@ from pydantic import Field
 
 from embodia.core.errors import CheckpointError
 from embodia.learn.config import RunConfig
-from embodia.learn.logger import RunLogger
 from embodia.learn.nets import DeployedActor, SquashedGaussianActor, TwinQ
 from embodia.learn.normalize import ObsNormalizer
 from embodia.learn.vec_env import TrainEnv
 from embodia.sim.batch import rng_from_array, rng_to_array
+
+if TYPE_CHECKING:
+    from embodia.learn.hooks import TrainingHooks
+    from embodia.learn.logger import RunLogger
 
 
 # ---------------------------------------------------------------------------------------------- config
@@ -194,10 +196,9 @@ class SACTrainer:
         return stats
 
     # ---- the loop
-    def learn(self, run_dir: Path, logger: RunLogger, save, callback=None) -> None:
-        """Step envs and update until `total_steps` (or `callback(self)` is true at a log point); checkpoint on boundaries."""
+    def learn(self, logger: RunLogger, hooks: TrainingHooks) -> None:
+        """Step envs and update until `total_steps`; `hooks` check and stop at log points and checkpoint on boundaries."""
         config = self.config
-        every = config.checkpoint_every
         n = self.env.num_envs
         start, start_step = time.perf_counter(), self.global_step
         last_log = self.global_step
@@ -210,18 +211,27 @@ class SACTrainer:
                     stats = self.update()
                     self.update_credit -= 1.0
             logger.log_episodes(self.global_step, *self.env.stats.pop())
-            if self.global_step - last_log >= 1000 * config.log_every or self.global_step >= config.total_steps:
-                sps = (self.global_step - start_step) / max(time.perf_counter() - start, 1e-9)
+            finished = self.global_step >= config.total_steps
+            at_log_point = self.global_step - last_log >= 1000 * config.log_every or finished
+            if at_log_point:
                 scalars = {k: float(v.detach()) for k, v in stats.items()}
+                hooks.check_finite(self, scalars)
+                sps = (self.global_step - start_step) / max(time.perf_counter() - start, 1e-9)
                 scalars.update({"charts/steps_per_second": sps, "charts/alpha": float(self.log_alpha.detach().exp())})
                 logger.log_scalars(self.global_step, scalars)
                 logger.advance(self.global_step, sps)
                 last_log = self.global_step
-                if callback is not None and callback(self):
-                    break
-            if every and self.global_step // every > (self.global_step - n) // every \
-                    and self.global_step < config.total_steps:
-                save(self, f"step_{self.global_step:012d}")
+            if at_log_point or self._crosses_checkpoint(n):
+                hooks.after_iteration(self, self.global_step - n, finished)
+
+    def _crosses_checkpoint(self, n: int) -> bool:
+        every = self.config.checkpoint_every
+        return bool(every) and self.global_step // every > (self.global_step - n) // every
+
+    def parameters_finite(self) -> bool:
+        """True when every actor, critic and temperature weight is finite."""
+        params = [*self.actor.parameters(), *self.q.parameters(), self.log_alpha]
+        return all(bool(torch.isfinite(p).all()) for p in params)
 
     # ---- checkpoint I/O
     def at_checkpoint_boundary(self) -> None:
@@ -268,7 +278,8 @@ class SACTrainer:
         self.global_step, self.num_updates = int(state["global_step"]), int(state["num_updates"])
         self.update_credit = float(state["update_credit"])
         if loaded["replay"] is None:
-            raise CheckpointError(f"checkpoint {loaded['path']} has no replay.safetensors; SAC cannot resume without its buffer")
+            raise CheckpointError(f"checkpoint {loaded['path']} has no replay.safetensors; SAC cannot resume without its "
+                                  "buffer")
         self.buffer.load_state_dict(loaded["replay"])
         env_state = loaded["env_state"]
         self.rng = rng_from_array(env_state["sac_rng"])

@@ -9,10 +9,11 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any
 
-from embodia.core.errors import UserError
-
 import gymnasium as gym
 import numpy as np
+
+from embodia.core.errors import UserError
+from embodia.tasks.env import BatchEnv
 
 GYM_PREFIX = "gym:"
 
@@ -105,8 +106,6 @@ class BatchTrainEnv(TrainEnv):
     """embodia's BatchEnv with same-step autoreset; its state (sim, counters, RNGs, task arrays) is checkpointable."""
 
     def __init__(self, task: str, num_envs: int, seed: int, **env_kwargs: Any) -> None:
-        from embodia.tasks.env import BatchEnv
-
         self.env = BatchEnv(task, num_envs=num_envs, seed=seed, autoreset_mode="same_step", **env_kwargs)
         self.num_envs = num_envs
         self.obs_dim = self.env.obs_dim

@@ -2,11 +2,12 @@ import numpy as np
 import pytest
 import torch
 
-from embodia.learn.checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint, save_checkpoint
+from embodia.core.errors import CheckpointError
+from embodia.learn.checkpoint import load_checkpoint, resolve_checkpoint, save_run_checkpoint
 
 
 def _save(run_dir, name, value=1.0, keep=3):
-    return save_checkpoint(run_dir, name, model={"w": torch.full((2, 2), value)}, config={"algo": "ppo"},
+    return save_run_checkpoint(run_dir, name, model={"w": torch.full((2, 2), value)}, config={"algo": "ppo"},
                            normalizer={"obs_mean": np.zeros(3)}, optimizer={"step": 1}, state={"global_step": 5},
                            env_state={"next_obs": np.ones((2, 3))}, keep=keep)
 
@@ -38,12 +39,12 @@ def test_corrupt_weights_file_is_named_in_the_error(tmp_path):
 
 def test_missing_file_is_named_in_the_error(tmp_path):
     ckpt = _save(tmp_path, "final")
-    (ckpt / "optimizer.pt").unlink()
-    with pytest.raises(CheckpointError, match=r"optimizer\.pt is missing"):
+    (ckpt / "optimizer.safetensors").unlink()
+    with pytest.raises(CheckpointError, match=r"optimizer\.safetensors is missing"):
         load_checkpoint(tmp_path)
 
 
-def test_path_without_checkpoint_raises_file_not_found(tmp_path):
+def test_path_without_checkpoint_raises_a_checkpoint_error(tmp_path):
     with pytest.raises(CheckpointError, match="holds no checkpoint"):
         resolve_checkpoint(tmp_path)
     with pytest.raises(CheckpointError, match="does not exist"):

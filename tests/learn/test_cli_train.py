@@ -27,8 +27,9 @@ def test_train_then_resume_then_export(monkeypatch, tmp_path):
     assert _run(monkeypatch, "train", "--resume", str(run), "--total-steps", "512") == 0
     state = json.loads((run / "checkpoints" / "final" / "state.json").read_text())
     assert state["global_step"] == 512
-    assert _run(monkeypatch, "export", str(run), "--onnx", "--out", str(tmp_path / "p.onnx")) == 0
-    assert (tmp_path / "p.onnx").stat().st_size > 0
+    assert _run(monkeypatch, "export", str(run), "--onnx", "--out", str(tmp_path / "export")) == 0
+    assert (tmp_path / "export" / "policy.onnx").stat().st_size > 0  # its own output directory, not the run's
+    assert not list(run.glob("*.onnx"))
 
 
 def test_bad_config_field_is_one_red_line_and_exit_code_2(monkeypatch, tmp_path, capsys):

@@ -4,10 +4,11 @@ import numpy as np
 import onnx
 import pytest
 
-from embodia.core.errors import UserError
-from embodia.learn import load_policy, train
+from embodia.core.errors import CheckpointError
+from embodia.core.policy import OnnxPolicy
+from embodia.learn import load_policy
 from embodia.learn.export import export_onnx
-from embodia.learn.policy import OnnxPolicy
+from embodia.learn.train import train
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +57,7 @@ def test_sac_export_matches_pytorch(tmp_path):
 def test_bad_onnx_file_raises_a_clear_error(tmp_path):
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"garbage")
-    with pytest.raises(ValueError, match="bad.onnx cannot be loaded"):
+    with pytest.raises(ValueError, match="bad.onnx is not a valid ONNX model"):
         load_policy(bad)
-    with pytest.raises(UserError, match="missing.onnx does not exist"):
+    with pytest.raises(CheckpointError, match="missing.onnx does not exist"):
         load_policy(tmp_path / "missing.onnx")

@@ -7,7 +7,7 @@ from embodia.learn.logger import RunLogger
 
 
 def test_logger_writes_jsonl_and_tensorboard_scalars(tmp_path):
-    logger = RunLogger(tmp_path, total_steps=100, progress=True)
+    logger = RunLogger(tmp_path, total_steps=100)
     logger.log_episodes(10, np.array([1.0, 3.0]), np.array([5, 5]), np.array([True, False]))
     logger.log_scalars(20, {"losses/pg_loss": 0.5, "charts/steps_per_second": 1000.0})
     logger.advance(20, 1000.0)

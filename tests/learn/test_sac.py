@@ -5,7 +5,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from embodia.learn import load_policy, train
+from embodia.learn import load_policy
+from embodia.learn.train import train
 from embodia.learn.rollout import episode_returns, random_returns
 from embodia.learn.sac import ReplayBuffer
 

@@ -4,7 +4,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from embodia.learn import load_policy, train
+from embodia.learn import load_policy
+from embodia.learn.train import train
 from embodia.learn.vec_env import BatchTrainEnv, GymTrainEnv, make_train_env
 
 QUIET = {"progress": False, "tensorboard": False}
@@ -77,14 +78,15 @@ def test_ppo_trains_gymnasium_pendulum_through_the_adapter_and_resumes(tmp_path)
 
 
 def test_sac_trains_a_ready_gymnasium_vector_env(tmp_path):
-    from embodia.learn.sac import SACConfig, SACTrainer
-    from embodia.learn.trainer import _learn
+    from embodia.core.reporter import NullReporter
+    from embodia.learn.sac import SACConfig
+    from embodia.learn.trainer import train_rl
 
     env = make_train_env(_gym_pendulum(), num_envs=2, seed=0)
     config = SACConfig(task="gym:Pendulum-v1", num_envs=2, total_steps=100, learning_starts=50, batch_size=16,
                        hidden_sizes=[8], **QUIET)
-    run = _learn(SACTrainer(config, env), config, tmp_path / "sac")
-    assert (run / "checkpoints" / "final" / "replay.safetensors").is_file()
+    train_rl(config, tmp_path / "sac", NullReporter(), env=env)
+    assert (tmp_path / "sac" / "checkpoints" / "final" / "replay.safetensors").is_file()
     env.close()
 
 

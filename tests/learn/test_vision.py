@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from embodia.learn.bc import BCConfig, export_bc, load_bc, train_bc
-from embodia.learn.il_common import DatasetFormatError, load_il_policy
+from embodia.learn.bc import BCConfig, VisionBCPolicy, action_mse, export_bc, load_bc, train_bc
+from embodia.core.errors import DatasetFormatError
+from embodia.core.policy import OnnxPolicy
+from embodia.learn.policy import load_trained_policy
 from embodia.learn.vision import (
     CameraPolicyAdapter,
     ImageEncoder,
-    VisionBCPolicy,
     VisionDemonstrations,
-    action_mse,
     load_vision_demonstrations,
     random_shift,
     resize_images,
@@ -58,8 +58,8 @@ def trained(split_demos, tmp_path_factory):
     train, _ = split_demos
     out = tmp_path_factory.mktemp("vision-bc")
     state_only = train_bc(train, {k: v for k, v in VISION.items() if not k.startswith(("image", "random"))},
-                          out / "state", progress=False)
-    return {"state": state_only, "vision": train_bc(train, VISION, out / "vision", progress=False)}
+                          out / "state")
+    return {"state": state_only, "vision": train_bc(train, VISION, out / "vision")}
 
 
 def test_encoder_gives_one_feature_vector_per_image():
@@ -120,7 +120,7 @@ def test_checkpoint_round_trip_gives_identical_actions(trained, split_demos, tmp
     obs, images = held_out.observations[:40], {k: v[:40] for k, v in held_out.images.items()}
     copy = load_bc(save_bc(policy, tmp_path / "copy"))
     np.testing.assert_array_equal(policy.predict_chunk(obs, images), copy.predict_chunk(obs, images))
-    np.testing.assert_array_equal(policy.act(obs, images), load_il_policy(trained["vision"]).act(obs, images))
+    np.testing.assert_array_equal(policy.act(obs, images), load_trained_policy(trained["vision"]).act(obs, images))
 
 
 def test_onnx_export_takes_obs_and_image(trained, split_demos, tmp_path):
@@ -129,12 +129,16 @@ def test_onnx_export_takes_obs_and_image(trained, split_demos, tmp_path):
     _, held_out = split_demos
     policy = load_bc(trained["vision"])
     obs, images = held_out.observations[:7], {k: v[:7] for k, v in held_out.images.items()}
-    session = ort.InferenceSession(str(export_bc(trained["vision"], tmp_path / "vision.onnx")))
-    assert [i.name for i in session.get_inputs()] == ["obs", "image"]
-    action = session.run(["action"], {"obs": obs, "image": policy.stack_images(images, 7)})[0]
+    path = export_bc(trained["vision"], tmp_path / "vision.onnx")
+    session = ort.InferenceSession(str(path))
+    assert [i.name for i in session.get_inputs()] == ["obs", *KEYS]  # one uint8 input per image key, named as it
+    action = session.run(["action"], {"obs": obs, **images})[0]
     np.testing.assert_allclose(action, policy.predict_chunk(obs, images)[:, 0], atol=1e-5)
     meta = session.get_modelmeta().custom_metadata_map
     assert json.loads(meta["embodia.image_keys"]) == KEYS and meta["embodia.obs_dim"] == "21"
+    core_policy = OnnxPolicy(path)  # the one ONNX policy class runs camera policies
+    assert core_policy.image_keys == tuple(KEYS) and core_policy.metadata.image_size == SIZE
+    np.testing.assert_allclose(core_policy.act(obs, images), action, atol=1e-6)
 
 
 def test_adapter_renders_every_env_and_acts(trained):
@@ -161,18 +165,23 @@ def test_bad_image_key_names_the_available_keys(camera_dataset, split_demos, tmp
         load_vision_demonstrations(camera_dataset, ["observation.images.top"], SIZE)
     train, _ = split_demos
     with pytest.raises(DatasetFormatError, match="available image keys"):
-        train_bc(train, VISION | {"image_keys": ["observation.images.side"]}, tmp_path / "bad", progress=False)
+        train_bc(train, VISION | {"image_keys": ["observation.images.side"]}, tmp_path / "bad")
     with pytest.raises(ValueError, match="observation.images.<camera>"):
         BCConfig(image_keys=["front"])
     with pytest.raises(ValueError, match="out of range"):
-        train_bc(train, VISION | {"state_indices": [0, 99], "num_steps": 1}, tmp_path / "bad2", progress=False)
+        train_bc(train, VISION | {"state_indices": [0, 99], "num_steps": 1}, tmp_path / "bad2")
 
 
-def test_camera_policy_refuses_to_act_or_deploy_without_images(trained):
+def test_camera_policy_refuses_to_act_without_images_and_load_policy_returns_it(trained, split_demos):
     from embodia.learn import load_policy
 
     policy = load_bc(trained["vision"])
     with pytest.raises(ValueError, match="CameraPolicyAdapter"):
         policy.act(np.zeros((1, 21), dtype=np.float32))
+    deployed = load_policy(trained["vision"])  # state and camera checkpoints load alike
+    assert deployed.image_keys == tuple(KEYS) and deployed.image_size == SIZE
     with pytest.raises(ValueError, match="camera images"):
-        load_policy(trained["vision"])
+        deployed.act(np.zeros((1, 21), dtype=np.float32))
+    _, held_out = split_demos
+    obs, images = held_out.observations[:5], {k: v[:5] for k, v in held_out.images.items()}
+    np.testing.assert_allclose(deployed.act(obs, images), policy.predict_chunk(obs, images)[:, 0], atol=1e-6)

@@ -68,7 +68,7 @@ def test_pure_python_stack_serves_the_same_actions(model_path: Path, reference, 
 
 @pytest.mark.slow
 def test_serves_a_trained_policy_exported_by_embodia_export(tmp_path: Path) -> None:
-    from embodia.learn import train
+    from embodia.learn.train import train
     from embodia.learn.export import export_onnx
     from embodia.learn.policy import load_policy
     from embodia.serve.client import PolicyClient
