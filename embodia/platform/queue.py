@@ -26,13 +26,14 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import Connection, and_, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from embodia.core.errors import UserError
 from embodia.platform.models import Job, JobAttempt, Project, utcnow
 from embodia.platform.store import Store
 
+JOBS, ATTEMPTS, PROJECTS = Job.__table__, JobAttempt.__table__, Project.__table__
 BACKOFF_S = 5.0
 MAX_BACKOFF_S = 600.0
 ErrorType = Literal["user", "internal", "cancelled", "lost"]
@@ -153,127 +154,124 @@ def set_quota(store: Store, project: str, *, max_concurrent: int | None = None, 
         session.add(row)
 
 
-def _blocked_projects(session: Session, now: datetime) -> set[str]:
-    """Projects at their concurrency or CPU-hours quota."""
-    blocked = set()
-    for project in session.scalars(select(Project)):
-        if project.max_concurrent is not None and _running(session, project.name, now) >= project.max_concurrent:
-            blocked.add(project.name)
+def _blocked_projects(conn: Connection, now: datetime) -> tuple[set[str], set[str]]:
+    """(projects at their concurrency or CPU-hours quota, projects with a concurrency limit)."""
+    blocked, limited = set(), set()
+    for project in conn.execute(select(PROJECTS)):
+        if project.max_concurrent is not None:
+            limited.add(project.name)
+            if _running(conn, project.name, now) >= project.max_concurrent:
+                blocked.add(project.name)
         if project.cpu_hours is not None:
-            used = session.scalar(select(func.coalesce(func.sum(Job.cpu_seconds), 0.0))
-                                  .where(Job.project == project.name))
+            used = conn.execute(select(func.coalesce(func.sum(JOBS.c.cpu_seconds), 0.0))
+                                .where(JOBS.c.project == project.name)).scalar()
             if used >= project.cpu_hours * 3600:
                 blocked.add(project.name)
-    return blocked
+    return blocked, limited
 
 
-def _running(session: Session, project: str, now: datetime) -> int:
-    return session.scalar(select(func.count()).select_from(Job).where(
-        Job.project == project, Job.status == "running", Job.lease_expires_at >= now))
+def _running(conn: Connection, project: str, now: datetime) -> int:
+    return conn.execute(select(func.count()).select_from(JOBS).where(
+        JOBS.c.project == project, JOBS.c.status == "running", JOBS.c.lease_expires_at >= now)).scalar()
 
 
-def _runnable(now: datetime):
-    return or_(and_(Job.status == "queued", or_(Job.not_before.is_(None), Job.not_before <= now)),
-               and_(Job.status == "running", Job.lease_expires_at < now))
-
-
-def _candidate(session: Session, now: datetime, blocked: set[str], types: list[str] | None) -> Job | None:
-    query = select(Job).where(_runnable(now)).order_by(Job.priority.desc(), Job.id).limit(1)
+def _candidate(conn: Connection, now: datetime, blocked: set[str], types: list[str] | None):
+    """The runnable job to take: queued and past its backoff, or running under an expired lease; highest priority,
+    then oldest. On PostgreSQL rows other workers hold are skipped, not waited for."""
+    runnable = or_(and_(JOBS.c.status == "queued", or_(JOBS.c.not_before.is_(None), JOBS.c.not_before <= now)),
+                   and_(JOBS.c.status == "running", JOBS.c.lease_expires_at < now))
+    query = select(JOBS.c.id, JOBS.c.status, JOBS.c.attempts, JOBS.c.max_attempts, JOBS.c.project,
+                   JOBS.c.lease_owner, JOBS.c.lease_expires_at).where(runnable)
     if blocked:
-        query = query.where(Job.project.not_in(blocked))
+        query = query.where(JOBS.c.project.not_in(blocked))
     if types:
-        query = query.where(Job.type.in_(types))
-    if session.bind.dialect.name == "postgresql":
+        query = query.where(JOBS.c.type.in_(types))
+    query = query.order_by(JOBS.c.priority.desc(), JOBS.c.id).limit(1)
+    if conn.dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)
-    return session.scalar(query)
+    return conn.execute(query).one_or_none()
 
 
-def _over_concurrency(session: Session, job: Job, now: datetime) -> bool:
-    """Re-check the candidate's project limit under a lock on the project row (two claims cannot both pass)."""
-    query = select(Project).where(Project.name == job.project)
-    if session.bind.dialect.name == "postgresql":
+def _over_concurrency(conn: Connection, project: str, now: datetime) -> bool:
+    """Re-check a limited project under a lock on its row, so two claims cannot both take its last slot."""
+    query = select(PROJECTS.c.max_concurrent).where(PROJECTS.c.name == project)
+    if conn.dialect.name == "postgresql":
         query = query.with_for_update()
-    project = session.scalar(query)
-    return project is not None and project.max_concurrent is not None and \
-        _running(session, job.project, now) >= project.max_concurrent
+    limit = conn.execute(query).scalar()
+    return limit is not None and _running(conn, project, now) >= limit
 
 
-def _close_lost_attempt(session: Session, job: Job, now: datetime) -> None:
+def _close_lost_attempt(conn: Connection, job, now: datetime) -> None:
     """The previous holder stopped heartbeating: its attempt is recorded as lost."""
-    session.execute(update(JobAttempt).where(JobAttempt.job_id == job.id, JobAttempt.number == job.attempts,
-                                             JobAttempt.status == "running")
-                    .values(status="lost", error_type="lost", finished_at=now,
-                            error=f"lease of worker {job.lease_owner} expired at {job.lease_expires_at}"))
+    conn.execute(update(ATTEMPTS).where(ATTEMPTS.c.job_id == job.id, ATTEMPTS.c.number == job.attempts,
+                                        ATTEMPTS.c.status == "running")
+                 .values(status="lost", error_type="lost", finished_at=now,
+                         error=f"lease of worker {job.lease_owner} expired at {job.lease_expires_at}"))
 
 
 def claim(store: Store, worker: str, *, lease_s: float = 60.0, types: list[str] | None = None) -> Claim | None:
     """Take the next runnable job under a lease of `lease_s` seconds, or None when there is none."""
     lease_s = _positive_finite("lease_s", lease_s)
     while True:
-        with store.session() as session:
+        with store.engine.begin() as conn:
             now = utcnow()
-            blocked = _blocked_projects(session, now)
-            job = _candidate(session, now, blocked, types)
+            blocked, limited = _blocked_projects(conn, now)
+            job = _candidate(conn, now, blocked, types)
             if job is None:
                 return None
-            if _over_concurrency(session, job, now):
-                continue  # this session ends (releasing the row); the next sees the project as blocked
-            expired = job.status == "running"
-            if expired:
-                _close_lost_attempt(session, job, now)
+            if job.project in limited and _over_concurrency(conn, job.project, now):
+                continue  # this transaction ends (releasing the row); the next sees the project as blocked
+            if job.status == "running":
+                _close_lost_attempt(conn, job, now)
                 if job.attempts >= job.max_attempts:
-                    _fail_final(job, now, "lost", f"its worker was lost on all {job.attempts} attempts")
+                    conn.execute(update(JOBS).where(JOBS.c.id == job.id).values(
+                        status="failed", error_type="lost", finished_at=now, lease_owner=None, lease_expires_at=None,
+                        error=f"its worker was lost on all {job.attempts} attempts"))
                     continue
             number = job.attempts + 1
-            job.status, job.attempts, job.lease_owner = "running", number, worker
-            job.lease_expires_at, job.heartbeat_at = now + timedelta(seconds=lease_s), now
-            job.started_at = job.started_at or now
+            row = conn.execute(update(JOBS).where(JOBS.c.id == job.id).values(
+                status="running", attempts=number, lease_owner=worker, heartbeat_at=now,
+                lease_expires_at=now + timedelta(seconds=lease_s),
+                started_at=func.coalesce(JOBS.c.started_at, now)).returning(*JOBS.c)).one()
             log = attempt_log(store, job.id, number)
-            session.add(JobAttempt(job_id=job.id, number=number, worker=worker, status="running", log_path=str(log),
-                                   metrics={}, cpu_seconds=0.0, started_at=now))
-            session.flush()
-            return Claim(job=_info(JobInfo, job), attempt=number, log_path=log)
+            conn.execute(insert(ATTEMPTS).values(job_id=job.id, number=number, worker=worker, status="running",
+                                                 log_path=str(log), metrics={}, cpu_seconds=0.0, started_at=now))
+            return Claim(job=_info(JobInfo, row), attempt=number, log_path=log)
 
 
-def _fail_final(job: Job, now: datetime, error_type: str, error: str) -> None:
-    job.status, job.error_type, job.error, job.finished_at = "failed", error_type, error, now
-    job.lease_owner, job.lease_expires_at = None, None
-
-
-def _held(session: Session, job_id: int, worker: str) -> Job | None:
-    job = session.get(Job, job_id)
-    return job if job is not None and job.status == "running" and job.lease_owner == worker else None
+def _held_where(job_id: int, worker: str):
+    return and_(JOBS.c.id == job_id, JOBS.c.status == "running", JOBS.c.lease_owner == worker)
 
 
 def heartbeat(store: Store, job_id: int, worker: str, *, lease_s: float = 60.0,
               metrics: dict[str, Any] | None = None) -> Literal["ok", "cancel", "lost"]:
     """Extend the lease; says whether to go on, stop because cancellation was asked, or stop because the job
     is no longer this worker's."""
-    with store.session() as session:
-        job = _held(session, job_id, worker)
-        if job is None:
-            return "lost"
+    with store.engine.begin() as conn:
         now = utcnow()
-        job.heartbeat_at, job.lease_expires_at = now, now + timedelta(seconds=lease_s)
+        values: dict[str, Any] = {"heartbeat_at": now, "lease_expires_at": now + timedelta(seconds=lease_s)}
         if metrics:
-            job.metrics = {**(job.metrics or {}), **metrics}
-        return "cancel" if job.cancel_requested else "ok"
+            current = conn.execute(select(JOBS.c.metrics).where(JOBS.c.id == job_id)).scalar() or {}
+            values["metrics"] = {**current, **metrics}
+        cancel = conn.execute(update(JOBS).where(_held_where(job_id, worker)).values(**values)
+                              .returning(JOBS.c.cancel_requested)).scalar()
+    if cancel is None:
+        return "lost"
+    return "cancel" if cancel else "ok"
 
 
 def cancel_requested(store: Store, job_id: int) -> bool:
     """True when someone asked to cancel the job (what a running stage's reporter polls)."""
-    with store.session() as session:
-        return bool(session.scalar(select(Job.cancel_requested).where(Job.id == job_id)))
+    with store.engine.begin() as conn:
+        return bool(conn.execute(select(JOBS.c.cancel_requested).where(JOBS.c.id == job_id)).scalar())
 
 
 def record_output(store: Store, job_id: int, worker: str, sha256: str) -> bool:
     """Note the job's registered output while holding its lease; False if the lease was lost."""
-    with store.session() as session:
-        job = _held(session, job_id, worker)
-        if job is None:
-            return False
-        job.output_sha256 = job.output_sha256 or sha256
-        return True
+    with store.engine.begin() as conn:
+        done = conn.execute(update(JOBS).where(_held_where(job_id, worker))
+                            .values(output_sha256=func.coalesce(JOBS.c.output_sha256, sha256)))
+        return done.rowcount == 1
 
 
 def backoff_s(attempt: int) -> float:
@@ -281,33 +279,35 @@ def backoff_s(attempt: int) -> float:
     return min(MAX_BACKOFF_S, BACKOFF_S * 2 ** max(attempt - 1, 0))
 
 
+def _next_state(job, outcome: Outcome, now: datetime) -> dict[str, Any]:
+    """Where a job goes after an attempt: queued again after a backoff (internal errors, attempts left, not
+    cancelled), else the attempt's own status, final."""
+    if outcome.status == "failed" and outcome.error_type == "internal" and job.attempts < job.max_attempts \
+            and not job.cancel_requested:
+        return {"status": "queued", "not_before": now + timedelta(seconds=backoff_s(job.attempts))}
+    return {"status": outcome.status, "finished_at": now}
+
+
 def finish(store: Store, job_id: int, worker: str, outcome: Outcome) -> JobInfo | None:
     """Record how an attempt ended and move the job on: done, cancelled, failed, or queued again after a backoff
     (internal errors only, while attempts remain). None when the worker no longer held the job."""
-    with store.session() as session:
-        job = session.get(Job, job_id)
+    with store.engine.begin() as conn:
+        now = utcnow()
+        query = select(JOBS).where(JOBS.c.id == job_id)
+        job = conn.execute(query.with_for_update() if conn.dialect.name == "postgresql" else query).one_or_none()
         if job is None:
             raise UserError(f"job {job_id} does not exist")
-        now = utcnow()
-        attempt = session.scalar(select(JobAttempt).where(JobAttempt.job_id == job_id, JobAttempt.worker == worker)
-                                 .order_by(JobAttempt.number.desc()).limit(1))
-        if attempt is not None and attempt.status == "running":
-            attempt.status, attempt.exit_code, attempt.finished_at = outcome.status, outcome.exit_code, now
-            attempt.error, attempt.error_type = outcome.error, outcome.error_type
-            attempt.cpu_seconds, attempt.metrics = outcome.cpu_seconds, dict(outcome.metrics)
+        conn.execute(update(ATTEMPTS).where(ATTEMPTS.c.job_id == job_id, ATTEMPTS.c.worker == worker,
+                                            ATTEMPTS.c.status == "running").values(
+            status=outcome.status, exit_code=outcome.exit_code, finished_at=now, error=outcome.error,
+            error_type=outcome.error_type, cpu_seconds=outcome.cpu_seconds, metrics=dict(outcome.metrics)))
         if job.status != "running" or job.lease_owner != worker:
             return None
-        job.cpu_seconds = (job.cpu_seconds or 0.0) + outcome.cpu_seconds
-        job.metrics = {**(job.metrics or {}), **outcome.metrics}
-        job.lease_owner, job.lease_expires_at = None, None
-        job.error, job.error_type = outcome.error, outcome.error_type
-        if outcome.status == "failed" and outcome.error_type == "internal" and job.attempts < job.max_attempts \
-                and not job.cancel_requested:
-            job.status, job.not_before = "queued", now + timedelta(seconds=backoff_s(job.attempts))
-        else:
-            job.status, job.finished_at = outcome.status, now
-        session.flush()
-        return _info(JobInfo, job)
+        row = conn.execute(update(JOBS).where(JOBS.c.id == job_id).values(
+            cpu_seconds=JOBS.c.cpu_seconds + outcome.cpu_seconds, lease_owner=None, lease_expires_at=None,
+            metrics={**(job.metrics or {}), **outcome.metrics}, error=outcome.error, error_type=outcome.error_type,
+            **_next_state(job, outcome, now)).returning(*JOBS.c)).one()
+        return _info(JobInfo, row)
 
 
 def cancel(store: Store, job_id: int) -> JobInfo:

@@ -4,7 +4,7 @@ drive a served policy from a separate simulation process."""
 from __future__ import annotations
 
 import ssl
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from functools import cached_property
 from typing import Self
@@ -20,6 +20,7 @@ from embodia.serve.codec import (
     SHAPE_HEADER,
     decode_binary_action,
     encode_binary_obs,
+    encode_json_obs,
 )
 
 
@@ -57,18 +58,27 @@ class PolicyClient:
         self._http = httpx.Client(base_url=self.url, timeout=timeout_s, headers=self._headers,
                                   verify=self._tls or True)
 
-    def act(self, obs: np.ndarray) -> np.ndarray:
-        """Actions for one observation (obs_dim,) → (act_dim,) or a batch (B, obs_dim) → (B, act_dim), float32."""
+    def act(self, obs: np.ndarray, images: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
+        """Actions for one observation (obs_dim,) → (act_dim,) or a batch (B, obs_dim) → (B, act_dim), float32;
+        a camera policy also takes `images` {key: uint8 (size, size, 3), or (B, size, size, 3) for a batch}."""
         obs = np.asarray(obs)
         if self.binary:
-            body, shape = encode_binary_obs(obs)
+            body, shape = encode_binary_obs(obs, self._ordered_images(images))
             response = self._request("POST", "/act", content=body,
                                      headers={"content-type": BINARY_TYPE, SHAPE_HEADER: shape})
             return decode_binary_action(response.content, response.headers.get(SHAPE_HEADER))
-        response = self._request("POST", "/act", content=orjson.dumps({"obs": obs.astype(np.float32)},
-                                                                      option=orjson.OPT_SERIALIZE_NUMPY),
+        response = self._request("POST", "/act", content=encode_json_obs(obs, images),
                                  headers={"content-type": "application/json"})
         return np.asarray(orjson.loads(response.content)["action"], dtype=np.float32)
+
+    def _ordered_images(self, images: Mapping[str, np.ndarray] | None) -> list[np.ndarray] | None:
+        """The binary layout carries image blocks in the policy's `image_keys` order, without names."""
+        if not images:
+            return None
+        missing = [key for key in self.image_keys if key not in images]
+        if missing or len(images) != len(self.image_keys):
+            raise ValueError(f"images have keys {sorted(images)}; the served policy takes {list(self.image_keys)}")
+        return [images[key] for key in self.image_keys]
 
     def metadata(self) -> dict:
         """The server's observation/action spec and model identity."""
@@ -102,6 +112,11 @@ class PolicyClient:
         """Action size the served policy returns."""
         return int(self.spec["act_dim"])
 
+    @property
+    def image_keys(self) -> tuple[str, ...]:
+        """Camera image keys the served policy takes (empty for a state policy)."""
+        return tuple(self.spec.get("image_keys") or ())
+
     @contextmanager
     def stream(self, timeout_s: float = 10.0) -> Iterator[PolicyStream]:
         """A WebSocket to /stream for fixed-rate control loops: one binary action frame per observation frame."""
@@ -121,7 +136,7 @@ class PolicyClient:
             except (OSError, InvalidHandshake, InvalidURI) as error:
                 raise PolicyServerUnavailable(f"cannot open a stream to {ws_url} ({error}); is `embodia serve` "
                                               "running there?") from error
-            yield PolicyStream(connection, timeout_s)
+            yield PolicyStream(connection, timeout_s, self)
 
     def close(self) -> None:
         """Close the keep-alive connection."""
@@ -147,17 +162,20 @@ class PolicyClient:
 class PolicyStream:
     """An open /stream WebSocket: `act(obs)` sends float32 observations and waits for their actions."""
 
-    def __init__(self, connection, timeout_s: float):
+    def __init__(self, connection, timeout_s: float, client: PolicyClient):
         self._connection = connection
         self._timeout_s = timeout_s
+        self._client = client
 
-    def act(self, obs: np.ndarray) -> np.ndarray:
-        """Actions for one observation (obs_dim,) → (act_dim,) or a batch (k, obs_dim) → (k, act_dim)."""
+    def act(self, obs: np.ndarray, images: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
+        """Actions for one observation (obs_dim,) → (act_dim,) or a batch (k, obs_dim) → (k, act_dim) [with
+        `images` as for `PolicyClient.act`]."""
         from websockets.exceptions import ConnectionClosed
 
         obs = np.asarray(obs)
+        frame = encode_binary_obs(obs, self._client._ordered_images(images))[0]
         try:
-            self._connection.send(np.ascontiguousarray(obs, dtype=FLOAT32_LE).tobytes())
+            self._connection.send(frame)
             reply = self._connection.recv(timeout=self._timeout_s)
         except ConnectionClosed as error:
             raise PolicyServerUnavailable(f"the policy stream closed ({error}); reopen it with "

@@ -1,13 +1,21 @@
-"""Wire formats of the policy server: JSON and raw float32 bodies, checked against the policy spec.
+"""Wire formats of the policy server: JSON and raw bodies, checked against the policy's inputs.
 
-JSON: `{"obs": [..obs_dim..]}` or `{"obs": [[..], ..]}` → `{"action": ...}` of the same rank.
-Binary (`application/octet-stream`): little-endian float32 values, row-major, with the header
-`x-embodia-shape: obs_dim` (one observation) or `batch,obs_dim`; without the header the body is a batch.
+JSON: `{"obs": [..obs_dim..]}` or `{"obs": [[..], ..]}` → `{"action": ...}` of the same rank. A camera
+policy also takes `"images": {key: IMAGE}` per image key, where IMAGE is the base64 of the raw uint8 bytes
+(size, size, 3) — (B, size, size, 3) for a batch — row-major RGB, or the same as nested lists of 0..255.
+Binary (`application/octet-stream`): the observations as little-endian float32, row-major, then for a
+camera policy each image key's uint8 block (B, size, size, 3) in the order of `image_keys`; the header
+`x-embodia-shape: obs_dim` (one observation) or `batch,obs_dim` gives the batch, else it follows from the
+length. A `/stream` binary frame is the same body without the header; a text frame is the JSON body.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import math
+from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import orjson
@@ -32,8 +40,38 @@ def error_body(status: int, message: str) -> bytes:
     return orjson.dumps({"error": message, "status": status})
 
 
-def decode_json_obs(body: bytes, obs_dim: int, max_batch: int) -> tuple[np.ndarray, bool]:
-    """Parse a JSON request body into float32 observations (B, obs_dim) and whether it held one observation."""
+@dataclass(frozen=True)
+class InputSpec:
+    """What a request must carry: observations (B, obs_dim) float32 [and per image key (B, size, size, 3) uint8]."""
+
+    obs_dim: int
+    max_batch: int
+    image_keys: tuple[str, ...] = ()
+    image_size: int = 0
+
+    @property
+    def image_bytes(self) -> int:
+        """Bytes of one (size, size, 3) uint8 image."""
+        return self.image_size * self.image_size * 3
+
+    @property
+    def row_bytes(self) -> int:
+        """Binary bytes of one observation and its images."""
+        return 4 * self.obs_dim + len(self.image_keys) * self.image_bytes
+
+
+class Inputs(NamedTuple):
+    """A decoded request: observations (B, obs_dim) float32, images {key: (B, size, size, 3) uint8} or None,
+    and whether it held one observation (the reply then drops the batch axis)."""
+
+    obs: np.ndarray
+    images: dict[str, np.ndarray] | None
+    single: bool
+
+
+def decode_json(body: bytes, spec: InputSpec) -> Inputs:
+    """Parse a JSON request body against `spec` (raises RequestError with the status to answer)."""
+    obs_dim, max_batch = spec.obs_dim, spec.max_batch
     if not body:
         raise RequestError(400, 'empty request body; send JSON {"obs": [...]} with obs_dim=' f"{obs_dim} numbers")
     try:
@@ -44,7 +82,51 @@ def decode_json_obs(body: bytes, obs_dim: int, max_batch: int) -> tuple[np.ndarr
     if not isinstance(payload, dict) or "obs" not in payload:
         got = f"an object with keys {sorted(payload)[:5]}" if isinstance(payload, dict) else type(payload).__name__
         raise RequestError(422, f'request JSON must be an object with key "obs", got {got}')
-    return check_obs(payload["obs"], obs_dim, max_batch)
+    obs, single = check_obs(payload["obs"], obs_dim, max_batch)
+    return Inputs(obs, _json_images(payload.get("images"), spec, obs.shape[0], single), single)
+
+
+def _json_images(images: object, spec: InputSpec, batch: int, single: bool) -> dict[str, np.ndarray] | None:
+    if not spec.image_keys:
+        if images is not None:
+            raise RequestError(422, 'this policy takes no images; send only "obs"')
+        return None
+    if not isinstance(images, dict):
+        raise RequestError(422, f'this camera policy needs "images": {{key: base64 of uint8 ({spec.image_size}, '
+                                f"{spec.image_size}, 3) bytes, or nested lists}} for keys {list(spec.image_keys)}")
+    unknown = sorted(set(images) - set(spec.image_keys))
+    missing = [key for key in spec.image_keys if key not in images]
+    if unknown or missing:
+        raise RequestError(422, f'"images" has keys {sorted(images)[:5]}: unknown {unknown[:5]}, missing {missing}; '
+                                f"this policy takes {list(spec.image_keys)}")
+    return {key: _json_image(images[key], key, spec, batch, single) for key in spec.image_keys}
+
+
+def _json_image(value: object, key: str, spec: InputSpec, batch: int, single: bool) -> np.ndarray:
+    size = spec.image_size
+    shape = (batch, size, size, 3)
+    wanted = f"({size}, {size}, 3)" if single else f"({batch}, {size}, {size}, 3)"
+    if isinstance(value, str):
+        try:
+            raw = base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            raise RequestError(422, f'image "{key}" is not valid base64; send base64 of its raw uint8 bytes') from None
+        if len(raw) != batch * spec.image_bytes:
+            raise RequestError(422, f'image "{key}" has {len(raw)} bytes, expected {batch * spec.image_bytes}: uint8 '
+                                    f"{wanted}, row-major RGB")
+        return np.frombuffer(raw, dtype=np.uint8).reshape(shape)
+    if not isinstance(value, list):
+        raise RequestError(422, f'image "{key}" must be a base64 string or nested lists of uint8 {wanted}, got '
+                                f"{type(value).__name__}")
+    try:
+        array = np.asarray(value)
+    except ValueError:
+        raise RequestError(422, f'image "{key}" has rows of different lengths; expected uint8 {wanted}') from None
+    if array.shape != shape[1 if single else 0:]:
+        raise RequestError(422, f'image "{key}" has shape {list(array.shape)}, expected {wanted}')
+    if array.dtype.kind not in "iu" or array.min() < 0 or array.max() > 255:
+        raise RequestError(422, f'image "{key}" must hold integers 0..255 (uint8 RGB)')
+    return array.astype(np.uint8).reshape(shape)
 
 
 def check_obs(obs: object, obs_dim: int, max_batch: int) -> tuple[np.ndarray, bool]:
@@ -64,31 +146,38 @@ def check_obs(obs: object, obs_dim: int, max_batch: int) -> tuple[np.ndarray, bo
     return _check_array(array, obs_dim, max_batch, '"obs"')
 
 
-def decode_binary_obs(body: bytes, shape_header: str | None, obs_dim: int, max_batch: int) -> tuple[np.ndarray, bool]:
-    """Parse a raw float32 body (with optional shape header) into observations (B, obs_dim)."""
+def decode_binary(body: bytes, shape_header: str | None, spec: InputSpec) -> Inputs:
+    """Parse a raw body (float32 observations, then each image key's uint8 block) with its optional shape header."""
+    obs_dim, row_bytes = spec.obs_dim, spec.row_bytes
+    layout = f"{row_bytes} bytes per row: little-endian float32 obs_dim={obs_dim}" + (
+        f", then {len(spec.image_keys)} uint8 image block(s) of {spec.image_bytes} bytes" if spec.image_keys else "")
     if shape_header is None:
-        row_bytes = 4 * obs_dim
         if not body or len(body) % row_bytes:
-            raise RequestError(422, f"binary body has {len(body)} bytes, expected a non-zero multiple of "
-                                    f"4*obs_dim={row_bytes} (little-endian float32 rows)")
-        return _check_array(np.frombuffer(body, dtype=FLOAT32_LE).reshape(-1, obs_dim), obs_dim, max_batch,
-                            "binary body")
-    shape = _parse_shape(shape_header)
-    if shape[-1] != obs_dim:
-        raise RequestError(422, f"binary body has shape {list(shape)} ({SHAPE_HEADER}), expected [{obs_dim}] "
-                                f"(one observation) or [batch, {obs_dim}] (obs_dim={obs_dim})")
-    expected_bytes = 4 * math.prod(shape)
-    if expected_bytes != len(body):
-        hint = " (float64 data? send little-endian float32)" if len(body) == 2 * expected_bytes else ""
-        raise RequestError(422, f"{SHAPE_HEADER}: {shape_header} needs {expected_bytes} bytes of float32, "
-                                f"the body has {len(body)}{hint}")
-    return _check_array(np.frombuffer(body, dtype=FLOAT32_LE).reshape(shape), obs_dim, max_batch, "binary body")
+            raise RequestError(422, f"binary body has {len(body)} bytes, expected a non-zero multiple of {layout}")
+        shape: tuple[int, ...] = (len(body) // row_bytes, obs_dim)
+    else:
+        shape = _parse_shape(shape_header)
+        if shape[-1] != obs_dim:
+            raise RequestError(422, f"binary body has shape {list(shape)} ({SHAPE_HEADER}), expected [{obs_dim}] "
+                                    f"(one observation) or [batch, {obs_dim}] (obs_dim={obs_dim})")
+        expected_bytes = math.prod(shape[:-1]) * row_bytes
+        if expected_bytes != len(body):
+            hint = " (float64 data? send little-endian float32)" if len(body) == 2 * expected_bytes else ""
+            raise RequestError(422, f"{SHAPE_HEADER}: {shape_header} needs {expected_bytes} bytes ({layout}), the "
+                                    f"body has {len(body)}{hint}")
+    batch = math.prod(shape[:-1])
+    obs = np.frombuffer(body, dtype=FLOAT32_LE, count=batch * obs_dim).reshape(shape)
+    obs, single = _check_array(obs, obs_dim, spec.max_batch, "binary body")
+    return Inputs(obs, _binary_images(body, spec, batch), single)
 
 
-def decode_stream_frame(frame: bytes, obs_dim: int, max_batch: int) -> np.ndarray:
-    """A WebSocket binary frame (k*obs_dim float32 values) as observations (k, obs_dim)."""
-    obs, _ = decode_binary_obs(frame, None, obs_dim, max_batch)
-    return obs
+def _binary_images(body: bytes, spec: InputSpec, batch: int) -> dict[str, np.ndarray] | None:
+    if not spec.image_keys:
+        return None
+    size, block = spec.image_size, batch * spec.image_bytes
+    start = 4 * batch * spec.obs_dim
+    return {key: np.frombuffer(body, dtype=np.uint8, count=block, offset=start + index * block)
+            .reshape(batch, size, size, 3) for index, key in enumerate(spec.image_keys)}
 
 
 def encode_json_action(actions: np.ndarray, single: bool) -> bytes:
@@ -103,10 +192,21 @@ def encode_binary_action(actions: np.ndarray, single: bool) -> tuple[bytes, str]
     return actions.astype(FLOAT32_LE, copy=False).tobytes(), ",".join(str(size) for size in actions.shape)
 
 
-def encode_binary_obs(obs: np.ndarray) -> tuple[bytes, str]:
-    """Client side: observations (obs_dim,) or (B, obs_dim) as raw float32 bytes plus shape header."""
+def encode_binary_obs(obs: np.ndarray, images: list[np.ndarray] | None = None) -> tuple[bytes, str]:
+    """Client side: observations (obs_dim,) or (B, obs_dim) as raw float32 bytes, followed by each image
+    block as uint8 (in the policy's `image_keys` order), plus the shape header."""
     array = np.ascontiguousarray(obs, dtype=FLOAT32_LE)
-    return array.tobytes(), ",".join(str(size) for size in array.shape)
+    blocks = [array.tobytes()] + [np.ascontiguousarray(image, dtype=np.uint8).tobytes() for image in images or ()]
+    return b"".join(blocks), ",".join(str(size) for size in array.shape)
+
+
+def encode_json_obs(obs: np.ndarray, images: dict[str, np.ndarray] | None = None) -> bytes:
+    """Client side: `{"obs": ..., "images": {key: base64 of the uint8 bytes}}`."""
+    payload: dict[str, object] = {"obs": np.asarray(obs, dtype=np.float32)}
+    if images:
+        payload["images"] = {key: base64.b64encode(np.ascontiguousarray(image, dtype=np.uint8).tobytes()).decode()
+                             for key, image in images.items()}
+    return orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
 def decode_binary_action(body: bytes, shape_header: str | None) -> np.ndarray:

@@ -17,9 +17,10 @@ from embodia.serve.codec import (
     BINARY_TYPE,
     JSON_TYPE,
     RequestError,
-    decode_binary_obs,
-    decode_json_obs,
-    decode_stream_frame,
+    InputSpec,
+    Inputs,
+    decode_binary,
+    decode_json,
     encode_binary_action,
     encode_json_action,
     error_body,
@@ -28,6 +29,7 @@ from embodia.serve.metrics import PROMETHEUS_TYPE, ServerMetrics
 from embodia.serve.runtime import ServedModel
 
 JSON_BYTES_PER_VALUE = 32  # generous upper bound of one float in JSON, to size the body limit
+JSON_BYTES_PER_PIXEL_VALUE = 2  # base64 takes 4/3 bytes per uint8; nested lists (~4) fit only smaller batches
 # payloads above this are decoded and run in a worker thread: below it a hand-off costs more than the work,
 # above it the work would hold the event loop (and /healthz, and every small request) for milliseconds
 OFFLOAD_BYTES = 64 * 1024
@@ -50,15 +52,15 @@ class PolicyService:
     def __init__(self, model: ServedModel, max_batch: int = 1024):
         if max_batch < 1:
             raise UserError(f"max_batch={max_batch} must be at least 1")
-        if model.metadata.image_keys:
-            raise CheckpointError(f"{model.policy.path} is a camera policy (images {list(model.metadata.image_keys)});"
-                                  " this server serves state policies only")
         self.model = model
         self.policy = model.policy
         self.spec = model.metadata
         self.max_batch = max_batch
+        self.inputs = InputSpec(self.spec.obs_dim, max_batch, self.spec.image_keys, self.spec.image_size or 0)
         self.metrics = ServerMetrics()
-        self.max_body_bytes = max_batch * self.spec.obs_dim * JSON_BYTES_PER_VALUE + 4096
+        pixel_values = len(self.inputs.image_keys) * self.inputs.image_bytes
+        self.max_body_bytes = max_batch * (self.spec.obs_dim * JSON_BYTES_PER_VALUE
+                                           + pixel_values * JSON_BYTES_PER_PIXEL_VALUE) + 4096
         self._metrics_lock = threading.Lock()  # inference is also counted from the worker thread
         self._worker: ThreadPoolExecutor | None = None
         self._metadata_body = orjson.dumps(self._metadata())
@@ -69,24 +71,24 @@ class PolicyService:
         media_type = content_type.split(";", 1)[0].strip().lower()
         try:
             if media_type in (JSON_TYPE, ""):
-                obs, single = decode_json_obs(body, self.spec.obs_dim, self.max_batch)
-                return Reply(200, JSON_TYPE, encode_json_action(self.infer(obs), single))
+                inputs = decode_json(body, self.inputs)
+                return Reply(200, JSON_TYPE, encode_json_action(self.infer(inputs), inputs.single))
             if media_type == BINARY_TYPE:
-                obs, single = decode_binary_obs(body, shape_header, self.spec.obs_dim, self.max_batch)
-                payload, shape = encode_binary_action(self.infer(obs), single)
+                inputs = decode_binary(body, shape_header, self.inputs)
+                payload, shape = encode_binary_action(self.infer(inputs), inputs.single)
                 return Reply(200, BINARY_TYPE, payload, shape)
             raise RequestError(415, f"content-type {content_type!r} is not supported; use {JSON_TYPE} or "
                                     f"{BINARY_TYPE} (float32 rows)")
         except RequestError as error:
             return self.error(error.status, error.message)
 
-    def infer(self, obs: np.ndarray) -> np.ndarray:
-        """Run the policy on checked observations (B, obs_dim) float32 → actions (B, act_dim) float32."""
+    def infer(self, inputs: Inputs) -> np.ndarray:
+        """Run the policy on checked inputs (obs (B, obs_dim) [+ images]) → actions (B, act_dim) float32."""
         start = time.perf_counter()
-        actions = self.policy.act(obs)
+        actions = self.policy.act(inputs.obs, inputs.images)
         with self._metrics_lock:
             self.metrics.inference.observe(time.perf_counter() - start)
-            self.metrics.observations += obs.shape[0]
+            self.metrics.observations += inputs.obs.shape[0]
         return actions
 
     async def off_loop(self, size: int, work: Callable[..., Result], *args: object) -> Result:
@@ -105,14 +107,13 @@ class PolicyService:
             self._worker = None
 
     def stream_frame(self, frame: bytes) -> bytes:
-        """One binary /stream frame: k*obs_dim float32 in, k*act_dim float32 out (raises RequestError)."""
-        obs = decode_stream_frame(frame, self.spec.obs_dim, self.max_batch)
-        return encode_binary_action(self.infer(obs), single=False)[0]
+        """One binary /stream frame (an /act binary body without the shape header) → k*act_dim float32."""
+        return encode_binary_action(self.infer(decode_binary(frame, None, self.inputs)), single=False)[0]
 
     def stream_text(self, text: str) -> str:
         """One JSON text /stream frame, same body as POST /act (raises RequestError)."""
-        obs, single = decode_json_obs(text.encode(), self.spec.obs_dim, self.max_batch)
-        return encode_json_action(self.infer(obs), single).decode()
+        inputs = decode_json(text.encode(), self.inputs)
+        return encode_json_action(self.infer(inputs), inputs.single).decode()
 
     def healthz(self) -> Reply:
         """GET /healthz: the model is loaded and answering."""
@@ -141,6 +142,8 @@ class PolicyService:
                        "low": list(spec.action_low), "high": list(spec.action_high)},
             "image_keys": list(spec.image_keys),
             "image_size": spec.image_size,
+            "images": {key: {"name": key, "shape": [spec.image_size, spec.image_size, 3], "dtype": "uint8"}
+                       for key in spec.image_keys},
             "obs_dim": spec.obs_dim,
             "act_dim": spec.act_dim,
             "max_batch": self.max_batch,

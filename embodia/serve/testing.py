@@ -75,3 +75,47 @@ class ClippedMLP(torch.nn.Module):
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         """Map observations (B, obs_dim) to clipped actions (B, act_dim)."""
         return torch.clamp(self.net(obs) * 2.0, self.low, self.high)
+
+
+def make_vision_onnx(
+    path: str | Path,
+    obs_dim: int = 6,
+    act_dim: int = 2,
+    image_keys: Sequence[str] = ("observation.images.front",),
+    image_size: int = 16,
+    *,
+    task: str = "test-vision-task",
+    seed: int = 0,
+) -> Path:
+    """Write a tiny camera policy in the contract's form: inputs `obs` float32 (B, obs_dim) and one uint8
+    (B, size, size, 3) input per image key (named as the key), output `action` in [-1, 1]."""
+    torch.manual_seed(seed)
+    network = PooledImagePolicy(obs_dim, act_dim, len(image_keys)).eval()
+    example = (torch.zeros(1, obs_dim), *(torch.zeros(1, image_size, image_size, 3, dtype=torch.uint8)
+                                          for _ in image_keys))
+    names = ["obs", *image_keys]
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(network, example, buffer, input_names=names, output_names=["action"],
+                          dynamic_axes={name: {0: "batch"} for name in (*names, "action")},
+                          opset_version=ONNX_OPSET, dynamo=False)
+    metadata = PolicyMetadata(obs_dim=obs_dim, act_dim=act_dim, action_low=(-1.0,) * act_dim,
+                              action_high=(1.0,) * act_dim, task=task, algo="random-vision", version="0.1.0",
+                              image_keys=tuple(image_keys), image_size=image_size)
+    return _write_with_metadata(buffer.getvalue(), metadata, Path(path))
+
+
+class PooledImagePolicy(torch.nn.Module):
+    """Per image: a 2x2-strided conv over [0, 1] pixels, mean-pooled; with the state, a tanh linear head."""
+
+    def __init__(self, obs_dim: int, act_dim: int, cameras: int):
+        super().__init__()
+        self.convs = torch.nn.ModuleList(torch.nn.Conv2d(3, 4, kernel_size=2, stride=2) for _ in range(cameras))
+        self.head = torch.nn.Linear(obs_dim + 4 * cameras, act_dim)
+
+    def forward(self, obs: torch.Tensor, *images: torch.Tensor) -> torch.Tensor:
+        """obs (B, obs_dim) and images (B, H, W, 3) uint8 → actions (B, act_dim) in [-1, 1]."""
+        features = [conv(image.permute(0, 3, 1, 2).float() / 255.0).mean(dim=(2, 3))
+                    for conv, image in zip(self.convs, images)]
+        return torch.tanh(self.head(torch.cat([obs, *features], dim=1)))
