@@ -13,8 +13,6 @@ from embodia.core.errors import ConfigError, DatasetFormatError
 from embodia.core.manifest import Manifest, hash_file
 from embodia.core.reporter import RecordingReporter
 from embodia.core.stage import staging_dir
-from embodia.data import format as fmt
-from embodia.data.writer import DatasetSpec, Episode, write_dataset
 from embodia.learn import export, train
 from embodia.learn.policy import load_policy
 from embodia.learn.trainer import load_config
@@ -25,26 +23,6 @@ BC_CONFIG = {"algo": "bc", "num_steps": 30, "hidden_sizes": [16], "batch_size": 
 
 def rl_config(total_steps: int = 2048, **extra):
     return load_config("cartpole-balance", "ppo", overrides={**RL_OVERRIDES, **extra}, total_steps=total_steps, seed=2)
-
-
-def write_reach_dataset(root, task: str | None = "arm-reach", episodes: int = 3, frames: int = 20):
-    """A tiny state-only dataset with arm-reach's sizes (21 observation, 3 action values)."""
-    rng = np.random.default_rng(0)
-    extra = {"action_low": [-1.0] * 3, "action_high": [1.0] * 3}
-    if task:
-        extra["generate"] = {"task": task}
-    spec = DatasetSpec(fps=20, robot_type="arm", extra=extra,
-                       features={"observation.state": fmt.vector_feature("float32", 21),
-                                 "action": fmt.vector_feature("float32", 3)})
-    data = [Episode(frames={"observation.state": rng.normal(size=(frames, 21)).astype(np.float32),
-                            "action": rng.uniform(-1, 1, (frames, 3)).astype(np.float32)}, task="reach")
-            for _ in range(episodes)]
-    return write_dataset(root, spec, data)
-
-
-@pytest.fixture(scope="module")
-def reach_dataset(tmp_path_factory):
-    return write_reach_dataset(tmp_path_factory.mktemp("stage-data") / "reach")
 
 
 def check_manifest(manifest: Manifest, out, stage: str) -> None:
