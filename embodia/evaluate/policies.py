@@ -1,8 +1,9 @@
 """Policies from any source behind one interface: checkpoints, ONNX files, experts, random, callables, servers.
 
 Spec strings: a checkpoint directory or `.onnx` file, `expert:<task>`, `random`, `module:function` (or
-`path/to/file.py:function`), `http://host:port` (a running `embodia serve`). A camera (vision BC) checkpoint
-renders its cameras from the env it is bound to, so a scenario's lighting and camera changes reach it.
+`path/to/file.py:function`), `http://host:port` (a running `embodia serve`). A camera policy (a vision BC
+checkpoint, or an ONNX file with one uint8 input per image key) renders its cameras from the env it is bound
+to, so a scenario's lighting and camera changes reach it.
 """
 
 from __future__ import annotations
@@ -71,11 +72,8 @@ class ExpertPolicy:
 
     def bind_env(self, env) -> None:
         """Build the expert for this env (experts read the simulator state)."""
-        try:
-            from embodia.data.experts import make_expert
-        except ModuleNotFoundError as error:
-            raise PolicySpecError(f"policy 'expert:{self.task}' needs embodia.data.experts, which is not "
-                                  f"importable ({error}); use another policy spec") from None
+        from embodia.data.experts import make_expert
+
         self._expert = make_expert(self.task, env)
         self.obs_dim, self.act_dim = env.obs_dim, env.action_dim
 
@@ -93,10 +91,8 @@ class RemotePolicy:
     """A policy served by `embodia serve`, reached through embodia.serve.client.PolicyClient."""
 
     def __init__(self, url: str) -> None:
-        try:
-            from embodia.serve.client import PolicyClient
-        except ModuleNotFoundError as error:
-            raise PolicySpecError(f"policy {url!r} needs embodia.serve.client, which is not importable ({error})") from None
+        from embodia.serve.client import PolicyClient
+
         self.url = url
         self.name = url
         self.client = PolicyClient(url)

@@ -107,3 +107,53 @@ def test_rendering_changes_reach_randomized_envs_whose_models_are_copies():
         np.testing.assert_allclose(camera_pos, [expected, expected])
     difference = np.abs(frames["moved"].astype(int) - frames["nominal"].astype(int)).mean()
     assert difference > 5.0
+
+
+def write_camera_onnx(path, obs_dim: int, act_dim: int, key: str, size: int):
+    """A core-contract camera ONNX policy: action = clip(brightness of image `key` - 0.5, -1, 1) on every axis,
+    with `obs` an input too (multiplied by zero), so what it does depends only on what the camera sees."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from embodia.core.policy import PolicyMetadata
+
+    graph = helper.make_graph(
+        [helper.make_node("Cast", [key], ["pixels"], to=TensorProto.FLOAT),
+         helper.make_node("ReduceMean", ["pixels"], ["brightness"], axes=[1, 2, 3], keepdims=0),  # (B,)
+         helper.make_node("Unsqueeze", ["brightness", "axis1"], ["column"]),  # (B, 1)
+         helper.make_node("MatMul", ["obs", "zeros"], ["obs_term"]),  # (B, act_dim)
+         helper.make_node("Add", ["obs_term", "column"], ["sum"]),
+         helper.make_node("Mul", ["sum", "scale"], ["scaled"]),
+         helper.make_node("Sub", ["scaled", "half"], ["centred"]),
+         helper.make_node("Clip", ["centred", "low", "high"], ["action"])],
+        "camera_policy",
+        [helper.make_tensor_value_info("obs", TensorProto.FLOAT, ["batch", obs_dim]),
+         helper.make_tensor_value_info(key, TensorProto.UINT8, ["batch", size, size, 3])],
+        [helper.make_tensor_value_info("action", TensorProto.FLOAT, ["batch", act_dim])],
+        initializer=[helper.make_tensor("axis1", TensorProto.INT64, [1], [1]),
+                     helper.make_tensor("zeros", TensorProto.FLOAT, [obs_dim, act_dim], [0.0] * (obs_dim * act_dim)),
+                     helper.make_tensor("scale", TensorProto.FLOAT, [], [1.0 / 255.0]),
+                     helper.make_tensor("half", TensorProto.FLOAT, [], [0.5]),
+                     helper.make_tensor("low", TensorProto.FLOAT, [], [-1.0]),
+                     helper.make_tensor("high", TensorProto.FLOAT, [], [1.0])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    metadata = PolicyMetadata(obs_dim=obs_dim, act_dim=act_dim, action_low=(-1.0,) * act_dim,
+                              action_high=(1.0,) * act_dim, task=TASK, algo="test", image_keys=(key,), image_size=size)
+    helper.set_model_props(model, metadata.to_onnx())
+    onnx.save(model, path)
+    return path
+
+
+def test_camera_onnx_policy_renders_its_image_input_from_each_scenario(tmp_path):
+    """issue 8: a core-contract camera ONNX file (one uint8 input per image key) is evaluated with rendered images."""
+    from embodia.core.policy import OnnxPolicy
+
+    onnx_path = write_camera_onnx(tmp_path / "camera.onnx", 21, 3, KEYS[0], SIZE)
+    policy = resolve_policy(str(onnx_path))
+    assert isinstance(policy, CameraPolicy) and isinstance(policy.policy, OnnxPolicy)
+    suite = suite_of([{"name": "nominal"}, {"name": "again"}, {"name": "dark", "rendering": DARK}], steps=5)
+    results = run_suite(suite, str(onnx_path), videos=False)
+    returns = {r.name: r.episodes.episode_return for r in results.scenarios}
+    np.testing.assert_array_equal(returns["nominal"], returns["again"])
+    assert not np.allclose(returns["dark"], returns["nominal"], rtol=0, atol=1e-9)
