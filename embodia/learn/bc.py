@@ -21,7 +21,7 @@ from embodia.learn.il_common import (
     Normalizer,
     action_bounds,
     as_demonstrations,
-    dataset_record,
+    Fitted,
     fit,
     group_normalizers,
     policy_spec,
@@ -250,37 +250,15 @@ class VisionBCPolicy(BCPolicy):
         return self.queue.pop()
 
 
-class FirstVisionAction(nn.Module):
+class FirstVisionAction(FirstAction):
     """The deployable camera graph (ONNX, `load_policy`): (obs, one uint8 (B, H, W, 3) image per key, in
     `image_keys` order) -> first action of the predicted chunk, stateless."""
-
-    def __init__(self, policy: VisionBCPolicy) -> None:
-        super().__init__()
-        self.policy = policy
-
-    @property
-    def obs_mean(self) -> torch.Tensor:
-        return self.policy.obs_norm.center
-
-    @property
-    def obs_std(self) -> torch.Tensor:
-        return self.policy.obs_norm.scale
 
     def forward(self, obs: torch.Tensor, *images: torch.Tensor) -> torch.Tensor:
         return self.policy(obs, torch.stack(images, dim=1))[:, 0]
 
 
 # ---------------------------------------------------------------------------------------------- training
-@dataclass
-class Fitted:
-    """What training produced: the policy, its optimizer, the loss per gradient step, and the demonstrations."""
-
-    policy: BCPolicy
-    optimizer: torch.optim.Optimizer
-    losses: list[float]
-    demos: Demonstrations
-
-
 def build_policy(demos: Demonstrations, config: BCConfig) -> BCPolicy:
     """A fresh (vision, when `config.image_keys`) policy whose normalizers carry the demonstrations' statistics."""
     torch.manual_seed(config.seed)
@@ -319,26 +297,20 @@ def fit_bc(dataset: str | Path | Demonstrations, config: BCConfig, *, reporter: 
                             batch_size=config.batch_size, learning_rate=config.learning_rate,
                             weight_decay=config.weight_decay, seed=config.seed,
                             description="bc (vision)" if images is not None else "bc", reporter=reporter)
-    return Fitted(policy.eval(), optimizer, losses, demos)
+    return Fitted(policy.eval(), policy.net, optimizer, losses, demos)
 
 
 def train_bc(dataset: str | Path | Demonstrations, config: BCConfig | dict | None = None,
              out: str | Path = "runs/bc", *, reporter: Reporter | None = None) -> Path:
     """Clone the demonstrations in `dataset`; write a checkpoint directory to `out` (recording the dataset)."""
     config = BCConfig.model_validate(config or {}) if not isinstance(config, BCConfig) else config
-    fitted = fit_bc(dataset, config, reporter=reporter)
-    record = None if isinstance(dataset, Demonstrations) else dataset_record(dataset, fitted.demos.num_episodes)
-    return save_bc(fitted.policy, out, optimizer=fitted.optimizer, losses=fitted.losses,
-                   num_episodes=fitted.demos.num_episodes, dataset=record)
+    return save_il_policy("bc", fit_bc(dataset, config, reporter=reporter), out, dataset=dataset)
 
 
 # ---------------------------------------------------------------------------------------------- checkpoint I/O
-def save_bc(policy: BCPolicy, out: str | Path, *, optimizer: torch.optim.Optimizer | None = None,
-            losses: list[float] | None = None, num_episodes: int | None = None,
-            dataset: dict[str, Any] | None = None) -> Path:
-    """Write the policy as a checkpoint directory (the one format) at `out`."""
-    return save_il_policy("bc", policy, policy.net, out, optimizer=optimizer, losses=losses,
-                          num_episodes=num_episodes, dataset=dataset)
+def save_bc(policy: BCPolicy, out: str | Path) -> Path:
+    """Write the policy alone (no optimizer or training record) as a checkpoint directory at `out`."""
+    return save_il_policy("bc", Fitted(policy, policy.net), out)
 
 
 def load_bc(path: str | Path) -> BCPolicy:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,7 +20,7 @@ from embodia.learn.il_common import (
     Normalizer,
     action_bounds,
     as_demonstrations,
-    dataset_record,
+    Fitted,
     fit,
     group_normalizers,
     policy_spec,
@@ -244,16 +243,6 @@ class EMA:
             avg.lerp_(param, 1 - decay)
 
 
-@dataclass
-class Fitted:
-    """What training produced: the policy (EMA weights when enabled), optimizer, loss per step, demonstrations."""
-
-    policy: DiffusionPolicy
-    optimizer: torch.optim.Optimizer
-    losses: list[float]
-    demos: Demonstrations
-
-
 def fit_diffusion(dataset: str | Path | Demonstrations, config: DiffusionConfig, *,
                   reporter: Reporter | None = None) -> Fitted:
     """Train a diffusion policy on `dataset` (a LeRobot directory or arrays)."""
@@ -278,26 +267,20 @@ def fit_diffusion(dataset: str | Path | Demonstrations, config: DiffusionConfig,
                             description="diffusion", on_step=on_step, reporter=reporter)
     if ema is not None:
         policy.denoiser.load_state_dict(ema.average.state_dict())
-    return Fitted(policy.eval(), optimizer, losses, demos)
+    return Fitted(policy.eval(), policy.denoiser, optimizer, losses, demos)
 
 
 def train_diffusion(dataset: str | Path | Demonstrations, config: DiffusionConfig | dict | None = None,
                     out: str | Path = "runs/diffusion", *, reporter: Reporter | None = None) -> Path:
     """Train a diffusion policy on `dataset`; write a checkpoint directory to `out` (recording the dataset)."""
     config = DiffusionConfig.model_validate(config or {}) if not isinstance(config, DiffusionConfig) else config
-    fitted = fit_diffusion(dataset, config, reporter=reporter)
-    record = None if isinstance(dataset, Demonstrations) else dataset_record(dataset, fitted.demos.num_episodes)
-    return save_diffusion(fitted.policy, out, optimizer=fitted.optimizer, losses=fitted.losses,
-                          num_episodes=fitted.demos.num_episodes, dataset=record)
+    return save_il_policy("diffusion", fit_diffusion(dataset, config, reporter=reporter), out, dataset=dataset)
 
 
 # ---------------------------------------------------------------------------------------------- checkpoint I/O
-def save_diffusion(policy: DiffusionPolicy, out: str | Path, *, optimizer: torch.optim.Optimizer | None = None,
-                   losses: list[float] | None = None, num_episodes: int | None = None,
-                   dataset: dict[str, Any] | None = None) -> Path:
-    """Write the checkpoint directory; model.safetensors holds the (EMA) weights used for acting."""
-    return save_il_policy("diffusion", policy, policy.denoiser, out, optimizer=optimizer, losses=losses,
-                          num_episodes=num_episodes, dataset=dataset)
+def save_diffusion(policy: DiffusionPolicy, out: str | Path) -> Path:
+    """Write the policy alone as a checkpoint directory; model.safetensors holds the (EMA) weights used for acting."""
+    return save_il_policy("diffusion", Fitted(policy, policy.denoiser), out)
 
 
 def load_diffusion(path: str | Path) -> DiffusionPolicy:

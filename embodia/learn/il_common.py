@@ -248,12 +248,25 @@ class ActionQueue:
 
 
 # ---------------------------------------------------------------------------------------------- checkpoints
-def save_il_policy(algo: str, policy: Any, net: nn.Module, out: str | Path, *,
-                   optimizer: torch.optim.Optimizer | None = None, losses: list[float] | None = None,
-                   num_episodes: int | None = None, dataset: dict[str, Any] | None = None) -> Path:
-    """Write an imitation policy in the one checkpoint format: weights of `net`, normalizers, config (with the
-    dataset it learned from, when known), optimizer state and a loss summary."""
-    losses = losses or []
+@dataclass
+class Fitted:
+    """An imitation policy and what trained it: the module whose weights are saved, the optimizer, the loss
+    per gradient step and the demonstrations (the last three None for a policy saved on its own)."""
+
+    policy: Any
+    net: nn.Module
+    optimizer: torch.optim.Optimizer | None = None
+    losses: list[float] | None = None
+    demos: Demonstrations | None = None
+
+
+def save_il_policy(algo: str, fitted: Fitted, out: str | Path, *,
+                   dataset: "str | Path | Demonstrations | None" = None) -> Path:
+    """Write an imitation policy in the one checkpoint format: weights of `fitted.net`, normalizers, config
+    (with the dataset it learned from when that is a directory), optimizer state and a loss summary."""
+    policy, losses = fitted.policy, fitted.losses or []
+    num_episodes = fitted.demos.num_episodes if fitted.demos is not None else None
+    record = dataset_record(dataset, num_episodes) if isinstance(dataset, (str, Path)) else None
     spec = policy_spec(algo, policy.task, policy.obs_dim, policy.act_dim, policy.action_low, policy.action_high,
                        policy.config)
     normalizer = {f"{name}.{key}": value.detach().cpu().numpy() for name, norm in
@@ -261,9 +274,10 @@ def save_il_policy(algo: str, policy: Any, net: nn.Module, out: str | Path, *,
     state = {"step": len(losses), "final_loss": float(np.mean(losses[-100:])) if losses else None,
              "losses": losses[:: max(1, len(losses) // 1000)], "num_episodes": num_episodes}
     config = {"algo": algo, "task": policy.task or "", "config": policy.config.model_dump(), "policy": spec,
-              "dataset": dataset}
-    return save_checkpoint(out, model=net.state_dict(), normalizer=normalizer, config=config, state=state,
-                           optimizer=optimizer.state_dict() if optimizer is not None else None)
+              "dataset": record}
+    optimizer = fitted.optimizer.state_dict() if fitted.optimizer is not None else None
+    return save_checkpoint(out, model=fitted.net.state_dict(), normalizer=normalizer, config=config, state=state,
+                           optimizer=optimizer)
 
 
 def read_il_checkpoint(path: str | Path, algo: str | None = None

@@ -12,6 +12,7 @@ from torch import nn
 from embodia.core.errors import ConfigError
 from embodia.learn import bc, diffusion, ppo, sac
 from embodia.learn.hooks import Trainer
+from embodia.learn.il_common import Fitted
 
 AlgorithmKind = Literal["rl", "imitation"]
 
@@ -25,19 +26,17 @@ class Algorithm:
     config_cls: type[BaseModel]
     deployed_actor: Callable[..., nn.Module]  # (model, normalizer, policy spec) -> stateless obs[, images] -> action
     trainer_cls: Callable[..., Trainer] | None = None  # RL: (config, TrainEnv) -> Trainer
-    fit: Callable[..., Any] | None = None  # imitation: (dataset, config, reporter=) -> Fitted
+    fit: Callable[..., Fitted] | None = None  # imitation: (dataset, config, reporter=) -> Fitted
     policy_from_parts: Callable[..., nn.Module] | None = None  # imitation: the policy with its chunk queue
-    save: Callable[..., Any] | None = None  # imitation: (policy, out, optimizer=, losses=, num_episodes=, dataset=)
 
 
 ALGORITHMS: dict[str, Algorithm] = {
     "ppo": Algorithm("ppo", "rl", ppo.PPOConfig, ppo.deployed_actor, trainer_cls=ppo.PPOTrainer),
     "sac": Algorithm("sac", "rl", sac.SACConfig, sac.deployed_actor, trainer_cls=sac.SACTrainer),
     "bc": Algorithm("bc", "imitation", bc.BCConfig, bc.deployed_actor, fit=bc.fit_bc,
-                    policy_from_parts=bc.policy_from_parts, save=bc.save_bc),
+                    policy_from_parts=bc.policy_from_parts),
     "diffusion": Algorithm("diffusion", "imitation", diffusion.DiffusionConfig, diffusion.deployed_actor,
-                           fit=diffusion.fit_diffusion, policy_from_parts=diffusion.policy_from_parts,
-                           save=diffusion.save_diffusion),
+                           fit=diffusion.fit_diffusion, policy_from_parts=diffusion.policy_from_parts),
 }
 
 

@@ -26,7 +26,7 @@ from embodia.core.stage import StageResult, run_stage, staging_dir
 from embodia.data.check import require_valid_dataset
 from embodia.learn.checkpoint import CHECKPOINTS_DIR, LATEST_FILE, load_checkpoint, resolve_checkpoint
 from embodia.learn.config import RunConfig, build_config
-from embodia.learn.il_common import dataset_record, plot_losses
+from embodia.learn.il_common import plot_losses, save_il_policy
 from embodia.learn.logger import METRICS_FILE
 from embodia.learn.registry import Algorithm, get_algorithm
 from embodia.learn.trainer import FINAL, load_config, resume_config, rewind_to, run_name, train_rl
@@ -141,9 +141,7 @@ def _run_imitation(algorithm: Algorithm, config: BaseModel, task: str | None, ou
         fitted.policy.task = recorded_task or None
         _write_metrics(run_dir / METRICS_FILE, fitted.losses)
         plot_losses(fitted.losses, run_dir / LOSS_PLOT, f"{algorithm.name} ({recorded_task or dataset.name})")
-        algorithm.save(fitted.policy, run_dir / CHECKPOINTS_DIR / FINAL, optimizer=fitted.optimizer,
-                       losses=fitted.losses, num_episodes=fitted.demos.num_episodes,
-                       dataset=dataset_record(dataset, fitted.demos.num_episodes))
+        save_il_policy(algorithm.name, fitted, run_dir / CHECKPOINTS_DIR / FINAL, dataset=dataset)
         atomic_write_text(run_dir / CHECKPOINTS_DIR / LATEST_FILE, FINAL)
         final_loss = float(np.mean(fitted.losses[-100:]))
         return StageResult(seeds=[config.seed], summary={"final_loss": final_loss, "task": recorded_task or "",
