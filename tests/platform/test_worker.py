@@ -132,3 +132,15 @@ def test_a_worker_killed_with_sigkill_loses_its_job_to_another_that_resumes_it(s
     assert artifacts[0].manifest["summary"]["resumed_from"] >= at_kill - 1 > 0
     stored = sorted(p.name for p in (artifacts[0].path / "progress").iterdir())
     assert stored == sorted(f"step-{i}" for i in range(steps))
+
+
+@pytest.mark.slow
+def test_a_real_stage_runs_as_a_job_and_its_report_is_registered(sqlite_store):
+    config = {"suite": "cartpole-balance", "episodes": 2, "scenarios": ["nominal"], "videos": False,
+              "policy": "random"}
+    job = queue.submit(sqlite_store, "evaluate", config).id
+    ended = Worker(sqlite_store, "w", lease_s=30, poll_s=0.1).run_one()
+    assert ended.status == "succeeded", queue.attempt_log(sqlite_store, job, 1).read_text()
+    report = registry.artifact_of_job(sqlite_store, job)
+    assert (report.kind, report.stage) == ("report", "evaluate")
+    assert report.manifest["config"]["policy"] == "random" and (report.path / "results.json").is_file()
