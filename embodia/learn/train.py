@@ -77,12 +77,18 @@ def _run_rl(config: RunConfig, out: str | Path, inputs: Mapping[str, str | Path]
     if inputs:
         raise ConfigError(f"RL training takes no inputs (got {sorted(inputs)}); it learns on the task itself")
     staging = staging_dir(out)
-    resume_from = resolve_checkpoint(staging) if resume else None
+    # a crash before the first checkpoint leaves nothing to resume from: that run starts again from scratch
+    resume_from = resolve_checkpoint(staging) if resume and _has_checkpoint(staging) else None
 
     def body(run_dir: Path, stage_reporter: Reporter) -> StageResult:
         return train_rl(config, run_dir, stage_reporter, resume_from=resume_from, callback=callback)
 
-    return run_stage("train", "checkpoint", config.model_dump(), out, body, reporter=reporter, resume=resume)
+    return run_stage("train", "checkpoint", config.model_dump(), out, body, reporter=reporter,
+                     resume=resume_from is not None)
+
+
+def _has_checkpoint(staging: Path) -> bool:
+    return (staging / CHECKPOINTS_DIR / LATEST_FILE).is_file()
 
 
 def prepare_resume(path: str | Path, *, total_steps: int | None = None,

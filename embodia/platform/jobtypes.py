@@ -3,12 +3,13 @@
 Public API:
     register_job_type(name, target, *, replace=False)   target: a callable, or 'module:function' imported on use
     get_job_type(name) -> callable with the stage contract run(config, out, *, inputs, reporter) -> Manifest
-        (a stage that also takes `resume` gets resume=True: a job's staging directory holds only its own
-        earlier attempts' partial work)
+        (a stage that also takes `resume` gets resume=True when its staging directory holds files: a job's
+        staging directory holds only its own earlier attempts' partial work)
     job_type_names() -> list[str]
-Built in: every stage of `embodia.platform.stages` (generate, augment, train, export, evaluate, compare), and `noop` (an empty output), `sleep` (waits `seconds` in `steps`, honours cancellation, can `fail` with a
-user or internal error: for tests, drills and the benchmark), `counter` (counts to `steps`, one progress file a
-step in its staging directory, resuming from the last one after a crash).
+Built in: every stage of `embodia.platform.stages` (generate, augment, train, export, evaluate, compare), and
+`noop` (an empty output), `sleep` (waits `seconds` in `steps`, honours cancellation, can `fail` with a user or
+internal error: for tests, drills and the benchmark), `counter` (counts to `steps`, one progress file a step in
+its staging directory, resuming from the last one after a crash).
 Only registered names run: a job row is data, never a module path to import.
 """
 

@@ -21,6 +21,7 @@ from typing import Any
 from embodia.core.atomic import atomic_write_json
 from embodia.core.errors import Cancelled, UserError
 from embodia.core.manifest import MANIFEST_FILE, Manifest
+from embodia.core.stage import staging_dir
 from embodia.platform import queue, registry
 from embodia.platform.jobtypes import get_job_type
 from embodia.platform.store import Store, open_store
@@ -105,6 +106,12 @@ def resolve_inputs(store: Store, inputs: dict[str, str]) -> dict[str, Path]:
     return resolved
 
 
+def _has_partial_work(out: Path) -> bool:
+    """True when an earlier attempt left files in the stage's staging directory (what `resume` continues)."""
+    staging = staging_dir(out)
+    return staging.is_dir() and any(staging.iterdir())
+
+
 def _run_stage(store: Store, job: queue.JobInfo, attempt: int) -> Manifest:
     out = job_output_dir(store, job.id)
     if (out / MANIFEST_FILE).is_file():
@@ -113,7 +120,7 @@ def _run_stage(store: Store, job: queue.JobInfo, attempt: int) -> Manifest:
     stage = get_job_type(job.type)
     kwargs: dict[str, Any] = {"inputs": resolve_inputs(store, job.inputs),
                               "reporter": JobReporter(store, job.id, attempt)}
-    if "resume" in inspect.signature(stage).parameters:
+    if "resume" in inspect.signature(stage).parameters and _has_partial_work(out):
         kwargs["resume"] = True
     manifest = stage(dict(job.config), out, **kwargs)
     kwargs["reporter"].flush_metrics()

@@ -144,3 +144,34 @@ def test_a_real_stage_runs_as_a_job_and_its_report_is_registered(sqlite_store):
     report = registry.artifact_of_job(sqlite_store, job)
     assert (report.kind, report.stage) == ("report", "evaluate")
     assert report.manifest["config"]["policy"] == "random" and (report.path / "results.json").is_file()
+
+
+RL_CONFIG = {"algo": "ppo", "task": "cartpole-balance", "seed": 2, "total_steps": 6144, "num_envs": 8,
+             "num_steps": 16, "num_minibatches": 2, "update_epochs": 2, "checkpoint_every": 1024,
+             "tensorboard": False, "progress": False}
+
+
+@pytest.mark.slow
+def test_an_rl_job_killed_mid_run_resumes_from_its_last_checkpoint(sqlite_store, tmp_path):
+    from embodia.learn import train
+
+    job = queue.submit(sqlite_store, "train", RL_CONFIG).id
+    latest = sqlite_store.path("jobs", f"job-{job}", ".out.partial", "checkpoints", "latest")
+    killed = _worker_process(sqlite_store, "--lease-s", "2", "--poll-s", "0.2")
+    try:
+        _wait_for(lambda: latest.is_file(), what="the first RL checkpoint")
+        killed.send_signal(signal.SIGKILL)
+        killed.wait(timeout=30)
+    finally:
+        killed.kill()
+    resumed_at = latest.read_text().strip()
+    assert resumed_at != "final", "the run finished before the kill; raise total_steps"
+
+    assert Worker(sqlite_store, "survivor", lease_s=10, poll_s=0.2).run(max_jobs=1) == 1
+    ended = queue.get_job(sqlite_store, job)
+    assert ended.status == "succeeded", queue.attempt_log(sqlite_store, job, 2).read_text()
+    assert [a.status for a in queue.attempts(sqlite_store, job)] == ["lost", "succeeded"]
+    [artifact] = registry.list_artifacts(sqlite_store)
+    assert artifact.creator_job_id == job and (artifact.path / "checkpoints" / "final").is_dir()
+    uninterrupted = train.run(RL_CONFIG, tmp_path / "uninterrupted")
+    assert artifact.sha256 == uninterrupted.content_sha256  # resumed bit-for-bit from the checkpoint
