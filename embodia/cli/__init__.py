@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import importlib
+import os
 import sys
 import traceback
 from typing import Any, NoReturn
@@ -26,12 +27,8 @@ EXIT_INTERNAL_ERROR = 3
 EXIT_CANCELLED = 130
 
 # errno values that mean "the path the user gave is wrong", not "embodia has a bug"
-PATH_ERRNOS = {errno.ENOENT: "does not exist", errno.EACCES: "permission denied", errno.EPERM: "permission denied",
-               errno.EISDIR: "is a directory", errno.ENOTDIR: "a parent of it is not a directory",
-               errno.EEXIST: "already exists", errno.ENOSPC: "no space left on the device",
-               errno.EROFS: "is on a read-only file system", errno.ENAMETOOLONG: "the name is too long",
-               errno.ENOTEMPTY: "is a directory that is not empty", errno.EDQUOT: "disk quota exceeded",
-               errno.ELOOP: "too many symbolic links"}
+PATH_ERRNOS = frozenset({errno.ENOENT, errno.EACCES, errno.EPERM, errno.EISDIR, errno.ENOTDIR, errno.EEXIST,
+                         errno.ENOSPC, errno.EROFS, errno.ENAMETOOLONG, errno.ENOTEMPTY, errno.EDQUOT, errno.ELOOP})
 
 console = Console(stderr=True)
 
@@ -47,7 +44,7 @@ def path_error_message(error: OSError) -> str | None:
     if error.errno not in PATH_ERRNOS or not error.filename:
         return None
     paths = " -> ".join(str(name) for name in (error.filename, error.filename2) if name)
-    return f"{paths}: {PATH_ERRNOS[error.errno]} ({error.strerror or 'OS error'})"
+    return f"{paths}: {error.strerror or os.strerror(error.errno)}"
 
 
 class EmbodiaGroup(TyperGroup):
@@ -81,7 +78,7 @@ class EmbodiaGroup(TyperGroup):
             result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except typer.TyperException as error:  # Click's usage errors (vendored by Typer) derive from it
             if type(error).__name__ == "NoArgsIsHelpError":  # the help was printed already
-                sys.exit(0)
+                sys.exit(error.exit_code)
             command = error.ctx.command_path if getattr(error, "ctx", None) is not None else "embodia"
             error_line(f"{error.format_message()} (see `{command} --help`)")
             sys.exit(error.exit_code)

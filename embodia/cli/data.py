@@ -7,6 +7,8 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from embodia.cli.options import MAX_EPISODES, MAX_PORT, MAX_SEED
+
 data_app = typer.Typer(help="Synthetic robot datasets in the LeRobot v3.0 format.", no_args_is_help=True)
 console = Console(soft_wrap=True)
 
@@ -18,14 +20,14 @@ def _split(text: str) -> list[str]:
 @data_app.command("generate")
 def generate_command(
     task: str = typer.Option(..., help="task name, e.g. arm-pick-place"),
-    out: Path = typer.Option(..., help="output dataset directory (new, or unfinished with --resume)"),
-    episodes: int = typer.Option(10, help="episodes to keep"),
+    out: Path = typer.Option(..., file_okay=False, help="output dataset directory (new, or unfinished with --resume)"),
+    episodes: int = typer.Option(10, min=1, max=MAX_EPISODES, help="episodes to keep"),
     cameras: str = typer.Option("", help="comma-separated task cameras to record, e.g. front,wrist"),
-    workers: int = typer.Option(1, help="worker processes (one batch of envs each)"),
-    envs_per_worker: int = typer.Option(8, help="envs stepped together in one worker"),
-    image_size: int = typer.Option(128, help="square camera image size in pixels (even)"),
+    workers: int = typer.Option(1, min=1, max=64, help="worker processes (one batch of envs each)"),
+    envs_per_worker: int = typer.Option(8, min=1, max=256, help="envs stepped together in one worker"),
+    image_size: int = typer.Option(128, min=16, max=1024, help="square camera image size in pixels (even)"),
     keep: str = typer.Option("all", help="all (with a success flag per episode) or success"),
-    seed: int = typer.Option(0, help="dataset seed (episode seeds derive from it)"),
+    seed: int = typer.Option(0, min=0, max=MAX_SEED, help="dataset seed (episode seeds derive from it)"),
     policy: str = typer.Option("auto", help="expert, random, or auto (the task's expert when it has one)"),
     visual_dr: bool = typer.Option(True, help="per-episode colours, lights and camera jitter"),
     codec: str = typer.Option("libsvtav1", help="video encoder: libsvtav1 (AV1) or libx264 (H.264)"),
@@ -64,7 +66,7 @@ def _check_complete(manifest, out: Path, resume_hint: bool = False) -> None:
 
 
 @data_app.command("check")
-def check_command(path: Path = typer.Argument(..., help="dataset directory"),
+def check_command(path: Path = typer.Argument(..., exists=True, file_okay=False, help="dataset directory"),
                   videos: bool = typer.Option(True, help="count video frames against timestamps")) -> None:
     """Validate a dataset (schema, totals, indices, parquet, video frames); exit code 1 on corruption."""
     from embodia.data.check import check_dataset
@@ -83,12 +85,12 @@ def check_command(path: Path = typer.Argument(..., help="dataset directory"),
 
 
 @data_app.command("show")
-def show_command(path: Path = typer.Argument(..., help="dataset directory"),
-                 out: Path = typer.Option(None, help="HTML page to write, outside the dataset (default PATH.html; "
+def show_command(path: Path = typer.Argument(..., exists=True, file_okay=False, help="dataset directory"),
+                 out: Path = typer.Option(None, dir_okay=False, help="HTML page to write, outside the dataset (default PATH.html; "
                                                      "with --serve a temporary folder)"),
-                 max_episodes: int = typer.Option(12, help="episodes with videos and plots on the page"),
+                 max_episodes: int = typer.Option(12, min=0, max=10_000, help="episodes with videos and plots on the page"),
                  serve: bool = typer.Option(False, help="serve the page and the dataset's own files on 127.0.0.1"),
-                 port: int = typer.Option(8765, help="port for --serve (0 picks a free one)")) -> None:
+                 port: int = typer.Option(8765, min=0, max=MAX_PORT, help="port for --serve (0 picks a free one)")) -> None:
     """Write a self-contained HTML page of a dataset: stats, success, videos, named state/action plots."""
     import tempfile
 
@@ -105,13 +107,13 @@ def show_command(path: Path = typer.Argument(..., help="dataset directory"),
 
 
 @data_app.command("augment")
-def augment_command(src: Path = typer.Argument(..., help="source dataset of expert demos"),
-                    out: Path = typer.Option(..., help="output dataset directory"),
-                    num: int = typer.Option(100, help="augmented demos to keep"),
-                    sources: int = typer.Option(10, help="source demos to use"),
-                    seed: int = typer.Option(1, help="seed of the new resets"),
+def augment_command(src: Path = typer.Argument(..., exists=True, file_okay=False, help="source dataset of expert demos"),
+                    out: Path = typer.Option(..., file_okay=False, help="output dataset directory"),
+                    num: int = typer.Option(100, min=1, max=MAX_EPISODES, help="augmented demos to keep"),
+                    sources: int = typer.Option(10, min=1, max=MAX_EPISODES, help="source demos to use"),
+                    seed: int = typer.Option(1, min=0, max=MAX_SEED, help="seed of the new resets"),
                     cameras: str = typer.Option("", help="cameras to render into the new demos"),
-                    image_size: int = typer.Option(128, help="camera image size")) -> None:
+                    image_size: int = typer.Option(128, min=16, max=1024, help="camera image size")) -> None:
     """MimicGen-style: re-target source demos' object-centric segments to new scenes; keep successes."""
     from embodia.cli.progress import RichReporter
     from embodia.data.augment import run

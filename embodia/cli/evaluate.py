@@ -11,6 +11,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from embodia.cli.options import MAX_EPISODES
+
+# the gate's own checks (embodia.evaluate.compare) refuse the open ends: alpha in (0, 1), a success margin < 1
+MIN_ALPHA, MAX_ALPHA = 1e-9, 0.5
+MAX_MARGIN = 0.999
+
 eval_app = typer.Typer(help="Evaluate policies in simulation: scenario suites, CIs, reports, regression gate.",
                        no_args_is_help=True)
 console = Console()
@@ -40,9 +46,10 @@ def run(
     suite: str = typer.Argument(..., help=SUITE_HELP),
     policy: Optional[str] = typer.Option(None, "--policy", "-p",
                                          help="checkpoint dir, .onnx, expert:<task>, random, module:function, http://host:port"),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="output directory (default runs/eval/<suite>__run__<time>)"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", file_okay=False,
+                                       help="output directory (default runs/eval/<suite>__run__<time>)"),
     videos: bool = typer.Option(True, "--videos/--no-videos", help="render best/worst episode per scenario"),
-    episodes: Optional[int] = typer.Option(None, help="override episodes per scenario"),
+    episodes: Optional[int] = typer.Option(None, min=1, max=MAX_EPISODES, help="override episodes per scenario"),
     scenario: Optional[list[str]] = typer.Option(None, "--scenario", "-s", help="run only these scenarios (repeatable)"),
 ) -> None:
     """Evaluate one policy on every scenario of a suite; writes results.json, report.html and manifest.json."""
@@ -75,12 +82,12 @@ def compare_command(
     suite: str = typer.Argument(..., help=SUITE_HELP),
     baseline: str = typer.Option(..., "--baseline", "-a", help="policy A (the deployed one), or a stored eval run"),
     candidate: str = typer.Option(..., "--candidate", "-b", help="policy B (the one to deploy), or a stored eval run"),
-    margin: float = typer.Option(0.05, help="largest drop tolerated: success-rate points in [0, 1) (0.05 = 5 %), "
+    margin: float = typer.Option(0.05, min=0.0, max=MAX_MARGIN, help="largest drop tolerated: success-rate points in [0, 1) (0.05 = 5 %), "
                                             "or fraction of baseline return when the suite's metric is return"),
-    alpha: float = typer.Option(0.05, help="significance level of the paired tests, in (0, 1)"),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="output directory"),
+    alpha: float = typer.Option(0.05, min=MIN_ALPHA, max=MAX_ALPHA, help="significance level of the paired tests"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", file_okay=False, help="output directory"),
     videos: bool = typer.Option(False, "--videos/--no-videos", help="render best/worst episodes of both policies"),
-    episodes: Optional[int] = typer.Option(None, help="override episodes per scenario"),
+    episodes: Optional[int] = typer.Option(None, min=1, max=MAX_EPISODES, help="override episodes per scenario"),
     scenario: Optional[list[str]] = typer.Option(None, "--scenario", "-s", help="compare only these scenarios"),
 ) -> None:
     """Regression gate: A vs B on identical seeds; exit 0 unless B is worse (exit 1); bad options exit 2."""

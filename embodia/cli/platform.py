@@ -15,6 +15,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.tree import Tree
 
+from embodia.cli.options import MAX_ID, MAX_LIST
+
 artifacts_app = typer.Typer(help="Registered artifacts (datasets, checkpoints, models, reports).", no_args_is_help=True)
 models_app = typer.Typer(help="Model versions and their aliases (staging, production, ...).", no_args_is_help=True)
 jobs_app = typer.Typer(help="The durable job queue.", no_args_is_help=True)
@@ -102,7 +104,7 @@ def lineage_command(ref: str = typer.Argument(..., help="model:NAME@ALIAS, model
 @artifacts_app.command("list")
 def artifacts_list(kind: str = typer.Option(None, help="only this kind (dataset, checkpoint, model, report, ...)"),
                    tag: str = typer.Option(None, help="only artifacts with this tag"),
-                   limit: int = typer.Option(50, help="at most this many, newest first")) -> None:
+                   limit: int = typer.Option(50, min=1, max=MAX_LIST, help="at most this many, newest first")) -> None:
     """List registered artifacts."""
     from embodia.platform import registry
 
@@ -195,7 +197,7 @@ def _status(status: str) -> str:
 @jobs_app.command("list")
 def jobs_list(status: str = typer.Option(None, help="queued, running, succeeded, failed or cancelled"),
               project: str = typer.Option(None, help="only this project"),
-              limit: int = typer.Option(50, help="at most this many, newest first")) -> None:
+              limit: int = typer.Option(50, min=1, max=MAX_LIST, help="at most this many, newest first")) -> None:
     """List jobs."""
     from embodia.platform import queue
 
@@ -210,7 +212,7 @@ def jobs_list(status: str = typer.Option(None, help="queued, running, succeeded,
 
 
 @jobs_app.command("show")
-def jobs_show(job_id: int = typer.Argument(..., help="job id")) -> None:
+def jobs_show(job_id: int = typer.Argument(..., min=1, max=MAX_ID, help="job id")) -> None:
     """Show a job, its config and every attempt."""
     from embodia.platform import queue
 
@@ -236,8 +238,8 @@ def jobs_show(job_id: int = typer.Argument(..., help="job id")) -> None:
 
 
 @jobs_app.command("logs")
-def jobs_logs(job_id: int = typer.Argument(..., help="job id"),
-              attempt: int = typer.Option(None, help="attempt number (default: the latest)"),
+def jobs_logs(job_id: int = typer.Argument(..., min=1, max=MAX_ID, help="job id"),
+              attempt: int = typer.Option(None, min=1, max=100, help="attempt number (default: the latest)"),
               follow: bool = typer.Option(False, "--follow", "-f", help="keep printing until the attempt ends")) -> None:
     """Print an attempt's log (live with --follow)."""
     from embodia.platform import queue
@@ -279,9 +281,9 @@ def jobs_submit(job_type: str = typer.Argument(..., help="job type, e.g. sleep")
                 config: str = typer.Option("{}", help="the stage config as JSON"),
                 inputs: list[str] = typer.Option([], "--input", help="NAME=REF (registry reference or path)"),
                 project: str = typer.Option("default", help="project (quotas apply per project)"),
-                priority: int = typer.Option(0, help="higher runs first"),
-                cpus: float = typer.Option(1.0, help="CPUs the job may use (sets its thread counts)"),
-                max_attempts: int = typer.Option(3, help="tries for internal errors")) -> None:
+                priority: int = typer.Option(0, min=-1_000_000, max=1_000_000, help="higher runs first"),
+                cpus: float = typer.Option(1.0, min=0.01, max=1024.0, help="CPUs the job may use (sets its thread counts)"),
+                max_attempts: int = typer.Option(3, min=1, max=100, help="tries for internal errors")) -> None:
     """Queue a job."""
     from embodia.platform import queue
 
@@ -298,7 +300,7 @@ def jobs_submit(job_type: str = typer.Argument(..., help="job type, e.g. sleep")
 
 
 @jobs_app.command("cancel")
-def jobs_cancel(job_id: int = typer.Argument(..., help="job id")) -> None:
+def jobs_cancel(job_id: int = typer.Argument(..., min=1, max=MAX_ID, help="job id")) -> None:
     """Cancel a queued job, or ask a running one to stop."""
     from embodia.platform import queue
 
@@ -307,7 +309,7 @@ def jobs_cancel(job_id: int = typer.Argument(..., help="job id")) -> None:
 
 
 @jobs_app.command("retry")
-def jobs_retry(job_id: int = typer.Argument(..., help="job id")) -> None:
+def jobs_retry(job_id: int = typer.Argument(..., min=1, max=MAX_ID, help="job id")) -> None:
     """Queue a failed or cancelled job again."""
     from embodia.platform import queue
 
@@ -318,9 +320,9 @@ def jobs_retry(job_id: int = typer.Argument(..., help="job id")) -> None:
 # ------------------------------------------------------------------------------------------------ worker
 
 
-def worker_command(lease_s: float = typer.Option(30.0, help="lease length; heartbeats renew it every third"),
-                   poll_s: float = typer.Option(1.0, help="wait between polls of an empty queue"),
-                   max_jobs: int = typer.Option(None, help="stop after this many jobs"),
+def worker_command(lease_s: float = typer.Option(30.0, min=1.0, max=86_400.0, help="lease length; heartbeats renew it every third"),
+                   poll_s: float = typer.Option(1.0, min=0.01, max=3600.0, help="wait between polls of an empty queue"),
+                   max_jobs: int = typer.Option(None, min=1, max=10**9, help="stop after this many jobs"),
                    until_idle: bool = typer.Option(False, help="stop when the queue has nothing runnable"),
                    job_type: list[str] = typer.Option([], "--type", help="only these job types"),
                    name: str = typer.Option(None, help="worker name (default host:pid:random)")) -> None:

@@ -133,15 +133,15 @@ STEPS = {"simulate": step_simulate, "data": step_data, "train": step_train, "eva
 
 
 def quickstart(
-    out: Path = typer.Option(Path("out/quickstart"), help="directory for videos, dataset, model and reports"),
+    out: Path = typer.Option(Path("out/quickstart"), file_okay=False, help="directory for videos, dataset, model and reports"),
     only: str = typer.Option("", help="comma-separated steps to run (default: all)"),
 ) -> None:
     """Run the whole embodia loop on the embedded defaults and show what it made."""
-    out.mkdir(parents=True, exist_ok=True)
     chosen = [s for s in only.split(",") if s] or list(STEPS)
     unknown = set(chosen) - set(STEPS)
     if unknown:
         raise UserError(f"unknown quickstart step(s) {sorted(unknown)}; choose from {list(STEPS)}")
+    out.mkdir(parents=True, exist_ok=True)  # only once the options are valid
     summary: dict = {}
     for name in chosen:
         start = time.perf_counter()

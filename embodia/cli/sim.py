@@ -8,6 +8,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from embodia.cli.options import MAX_IMAGE_SIZE, MAX_NUM_ENVS, MAX_SEED, MAX_THREADS, require_new_file
+
 tasks_app = typer.Typer(help="The task library.", no_args_is_help=True)
 sim_app = typer.Typer(help="Batched simulation: throughput and videos.", no_args_is_help=True)
 console = Console()
@@ -33,9 +35,9 @@ def list_tasks() -> None:
 @sim_app.command("bench")
 def bench(
     task: str = typer.Option("cheetah-run", help="task to step"),
-    num_envs: int = typer.Option(64, help="batch size"),
-    steps: int = typer.Option(300, help="env steps to time"),
-    nthread: int = typer.Option(0, help="physics threads (0 = one per core)"),
+    num_envs: int = typer.Option(64, min=1, max=MAX_NUM_ENVS, help="batch size"),
+    steps: int = typer.Option(300, min=1, max=1_000_000, help="env steps to time"),
+    nthread: int = typer.Option(0, min=0, max=MAX_THREADS, help="physics threads (0 = one per core)"),
 ) -> None:
     """Measure env-steps/s of the batched simulator with random actions (obs, reward and autoreset included)."""
     import time
@@ -90,15 +92,15 @@ def _cell(value) -> str:
 
 @sim_app.command("video")
 def video(
-    out: Path = typer.Option(..., help="output .mp4 path"),
+    out: Path = typer.Option(..., dir_okay=False, help="output .mp4 path"),
     task: str = typer.Option("", help="task to render (a name, path/to/file.py:Class or module:Class)"),
     model: str = typer.Option("", help="a bare MJCF/URDF model file to render instead of a task"),
     actions: str = typer.Option("random", help="random or zero actions"),
-    steps: int = typer.Option(200, help="env steps to record"),
+    steps: int = typer.Option(200, min=1, max=100_000, help="env steps to record"),
     camera: str = typer.Option("", help="camera name (default: the task's/model's first camera)"),
-    width: int = typer.Option(480, help="frame width in pixels"),
-    height: int = typer.Option(480, help="frame height in pixels"),
-    seed: int = typer.Option(0, help="episode seed"),
+    width: int = typer.Option(480, min=16, max=MAX_IMAGE_SIZE, help="frame width in pixels"),
+    height: int = typer.Option(480, min=16, max=MAX_IMAGE_SIZE, help="frame height in pixels"),
+    seed: int = typer.Option(0, min=0, max=MAX_SEED, help="episode seed"),
 ) -> None:
     """Record an episode of a TASK, or of a bare MODEL file, under random or zero actions to an MP4 file."""
     import numpy as np
@@ -108,14 +110,11 @@ def video(
 
     if out.suffix.lower() != ".mp4":
         raise UserError(f"--out {out} must end in .mp4")
+    require_new_file(out, "--out")
     if bool(task) == bool(model):
         raise UserError("give exactly one of --task NAME or --model FILE")
     if actions not in ("random", "zero"):
         raise UserError(f"--actions {actions!r}; use random or zero")
-    for flag, value, low, high in (("--steps", steps, 1, 100_000), ("--width", width, 16, 4096),
-                                   ("--height", height, 16, 4096), ("--seed", seed, 0, 2**62)):
-        if not low <= value <= high:
-            raise UserError(f"{flag} {value} must be in [{low}, {high}]")
     env = _model_env(model, seed) if model else _task_env(task, seed)
     try:
         cameras = env.cameras

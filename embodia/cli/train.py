@@ -9,6 +9,7 @@ from typing import Any, Optional
 import typer
 from rich.console import Console
 
+from embodia.cli.options import MAX_SEED, MAX_STEPS, require_output_dir
 from embodia.cli.progress import RichReporter
 from embodia.core.config import build_config, parse_set_overrides, read_yaml
 from embodia.core.errors import UserError
@@ -24,16 +25,19 @@ def train_command(
                                                   f"{DEFAULT_TASK}; bc/diffusion: the task the dataset was recorded "
                                                   "on, recorded in the checkpoint and checked against it)"),
     algo: str = typer.Option("ppo", help="ppo or sac (RL on the task), or bc / diffusion (imitation from --dataset)"),
-    dataset: Optional[Path] = typer.Option(None, help="LeRobot dataset directory (bc and diffusion only)"),
-    config: Optional[Path] = typer.Option(None, help="YAML file of config fields"),
+    dataset: Optional[Path] = typer.Option(None, file_okay=False, help="LeRobot dataset directory (bc and diffusion only)"),
+    config: Optional[Path] = typer.Option(None, exists=True, dir_okay=False, help="YAML file of config fields"),
     set_: Optional[list[str]] = typer.Option(None, "--set", help="override a config field: key=value (repeatable)"),
-    out: Path = typer.Option(Path("runs"), help="parent directory of run directories"),
-    resume: Optional[Path] = typer.Option(None, help="continue the run (or checkpoint) in this directory"),
-    total_steps: Optional[int] = typer.Option(None, help="env steps to train for (bc/diffusion: gradient steps)"),
-    seed: Optional[int] = typer.Option(None, help="seed (overrides the config)"),
+    out: Path = typer.Option(Path("runs"), file_okay=False, help="parent directory of run directories"),
+    resume: Optional[Path] = typer.Option(None, exists=True, file_okay=False,
+                                          help="continue the run (or checkpoint) in this directory"),
+    total_steps: Optional[int] = typer.Option(None, min=1, max=MAX_STEPS,
+                                              help="env steps to train for (bc/diffusion: gradient steps)"),
+    seed: Optional[int] = typer.Option(None, min=0, max=MAX_SEED, help="seed (overrides the config)"),
 ) -> None:
     """Train a policy; checkpoints, metrics.jsonl, TensorBoard logs and manifest.json go to the run directory."""
     overrides = parse_set_overrides(set_ or [])
+    require_output_dir(out, "--out")
     if algo in IL_ALGOS:
         _train_imitation(algo, task, dataset, config, overrides, out, total_steps, seed, resume)
         return
@@ -91,14 +95,16 @@ def _report(manifest, run_dir: Path) -> None:
 
 
 def export_command(
-    model: Path = typer.Argument(..., help="run directory or checkpoint directory"),
+    model: Path = typer.Argument(..., exists=True, help="run directory, checkpoint directory or .onnx file"),
     onnx: bool = typer.Option(True, "--onnx/--no-onnx", help="export to ONNX (the only format so far)"),
-    out: Optional[Path] = typer.Option(None, help="output directory for policy.onnx and its manifest "
-                                                  "(default: exports/<model name>)"),
+    out: Optional[Path] = typer.Option(None, file_okay=False, help="output directory for policy.onnx and its "
+                                                                   "manifest (default: exports/<model name>)"),
 ) -> None:
     """Export a trained policy (state or camera) to ONNX with normalization folded in; verifies it against PyTorch."""
     if not onnx:
         raise UserError("only ONNX export exists; pass --onnx")
+    if out is not None:
+        require_output_dir(out, "--out")
     from embodia.learn import export as export_stage
 
     target = out or Path("exports") / model.resolve().name

@@ -18,6 +18,13 @@ def _tmp_sibling(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp-{os.getpid()}")
 
 
+def _naming_target(error: OSError, tmp: Path, path: Path) -> OSError:
+    """The same OS error, naming `path` instead of the temporary file a user never asked for (or no file at all)."""
+    if error.errno is None or (error.filename is not None and Path(str(error.filename)) != tmp):
+        return error
+    return OSError(error.errno, error.strerror, str(path))  # OSError picks the subclass from errno
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     """Write `data` to `path` so readers see the old or the new content, never a partial file."""
     path = Path(path)
@@ -29,6 +36,9 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+    except OSError as error:
+        tmp.unlink(missing_ok=True)
+        raise _naming_target(error, tmp, path) from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -54,6 +64,8 @@ def atomic_file(path: str | Path, suffix: str = "") -> Iterator[Path]:
     try:
         yield tmp
         os.replace(tmp, path)
+    except OSError as error:
+        raise _naming_target(error, tmp, path) from None
     finally:
         tmp.unlink(missing_ok=True)
 

@@ -15,6 +15,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from embodia.core.atomic import atomic_file
 from embodia.core.errors import DatasetFormatError, UserError
 
 CODEC_NAMES = {"libsvtav1": "av1", "libx264": "h264"}
@@ -57,9 +58,7 @@ def encode_frames(path: Path, frames: np.ndarray, fps: int, config: VideoConfig 
     height, width = frames.shape[1:3]
     if height % 2 or width % 2:
         raise UserError(f"camera image size {width}x{height} must be even for yuv420p video; pick an even --image-size")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
-    with av.open(str(tmp), mode="w") as container:
+    with atomic_file(path) as tmp, av.open(str(tmp), mode="w") as container:
         stream = container.add_stream(config.encoder, rate=int(fps), options=config.options())
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.codec_context.time_base = Fraction(1, int(fps))
@@ -69,7 +68,6 @@ def encode_frames(path: Path, frames: np.ndarray, fps: int, config: VideoConfig 
             image.time_base = Fraction(1, int(fps))
             container.mux(stream.encode(image))
         container.mux(stream.encode())
-    os.replace(tmp, path)
     return path
 
 

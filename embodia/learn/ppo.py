@@ -16,7 +16,7 @@ from threadpoolctl import threadpool_limits
 from torch import nn
 
 from embodia.core.errors import CheckpointError
-from embodia.learn.config import RunConfig
+from embodia.learn.config import LayerWidth, RunConfig
 from embodia.learn.nets import DeployedActor, GaussianActor, mlp
 from embodia.learn.normalize import ObsNormalizer, RewardScaler
 from embodia.learn.vec_env import TrainEnv
@@ -48,7 +48,7 @@ class PPOConfig(RunConfig):
     norm_obs: bool = Field(True, description="normalize observations with running statistics")
     norm_reward: bool = Field(True, description="scale rewards by the running std of the discounted return")
     obs_clip: float = Field(10.0, gt=0, description="clip normalized observations to +- this")
-    hidden_sizes: list[int] = Field(default_factory=lambda: [64, 64], min_length=1, description="MLP hidden layer sizes")
+    hidden_sizes: list[LayerWidth] = Field(default_factory=lambda: [64, 64], min_length=1, description="MLP hidden layer sizes")
     activation: Literal["tanh", "relu", "elu", "silu"] = Field("tanh", description="hidden activation")
     init_log_std: float = Field(0.0, description="initial log std of the Gaussian policy (unit action space)")
 

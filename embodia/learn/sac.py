@@ -15,7 +15,7 @@ import torch
 from pydantic import Field
 
 from embodia.core.errors import CheckpointError
-from embodia.learn.config import RunConfig
+from embodia.learn.config import LayerWidth, RunConfig
 from embodia.learn.nets import DeployedActor, SquashedGaussianActor, TwinQ
 from embodia.learn.normalize import ObsNormalizer
 from embodia.learn.vec_env import TrainEnv
@@ -46,7 +46,7 @@ class SACConfig(RunConfig):
     target_entropy: float | None = Field(None, description="entropy target (None: -act_dim)")
     norm_obs: bool = Field(False, description="normalize observations with running statistics")
     obs_clip: float = Field(10.0, gt=0, description="clip normalized observations to +- this")
-    hidden_sizes: list[int] = Field(default_factory=lambda: [256, 256], min_length=1, description="MLP hidden layer sizes")
+    hidden_sizes: list[LayerWidth] = Field(default_factory=lambda: [256, 256], min_length=1, description="MLP hidden layer sizes")
     activation: Literal["tanh", "relu", "elu", "silu"] = Field("relu", description="hidden activation")
 
 

@@ -11,7 +11,6 @@ import numpy as np
 
 from embodia.core.errors import CheckpointError, UserError
 from embodia.sim.backend import make_backend
-from embodia.core.errors import UserError
 from embodia.sim.randomization import (DomainRandomization, ModelParams, NamedTargets, apply_scales,
                                          sample_scales)
 
@@ -62,6 +61,29 @@ DIVERGENCE_WINDOW = 50  # steps over which the divergence rate is judged
 DIVERGENCE_STOP = 0.2
 
 
+def batch_bytes(model: mujoco.MjModel, num_envs: int, frame_skip: int = 1, copies_model: bool = False,
+                max_latency: int = 0) -> int:
+    """A lower bound on the memory a BatchSim of `num_envs` allocates (state, sensors, controls, model copies)."""
+    nstate = mujoco.mj_stateSize(model, STATE_SPEC)
+    per_env = 8 * (nstate * (1 + frame_skip) + model.nsensordata * (1 + frame_skip) + model.nmocap * 7 * 2
+                   + model.nu * (2 + max_latency) + model.nbody * 6 + 4)
+    per_env += model.nbuffer if copies_model else 0
+    return num_envs * per_env
+
+
+def check_batch_fits(model: mujoco.MjModel, num_envs: int, frame_skip: int = 1, copies_model: bool = False,
+                     max_latency: int = 0) -> None:
+    """Refuse, before allocating, a batch whose arrays alone would take over half of this machine's memory."""
+    needed = batch_bytes(model, num_envs, frame_skip, copies_model, max_latency)
+    try:
+        total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # a platform without sysconf: only the size bound applies
+        return
+    if needed > total // 2:
+        raise UserError(f"num_envs={num_envs} needs at least {needed / 2**30:.1f} GiB for the simulation state "
+                        f"alone, more than half of this machine's {total / 2**30:.1f} GiB; use fewer envs")
+
+
 @dataclass
 class StepInfo:
     """What happened inside the physics step, per env."""
@@ -92,11 +114,14 @@ class BatchSim:
             raise UserError(f"num_envs={num_envs} must be >= 1")
         if frame_skip < 1:
             raise UserError(f"frame_skip={frame_skip} must be >= 1")
+        if nthread is not None and nthread < 0:
+            raise UserError(f"nthread={nthread} must be >= 0 (0 or None: one thread per core)")
         self.model = model
         self.num_envs = num_envs
         self.frame_skip = frame_skip
         self.dt = model.opt.timestep * frame_skip
         self.randomization = DomainRandomization.from_data(randomization)
+        check_batch_fits(model, num_envs, frame_skip, self.randomization.changes_model(), self.randomization.max_latency())
         self.named_targets = NamedTargets(self.randomization, model)  # unknown names fail here, before any work
         self.rng = np.random.default_rng(seed)
         self.nominal = ModelParams(model)

@@ -81,6 +81,10 @@ def gl_failure_hint() -> str:
             "on a machine with a display MUJOCO_GL=glfw works too.")
 
 
+# largest frame side we render: every GL driver we support (EGL, OSMesa) allocates offscreen buffers this big
+MAX_RENDER_SIZE = 4096
+
+
 class RenderError(RuntimeError):
     """Offscreen rendering is unavailable; the message names the cause and the fix."""
 
@@ -101,6 +105,8 @@ class BatchRenderer:
         self.size = (width, height)
         self.quality = quality
         model = sim.model
+        if not (1 <= width <= MAX_RENDER_SIZE and 1 <= height <= MAX_RENDER_SIZE):
+            raise UserError(f"render size {width}x{height}: width and height must be in [1, {MAX_RENDER_SIZE}] pixels")
         if width > model.vis.global_.offwidth or height > model.vis.global_.offheight:
             model.vis.global_.offwidth = max(width, model.vis.global_.offwidth)
             model.vis.global_.offheight = max(height, model.vis.global_.offheight)

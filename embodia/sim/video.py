@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
+
+from embodia.core.atomic import atomic_file
 
 
 def write_video(path: str | Path, frames: np.ndarray, fps: int = 30, codec: str = "libx264", crf: int = 23) -> Path:
@@ -16,10 +17,8 @@ def write_video(path: str | Path, frames: np.ndarray, fps: int = 30, codec: str 
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
         raise ValueError(f"frames must be (T, H, W, 3) uint8, got {frames.shape} {frames.dtype}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.mp4")
     height, width = frames.shape[1:3]
-    with av.open(str(tmp), mode="w") as container:
+    with atomic_file(path, suffix=".mp4") as tmp, av.open(str(tmp), mode="w") as container:
         stream = container.add_stream(codec, rate=int(fps))
         stream.width, stream.height = width - width % 2, height - height % 2
         stream.pix_fmt = "yuv420p"
@@ -30,7 +29,6 @@ def write_video(path: str | Path, frames: np.ndarray, fps: int = 30, codec: str 
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
-    os.replace(tmp, path)
     return path
 
 
