@@ -43,7 +43,8 @@ def run_stage(stage: str, kind: str, config: Mapping[str, Any], out: str | Path,
 
     `resume=True` keeps an existing staging directory (partial work of a crashed run); otherwise it starts empty.
     On `Cancelled` (or Ctrl-C) the partial output is kept in staging and a `cancelled` manifest is returned.
-    Any other error leaves staging for inspection/resume and re-raises; `out` keeps its previous content.
+    Any other error leaves staging for inspection/resume and re-raises; `out` keeps its previous content. A body
+    that fails before writing anything (e.g. a config the body validates) leaves no directory behind at all.
     """
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -55,6 +56,7 @@ def run_stage(stage: str, kind: str, config: Mapping[str, Any], out: str | Path,
     staging = staging_dir(out)
     if staging.exists() and not resume:
         shutil.rmtree(staging)
+    created = _first_missing(staging)
     staging.mkdir(parents=True, exist_ok=True)
     started = now_utc()
     status = "complete"
@@ -62,6 +64,10 @@ def run_stage(stage: str, kind: str, config: Mapping[str, Any], out: str | Path,
         result = body(staging, reporter) or StageResult()
     except (Cancelled, KeyboardInterrupt):
         status, result = "cancelled", StageResult()
+    except BaseException:
+        if created is not None and not any(p.is_file() for p in created.rglob("*")):  # nothing written: no empty dirs
+            shutil.rmtree(created, ignore_errors=True)
+        raise
     outputs = list_files(staging)
     volatile = tuple(result.volatile)
     hashed = [entry for entry in outputs
@@ -73,6 +79,16 @@ def run_stage(stage: str, kind: str, config: Mapping[str, Any], out: str | Path,
     if status == "complete":
         replace_dir(staging, out)
     return manifest
+
+
+def _first_missing(path: Path) -> Path | None:
+    """The outermost directory `path.mkdir(parents=True)` would create, or None when `path` exists."""
+    missing = None
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            break
+        missing = candidate
+    return missing
 
 
 def _plain(value: Any) -> Any:
