@@ -21,6 +21,7 @@ OBS_INPUT = "obs"
 ACTION_OUTPUT = "action"
 META_PREFIX = "embodia."
 REQUIRED_KEYS = ("obs_dim", "act_dim", "action_low", "action_high")
+_ACTION_OUTPUTS = [ACTION_OUTPUT]
 
 
 @runtime_checkable
@@ -165,6 +166,13 @@ class OnnxPolicy:
         return action[0] if array.ndim == 1 else action
 
     __call__ = act
+
+    def run_checked(self, obs: np.ndarray, images: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
+        """`act` without its input checks, for a caller that has already checked obs (float32 (B, obs_dim),
+        finite) and images (uint8 (B, size, size, 3) per key) — the policy server's decoders, where the second
+        check would cost a third of the handler's time."""
+        feeds = {OBS_INPUT: obs, **images} if images else {OBS_INPUT: obs}
+        return self.session.run(_ACTION_OUTPUTS, feeds)[0]
 
     def _image_feeds(self, images: Mapping[str, np.ndarray] | None, batch: int) -> dict[str, np.ndarray]:
         size = self.metadata.image_size

@@ -15,6 +15,7 @@ import base64
 import binascii
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from typing import NamedTuple
 
 import numpy as np
@@ -49,12 +50,12 @@ class InputSpec:
     image_keys: tuple[str, ...] = ()
     image_size: int = 0
 
-    @property
+    @cached_property
     def image_bytes(self) -> int:
         """Bytes of one (size, size, 3) uint8 image."""
         return self.image_size * self.image_size * 3
 
-    @property
+    @cached_property
     def row_bytes(self) -> int:
         """Binary bytes of one observation and its images."""
         return 4 * self.obs_dim + len(self.image_keys) * self.image_bytes
@@ -149,11 +150,10 @@ def check_obs(obs: object, obs_dim: int, max_batch: int) -> tuple[np.ndarray, bo
 def decode_binary(body: bytes, shape_header: str | None, spec: InputSpec) -> Inputs:
     """Parse a raw body (float32 observations, then each image key's uint8 block) with its optional shape header."""
     obs_dim, row_bytes = spec.obs_dim, spec.row_bytes
-    layout = f"{row_bytes} bytes per row: little-endian float32 obs_dim={obs_dim}" + (
-        f", then {len(spec.image_keys)} uint8 image block(s) of {spec.image_bytes} bytes" if spec.image_keys else "")
     if shape_header is None:
         if not body or len(body) % row_bytes:
-            raise RequestError(422, f"binary body has {len(body)} bytes, expected a non-zero multiple of {layout}")
+            raise RequestError(422, f"binary body has {len(body)} bytes, expected a non-zero multiple of "
+                                    f"{_row_layout(spec)}")
         shape: tuple[int, ...] = (len(body) // row_bytes, obs_dim)
     else:
         shape = _parse_shape(shape_header)
@@ -163,12 +163,17 @@ def decode_binary(body: bytes, shape_header: str | None, spec: InputSpec) -> Inp
         expected_bytes = math.prod(shape[:-1]) * row_bytes
         if expected_bytes != len(body):
             hint = " (float64 data? send little-endian float32)" if len(body) == 2 * expected_bytes else ""
-            raise RequestError(422, f"{SHAPE_HEADER}: {shape_header} needs {expected_bytes} bytes ({layout}), the "
-                                    f"body has {len(body)}{hint}")
+            raise RequestError(422, f"{SHAPE_HEADER}: {shape_header} needs {expected_bytes} bytes "
+                                    f"({_row_layout(spec)}), the body has {len(body)}{hint}")
     batch = math.prod(shape[:-1])
     obs = np.frombuffer(body, dtype=FLOAT32_LE, count=batch * obs_dim).reshape(shape)
     obs, single = _check_array(obs, obs_dim, spec.max_batch, "binary body")
     return Inputs(obs, _binary_images(body, spec, batch), single)
+
+
+def _row_layout(spec: InputSpec) -> str:
+    return f"{spec.row_bytes} bytes per row: little-endian float32 obs_dim={spec.obs_dim}" + (
+        f", then {len(spec.image_keys)} uint8 image block(s) of {spec.image_bytes} bytes" if spec.image_keys else "")
 
 
 def _binary_images(body: bytes, spec: InputSpec, batch: int) -> dict[str, np.ndarray] | None:

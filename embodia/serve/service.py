@@ -85,7 +85,7 @@ class PolicyService:
     def infer(self, inputs: Inputs) -> np.ndarray:
         """Run the policy on checked inputs (obs (B, obs_dim) [+ images]) → actions (B, act_dim) float32."""
         start = time.perf_counter()
-        actions = self.policy.act(inputs.obs, inputs.images)
+        actions = self.policy.run_checked(inputs.obs, inputs.images)  # the decoders checked them
         with self._metrics_lock:
             self.metrics.inference.observe(time.perf_counter() - start)
             self.metrics.observations += inputs.obs.shape[0]

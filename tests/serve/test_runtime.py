@@ -65,3 +65,15 @@ def test_metadata_disagreeing_with_graph_is_refused(tmp_path: Path) -> None:
     onnx.save(model, path)
     with pytest.raises(CheckpointError, match="obs_dim=5 disagrees with the graph's input width 4"):
         load_model(path)
+
+
+def test_run_checked_equals_act_for_state_and_camera_policies(model_path: Path, tmp_path: Path) -> None:
+    from embodia.serve.testing import make_vision_onnx
+
+    policy = load_model(model_path).policy
+    obs = np.random.default_rng(1).normal(size=(4, OBS_DIM)).astype(np.float32)
+    np.testing.assert_array_equal(policy.run_checked(obs), policy.act(obs))
+    camera = load_model(make_vision_onnx(tmp_path / "camera.onnx", 3, 2, ("observation.images.top",), 8)).policy
+    obs = np.random.default_rng(2).normal(size=(2, 3)).astype(np.float32)
+    images = {"observation.images.top": np.random.default_rng(3).integers(0, 256, (2, 8, 8, 3), dtype=np.uint8)}
+    np.testing.assert_array_equal(camera.run_checked(obs, images), camera.act(obs, images))
