@@ -130,3 +130,33 @@ def test_missing_or_misshapen_images_are_422_naming_the_key(vision_url: str, cam
         reply.json()["error"]
     reply = httpx.post(f"{vision_url}/act", json={"obs": obs.tolist(), "images": {KEYS[0]: _b64(images)[KEYS[0]]}})
     assert reply.status_code == 422 and f"missing ['{KEYS[1]}']" in reply.json()["error"]
+
+
+@pytest.mark.slow
+def test_serves_a_vision_bc_policy_exported_by_embodia(tmp_path: Path) -> None:
+    """A camera policy trained by vision BC and exported by `export_bc` is served with its images."""
+    from embodia.learn.bc import export_bc, load_bc, train_bc
+    from embodia.learn.vision import VisionDemonstrations
+
+    rng = np.random.default_rng(0)
+    frames, key = 48, "observation.images.front"
+    images = rng.integers(0, 256, (frames, 32, 32, 3), dtype=np.uint8)
+    demos = VisionDemonstrations(rng.normal(size=(frames, 4)), np.tanh(rng.normal(size=(frames, 2))),
+                                 np.repeat(np.arange(4), frames // 4), task=None, action_low=-np.ones(2),
+                                 action_high=np.ones(2), images={key: images})
+    checkpoint = train_bc(demos, {"num_steps": 5, "batch_size": 16, "hidden_sizes": [16], "image_keys": [key],
+                                  "image_size": 32, "image_channels": 4}, tmp_path / "bc")
+    exported = export_bc(checkpoint, tmp_path / "vision_bc.onnx")
+    obs, frames_in = demos.observations[:3], {key: images[:3]}
+    expected = OnnxPolicy(exported).act(obs, frames_in)
+    np.testing.assert_allclose(expected, load_bc(checkpoint).predict_chunk(obs, frames_in)[:, 0], atol=1e-5)
+    url, stop = serve_in_background(exported)
+    try:
+        with PolicyClient(url) as client:
+            assert client.image_keys == (key,) and client.metadata()["algo"] == "bc"
+            np.testing.assert_array_equal(client.act(obs, frames_in), expected)
+        reply = httpx.post(f"{url}/act", json={"obs": obs[0].tolist(), "images": {key: base64.b64encode(
+            images[0].tobytes()).decode()}})
+        np.testing.assert_array_equal(np.asarray(reply.json()["action"], np.float32), expected[0])
+    finally:
+        stop()
