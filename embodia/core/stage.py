@@ -38,13 +38,14 @@ def staging_dir(out: str | Path) -> Path:
 def run_stage(stage: str, kind: str, config: Mapping[str, Any], out: str | Path,
               body: Callable[[Path, Reporter], StageResult | None], *,
               inputs: Mapping[str, str | Path] | None = None, reporter: Reporter | None = None,
-              resume: bool = False, overwrite: bool = True) -> Manifest:
+              resume: bool = False, overwrite: bool = True, keep_failed: bool = True) -> Manifest:
     """Run `body(staging, reporter)` and publish `out` whole with its manifest; returns the manifest.
 
     `resume=True` keeps an existing staging directory (partial work of a crashed run); otherwise it starts empty.
     On `Cancelled` (or Ctrl-C) the partial output is kept in staging and a `cancelled` manifest is returned.
     Any other error leaves staging for inspection/resume and re-raises; `out` keeps its previous content. A body
-    that fails before writing anything (e.g. a config the body validates) leaves no directory behind at all.
+    that fails before writing anything (e.g. a config the body validates) leaves no directory behind at all; with
+    `keep_failed=False` (stages that cannot resume) a failed body leaves nothing behind whatever it wrote.
     """
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -65,7 +66,9 @@ def run_stage(stage: str, kind: str, config: Mapping[str, Any], out: str | Path,
     except (Cancelled, KeyboardInterrupt):
         status, result = "cancelled", StageResult()
     except BaseException:
-        if created is not None and not any(p.is_file() for p in created.rglob("*")):  # nothing written: no empty dirs
+        if not keep_failed:
+            shutil.rmtree(created or staging, ignore_errors=True)
+        elif created is not None and not any(p.is_file() for p in created.rglob("*")):  # nothing written: no empty dirs
             shutil.rmtree(created, ignore_errors=True)
         raise
     outputs = list_files(staging)

@@ -133,7 +133,7 @@ def run(config: AugmentConfig | Mapping[str, Any], out: str | Path, *, inputs: M
         return StageResult(seeds=[config.seed], summary=_augment_into(config, sources, spec, staging, stage_reporter))
 
     return run_stage("augment", "dataset", config.model_dump(mode="json"), out, body, inputs={"dataset": src},
-                     reporter=reporter)
+                     reporter=reporter, keep_failed=False)
 
 
 def augment(src: str | Path, out: str | Path, config: AugmentConfig | None = None,

@@ -236,4 +236,5 @@ def run(config: CompareConfig | Mapping[str, Any], out: str | Path, *, inputs: M
 
     effective = {**config.model_dump(mode="json"), "suite": suite.model_dump(mode="json"),
                  "baseline": str(policies["a"]), "candidate": str(policies["b"])}
-    return run_stage("compare", "comparison", effective, out, body, inputs=paths, reporter=reporter)
+    return run_stage("compare", "comparison", effective, out, body, inputs=paths, reporter=reporter,
+                     keep_failed=False)

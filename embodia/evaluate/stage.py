@@ -66,7 +66,7 @@ def run(config: EvaluateConfig | Mapping[str, Any], out: str | Path, *, inputs: 
         return StageResult(seeds=[suite.seed], summary=results_summary(results))
 
     effective = {**config.model_dump(mode="json"), "suite": suite.model_dump(mode="json"), "policy": policy}
-    return run_stage("evaluate", "report", effective, out, body, inputs=paths, reporter=reporter)
+    return run_stage("evaluate", "report", effective, out, body, inputs=paths, reporter=reporter, keep_failed=False)
 
 
 def results_summary(results) -> dict[str, Any]:

@@ -84,3 +84,9 @@ def test_a_cancelled_stage_is_recorded_and_publishes_nothing(lqr_onnx, tmp_path)
     assert Manifest.read(tmp_path / ".eval.partial").status == "cancelled"
     cancelled = generate.run({**PICK_PLACE, "keep": "all"}, tmp_path / "ds", reporter=RecordingReporter(cancel_after=1))
     assert cancelled.status == "cancelled" and not (tmp_path / "ds").exists()
+
+
+def test_a_failed_evaluation_leaves_nothing_behind(tmp_path):
+    with pytest.raises(ValueError, match="returned actions of shape"):
+        evaluate({"suite": SUITE, "videos": False, "policy": "numpy:zeros_like"}, tmp_path / "eval")
+    assert list(tmp_path.iterdir()) == []
