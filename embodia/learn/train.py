@@ -19,7 +19,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from embodia.core.atomic import atomic_write_text
-from embodia.core.errors import CheckpointError, ConfigError, DatasetFormatError
+from embodia.core.errors import CheckpointError, ConfigError, DatasetFormatError, UserError
 from embodia.core.manifest import MANIFEST_FILE, Manifest
 from embodia.core.reporter import Reporter
 from embodia.core.stage import StageResult, run_stage, staging_dir
@@ -30,6 +30,7 @@ from embodia.learn.il_common import plot_losses, save_il_policy
 from embodia.learn.logger import METRICS_FILE
 from embodia.learn.registry import Algorithm, get_algorithm
 from embodia.learn.trainer import FINAL, load_config, resume_config, rewind_to, run_name, train_rl
+from embodia.learn.vec_env import make_train_env
 from embodia.tasks import BatchEnv
 
 LOSS_PLOT = "loss.png"
@@ -53,21 +54,21 @@ def run(config: BaseModel | Mapping[str, Any], out: str | Path, *, inputs: Mappi
 
 
 def parse_config(config: BaseModel | Mapping[str, Any]) -> tuple[Algorithm, BaseModel, str | None]:
-    """(algorithm, validated config, task) from a config object or a mapping with an `algo` key (imitation
-    mappings may also name the `task` the demonstrations are for)."""
+    """(algorithm, validated config, task) from a config object or a mapping with an `algo` key and a `task`
+    (RL: the task's shipped defaults apply under the mapping; imitation: the task the demonstrations are for)."""
     if isinstance(config, BaseModel):
         name = getattr(config, "algo", None) or getattr(config, "type", None)
         return get_algorithm(name), config, getattr(config, "task", None)
     fields = dict(config)
     if "algo" not in fields:
         raise ConfigError("the train config needs 'algo' (ppo, sac, bc or diffusion)")
-    algorithm = get_algorithm(fields["algo"])
-    if algorithm.kind == "rl":
-        return algorithm, build_config(algorithm.config_cls, [("config", fields)]), fields.get("task")
-    fields.pop("algo")
+    algorithm = get_algorithm(fields.pop("algo"))
     task = fields.pop("task", None)
     if task is not None and not isinstance(task, str):
         raise ConfigError(f"config field 'task' = {task!r} must be an embodia task name")
+    if algorithm.kind == "rl":  # the task's shipped (or automatic) defaults apply, as on the command line
+        task = task or RunConfig.model_fields["task"].default
+        return algorithm, load_config(task, algorithm.name, overrides=fields, overrides_source="config"), task
     return algorithm, build_config(algorithm.config_cls, [("config", fields)]), task or None
 
 
@@ -79,12 +80,17 @@ def _run_rl(config: RunConfig, out: str | Path, inputs: Mapping[str, str | Path]
     staging = staging_dir(out)
     # a crash before the first checkpoint leaves nothing to resume from: that run starts again from scratch
     resume_from = resolve_checkpoint(staging) if resume and _has_checkpoint(staging) else None
+    # built before the stage starts, so a bad task or env setting leaves no staging directory behind
+    env = make_train_env(config.task, config.num_envs, config.seed, config.env_kwargs)
 
     def body(run_dir: Path, stage_reporter: Reporter) -> StageResult:
-        return train_rl(config, run_dir, stage_reporter, resume_from=resume_from, callback=callback)
+        return train_rl(config, run_dir, stage_reporter, resume_from=resume_from, callback=callback, env=env)
 
-    return run_stage("train", "checkpoint", config.model_dump(), out, body, reporter=reporter,
-                     resume=resume_from is not None)
+    try:
+        return run_stage("train", "checkpoint", config.model_dump(), out, body, reporter=reporter,
+                         resume=resume_from is not None)
+    finally:
+        env.close()
 
 
 def _has_checkpoint(staging: Path) -> bool:
@@ -155,7 +161,11 @@ def _run_imitation(algorithm: Algorithm, config: BaseModel, task: str | None, ou
                                                          "checkpoint": f"{CHECKPOINTS_DIR}/{FINAL}"})
 
     effective = {"algo": algorithm.name, "task": task, **config.model_dump()}
-    return run_stage("train", "checkpoint", effective, out, body, inputs={"dataset": dataset}, reporter=reporter)
+    try:
+        return run_stage("train", "checkpoint", effective, out, body, inputs={"dataset": dataset}, reporter=reporter)
+    except UserError:  # an imitation run does not resume: its partial output is of no use
+        shutil.rmtree(staging_dir(out), ignore_errors=True)
+        raise
 
 
 def check_dataset_for_training(dataset: Path) -> None:

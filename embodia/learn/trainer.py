@@ -30,8 +30,9 @@ FINAL = "final"
 
 
 def load_config(task: str, algo: str, config_file: str | Path | None = None, overrides: dict[str, Any] | None = None,
-                **explicit: Any) -> RunConfig:
-    """Algorithm defaults <- shipped `<task>_<algo>.yaml` <- `config_file` <- `overrides` <- explicit non-None values."""
+                *, overrides_source: str = "--set", **explicit: Any) -> RunConfig:
+    """Algorithm defaults <- shipped `<task>_<algo>.yaml` (or automatic PPO defaults) <- `config_file` <-
+    `overrides` (named `overrides_source` in errors) <- explicit non-None values."""
     config_cls = get_algorithm(algo, kind="rl").config_cls
     layers: list[tuple[str, dict[str, Any]]] = [("task", {"task": task})]
     shipped = config_path(task, algo)
@@ -42,7 +43,7 @@ def load_config(task: str, algo: str, config_file: str | Path | None = None, ove
     if config_file is not None:
         layers.append((str(config_file), read_yaml(config_file)))
     if overrides:
-        layers.append(("--set", dict(overrides)))
+        layers.append((overrides_source, dict(overrides)))
     layers.append(("command line", {k: v for k, v in explicit.items() if v is not None}))
     return build_config(config_cls, layers)
 

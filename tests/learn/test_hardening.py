@@ -172,3 +172,19 @@ def test_resume_cuts_metrics_and_tensorboard_back_to_the_checkpoint(tmp_path):
     events.Reload()
     tb_steps = [event.step for event in events.Scalars("losses/pg_loss")]
     assert tb_steps == sorted(set(tb_steps)) and tb_steps[-1] == 512
+
+
+# ---------------------------------------------------------------------------------------------- item 16 (train)
+@pytest.mark.parametrize("flag", ["hidden_sizes=[0,-1]", "env_kwargs.bogus=1", "num_envs=100000000"])
+def test_bad_rl_settings_are_one_line_and_leave_nothing_behind(monkeypatch, tmp_path, capsys, flag):
+    field = flag.split("=")[0].split("[")[0]
+    assert cli(monkeypatch, "train", "--task", "cartpole-balance", "--out", str(tmp_path / "runs"), "--set", flag) == 2
+    err = capsys.readouterr().err
+    assert field in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").iterdir())
+
+
+def test_a_failing_imitation_run_leaves_no_staging_directory(tmp_path, reach_dataset):
+    with pytest.raises(ConfigError, match="out of range"):
+        train.run({**BC, "state_indices": [0, 99]}, tmp_path / "run", inputs={"dataset": reach_dataset})
+    assert not list(tmp_path.iterdir())
