@@ -1,4 +1,8 @@
-"""Synthetic robot data: LeRobot v3.0 datasets (writer, reader, checker), generation at scale, augmentation, viewer."""
+"""Synthetic robot data: LeRobot v3.0 datasets (writer, reader, checker), generation at scale, augmentation, viewer.
+
+The stages are the submodules' `run` functions: `embodia.data.generate.run` and `embodia.data.augment.run`
+(so `embodia.data.generate` is always the module, never a function of the same name).
+"""
 
 from __future__ import annotations
 
@@ -6,13 +10,13 @@ import importlib
 from typing import Any
 
 __all__ = ["Dataset", "DatasetSpec", "Episode", "StagingArea", "write_dataset", "check_dataset", "GenerateConfig",
-           "generate", "AugmentConfig", "augment", "write_page"]
+           "AugmentConfig", "write_page"]
 
 _LOCATIONS = {
     "Dataset": "embodia.data.reader", "DatasetSpec": "embodia.data.writer", "Episode": "embodia.data.writer",
     "StagingArea": "embodia.data.writer", "write_dataset": "embodia.data.writer", "check_dataset": "embodia.data.check",
-    "GenerateConfig": "embodia.data.generate", "generate": "embodia.data.generate",
-    "AugmentConfig": "embodia.data.augment", "augment": "embodia.data.augment", "write_page": "embodia.data.viewer",
+    "GenerateConfig": "embodia.data.generate", "AugmentConfig": "embodia.data.augment",
+    "write_page": "embodia.data.viewer",
 }
 
 
