@@ -126,9 +126,9 @@ def _pct(value: float | None) -> str:
 
 @eval_app.command("validate")
 def validate(suite: str = typer.Argument(..., help=SUITE_HELP)) -> None:
-    """Check a suite: YAML fields, task name, and every body/joint/light/camera it names."""
+    """Check a suite: YAML fields, task name, and every body/joint/light/camera it names (the video's too)."""
     from embodia.evaluate import load_suite
-    from embodia.evaluate.conditions import ScenarioConditions
+    from embodia.evaluate.conditions import ScenarioConditions, check_video_camera
     from embodia.evaluate.runner import make_env
 
     loaded = load_suite(suite)
@@ -136,6 +136,7 @@ def validate(suite: str = typer.Argument(..., help=SUITE_HELP)) -> None:
         env = make_env(loaded, scenario, 1)
         try:
             ScenarioConditions(scenario, env)
+            check_video_camera(loaded.video.camera, env.sim.model, loaded.name)
         finally:
             env.close()
     episodes = sum(len(loaded.episode_seeds(s)) for s in loaded.scenarios)

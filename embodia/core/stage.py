@@ -35,6 +35,13 @@ def staging_dir(out: str | Path) -> Path:
     return out.with_name(f".{out.name}.partial")
 
 
+def published_path(path: str | Path) -> Path:
+    """`path` with any staging component `.<name>.partial` named as the published `<name>` (what a user knows)."""
+    parts = [part[1:-len(".partial")] if part.startswith(".") and part.endswith(".partial") else part
+             for part in Path(path).parts]
+    return Path(*parts)
+
+
 def run_stage(stage: str, kind: str, config: Mapping[str, Any], out: str | Path,
               body: Callable[[Path, Reporter], StageResult | None], *,
               inputs: Mapping[str, str | Path] | None = None, reporter: Reporter | None = None,

@@ -112,6 +112,15 @@ def _push_active(push: Push, time_s: np.ndarray) -> np.ndarray:
     return (since >= 0) & (since < push.duration_s)
 
 
+def check_video_camera(camera: str | int, model: mujoco.MjModel, suite: str = "") -> None:
+    """Refuse a suite whose `video.camera` is not a camera of the task's model, before any episode runs."""
+    names = [model.camera(i).name for i in range(model.ncam)]
+    known = camera in names if isinstance(camera, str) else -1 <= camera < model.ncam
+    if not known:
+        raise SuiteError(f"suite {suite!r}: video.camera {camera!r} is not a camera of this task's model; it has "
+                         f"cameras {names} (or -1 for the free camera)")
+
+
 def _named_id(model: mujoco.MjModel, kind: mujoco.mjtObj, name: str, what: str, scenario: str) -> int:
     index = mujoco.mj_name2id(model, kind, name)
     if index < 0:

@@ -16,7 +16,7 @@ import numpy as np
 
 from embodia.core.errors import UserError
 from embodia.core.reporter import Reporter, check_cancelled, reporter_or_null
-from embodia.evaluate.conditions import ScenarioConditions
+from embodia.evaluate.conditions import ScenarioConditions, check_video_camera
 from embodia.evaluate.policies import metrics_file, policy_name, resolve_policy
 from embodia.evaluate.report import write_report
 from embodia.evaluate.results import EpisodeOutcomes, Results, ScenarioResult
@@ -26,6 +26,15 @@ from embodia.tasks.rollout import Rollout, RolloutHooks, rollout_episodes
 
 
 # ---------------------------------------------------------------------------- running
+
+
+def check_suite_video(suite: Suite) -> None:
+    """Refuse a suite whose video camera the task does not have (checked on the first scenario's model)."""
+    env = make_env(suite, suite.scenarios[0], 1)
+    try:
+        check_video_camera(suite.video.camera, env.sim.model, suite.name)
+    finally:
+        env.close()
 
 
 def make_env(suite: Suite, scenario: Scenario, num_envs: int) -> BatchEnv:
@@ -209,6 +218,8 @@ def run_suite(suite: Any, policy: Any = None, out_dir: str | Path | None = None,
     resolved = resolve_policy(spec)
     reporter = reporter_or_null(reporter)
     out_path = Path(out_dir) if out_dir is not None else None
+    if videos and out_path is not None:
+        check_suite_video(suite)
     start = time.perf_counter()
     results = []
     for scenario in suite.scenarios:

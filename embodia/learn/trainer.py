@@ -15,7 +15,7 @@ from typing import Any, Callable
 from embodia.core.atomic import atomic_write_text
 from embodia.core.errors import CheckpointError, ConfigError
 from embodia.core.reporter import Reporter
-from embodia.core.stage import StageResult
+from embodia.core.stage import StageResult, published_path
 from embodia.learn.auto_config import auto_ppo_config
 from embodia.learn.checkpoint import CHECKPOINTS_DIR, LATEST_FILE, load_checkpoint, save_run_checkpoint
 from embodia.learn.config import DEFAULT_CHECKPOINT_EVERY, RunConfig, build_config, config_path, read_yaml
@@ -78,9 +78,11 @@ def _restore(trainer: Trainer, loaded: dict[str, Any]) -> None:
     except (KeyError, RuntimeError, ValueError, TypeError) as error:
         if isinstance(error, CheckpointError):
             raise
-        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise CheckpointError(f"checkpoint {loaded['path']} does not fit this {trainer.algo} run ({first}); "
-                              "resume it with the network sizes and env it was trained with") from None
+        lines = [line.strip() for line in str(error).strip().splitlines()] or [type(error).__name__]
+        detail = next((line for line in lines if "mismatch" in line or line.startswith(("Missing", "Unexpected"))),
+                      lines[0])
+        raise CheckpointError(f"checkpoint {published_path(loaded['path'])} does not fit this {trainer.algo} run "
+                              f"({detail}); resume it with the network sizes and env it was trained with") from None
 
 
 def _learn(trainer: Trainer, config: RunConfig, run_dir: Path, reporter: Reporter,
