@@ -6,9 +6,7 @@ is chosen here, before anything imports MuJoCo's renderer.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from embodia.core.lazy import lazy_exports
 from embodia.sim.render import configure_gl
 
 configure_gl()
@@ -23,9 +21,4 @@ _EXPORTS = {
     "write_video": "embodia.sim.video",
 }
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'embodia.sim' has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+__getattr__ = lazy_exports("embodia.sim", _EXPORTS)

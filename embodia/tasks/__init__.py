@@ -6,8 +6,7 @@ import MuJoCo.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from embodia.core.lazy import lazy_exports
 
 _EXPORTS = {
     "BatchEnv": "embodia.tasks.env",
@@ -18,9 +17,4 @@ _EXPORTS = {
     "task_names": "embodia.tasks.registry",
 }
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'embodia.tasks' has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+__getattr__ = lazy_exports("embodia.tasks", _EXPORTS)
