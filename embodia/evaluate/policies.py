@@ -88,7 +88,8 @@ class ExpertPolicy:
 
 
 class RemotePolicy:
-    """A policy served by `embodia serve`, reached through embodia.serve.client.PolicyClient."""
+    """A policy served by `embodia serve`, reached through embodia.serve.client.PolicyClient; a served camera
+    policy reports its `image_keys` and is then evaluated through `CameraPolicy` (it is sent rendered images)."""
 
     def __init__(self, url: str) -> None:
         from embodia.serve.client import PolicyClient
@@ -96,12 +97,17 @@ class RemotePolicy:
         self.url = url
         self.name = url
         self.client = PolicyClient(url)
-        self.obs_dim = getattr(self.client, "obs_dim", None)
-        self.act_dim = getattr(self.client, "act_dim", None)
-        self.task = getattr(self.client, "task", None)
+        self.obs_dim = self.client.obs_dim
+        self.act_dim = self.client.act_dim
+        self.task = self.client.task
+        self.image_keys = tuple(self.client.image_keys)
+        self.image_size = self.client.spec.get("image_size")
 
-    def act(self, obs: np.ndarray) -> np.ndarray:
-        return np.asarray(self.client.act(np.asarray(obs, dtype=np.float32)), dtype=np.float64)
+    def act(self, obs: np.ndarray, images: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
+        return np.asarray(self.client.act(np.asarray(obs, dtype=np.float32), images=images), dtype=np.float64)
+
+    def reset(self, env_ids: np.ndarray | None = None) -> None:
+        """Served policies are stateless."""
 
 
 class CameraPolicy:
@@ -160,7 +166,8 @@ def resolve_policy(spec: Any) -> Any:
     if text.startswith("expert:"):
         return ExpertPolicy(text.removeprefix("expert:"))
     if text.startswith(("http://", "https://")):
-        return RemotePolicy(text)
+        remote = RemotePolicy(text)
+        return CameraPolicy(remote, text) if remote.image_keys else remote
     path = Path(text)
     if path.exists():
         return _load_file_policy(path)

@@ -157,3 +157,20 @@ def test_camera_onnx_policy_renders_its_image_input_from_each_scenario(tmp_path)
     returns = {r.name: r.episodes.episode_return for r in results.scenarios}
     np.testing.assert_array_equal(returns["nominal"], returns["again"])
     assert not np.allclose(returns["dark"], returns["nominal"], rtol=0, atol=1e-9)
+
+
+def test_a_served_camera_policy_is_sent_rendered_images_and_matches_the_file(tmp_path):
+    from embodia.serve.server import serve_in_background
+
+    onnx_path = write_camera_onnx(tmp_path / "camera.onnx", 21, 3, KEYS[0], SIZE)
+    suite = suite_of([{"name": "nominal"}, {"name": "dark", "rendering": DARK}], steps=4)
+    url, stop = serve_in_background(onnx_path, port=0)
+    try:
+        policy = resolve_policy(url)
+        assert isinstance(policy, CameraPolicy) and policy.image_keys == KEYS
+        remote = run_suite(suite, url, videos=False)
+    finally:
+        stop()
+    local = run_suite(suite, str(onnx_path), videos=False)
+    for served, from_file in zip(remote.scenarios, local.scenarios):
+        np.testing.assert_allclose(served.episodes.episode_return, from_file.episodes.episode_return, atol=1e-9)
