@@ -28,7 +28,7 @@ _MODE_NAMES = {
 
 
 class SingleEnv(gym.Env):
-    """One embodia env through Gymnasium's single-env API (the TimeLimit wrapper truncates episodes)."""
+    """One embodia env through Gymnasium's single-env API; the task's own `max_episode_steps` truncates episodes."""
 
     metadata = {"render_modes": ["rgb_array", "depth_array"], "render_fps": 20}
 

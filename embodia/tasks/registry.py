@@ -141,6 +141,10 @@ def _make_variant(cls, overrides: dict, config=None):
 
 def task_class(name: str) -> type:
     """The Task class behind a name, without building the task (for cheap metadata such as episode length)."""
+    if name.startswith("gym:"):
+        from embodia.tasks.gym_task import GymnasiumTask
+
+        return GymnasiumTask
     factory = _factory(name)
     while isinstance(factory, functools.partial):
         if factory.func is _make_variant:

@@ -30,7 +30,7 @@ def test_make_from_a_bare_interpreter_with_module_prefix():
     assert "(5,)" in out.stdout
 
 
-def test_time_limit_comes_from_the_registration():
+def test_time_limit_is_the_tasks_episode_length():
     env = gym.make("embodia/CartpoleSwingup-v0")
     env.reset(seed=0)
     steps, truncated = 0, False

@@ -122,3 +122,13 @@ def test_import_embodia_is_cheap():
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "heavy: []" in out and "registered: True" in out
+
+
+def test_task_class_without_building(tmp_path):
+    from embodia.tasks.cartpole_swingup import CartpoleSwingup
+    from embodia.tasks.gym_task import GymnasiumTask
+
+    path = write_plugin(tmp_path)
+    assert registry.task_class(f"{path}:Pendulum").__name__ == "Pendulum"
+    assert registry.task_class("cartpole-balance") is CartpoleSwingup
+    assert registry.task_class("gym:Hopper-v5") is GymnasiumTask
