@@ -69,7 +69,7 @@ EVAL_EVERY = 20_480  # env steps between the learning-curve evaluations (their t
 def run_embodia(source: str, algo: str, steps: int, seed: int, overrides: dict | None = None) -> dict:
     """Train with embodia; returns steps/s (training wall-clock), final return and the evaluation curve."""
     from embodia.learn import load_policy
-from embodia.learn.train import train
+    from embodia.learn.train import train
     from embodia.learn.trainer import live_policy
 
     curve: list[tuple[int, float]] = []

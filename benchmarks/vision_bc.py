@@ -15,9 +15,9 @@ import numpy as np
 import torch
 
 from embodia.data.generate import GenerateConfig, generate
-from embodia.learn.bc import load_bc, train_bc
+from embodia.learn.bc import action_mse, load_bc, train_bc
 from embodia.learn.il_common import rollout_success
-from embodia.learn.vision import VisionDemonstrations, action_mse, camera_rollout_success, load_vision_demonstrations
+from embodia.learn.vision import VisionDemonstrations, camera_rollout_success, load_vision_demonstrations
 
 KEYS = ["observation.images.front", "observation.images.wrist"]
 NO_GOAL = list(range(15))

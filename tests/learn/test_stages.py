@@ -62,9 +62,20 @@ def test_cancelled_rl_run_is_recorded_cancelled_and_never_final(tmp_path):
     assert (staged / "checkpoints" / "step_000000001024").is_dir()  # kept for --resume
 
 
-def test_callback_stop_is_a_cancellation_too(tmp_path):
+def test_callback_stop_and_ctrl_c_are_cancellations_too(tmp_path):
     manifest = train.run(rl_config(), tmp_path / "run", callback=lambda trainer: trainer.global_step >= 512)
     assert manifest.status == "cancelled" and not (staging_dir(tmp_path / "run") / "checkpoints" / "final").exists()
+
+    def ctrl_c(trainer) -> bool:
+        if trainer.global_step >= 1536:
+            raise KeyboardInterrupt
+        return False
+
+    manifest = train.run(rl_config(), tmp_path / "interrupted", callback=ctrl_c)
+    staged = staging_dir(tmp_path / "interrupted")
+    assert manifest.status == "cancelled" and not (staged / "checkpoints" / "final").exists()
+    resumed = train.train("", "", resume=tmp_path / "interrupted")  # continues from step_000000001024
+    assert json.loads((resumed / "checkpoints" / "final" / "state.json").read_text())["global_step"] == 2048
 
 
 def test_imitation_train_stage_records_its_dataset_and_hashes_identically(reach_dataset, tmp_path):
