@@ -30,16 +30,28 @@ def _drain(home: str, url: str, name: str, start, counts) -> None:
     """One queue worker: claim and complete jobs until none is left (no stage runs: the queue's own cost)."""
     store = open_store(home, url, migrate=False)
     start.wait()
-    done = 0
+    done, cpu_before = 0, time.process_time()
     while (claim := queue.claim(store, name, lease_s=60)) is not None:
         queue.finish(store, claim.job.id, name, queue.Outcome("succeeded"))
         done += 1
-    counts.put(done)
+    counts.put((done, time.process_time() - cpu_before))
     store.close()
 
 
-def queue_throughput(home: Path, url: str, jobs: int, workers: int) -> float:
-    """jobs/s for `workers` processes draining `jobs` queued no-op jobs."""
+def _server_cpu_s(pid_file: Path | None) -> float:
+    """CPU seconds the PostgreSQL server used so far: the postmaster plus its exited children (the sessions'
+    backends, reaped when the clients disconnect); 0 for SQLite (in-process)."""
+    if pid_file is None:
+        return 0.0
+    pid = pid_file.read_text().split()[0]
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(value) for value in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def queue_throughput(home: Path, url: str, jobs: int, workers: int,
+                     pid_file: Path | None = None) -> tuple[float, float, float]:
+    """(jobs/s, client CPU ms per job, database server CPU ms per job) for `workers` processes draining `jobs`
+    queued no-op jobs."""
     store = open_store(home, url)
     for _ in range(jobs):
         queue.submit(store, "noop")
@@ -51,14 +63,18 @@ def queue_throughput(home: Path, url: str, jobs: int, workers: int) -> float:
     for process in processes:
         process.start()
     time.sleep(2.0)  # let every process import and connect before the clock starts
+    server_before = _server_cpu_s(pid_file)
     began = time.perf_counter()
     start.set()
+    results = [counts.get() for _ in processes]
+    elapsed = time.perf_counter() - began
     for process in processes:
         process.join()
-    elapsed = time.perf_counter() - began
-    done = sum(counts.get() for _ in processes)
+    time.sleep(0.5)  # the backends of the closed sessions are reaped
+    server_ms = (_server_cpu_s(pid_file) - server_before) * 1000 / jobs
+    done = sum(count for count, _ in results)
     assert done == jobs, f"{done} of {jobs} jobs completed"
-    return jobs / elapsed
+    return jobs / elapsed, sum(cpu for _, cpu in results) * 1000 / jobs, server_ms
 
 
 def _run_workers(home: str, url: str, name: str) -> None:
@@ -89,20 +105,22 @@ def process_path(home: Path, url: str, jobs: int, workers: int) -> tuple[float, 
     return jobs / elapsed, elapsed * workers / jobs
 
 
-def measure(backend: str, url_for, args) -> list[str]:
+def measure(backend: str, url_for, args, pid_file: Path | None = None) -> list[str]:
     rows = []
     with tempfile.TemporaryDirectory(prefix="embodia-bench-") as tmp:
         url = url_for(Path(tmp), 'queue')
         load_before = _load()
-        rate = queue_throughput(Path(tmp) / "ws-queue", url, args.jobs, args.workers)
+        rate, client_ms, server_ms = queue_throughput(Path(tmp) / "ws-queue", url, args.jobs, args.workers, pid_file)
+        cpu_ms = client_ms + server_ms
         rows.append(f"| {backend} | queue claim+complete | {args.workers} processes | {args.jobs} | "
-                    f"{rate:,.0f} jobs/s | {load_before} -> {_load()} |")
+                    f"{rate:,.0f} jobs/s | {client_ms:.2f} + {server_ms:.2f} ms | "
+                    f"{1000 * (os.cpu_count() or 1) / cpu_ms:,.0f} jobs/s | {load_before} -> {_load()} |")
         print(rows[-1], flush=True)
         url = url_for(Path(tmp), 'proc')
         load_before = _load()
         rate, per_job = process_path(Path(tmp) / "ws-proc", url, args.process_jobs, args.workers)
         rows.append(f"| {backend} | worker, process per attempt, output registered | {args.workers} workers | "
-                    f"{args.process_jobs} | {rate:,.2f} jobs/s ({per_job:.2f} s/job/worker) | "
+                    f"{args.process_jobs} | {rate:,.2f} jobs/s ({per_job:.2f} s/job/worker) | | | "
                     f"{load_before} -> {_load()} |")
         print(rows[-1], flush=True)
     return rows
@@ -115,11 +133,13 @@ def main() -> None:
     parser.add_argument("--process-jobs", type=int, default=16)
     args = parser.parse_args()
     print(f"cpus {os.cpu_count()}, load average (1/5/15 min) {_load()}")
-    print("| database | path | workers | jobs | throughput | load average before -> after |")
-    print("|---|---|---|---|---|---|")
+    print("| database | path | workers | jobs | throughput (measured) | CPU per job: client + server | "
+          "CPU-bound capacity of this machine's cores | load average before -> after |")
+    print("|---|---|---|---|---|---|---|---|")
     measure("SQLite (WAL)", lambda tmp, name: f"sqlite:///{tmp / name}.db", args)
     with throwaway_postgres() as cluster:
-        measure("PostgreSQL 15 (local)", lambda tmp, name: cluster.new_database(), args)
+        measure("PostgreSQL 15 (local)", lambda tmp, name: cluster.new_database(), args,
+                cluster.data / "postmaster.pid")
 
 
 if __name__ == "__main__":

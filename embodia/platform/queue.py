@@ -26,7 +26,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from sqlalchemy import Connection, and_, func, insert, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from embodia.core.errors import UserError
@@ -154,10 +154,50 @@ def set_quota(store: Store, project: str, *, max_concurrent: int | None = None, 
         session.add(row)
 
 
+def _param(name: str, column) -> Any:
+    """A bound parameter typed like `column` (so UTC datetimes and JSON are converted as in the ORM)."""
+    return bindparam(name, type_=column.type)
+
+
+# The claim/heartbeat/finish statements are built once: SQLAlchemy then reuses their compiled form and cache
+# key, which is most of the client-side cost of a claim (see benchmarks/platform_overhead.py).
+_RUNNABLE = or_(and_(JOBS.c.status == "queued",
+                     or_(JOBS.c.not_before.is_(None), JOBS.c.not_before <= _param("p_now", JOBS.c.not_before))),
+                and_(JOBS.c.status == "running", JOBS.c.lease_expires_at < _param("p_now", JOBS.c.not_before)))
+_CANDIDATE = select(JOBS.c.id, JOBS.c.status, JOBS.c.attempts, JOBS.c.max_attempts, JOBS.c.project,
+                    JOBS.c.lease_owner, JOBS.c.lease_expires_at).where(_RUNNABLE)
+_ORDER = (JOBS.c.priority.desc(), JOBS.c.id)
+_CANDIDATE_ANY = _CANDIDATE.order_by(*_ORDER).limit(1)
+_CANDIDATE_ANY_PG = _CANDIDATE_ANY.with_for_update(skip_locked=True)
+_TAKE = update(JOBS).where(JOBS.c.id == bindparam("p_id")).values(
+    status="running", attempts=bindparam("p_number"), lease_owner=bindparam("p_worker"),
+    heartbeat_at=_param("p_now", JOBS.c.heartbeat_at), lease_expires_at=_param("p_expires", JOBS.c.lease_expires_at),
+    started_at=func.coalesce(JOBS.c.started_at, _param("p_now", JOBS.c.started_at))).returning(*JOBS.c)
+_HELD = and_(JOBS.c.id == bindparam("p_id"), JOBS.c.status == "running", JOBS.c.lease_owner == bindparam("p_worker"))
+_HEARTBEAT = update(JOBS).where(_HELD).values(
+    heartbeat_at=_param("p_now", JOBS.c.heartbeat_at),
+    lease_expires_at=_param("p_expires", JOBS.c.lease_expires_at)).returning(JOBS.c.cancel_requested)
+_PROJECTS = select(PROJECTS)
+_ADD_ATTEMPT = insert(ATTEMPTS)
+_JOB = select(JOBS).where(JOBS.c.id == bindparam("p_id"))
+_JOB_PG = _JOB.with_for_update()
+_CLOSE_ATTEMPT = update(ATTEMPTS).where(
+    ATTEMPTS.c.job_id == bindparam("p_id"), ATTEMPTS.c.worker == bindparam("p_worker"),
+    ATTEMPTS.c.status == "running").values(
+    status=bindparam("p_status"), exit_code=bindparam("p_exit_code"), error=bindparam("p_error"),
+    error_type=bindparam("p_error_type"), cpu_seconds=bindparam("p_cpu"),
+    finished_at=_param("p_now", ATTEMPTS.c.finished_at), metrics=_param("p_metrics", ATTEMPTS.c.metrics))
+_END_ATTEMPT = update(JOBS).where(JOBS.c.id == bindparam("p_id")).values(
+    cpu_seconds=JOBS.c.cpu_seconds + bindparam("p_cpu"), lease_owner=None, lease_expires_at=None,
+    metrics=_param("p_metrics", JOBS.c.metrics), error=bindparam("p_error"), error_type=bindparam("p_error_type"),
+    status=bindparam("p_status"), not_before=_param("p_not_before", JOBS.c.not_before),
+    finished_at=_param("p_finished", JOBS.c.finished_at)).returning(*JOBS.c)
+
+
 def _blocked_projects(conn: Connection, now: datetime) -> tuple[set[str], set[str]]:
     """(projects at their concurrency or CPU-hours quota, projects with a concurrency limit)."""
     blocked, limited = set(), set()
-    for project in conn.execute(select(PROJECTS)):
+    for project in conn.execute(_PROJECTS):
         if project.max_concurrent is not None:
             limited.add(project.name)
             if _running(conn, project.name, now) >= project.max_concurrent:
@@ -178,18 +218,18 @@ def _running(conn: Connection, project: str, now: datetime) -> int:
 def _candidate(conn: Connection, now: datetime, blocked: set[str], types: list[str] | None):
     """The runnable job to take: queued and past its backoff, or running under an expired lease; highest priority,
     then oldest. On PostgreSQL rows other workers hold are skipped, not waited for."""
-    runnable = or_(and_(JOBS.c.status == "queued", or_(JOBS.c.not_before.is_(None), JOBS.c.not_before <= now)),
-                   and_(JOBS.c.status == "running", JOBS.c.lease_expires_at < now))
-    query = select(JOBS.c.id, JOBS.c.status, JOBS.c.attempts, JOBS.c.max_attempts, JOBS.c.project,
-                   JOBS.c.lease_owner, JOBS.c.lease_expires_at).where(runnable)
-    if blocked:
-        query = query.where(JOBS.c.project.not_in(blocked))
-    if types:
-        query = query.where(JOBS.c.type.in_(types))
-    query = query.order_by(JOBS.c.priority.desc(), JOBS.c.id).limit(1)
-    if conn.dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)
-    return conn.execute(query).one_or_none()
+    postgres = conn.dialect.name == "postgresql"
+    if not blocked and not types:
+        query = _CANDIDATE_ANY_PG if postgres else _CANDIDATE_ANY
+    else:
+        query = _CANDIDATE
+        if blocked:
+            query = query.where(JOBS.c.project.not_in(blocked))
+        if types:
+            query = query.where(JOBS.c.type.in_(types))
+        query = query.order_by(*_ORDER).limit(1)
+        query = query.with_for_update(skip_locked=True) if postgres else query
+    return conn.execute(query, {"p_now": now}).one_or_none()
 
 
 def _over_concurrency(conn: Connection, project: str, now: datetime) -> bool:
@@ -229,18 +269,12 @@ def claim(store: Store, worker: str, *, lease_s: float = 60.0, types: list[str] 
                         error=f"its worker was lost on all {job.attempts} attempts"))
                     continue
             number = job.attempts + 1
-            row = conn.execute(update(JOBS).where(JOBS.c.id == job.id).values(
-                status="running", attempts=number, lease_owner=worker, heartbeat_at=now,
-                lease_expires_at=now + timedelta(seconds=lease_s),
-                started_at=func.coalesce(JOBS.c.started_at, now)).returning(*JOBS.c)).one()
+            row = conn.execute(_TAKE, {"p_id": job.id, "p_number": number, "p_worker": worker, "p_now": now,
+                                       "p_expires": now + timedelta(seconds=lease_s)}).one()
             log = attempt_log(store, job.id, number)
-            conn.execute(insert(ATTEMPTS).values(job_id=job.id, number=number, worker=worker, status="running",
-                                                 log_path=str(log), metrics={}, cpu_seconds=0.0, started_at=now))
+            conn.execute(_ADD_ATTEMPT, {"job_id": job.id, "number": number, "worker": worker, "status": "running",
+                                            "log_path": str(log), "metrics": {}, "cpu_seconds": 0.0, "started_at": now})
             return Claim(job=_info(JobInfo, row), attempt=number, log_path=log)
-
-
-def _held_where(job_id: int, worker: str):
-    return and_(JOBS.c.id == job_id, JOBS.c.status == "running", JOBS.c.lease_owner == worker)
 
 
 def heartbeat(store: Store, job_id: int, worker: str, *, lease_s: float = 60.0,
@@ -249,12 +283,12 @@ def heartbeat(store: Store, job_id: int, worker: str, *, lease_s: float = 60.0,
     is no longer this worker's."""
     with store.engine.begin() as conn:
         now = utcnow()
-        values: dict[str, Any] = {"heartbeat_at": now, "lease_expires_at": now + timedelta(seconds=lease_s)}
+        params = {"p_id": job_id, "p_worker": worker, "p_now": now, "p_expires": now + timedelta(seconds=lease_s)}
+        statement = _HEARTBEAT
         if metrics:
             current = conn.execute(select(JOBS.c.metrics).where(JOBS.c.id == job_id)).scalar() or {}
-            values["metrics"] = {**current, **metrics}
-        cancel = conn.execute(update(JOBS).where(_held_where(job_id, worker)).values(**values)
-                              .returning(JOBS.c.cancel_requested)).scalar()
+            statement = _HEARTBEAT.values(metrics={**current, **metrics})
+        cancel = conn.execute(statement, params).scalar()
     if cancel is None:
         return "lost"
     return "cancel" if cancel else "ok"
@@ -269,8 +303,9 @@ def cancel_requested(store: Store, job_id: int) -> bool:
 def record_output(store: Store, job_id: int, worker: str, sha256: str) -> bool:
     """Note the job's registered output while holding its lease; False if the lease was lost."""
     with store.engine.begin() as conn:
-        done = conn.execute(update(JOBS).where(_held_where(job_id, worker))
-                            .values(output_sha256=func.coalesce(JOBS.c.output_sha256, sha256)))
+        done = conn.execute(update(JOBS).where(_HELD).values(
+            output_sha256=func.coalesce(JOBS.c.output_sha256, bindparam("p_sha"))),
+            {"p_id": job_id, "p_worker": worker, "p_sha": sha256})
         return done.rowcount == 1
 
 
@@ -284,8 +319,9 @@ def _next_state(job, outcome: Outcome, now: datetime) -> dict[str, Any]:
     cancelled), else the attempt's own status, final."""
     if outcome.status == "failed" and outcome.error_type == "internal" and job.attempts < job.max_attempts \
             and not job.cancel_requested:
-        return {"status": "queued", "not_before": now + timedelta(seconds=backoff_s(job.attempts))}
-    return {"status": outcome.status, "finished_at": now}
+        return {"p_status": "queued", "p_not_before": now + timedelta(seconds=backoff_s(job.attempts)),
+                "p_finished": None}
+    return {"p_status": outcome.status, "p_not_before": None, "p_finished": now}
 
 
 def finish(store: Store, job_id: int, worker: str, outcome: Outcome) -> JobInfo | None:
@@ -293,20 +329,16 @@ def finish(store: Store, job_id: int, worker: str, outcome: Outcome) -> JobInfo 
     (internal errors only, while attempts remain). None when the worker no longer held the job."""
     with store.engine.begin() as conn:
         now = utcnow()
-        query = select(JOBS).where(JOBS.c.id == job_id)
-        job = conn.execute(query.with_for_update() if conn.dialect.name == "postgresql" else query).one_or_none()
+        job = conn.execute(_JOB_PG if conn.dialect.name == "postgresql" else _JOB, {"p_id": job_id}).one_or_none()
         if job is None:
             raise UserError(f"job {job_id} does not exist")
-        conn.execute(update(ATTEMPTS).where(ATTEMPTS.c.job_id == job_id, ATTEMPTS.c.worker == worker,
-                                            ATTEMPTS.c.status == "running").values(
-            status=outcome.status, exit_code=outcome.exit_code, finished_at=now, error=outcome.error,
-            error_type=outcome.error_type, cpu_seconds=outcome.cpu_seconds, metrics=dict(outcome.metrics)))
+        ended = {"p_id": job_id, "p_worker": worker, "p_exit_code": outcome.exit_code, "p_error": outcome.error,
+                 "p_error_type": outcome.error_type, "p_cpu": outcome.cpu_seconds, "p_now": now}
+        conn.execute(_CLOSE_ATTEMPT, {**ended, "p_status": outcome.status, "p_metrics": dict(outcome.metrics)})
         if job.status != "running" or job.lease_owner != worker:
             return None
-        row = conn.execute(update(JOBS).where(JOBS.c.id == job_id).values(
-            cpu_seconds=JOBS.c.cpu_seconds + outcome.cpu_seconds, lease_owner=None, lease_expires_at=None,
-            metrics={**(job.metrics or {}), **outcome.metrics}, error=outcome.error, error_type=outcome.error_type,
-            **_next_state(job, outcome, now)).returning(*JOBS.c)).one()
+        row = conn.execute(_END_ATTEMPT, {**ended, "p_metrics": {**(job.metrics or {}), **outcome.metrics},
+                                          **_next_state(job, outcome, now)}).one()
         return _info(JobInfo, row)
 
 
