@@ -326,12 +326,17 @@ def worker_command(lease_s: float = typer.Option(30.0, min=1.0, max=86_400.0, he
                    until_idle: bool = typer.Option(False, help="stop when the queue has nothing runnable"),
                    job_type: list[str] = typer.Option([], "--type", help="only these job types"),
                    name: str = typer.Option(None, help="worker name (default host:pid:random)")) -> None:
-    """Run queued jobs, each in its own process, until stopped (Ctrl-C finishes nothing half-way)."""
+    """Run queued jobs, each in its own process, until stopped (Ctrl-C hands the running job back to the queue,
+    its partial work kept for the next worker)."""
     from embodia.platform.worker import Worker
 
     worker = Worker(_store(), name, lease_s=lease_s, poll_s=poll_s, types=job_type or None)
     console.print(f"worker {worker.name} on {worker.store.url}", highlight=False)
-    ran = worker.run(max_jobs=max_jobs, until_idle=until_idle)
+    try:
+        ran = worker.run(max_jobs=max_jobs, until_idle=until_idle)
+    except KeyboardInterrupt:
+        console.print(f"worker {worker.name} stopped")
+        return
     console.print(f"worker {worker.name}: {ran} jobs")
 
 

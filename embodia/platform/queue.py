@@ -13,6 +13,7 @@ Public API (every function takes an open `Store` first):
         cpu_seconds, metrics); an internal failure is retried after BACKOFF_S * 2**(attempt-1) s (capped),
         a user error never is
     cancel(store, job_id) / retry(store, job_id) -> JobInfo; cancel_requested(store, job_id) -> bool
+    release(store, job_id, worker, reason) -> JobInfo | None   a stopping worker hands its job back
     get_job(store, job_id) -> JobInfo; list_jobs(store, *, status=None, project=None, limit=50) -> list[JobInfo]
     attempts(store, job_id) -> list[AttemptInfo]; set_quota(store, project, *, max_concurrent=None, cpu_hours=None)
     attempt_log(store, job_id, number) -> Path                 the per-attempt log file
@@ -126,9 +127,10 @@ def attempt_log(store: Store, job_id: int, number: int) -> Path:
 def submit(store: Store, type: str, config: dict[str, Any] | None = None, *, inputs: dict[str, str] | None = None,
            project: str = "default", priority: int = 0, cpus: float = 1.0, max_attempts: int = 3) -> JobInfo:
     """Queue a job of a registered type; it runs when a worker claims it."""
-    from embodia.platform.jobtypes import get_job_type
+    from embodia.platform.jobtypes import job_type_names
 
-    get_job_type(type)  # unknown type -> a clear error now, not on a worker later
+    if type not in job_type_names():  # a clear error now, not on a worker later (the stage is not imported here)
+        raise UserError(f"unknown job type {type!r}; known: {', '.join(job_type_names())}")
     if not isinstance(max_attempts, int) or not 1 <= max_attempts <= 100:
         raise UserError(f"max_attempts={max_attempts!r}: expected an integer from 1 to 100")
     if not isinstance(priority, int):
@@ -340,6 +342,22 @@ def finish(store: Store, job_id: int, worker: str, outcome: Outcome) -> JobInfo 
         row = conn.execute(_END_ATTEMPT, {**ended, "p_metrics": {**(job.metrics or {}), **outcome.metrics},
                                           **_next_state(job, outcome, now)}).one()
         return _info(JobInfo, row)
+
+
+def release(store: Store, job_id: int, worker: str, reason: str) -> JobInfo | None:
+    """Hand a held job back to the queue at once (its worker is stopping); the attempt is recorded `released` and
+    does not count against the job's attempts. None when the worker no longer held it."""
+    with store.session() as session:
+        job = session.get(Job, job_id)
+        if job is None or job.status != "running" or job.lease_owner != worker:
+            return None
+        session.execute(update(JobAttempt).where(JobAttempt.job_id == job_id, JobAttempt.number == job.attempts,
+                                                 JobAttempt.status == "running")
+                        .values(status="released", error=reason, finished_at=utcnow()))
+        job.status, job.lease_owner, job.lease_expires_at, job.not_before = "queued", None, None, None
+        job.max_attempts = max(job.max_attempts, job.attempts + 1)
+        session.flush()
+        return _info(JobInfo, job)
 
 
 def cancel(store: Store, job_id: int) -> JobInfo:

@@ -90,7 +90,9 @@ class Worker:
         env = {**os.environ, **thread_env(claim.job.cpus), HOME_ENV: str(self.store.home), DB_URL_ENV: self.store.url,
                WORKER_PID_ENV: str(os.getpid()), "EMBODIA_JOB_CPUS": f"{claim.job.cpus:g}"}
         command = [sys.executable, "-m", "embodia.platform.runjob", str(claim.job.id), str(claim.attempt), self.name]
+        # its own session: a Ctrl-C meant for the worker reaches the attempt only through the worker (see _attempt)
         return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                                start_new_session=True,
                                 preexec_fn=_die_with_parent if sys.platform == "linux" else None)
 
     def _attempt(self, claim: queue.Claim) -> queue.Outcome | None:
@@ -108,6 +110,10 @@ class Worker:
                     break
                 except subprocess.TimeoutExpired:
                     state = queue.heartbeat(self.store, claim.job.id, self.name, lease_s=self.lease_s)
+                except KeyboardInterrupt:  # the worker is stopped: the stage keeps its partial work, the job goes back
+                    _stop(process, self.grace_s)
+                    queue.release(self.store, claim.job.id, self.name, f"worker {self.name} was stopped (Ctrl-C)")
+                    raise
                 if state == "lost":
                     process.kill()
                     process.wait()

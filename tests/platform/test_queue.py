@@ -117,6 +117,16 @@ def test_cancellation_of_queued_and_running_jobs(store):
         queue.cancel(store, 999)
 
 
+def test_a_stopping_worker_releases_its_job_without_using_an_attempt(store):
+    job = queue.submit(store, "noop", max_attempts=1).id
+    queue.claim(store, "w1")
+    assert queue.release(store, job, "w2", "not mine") is None
+    released = queue.release(store, job, "w1", "worker stopped")
+    assert (released.status, released.lease_owner, released.max_attempts) == ("queued", None, 2)
+    assert queue.claim(store, "w2").attempt == 2
+    assert [a.status for a in queue.attempts(store, job)] == ["released", "running"]
+
+
 def test_cancel_wins_over_a_retry(store):
     job = queue.submit(store, "noop").id
     queue.claim(store, "w")

@@ -175,3 +175,23 @@ def test_an_rl_job_killed_mid_run_resumes_from_its_last_checkpoint(sqlite_store,
     assert artifact.creator_job_id == job and (artifact.path / "checkpoints" / "final").is_dir()
     uninterrupted = train.run(RL_CONFIG, tmp_path / "uninterrupted")
     assert artifact.sha256 == uninterrupted.content_sha256  # resumed bit-for-bit from the checkpoint
+
+
+@pytest.mark.slow
+def test_ctrl_c_on_a_worker_hands_its_job_back_with_the_partial_work(sqlite_store):
+    job = queue.submit(sqlite_store, "counter", {"steps": 30, "step_s": 0.15}, max_attempts=1).id
+    progress = sqlite_store.path("jobs", f"job-{job}", ".out.partial", "progress")
+    stopped = _worker_process(sqlite_store, "--lease-s", "30", "--poll-s", "0.2")
+    try:
+        _wait_for(lambda: progress.is_dir() and len(list(progress.iterdir())) >= 3, what="counter progress")
+        stopped.send_signal(signal.SIGINT)
+        assert stopped.wait(timeout=60) == 0
+    finally:
+        stopped.kill()
+    released = queue.get_job(sqlite_store, job)
+    assert (released.status, released.lease_owner) == ("queued", None)  # back at once, no lease to wait out
+    assert Worker(sqlite_store, "next", lease_s=10, poll_s=0.1).run(until_idle=True) == 1
+    ended = queue.get_job(sqlite_store, job)
+    assert ended.status == "succeeded" and [a.status for a in queue.attempts(sqlite_store, job)] == [
+        "released", "succeeded"]
+    assert registry.artifact_of_job(sqlite_store, job).manifest["summary"]["resumed_from"] >= 3
