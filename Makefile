@@ -7,10 +7,14 @@ LEROBOT_VENV := .lerobot-venv
 DEB_PACKAGES := libegl1 libosmesa6 libgl1 postgresql
 export MUJOCO_GL ?= egl
 
-.PHONY: demo test install system-deps lerobot-venv bench clean
+.PHONY: demo demo-stop test install system-deps lerobot-venv bench clean
 
+# the quickstart pipeline; its policy server stays up (detached, supervised) until `make demo-stop`
 demo: install
 	$(VENV)/bin/embodia quickstart --out out/quickstart
+
+demo-stop:
+	$(VENV)/bin/embodia deployments stop quickstart
 
 test: install lerobot-venv
 	EMBODIA_LEROBOT_PYTHON=$(CURDIR)/$(LEROBOT_VENV)/bin/python $(VENV)/bin/pytest -q -p no:cacheprovider

@@ -1,10 +1,14 @@
 """Platform overhead: how many no-op jobs per second the durable queue claims and completes, on SQLite and on
 PostgreSQL (a throwaway local cluster), with N worker processes; and the cost of the process-per-attempt path
 (`Worker`: spawn `python -m embodia.platform.runjob`, run the `noop` stage, register its output).
+Section `pipeline`: the quickstart pipeline through the platform (`embodia run`: queue jobs, local workers,
+artifact store, registry, gate, register) against the same stages called directly one after the other in one
+process, on SQLite; both must produce identical artifacts (content hashes are compared).
 
-Usage: python benchmarks/platform_overhead.py [--jobs 2000] [--workers 4] [--process-jobs 16]
-Target (issue 12): >= 200 jobs/s claim+complete with 4 workers on PostgreSQL. The load average is printed with
-every figure: on a shared machine the figures move with it.
+Usage: python benchmarks/platform_overhead.py [--section queue|pipeline|all] [--jobs 2000] [--workers 4]
+       [--process-jobs 16] [--pipeline quickstart]
+Targets (issue 12): >= 200 jobs/s claim+complete with 4 workers on PostgreSQL; <= 5 % overhead on the
+quickstart pipeline. The load average is printed with every figure: on a shared machine the figures move with it.
 """
 
 from __future__ import annotations
@@ -126,20 +130,101 @@ def measure(backend: str, url_for, args, pid_file: Path | None = None) -> list[s
     return rows
 
 
+# ------------------------------------------------------------------------------------------------ pipeline
+
+
+def _stage_steps(pipeline):
+    """The pipeline without its deploy steps (serving is not a stage: timed separately by `embodia run`)."""
+    from embodia.platform.pipeline import Pipeline
+
+    kept = [name for name in pipeline.order if pipeline.steps[name].type != "deploy"]
+    return Pipeline(pipeline.name, {n: pipeline.steps[n] for n in kept}, kept, pipeline.source, pipeline.project)
+
+
+def run_direct(pipeline, out: Path) -> tuple[float, dict[str, float], dict[str, str]]:
+    """Call each stage's run() in order in this process, the way a notebook would; (total s, per step s, hashes)."""
+    from embodia.platform.stages import binding
+
+    outputs: dict[str, Path] = {}
+    seconds: dict[str, float] = {}
+    hashes: dict[str, str] = {}
+    began = time.perf_counter()
+    for name in pipeline.order:
+        step = pipeline.steps[name]
+        if step.type not in ("generate", "augment", "train", "export", "evaluate"):
+            continue  # gate/register/deploy are registry operations: the platform's part
+        inputs = {key: _stage_input(outputs[source]) for key, source in step.step_inputs.items()}
+        start = time.perf_counter()
+        manifest = binding(step.type).runner()(step.effective_config(), out / name, inputs=inputs)
+        seconds[name] = time.perf_counter() - start
+        outputs[name], hashes[name] = out / name, manifest.content_sha256
+    return time.perf_counter() - began, seconds, hashes
+
+
+def _stage_input(path: Path) -> Path:
+    """As the platform passes them: a model output is its ONNX file, anything else its directory."""
+    from embodia.core.manifest import Manifest
+
+    return next(path.glob("*.onnx")) if Manifest.read(path).kind == "model" else path
+
+
+def run_platform(pipeline, home: Path) -> tuple[float, dict[str, float], dict[str, str]]:
+    """The same steps through `PipelineRunner` on a fresh SQLite workspace; (total s, per step s, hashes)."""
+    from embodia.platform.runner import PipelineRunner
+
+    store = open_store(home, f"sqlite:///{home / 'embodia.db'}")
+    began = time.perf_counter()
+    results = PipelineRunner(pipeline, store).run()
+    total = time.perf_counter() - began
+    store.close()
+    failed = {name: r.message for name, r in results.items() if r.status not in ("ran",)}
+    assert not failed, f"steps did not run: {failed}"
+    return (total, {name: r.seconds for name, r in results.items()},
+            {name: r.output.sha256 for name, r in results.items()})
+
+
+def pipeline_overhead(args) -> None:
+    """Print the platform-vs-direct table for one built-in pipeline."""
+    from embodia.platform.pipeline import load_pipeline
+
+    source = Path(__file__).resolve().parents[1] / "embodia" / "platform" / "pipelines" / f"{args.pipeline}.yaml"
+    pipeline = _stage_steps(load_pipeline(source))
+    with tempfile.TemporaryDirectory(prefix="embodia-bench-") as tmp:
+        load_before = _load()
+        direct_s, direct_steps, direct_hashes = run_direct(pipeline, Path(tmp) / "direct")
+        load_mid = _load()
+        platform_s, platform_steps, platform_hashes = run_platform(pipeline, Path(tmp) / "ws")
+        load_after = _load()
+    same = {name: platform_hashes[name] == sha for name, sha in direct_hashes.items()}
+    print(f"\npipeline {pipeline.name} (deploy step left out), load {load_before} -> {load_mid} -> {load_after}")
+    print("| step | direct s | platform s | identical artifact |")
+    print("|---|---|---|---|")
+    for name in pipeline.order:
+        direct = f"{direct_steps[name]:.1f}" if name in direct_steps else "-"
+        print(f"| {name} | {direct} | {platform_steps[name]:.1f} | {same.get(name, '-')} |")
+    overhead = (platform_s - direct_s) / direct_s
+    print(f"| **total** | **{direct_s:.1f}** | **{platform_s:.1f}** | overhead **{overhead:+.1%}** (target <= 5 %) |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--section", choices=("queue", "pipeline", "all"), default="all")
     parser.add_argument("--jobs", type=int, default=2000)
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--process-jobs", type=int, default=16)
+    parser.add_argument("--pipeline", default="quickstart", help="built-in pipeline for the pipeline section")
     args = parser.parse_args()
     print(f"cpus {os.cpu_count()}, load average (1/5/15 min) {_load()}")
-    print("| database | path | workers | jobs | throughput (measured) | CPU per job: client + server | "
-          "CPU-bound capacity of this machine's cores | load average before -> after |")
-    print("|---|---|---|---|---|---|---|---|")
-    measure("SQLite (WAL)", lambda tmp, name: f"sqlite:///{tmp / name}.db", args)
-    with throwaway_postgres() as cluster:
-        measure("PostgreSQL 15 (local)", lambda tmp, name: cluster.new_database(), args,
-                cluster.data / "postmaster.pid")
+    if args.section in ("queue", "all"):
+        print("| database | path | workers | jobs | throughput (measured) | CPU per job: client + server | "
+              "CPU-bound capacity of this machine's cores | load average before -> after |")
+        print("|---|---|---|---|---|---|---|---|")
+        measure("SQLite (WAL)", lambda tmp, name: f"sqlite:///{tmp / name}.db", args)
+        with throwaway_postgres() as cluster:
+            measure("PostgreSQL 15 (local)", lambda tmp, name: cluster.new_database(), args,
+                    cluster.data / "postmaster.pid")
+    if args.section in ("pipeline", "all"):
+        pipeline_overhead(args)
 
 
 if __name__ == "__main__":

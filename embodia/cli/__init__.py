@@ -100,7 +100,6 @@ app = typer.Typer(name="embodia", help="Open Physical AI platform: simulate, gen
 _AREAS = [
     ("embodia.cli.sim", "sim_app", "sim"),
     ("embodia.cli.sim", "tasks_app", "tasks"),
-    ("embodia.cli.quickstart", "register", None),
     ("embodia.cli.pipeline", "register", None),
     ("embodia.cli.data", "data_app", "data"),
     ("embodia.cli.train", "register", None),

@@ -168,6 +168,12 @@ def quickstart(
     register → deploy), then a dataset viewer page and a summary."""
     results = run_pipeline_file(pipeline_path("quickstart"), set(force or []), False, 0)
     write_quickstart_extras(results, out)
+    registered = [r.output.ref for r in results.values() if r.type == "register" and r.output is not None]
+    if registered:
+        from embodia.cli.platform import lineage_command
+
+        console.rule(f"lineage of {registered[0]}")
+        lineage_command(registered[0], as_json=False)
     if any(r.status in ("failed", "blocked") for r in results.values()):
         raise typer.Exit(1)
 
@@ -231,6 +237,7 @@ def deployments_stop(name: str = typer.Argument(..., help="deployment name (see 
 
 
 def register(app: typer.Typer) -> None:
-    """Add `run` and the `deployments` group."""
+    """Add `run`, `quickstart` and the `deployments` group."""
     app.command("run")(run_command)
+    app.command("quickstart")(quickstart)
     app.add_typer(deployments_app, name="deployments")

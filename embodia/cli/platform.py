@@ -66,7 +66,7 @@ def _label(node) -> str:
     if info is None:
         return f"{edge}[red]sha256:{node.sha256[:12]}[/] [dim](not registered)[/]"
     config = info.manifest.get("config", {})
-    detail = ", ".join(f"{k}={config[k]}" for k in ("task", "algo", "suite", "policy") if k in config)
+    detail = ", ".join(f"{k}={_short_value(config[k])}" for k in ("task", "algo", "suite", "policy") if k in config)
     text = (f"{edge}[bold]{escape(info.ref)}[/] [dim]{escape(info.stage)}"
             f"{' · ' + escape(detail) if detail else ''}{' · job ' + str(info.creator_job_id) if info.creator_job_id else ''}[/]")
     for model in node.models:
@@ -74,6 +74,13 @@ def _label(node) -> str:
     for deployment in node.deployments:
         text += f"  [blue]deployed {escape(deployment)}[/]"
     return text + ("  [dim](shown above)[/]" if node.repeated else "")
+
+
+def _short_value(value: Any) -> str:
+    """A config value for one line: an inlined suite or other mapping by its name."""
+    if isinstance(value, dict):
+        return str(value.get("name", "{...}"))
+    return str(value)
 
 
 def _tree(node, tree: Tree) -> Tree:

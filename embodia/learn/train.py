@@ -42,14 +42,14 @@ def run(config: BaseModel | Mapping[str, Any], out: str | Path, *, inputs: Mappi
         callback: Callable[[Any], bool] | None = None) -> Manifest:
     """Train as `config` says (its `algo` picks RL or imitation; imitation needs inputs={"dataset": path}).
 
-    `resume=True` continues the RL run staged for `out` from its latest checkpoint (see `prepare_resume`).
+    `resume=True` continues the RL run staged for `out` from its latest checkpoint (see `prepare_resume`);
+    imitation runs start again from scratch.
     `callback(trainer)` (RL) runs after every iteration; returning True stops the run, recorded `cancelled`.
     """
     algorithm, config, task = parse_config(config)
     if algorithm.kind == "rl":
         return _run_rl(config, out, inputs or {}, reporter, resume, callback)
-    if resume:
-        raise ConfigError(f"resume is for RL runs; {algorithm.name} trains from scratch in seconds to minutes")
+    # imitation keeps no partial state worth resuming (seconds to minutes): a resumed job trains from scratch
     return _run_imitation(algorithm, config, task, out, inputs or {}, reporter)
 
 

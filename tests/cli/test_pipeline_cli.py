@@ -1,0 +1,61 @@
+"""`embodia run`: a pipeline file run twice through the CLI (the second time all cached), its dry run, and a
+bad field reported as one line with exit code 2."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+MINI = """
+name: mini
+steps:
+  demos:
+    type: generate
+    config: {task: arm-reach, episodes: 2, envs_per_worker: 2}
+  eval:
+    type: evaluate
+    config: {suite: arm-reach, episodes: 2, scenarios: [nominal], videos: false, policy: random}
+"""
+
+
+def embodia(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "EMBODIA_HOME": str(cwd / ".embodia"), "COLUMNS": "200"}
+    env.pop("EMBODIA_DB_URL", None)
+    return subprocess.run([sys.executable, "-m", "embodia", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=600)
+
+
+@pytest.mark.slow
+def test_run_twice_then_everything_is_cached(tmp_path: Path) -> None:
+    (tmp_path / "mini.yaml").write_text(MINI)
+    first = embodia(tmp_path, "run", "mini.yaml")
+    assert first.returncode == 0, first.stderr[-2000:] + first.stdout[-2000:]
+    assert "ran demos (generate)" in first.stdout and "ran eval (evaluate)" in first.stdout
+    assert "registry: sqlite:///" in first.stdout and "report (eval):" in first.stdout
+    plan = embodia(tmp_path, "run", "mini.yaml", "--dry-run")
+    assert plan.returncode == 0 and plan.stdout.count(" hit ") == 2, plan.stdout
+    second = embodia(tmp_path, "run", "mini.yaml")
+    assert second.returncode == 0
+    assert "cached demos (generate)" in second.stdout and "cached eval (evaluate)" in second.stdout
+    forced = embodia(tmp_path, "run", "mini.yaml", "--dry-run", "--force", "demos")
+    assert " forced " in forced.stdout and " hit " in forced.stdout
+
+
+def test_bad_field_is_one_line_naming_step_and_field(tmp_path: Path) -> None:
+    (tmp_path / "bad.yaml").write_text(MINI.replace("episodes: 2, envs", "episodes: -1, envs"))
+    result = embodia(tmp_path, "run", "bad.yaml", "--dry-run")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert "step 'demos' (generate)" in line and "'episodes'" in line
+
+
+def test_unknown_force_step_and_unknown_builtin(tmp_path: Path) -> None:
+    (tmp_path / "mini.yaml").write_text(MINI)
+    result = embodia(tmp_path, "run", "mini.yaml", "--dry-run", "--force", "demo")
+    assert result.returncode == 2 and "--force demo: no such step" in result.stderr
+    result = embodia(tmp_path, "run", "nope")
+    assert result.returncode == 2 and "quickstart" in result.stderr
