@@ -37,7 +37,7 @@ def run_command(
     pipeline: str = typer.Argument(..., help="pipeline YAML file, or a built-in name (quickstart, rl)"),
     force: Optional[list[str]] = typer.Option(None, "--force", help="rerun this step and its dependents (repeatable)"),
     dry_run: bool = typer.Option(False, "--dry-run", help="print the plan (cache hits and misses) and stop"),
-    parallel: int = typer.Option(0, help="steps run at once (0: one per CPU core)"),
+    parallel: int = typer.Option(0, min=0, max=1024, help="steps run at once (0: one per CPU core)"),
 ) -> None:
     """Run a pipeline: steps whose config, inputs and embodia version are unchanged reuse their artifact."""
     results = run_pipeline_file(pipeline_path(pipeline), set(force or []), dry_run, parallel)
@@ -162,7 +162,8 @@ def where_things_are(results: dict, store: Any) -> list[str]:
 
 def quickstart(
     force: Optional[list[str]] = typer.Option(None, "--force", help="rerun this step and its dependents"),
-    out: Path = typer.Option(Path("out/quickstart"), help="where the summary and the dataset viewer page go"),
+    out: Path = typer.Option(Path("out/quickstart"), file_okay=False,
+                             help="where the summary and the dataset viewer page go"),
 ) -> None:
     """The whole loop on embedded defaults: `embodia run quickstart` (demos → BC → export → evaluate → gate →
     register → deploy), then a dataset viewer page and a summary."""
