@@ -104,12 +104,11 @@ class StepProgress:
 
 
 def _progress_text(event: dict[str, Any]) -> str:
-    if event.get("event") == "start":
-        return f"{event.get('stage', '')}"
-    if event.get("event") == "update":
-        metrics = "  ".join(f"{k.split('/')[-1]} {v:.3g}" for k, v in list((event.get("metrics") or {}).items())[:3]
-                            if isinstance(v, (int, float)))
-        return f"{event.get('done', 0):,.0f}  {event.get('message', '')}  {metrics}".strip()
+    """A step's live status: its job, then the last line of the job's log (progress, metrics)."""
+    if event.get("event") == "job":
+        return f"job {event['job']} queued"
+    if event.get("event") == "status":
+        return f"job {event['job']}: {_short(str(event.get('message', '')), 100)}"
     return ""
 
 
