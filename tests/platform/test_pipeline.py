@@ -107,3 +107,12 @@ def test_cache_key_follows_config_and_inputs():
     explicit = parse_pipeline(_pipeline(demos={**DEMOS, "config": {"task": "arm-reach", "episodes": 2, "seed": 0}}))
     assert cache_key(explicit.steps["demos"], {}) == key
     assert cache_key(step, {"dataset": "a" * 64}) != cache_key(step, {"dataset": "b" * 64})
+
+
+@pytest.mark.parametrize("name", ["quickstart", "rl"])
+def test_shipped_pipelines_validate(name: str):
+    root = Path(__file__).resolve().parents[2]
+    pipeline = load_pipeline(root / "examples" / "pipelines" / f"{name}.yaml")
+    assert pipeline.name == name and pipeline.order[-1] in ("serve", "register")
+    assert (root / "examples" / "pipelines" / f"{name}.yaml").resolve() == \
+        (root / "embodia" / "platform" / "pipelines" / f"{name}.yaml").resolve()
