@@ -1,9 +1,10 @@
 """What each pipeline step type does: `probe` (its cached result, if any) and `execute` (do the work).
 
 Stage steps (generate, augment, train, export, evaluate) run as jobs of the durable queue (a worker runs
-each in its own process and registers its output); the step then records its cache key on that artifact. `gate` runs the compare stage against a registry model and records a
-pass/block decision; `register` makes a model version and moves an alias only when its gate passed;
-`deploy` starts (or rolls) a supervised policy server. All of them read and write the one registry.
+each in its own process and registers its output); the step then records its cache key on that artifact.
+`gate` runs the compare stage (as a job too) against a registry model and records a pass/block decision;
+`register` makes a model version and moves an alias only when its gate passed; `deploy` starts (or rolls)
+a supervised policy server. All of them read and write the one registry.
 """
 
 from __future__ import annotations

@@ -113,7 +113,8 @@ def test_failed_step_skips_its_dependents_with_a_clear_message(store: Store) -> 
 @pytest.mark.slow
 def test_deploy_step_serves_and_is_cached_while_healthy(store: Store, tmp_path: Path) -> None:
     model = _toy_model(store, tmp_path, seed=4)
-    steps = {"promote": {"type": "register", "inputs": {"model": model.ref}, "config": {"name": "toy", "alias": "live"}},
+    steps = {"promote": {"type": "register", "inputs": {"model": model.ref},
+                         "config": {"name": "toy", "alias": "live"}},
              "serve": {"type": "deploy", "inputs": {"model": "promote"}, "config": {"name": "toy-server"}}}
     try:
         first = _run(store, steps)
