@@ -59,3 +59,10 @@ def test_unknown_force_step_and_unknown_builtin(tmp_path: Path) -> None:
     assert result.returncode == 2 and "--force demo: no such step" in result.stderr
     result = embodia(tmp_path, "run", "nope")
     assert result.returncode == 2 and "quickstart" in result.stderr
+
+
+def test_deployments_list_and_stop_in_an_empty_workspace(tmp_path: Path) -> None:
+    listed = embodia(tmp_path, "deployments", "list", "--json")
+    assert listed.returncode == 0 and listed.stdout.strip() == "[]"
+    stopped = embodia(tmp_path, "deployments", "stop", "nope")
+    assert stopped.returncode == 2 and "no deployment named 'nope'" in stopped.stderr
