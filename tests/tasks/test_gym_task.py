@@ -78,7 +78,7 @@ def test_no_success_rate_is_logged_for_tasks_without_success(tmp_path, source):
             break
     returns, lengths, successes = env.stats.pop()
     assert len(returns) > 0 and successes is None
-    logger = RunLogger(tmp_path, 100, tensorboard=False, progress=False)
+    logger = RunLogger(tmp_path, 100, tensorboard=False)
     logger.log_episodes(10, returns, lengths, successes)
     logger.close()
     logged = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[0])
