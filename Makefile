@@ -6,6 +6,9 @@ PIP    := $(PY) -m pip
 LEROBOT_VENV := .lerobot-venv
 DEB_PACKAGES := libegl1 libosmesa6 libgl1 postgresql
 export MUJOCO_GL ?= egl
+# Warp kernels and MJX programs are JIT-compiled (~1 min cold on a CPU); cache them across test runs
+export WARP_CACHE_PATH ?= $(CURDIR)/.cache/warp
+export JAX_COMPILATION_CACHE_DIR ?= $(CURDIR)/.cache/jax
 
 .PHONY: demo demo-stop test install system-deps lerobot-venv bench clean
 
@@ -34,7 +37,7 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e ".[test]"
+	$(PIP) install -q -e ".[test,mjx,warp]"
 	touch $@
 
 lerobot-venv: $(LEROBOT_VENV)/.ready

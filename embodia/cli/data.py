@@ -32,6 +32,7 @@ def generate_command(
     visual_dr: bool = typer.Option(True, help="per-episode colours, lights and camera jitter"),
     codec: str = typer.Option("libsvtav1", help="video encoder: libsvtav1 (AV1) or libx264 (H.264)"),
     resume: bool = typer.Option(False, help="continue an interrupted generation in --out"),
+    backend: str = typer.Option("cpu", help="physics backend: cpu, mjx or warp (see `embodia sim backends`)"),
 ) -> None:
     """Roll out TASK with its scripted expert and write a LeRobot v3.0 dataset (with manifest.json)."""
     from embodia.cli.progress import RichReporter
@@ -41,7 +42,7 @@ def generate_command(
     make_task(task)  # unknown task -> one clear line before any work
     config = {"task": task, "episodes": episodes, "cameras": _split(cameras), "workers": workers,
               "envs_per_worker": envs_per_worker, "image_size": image_size, "keep": keep, "seed": seed,
-              "policy": policy, "video": {"encoder": codec}, **({} if visual_dr else {"visual_randomization": None})}
+              "policy": policy, "video": {"encoder": codec}, "backend": backend, **({} if visual_dr else {"visual_randomization": None})}
     finished = (out / "meta" / "info.json").is_file()
     manifest = run(config, out, reporter=RichReporter(), resume=resume)
     _check_complete(manifest, out, resume_hint=True)

@@ -35,6 +35,11 @@ def _policy_inputs(name: str, spec: str | None) -> tuple[dict[str, Path], str | 
     return {}, spec
 
 
+def _with_backend(suite, backend: str | None):
+    """The suite with `--backend` applied (the suite file's own backend when not given)."""
+    return suite if backend is None else suite.model_copy(update={"backend": backend})
+
+
 def _check_published(manifest, out: Path) -> None:
     if manifest.status != "complete":
         console.print(f"[yellow]{manifest.stage} {manifest.status}[/]; nothing was published to {out}")
@@ -51,13 +56,14 @@ def run(
     videos: bool = typer.Option(True, "--videos/--no-videos", help="render best/worst episode per scenario"),
     episodes: Optional[int] = typer.Option(None, min=1, max=MAX_EPISODES, help="override episodes per scenario"),
     scenario: Optional[list[str]] = typer.Option(None, "--scenario", "-s", help="run only these scenarios (repeatable)"),
+    backend: Optional[str] = typer.Option(None, help="physics backend (cpu, mjx, warp); overrides the suite's"),
 ) -> None:
     """Evaluate one policy on every scenario of a suite; writes results.json, report.html and manifest.json."""
     from embodia.cli.progress import RichReporter
     from embodia.evaluate import Results, load_suite
     from embodia.evaluate import run as evaluate
 
-    loaded = load_suite(suite)
+    loaded = _with_backend(load_suite(suite), backend)
     out = out or _default_out("run", loaded.name)
     inputs, spec = _policy_inputs("policy", policy)
     config = {"suite": loaded.model_dump(mode="json"), "policy": spec, "videos": videos, "episodes": episodes,
@@ -89,13 +95,14 @@ def compare_command(
     videos: bool = typer.Option(False, "--videos/--no-videos", help="render best/worst episodes of both policies"),
     episodes: Optional[int] = typer.Option(None, min=1, max=MAX_EPISODES, help="override episodes per scenario"),
     scenario: Optional[list[str]] = typer.Option(None, "--scenario", "-s", help="compare only these scenarios"),
+    backend: Optional[str] = typer.Option(None, help="physics backend (cpu, mjx, warp); overrides the suite's"),
 ) -> None:
     """Regression gate: A vs B on identical seeds; exit 0 unless B is worse (exit 1); bad options exit 2."""
     from embodia.cli.progress import RichReporter
     from embodia.evaluate import compare as gate
     from embodia.evaluate import load_suite
 
-    loaded = load_suite(suite)
+    loaded = _with_backend(load_suite(suite), backend)
     out = out or _default_out("compare", loaded.name)
     inputs_a, spec_a = _policy_inputs("a", baseline)
     inputs_b, spec_b = _policy_inputs("b", candidate)

@@ -38,6 +38,7 @@ def bench(
     num_envs: int = typer.Option(64, min=1, max=MAX_NUM_ENVS, help="batch size"),
     steps: int = typer.Option(300, min=1, max=1_000_000, help="env steps to time"),
     nthread: int = typer.Option(0, min=0, max=MAX_THREADS, help="physics threads (0 = one per core)"),
+    backend: str = typer.Option("cpu", help="physics backend: cpu, mjx or warp (see `embodia sim backends`)"),
 ) -> None:
     """Measure env-steps/s of the batched simulator with random actions (obs, reward and autoreset included)."""
     import time
@@ -46,7 +47,7 @@ def bench(
 
     from embodia.tasks import BatchEnv
 
-    env = BatchEnv(task, num_envs=num_envs, nthread=nthread or None)
+    env = BatchEnv(task, num_envs=num_envs, nthread=nthread or None, backend=backend)
     env.reset(seed=0)
     rng = np.random.default_rng(0)
     low, high = env.single_action_space.low, env.single_action_space.high
@@ -59,6 +60,21 @@ def bench(
     console.print(f"{task}: {num_envs} envs x {steps} steps in {elapsed:.2f} s = "
                   f"[bold]{num_envs * steps / elapsed:,.0f}[/] env-steps/s")
     env.close()
+
+
+@sim_app.command("backends")
+def backends() -> None:
+    """List the physics backends and whether each is available here (and if not, why and what to install)."""
+    from embodia.sim.backend import BACKENDS, backend_status
+
+    table = Table(title="physics backends")
+    for column in ("backend", "available", "runs on / why not"):
+        table.add_column(column)
+    for name, (ok, reason) in backend_status().items():
+        extra = BACKENDS[name][1]
+        hint = f" -- pip install 'embodia[{extra}]'" if not ok and extra else ""
+        table.add_row(name, "[green]yes[/]" if ok else "[red]no[/]", reason + hint)
+    console.print(table)
 
 
 @sim_app.command("inspect")

@@ -34,33 +34,47 @@ def train_command(
     total_steps: Optional[int] = typer.Option(None, min=1, max=MAX_STEPS,
                                               help="env steps to train for (bc/diffusion: gradient steps)"),
     seed: Optional[int] = typer.Option(None, min=0, max=MAX_SEED, help="seed (overrides the config)"),
+    backend: Optional[str] = typer.Option(None, help="physics backend of the RL envs: cpu, mjx or warp "
+                                                     "(sets env_kwargs.backend; see `embodia sim backends`)"),
 ) -> None:
     """Train a policy; checkpoints, metrics.jsonl, TensorBoard logs and manifest.json go to the run directory."""
     overrides = parse_set_overrides(set_ or [])
     require_output_dir(out, "--out")
+    if algo in IL_ALGOS and backend is not None:
+        raise UserError(f"--backend picks the physics of RL training envs; --algo {algo} learns from a dataset")
     if algo in IL_ALGOS:
         _train_imitation(algo, task, dataset, config, overrides, out, total_steps, seed, resume)
         return
     if dataset is not None:
         raise UserError(f"--dataset is for imitation learning (--algo bc or diffusion), not --algo {algo}")
     if resume is not None:
-        _resume(resume, total_steps, seed, overrides)
+        _resume(resume, total_steps, seed, overrides, backend)
         return
     from embodia.learn import train as train_stage
     from embodia.learn.trainer import load_config, run_name
 
     run_config = load_config(task or DEFAULT_TASK, algo, config, overrides, total_steps=total_steps, seed=seed)
+    run_config = _with_backend(run_config, backend)
     run_dir = out / run_name(run_config.task, run_config.algo, run_config.seed)
     manifest = train_stage.run(run_config, run_dir, reporter=RichReporter(enabled=run_config.progress))
     _report(manifest, run_dir)
 
 
-def _resume(resume: Path, total_steps: Optional[int], seed: Optional[int], overrides: dict[str, Any]) -> None:
+def _with_backend(run_config, backend: Optional[str]):
+    """The run config with `--backend` in its env_kwargs (kept as configured when not given)."""
+    if backend is None:
+        return run_config
+    return run_config.model_copy(update={"env_kwargs": {**run_config.env_kwargs, "backend": backend}})
+
+
+def _resume(resume: Path, total_steps: Optional[int], seed: Optional[int], overrides: dict[str, Any],
+            backend: Optional[str]) -> None:
     from embodia.learn import train as train_stage
 
     if seed is not None:
         raise UserError("--seed cannot change on --resume; the run continues with its saved seed")
     run_config, run_dir = train_stage.prepare_resume(resume, total_steps=total_steps, overrides=overrides)
+    run_config = _with_backend(run_config, backend)
     manifest = train_stage.run(run_config, run_dir, resume=True, reporter=RichReporter(enabled=run_config.progress))
     _report(manifest, run_dir)
 

@@ -56,6 +56,7 @@ class GenerateConfig(BaseModel):
     success_hold_steps: int = Field(5, ge=1, description="consecutive success steps that end an episode early")
     max_attempts_factor: int = Field(20, ge=1, description="give up after episodes * this many attempts (keep=success)")
     video: VideoConfig = Field(default_factory=VideoConfig, description="camera stream encoding")
+    backend: str = Field("cpu", description="physics backend of the worker envs: cpu, mjx or warp")
 
     @field_validator("image_size")
     @classmethod
@@ -82,7 +83,7 @@ def make_env(config: GenerateConfig, num_envs: int, worker: int = 0):
 
         randomization = default_randomization(config.task)
     return BatchEnv(config.task, num_envs=num_envs, seed=config.seed * 1000 + worker,
-                    randomization=randomization, autoreset_mode="disabled")
+                    randomization=randomization, autoreset_mode="disabled", backend=config.backend)
 
 
 def make_policy(config: GenerateConfig, env, worker: int = 0) -> tuple[Any, str]:

@@ -30,6 +30,7 @@ class ScenarioConditions:
         # the renderer forwards each env through its own model, so randomized per-env copies need the changes too
         for render_model in {id(m): m for m in [model, *env.sim.models]}.values():
             apply_rendering(render_model, scenario.rendering, scenario.name)
+        env.sim.models_changed()  # the physics backend re-reads the models the scenario touched
 
     # ---------------------------------------------------------------- reset
     def after_reset(self, env_ids: np.ndarray) -> None:

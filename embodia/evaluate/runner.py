@@ -48,6 +48,7 @@ def make_env(suite: Suite, scenario: Scenario, num_envs: int) -> BatchEnv:
         max_episode_steps=suite.max_episode_steps,
         perturbations=bool(scenario.perturbations),
         task_config={**suite.task_config, **scenario.task_config} or None,
+        backend=suite.backend,
     )
 
 

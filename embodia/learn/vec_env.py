@@ -206,6 +206,8 @@ def make_train_env(source: str | gym.vector.VectorEnv, num_envs: int, seed: int,
         return GymTrainEnv(source)
     if source.startswith(GYM_PREFIX):
         gym_id = source[len(GYM_PREFIX):]
+        if env_kwargs.pop("backend", "cpu") != "cpu":
+            raise UserError(f"{source} runs on Gymnasium's own MuJoCo; physics backends apply to embodia tasks only")
         try:
             env = gym.make_vec(gym_id, num_envs=num_envs, vectorization_mode="sync",
                                vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP}, **env_kwargs)

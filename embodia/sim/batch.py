@@ -10,29 +10,9 @@ import mujoco
 import numpy as np
 
 from embodia.core.errors import CheckpointError, UserError
-from embodia.sim.backend import make_backend
+from embodia.sim.backend import STATE_SPEC, make_backend, state_layout
 from embodia.sim.randomization import (DomainRandomization, ModelParams, NamedTargets, apply_scales,
                                          sample_scales)
-
-# mujoco.rollout takes full-physics states; mocap poses travel with the controls (see BatchSim.step)
-STATE_SPEC = int(mujoco.mjtState.mjSTATE_FULLPHYSICS)
-_STATE_PARTS = ("TIME", "QPOS", "QVEL", "ACT", "HISTORY", "MOCAP_POS", "MOCAP_QUAT", "USERDATA", "PLUGIN", "PLASTIC")
-
-
-def state_layout(model: mujoco.MjModel, spec: int = STATE_SPEC) -> dict[str, slice]:
-    """Column slices of each state component inside a MuJoCo state vector of `spec`."""
-    layout, offset = {}, 0
-    bits = sorted((int(getattr(mujoco.mjtState, f"mjSTATE_{part}")), part) for part in _STATE_PARTS)
-    for bit, part in bits:
-        if not spec & bit:
-            continue
-        size = mujoco.mj_stateSize(model, bit)
-        layout[part.lower()] = slice(offset, offset + size)
-        offset += size
-    if offset != mujoco.mj_stateSize(model, spec):
-        raise RuntimeError("MuJoCo state layout changed; update embodia.sim.batch._STATE_PARTS")
-    return layout
-
 
 def episode_rngs(seeds: np.ndarray) -> list[np.random.Generator]:
     """One generator per episode seed, so any episode's randomness can be replayed from its seed alone."""
@@ -59,6 +39,9 @@ DIVERGENCE_WINDOW = 50  # steps over which the divergence rate is judged
 # stop when this fraction of env-steps diverged (a healthy run: well under 1 %; an env that blows up within a few
 # steps of every reset, which MuJoCo does itself, diverges every few steps)
 DIVERGENCE_STOP = 0.2
+# a joint speed no sane model reaches (m/s or rad/s): beyond it the integration has blown up even while finite
+# (MJX and Warp do not reset unstable envs themselves, and float32 may stay finite for a while)
+MAX_QVEL = 1e5
 
 
 def batch_bytes(model: mujoco.MjModel, num_envs: int, frame_skip: int = 1, copies_model: bool = False,
@@ -109,6 +92,7 @@ class BatchSim:
         seed: int = 0,
         perturbations: bool = False,
         backend: str = "cpu",
+        backend_options: dict | None = None,
     ) -> None:
         if num_envs < 1:
             raise UserError(f"num_envs={num_envs} must be >= 1")
@@ -129,7 +113,7 @@ class BatchSim:
         self.nstate = mujoco.mj_stateSize(model, STATE_SPEC)
         self._init_state(model)
         self._init_models()
-        self._init_threads(nthread, backend)
+        self._init_backend(nthread, backend, backend_options or {})
         self._init_controls(perturbations)
         self.divergence_count = 0
         self._divergence_window = np.zeros(DIVERGENCE_WINDOW)  # per recent step: the fraction of envs that diverged
@@ -156,12 +140,11 @@ class BatchSim:
             self.models = [self.model] * self.num_envs
         self.latency = np.zeros(self.num_envs, dtype=np.int64)
 
-    def _init_threads(self, nthread: int | None, backend: str) -> None:
+    def _init_backend(self, nthread: int | None, backend: str, options: dict) -> None:
         nthread = nthread if nthread is not None else min(os.cpu_count() or 1, self.num_envs)
         self.nthread = max(1, nthread)
-        self.backend = make_backend(backend, self.model, self.nthread)
-        self._state_out = np.zeros((self.num_envs, self.frame_skip, self.nstate))
-        self._sensor_out = np.zeros((self.num_envs, self.frame_skip, self.model.nsensordata))
+        self.backend = make_backend(backend, self.model, self.num_envs, self.nthread, **options)
+        self.models_changed()
 
     def _init_controls(self, perturbations: bool) -> None:
         m = self.model
@@ -190,6 +173,11 @@ class BatchSim:
             self.close()
         except Exception:
             pass
+
+    def models_changed(self, env_ids: np.ndarray | None = None) -> None:
+        """Tell the physics backend that the models of `env_ids` (all if None) changed (randomization, scenarios)."""
+        ids = np.arange(self.num_envs) if env_ids is None else np.asarray(env_ids, dtype=np.int64)
+        self.backend.update_models(self.models, ids)
 
     # ------------------------------------------------------------------ state views
     def _view(self, part: str) -> np.ndarray:
@@ -242,6 +230,8 @@ class BatchSim:
             if self.randomization.changes_model():
                 apply_scales(self.models[env_id], self.nominal, draw, 0, self.named_targets)
                 mujoco.mj_setConst(self.models[env_id], self._scratch)  # mass-derived constants
+        if self.randomization.changes_model():
+            self.models_changed(env_ids)
 
     def add_initial_noise(self, env_ids: np.ndarray, rngs: list[np.random.Generator]) -> None:
         """Add the randomization's extra initial-state noise on top of the task's reset distribution."""
@@ -302,10 +292,9 @@ class BatchSim:
             parts += [self.mocap_pos.reshape(self.num_envs, -1), self.mocap_quat.reshape(self.num_envs, -1)]
         control = np.concatenate(parts, axis=1) if len(parts) > 1 else ctrl
         expected_time = self.time + self.dt
-        self.backend.step(self.models, self.state, control[:, None, :], self.control_spec, self.frame_skip,
-                          self._state_out, self._sensor_out)
-        self.state[:] = self._state_out[:, -1]
-        self.sensordata[:] = self._sensor_out[:, -1]
+        state, sensordata = self.backend.step(self.state, control[:, None, :], self.control_spec, self.frame_skip)
+        self.state[:] = state  # the final substep only, float64 on the host: what tasks read
+        self.sensordata[:] = sensordata
         return StepInfo(diverged=self._diverged(expected_time))
 
     # ------------------------------------------------------------------ checkpointing
@@ -337,12 +326,16 @@ class BatchSim:
             apply_scales(self.models[env_id], self.nominal, sample_scales(self.randomization, rng, 1), 0,
                          self.named_targets)
             mujoco.mj_setConst(self.models[env_id], self._scratch)
+        self.models_changed()
 
     def _diverged(self, expected_time: np.ndarray) -> np.ndarray:
-        # MuJoCo resets an unstable env's data to time 0 itself, so a wrong clock marks divergence too.
-        finite = np.isfinite(self.state).all(axis=1)
-        clock_ok = np.abs(self.time - expected_time) < 0.5 * self.model.opt.timestep
-        diverged = ~(finite & clock_ok)
+        # non-finite state or a runaway speed on every backend; C MuJoCo also resets an unstable env's data to
+        # time 0 itself, so there a wrong clock marks divergence too
+        with np.errstate(invalid="ignore"):
+            healthy = np.isfinite(self.state).all(axis=1) & (np.abs(self.qvel) < MAX_QVEL).all(axis=1)
+        if self.backend.resets_on_divergence:
+            healthy &= np.abs(self.time - expected_time) < 0.5 * self.model.opt.timestep
+        diverged = ~healthy
         self.divergence_count += int(diverged.sum())
         self._check_divergence_rate(diverged)
         return diverged

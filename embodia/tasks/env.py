@@ -37,6 +37,8 @@ class BatchEnv:
         nthread: int | None = None,
         perturbations: bool = False,
         task_config: dict | None = None,
+        backend: str = "cpu",
+        backend_options: dict | None = None,
     ) -> None:
         from embodia.tasks.registry import make_task
 
@@ -54,6 +56,8 @@ class BatchEnv:
             nthread=nthread,
             seed=seed,
             perturbations=perturbations,
+            backend=backend,
+            backend_options=backend_options,
         )
         self.task.bind(self.sim)
         self.num_envs = num_envs
