@@ -70,3 +70,17 @@ def test_opening_without_migrating_an_old_database_is_refused(tmp_path):
     upgrade(url, "0001")
     with pytest.raises(ConfigError, match="revision 0001"):
         open_store(tmp_path / "ws", url, migrate=False)
+
+
+def test_the_migrated_schema_matches_the_models(db_url):
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from embodia.platform.models import Base
+
+    engine = make_engine(db_url)
+    upgrade(engine)
+    with engine.connect() as conn:
+        differences = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    engine.dispose()
+    assert differences == [], "a model changed without a migration (add a revision under platform/migrations)"
