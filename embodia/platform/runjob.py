@@ -10,7 +10,6 @@ exactly once (by job id, then by content hash) and writes `attempt-N.result.json
 from __future__ import annotations
 
 import inspect
-import json
 import os
 import sys
 import time
@@ -150,6 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the attempt process."""
     job_id, attempt, worker = (argv or sys.argv[1:])[:3]
     job_id_int, attempt_int = int(job_id), int(attempt)
+    print(f"attempt process {os.getpid()}: {os.environ.get('EMBODIA_JOB_CPUS', '?')} cpus, "
+          f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}", flush=True)
     store = open_store(migrate=False)
     result_file = result_path(queue.attempt_log(store, job_id_int, attempt_int))
     try:

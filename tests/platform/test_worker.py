@@ -48,6 +48,7 @@ def test_worker_runs_jobs_in_processes_and_registers_outputs_with_lineage(store)
     assert data.sha256 == done.output_sha256 and (data.path / "message.txt").read_text() == "raw"
     log = queue.attempt_log(store, first, 1).read_text()
     assert "start sleep: 2 steps" in log and "registered other:sha256:" in log
+    assert "2 cpus, OMP_NUM_THREADS=2" in log  # thread counts follow the job's CPU allocation
     second = queue.submit(store, "sleep", {"message": "derived"}, inputs={"source": data.ref}).id
     assert worker.run(until_idle=True) == 1
     derived = registry.artifact_of_job(store, second)
