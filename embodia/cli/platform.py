@@ -208,11 +208,17 @@ def jobs_list(status: str = typer.Option(None, help="queued, running, succeeded,
     """List jobs."""
     from embodia.platform import queue
 
+    from embodia.platform.models import utcnow
+
     rows = queue.list_jobs(_store(), status=status, project=project, limit=limit)
+    now = utcnow()
     table = _table(f"{len(rows)} jobs",
                    ("id", "type", "project", "prio", "status", "attempts", "worker", "output", "error", "created"))
     for job in rows:
-        table.add_row(str(job.id), job.type, job.project, str(job.priority), _status(job.status),
+        status = _status(job.status)
+        if job.status == "running" and job.lease_expires_at is not None and job.lease_expires_at < now:
+            status += " [red](lease expired)[/]"  # its worker died; the next claim takes it over
+        table.add_row(str(job.id), job.type, job.project, str(job.priority), status,
                       f"{job.attempts}/{job.max_attempts}", job.lease_owner or "", (job.output_sha256 or "")[:12],
                       (f"{job.error_type}: " if job.error_type else "") + (job.error or "")[:60], _when(job.created_at))
     console.print(table)

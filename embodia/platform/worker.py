@@ -24,6 +24,8 @@ import threading
 import time
 import uuid
 
+from sqlalchemy.exc import OperationalError
+
 from embodia.platform import queue
 from embodia.platform.runjob import EXIT_CANCELLED, EXIT_USER, WORKER_PID_ENV, result_path
 from embodia.platform.store import DB_URL_ENV, HOME_ENV, Store
@@ -31,6 +33,7 @@ from embodia.platform.store import DB_URL_ENV, HOME_ENV, Store
 THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS",
                    "VECLIB_MAXIMUM_THREADS", "EMBODIA_NUM_THREADS")
 _PR_SET_PDEATHSIG = 1
+DB_RETRY_S = 5.0
 
 
 def thread_env(cpus: float) -> dict[str, str]:
@@ -67,7 +70,13 @@ class Worker:
         """Run jobs until `max_jobs` ran, the queue is empty (`until_idle`) or `stop` is set; returns jobs run."""
         ran = 0
         while (max_jobs is None or ran < max_jobs) and not (stop is not None and stop.is_set()):
-            job = self.run_one()
+            try:
+                job = self.run_one()
+            except OperationalError as error:  # the database is unreachable for a moment: the leases say who owns what
+                print(f"worker {self.name}: database error, retrying in {DB_RETRY_S:g} s: {error.orig}",
+                      file=sys.stderr, flush=True)
+                time.sleep(DB_RETRY_S)
+                continue
             if job is not None:
                 ran += 1
             elif until_idle:
@@ -109,7 +118,7 @@ class Worker:
                     code = process.wait(timeout=self.heartbeat_s)
                     break
                 except subprocess.TimeoutExpired:
-                    state = queue.heartbeat(self.store, claim.job.id, self.name, lease_s=self.lease_s)
+                    state = self._heartbeat(claim.job.id)
                 except KeyboardInterrupt:  # the worker is stopped: the stage keeps its partial work, the job goes back
                     _stop(process, self.grace_s)
                     queue.release(self.store, claim.job.id, self.name, f"worker {self.name} was stopped (Ctrl-C)")
@@ -123,6 +132,13 @@ class Worker:
                     if time.monotonic() - cancel_seen > self.grace_s:
                         _stop(process, 5.0)  # the stage did not stop at a safe point in time
         return self._outcome(claim, code, _children_cpu_s() - cpu_before, cancel_seen is not None)
+
+    def _heartbeat(self, job_id: int) -> str:
+        """Renew the lease; a database hiccup is not a lost lease (the next beat tries again)."""
+        try:
+            return queue.heartbeat(self.store, job_id, self.name, lease_s=self.lease_s)
+        except OperationalError:
+            return "ok"
 
     def _outcome(self, claim: queue.Claim, code: int, cpu_s: float, cancel_asked: bool) -> queue.Outcome:
         """Classify how the attempt ended from its result file, else from its exit code."""

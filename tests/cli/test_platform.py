@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 
 import pytest
 from typer.testing import CliRunner
@@ -56,7 +57,9 @@ def test_jobs_commands(workspace):
     assert "queued" in invoke("jobs", "list")
     assert "cancelled" in invoke("jobs", "cancel", str(job))
     assert "queued" in invoke("jobs", "retry", str(job))
-    claim = queue.claim(workspace, "w")
+    claim = queue.claim(workspace, "w", lease_s=0.01)
+    time.sleep(0.05)
+    assert "lease expired" in invoke("jobs", "list")
     claim.log_path.parent.mkdir(parents=True)
     claim.log_path.write_text("hello from the stage\n")
     queue.finish(workspace, job, "w", queue.Outcome("failed", "user", "config field x is bad", 2))

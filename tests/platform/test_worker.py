@@ -196,3 +196,22 @@ def test_ctrl_c_on_a_worker_hands_its_job_back_with_the_partial_work(sqlite_stor
     assert ended.status == "succeeded" and [a.status for a in queue.attempts(sqlite_store, job)] == [
         "released", "succeeded"]
     assert registry.artifact_of_job(sqlite_store, job).manifest["summary"]["resumed_from"] >= 3
+
+
+def test_a_database_hiccup_does_not_stop_a_worker(sqlite_store, monkeypatch):
+    from sqlalchemy.exc import OperationalError
+
+    from embodia.platform import worker as worker_module
+
+    calls = []
+
+    def flaky_claim(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise OperationalError("SELECT", {}, Exception("connection reset"))
+        return None
+
+    monkeypatch.setattr(worker_module, "DB_RETRY_S", 0.0)
+    monkeypatch.setattr(queue, "claim", flaky_claim)
+    assert Worker(sqlite_store, "w").run(until_idle=True) == 0
+    assert len(calls) == 2
