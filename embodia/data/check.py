@@ -74,8 +74,8 @@ def check_dataset(root: str | Path, videos: bool = True) -> CheckReport:
             return report
         raise fmt.DatasetFormatError(f"{root} is not a LeRobot dataset: no {fmt.INFO_PATH} and no unfinished generation")
     try:
-        info = json.loads((root / fmt.INFO_PATH).read_text())
-    except json.JSONDecodeError as error:
+        info = json.loads((root / fmt.INFO_PATH).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
         report.problems.append(f"{fmt.INFO_PATH}: invalid JSON ({error})")
         return report
     missing = [key for key in REQUIRED_INFO if key not in info]

@@ -244,9 +244,9 @@ def read_info(root: Path) -> dict[str, Any]:
         raise DatasetFormatError(f"{root} is not a LeRobot dataset: {INFO_PATH} is missing "
                                  "(an unfinished generation? run `embodia data generate --resume --out DIR`)")
     try:
-        info = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise DatasetFormatError(f"{path} is not valid JSON: {error}") from None
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:  # both are ValueErrors that name no file
+        raise DatasetFormatError(f"{path} is not valid UTF-8 JSON: {error}") from None
     version = info.get("codebase_version")
     if version != CODEBASE_VERSION:
         raise DatasetFormatError(f"{path}: codebase_version {version!r}; embodia reads LeRobot {CODEBASE_VERSION} "

@@ -166,6 +166,15 @@ def test_config_file_that_is_not_utf8_names_the_file(workdir):
     assert_one_line_error(*run("train", "--config", str(config)), "binary.yaml", "UTF-8")
 
 
+def test_dataset_metadata_that_is_not_utf8_names_the_file(workdir):
+    dataset = workdir.parent / "ds"
+    (dataset / "meta").mkdir(parents=True)
+    (dataset / "meta" / "info.json").write_bytes(b"\xff\xfe{}")
+    assert_one_line_error(*run("data", "show", str(dataset), "--out", str(workdir.parent / "page.html")),
+                          "info.json", "UTF-8")
+    assert_nothing_left(workdir)
+
+
 def test_resuming_a_checkpoint_with_a_wrong_shaped_tensor_names_the_tensor(tmp_path, monkeypatch):
     import safetensors.torch
     import torch
