@@ -31,7 +31,7 @@ def test_the_tutorial_runs_end_to_end(tmp_path):
                             capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     out = tmp_path / "out"
-    for produced in ("arm-random.mp4", "reach-random.mp4", "eval/report.html", "eval/results.json", "reach.onnx"):
+    for produced in ("arm-random.mp4", "reach-random.mp4", "eval/report.html", "eval/results.json", "export/policy.onnx"):
         assert (out / produced).stat().st_size > 0, produced
     assert "served action:" in result.stdout and "single env: 100 steps" in result.stdout
     assert "joint error after 1 s:" in result.stdout
