@@ -79,6 +79,7 @@ def test_non_finite_hyperparameters_are_one_line_errors_naming_the_field(monkeyp
     assert not list(tmp_path.iterdir())  # nothing left behind
 
 
+@pytest.mark.filterwarnings("ignore:overflow:RuntimeWarning", "ignore:invalid value:RuntimeWarning")
 def test_a_diverging_run_stops_with_a_clear_error_and_strict_json_metrics(tmp_path):
     config = load_config("cartpole-balance", "ppo", overrides={**TINY, "learning_rate": 1e39, "checkpoint_every": 128},
                          total_steps=1024)
