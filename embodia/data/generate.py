@@ -308,6 +308,7 @@ def run(config: GenerateConfig | Mapping[str, Any], out: str | Path, *, inputs: 
     if inputs:
         raise ConfigError(f"generate reads no inputs, got {sorted(inputs)}")
     out = Path(out)
+    spec = dataset_spec(config)  # unknown cameras etc. are refused before anything is written
     with exclusive_lock(out.with_name(f".{out.name}.lock"), f"`embodia data generate --out {out}`"):
         finished = _finished_manifest(config, out, resume)
         if finished is not None:
@@ -315,7 +316,6 @@ def run(config: GenerateConfig | Mapping[str, Any], out: str | Path, *, inputs: 
         if staging_dir(out).exists() and not resume:
             raise OutputExistsError(f"{out} has an unfinished generation ({staging_dir(out)}); add --resume to "
                                     "continue it, or delete that directory to start over")
-        spec = dataset_spec(config)
 
         def body(staging: Path, stage_reporter: Reporter) -> StageResult:
             return StageResult(seeds=[config.seed], summary=_generate_into(config, spec, staging, stage_reporter))

@@ -26,6 +26,7 @@ from embodia.core.errors import ConfigError, UserError
 from embodia.core.manifest import MANIFEST_FILE, Manifest
 from embodia.core.reporter import Reporter
 from embodia.core.stage import StageResult, run_stage
+from embodia.evaluate.policies import resolve_policy
 from embodia.evaluate.report import write_comparison_report
 from embodia.evaluate.results import RESULTS_FILE, EpisodeOutcomes, Results
 from embodia.evaluate.runner import run_suite, select
@@ -183,6 +184,9 @@ def compare(suite: Any, baseline: Any, candidate: Any, out_dir: str | Path | Non
     suite = select(load_suite(suite), episodes, scenarios)
     check_gate_options(margin, alpha, suite.metric)
     out_path = Path(out_dir) if out_dir is not None else None
+    for policy in (baseline, candidate):  # a bad spec fails before either policy runs
+        if not _is_stored(policy):
+            resolve_policy(policy)
     runs = {}
     for label, policy in (("baseline", baseline), ("candidate", candidate)):
         runs[label] = _results_of(suite, policy, out_path / label if out_path else None, videos, reporter)
@@ -195,12 +199,16 @@ def compare(suite: Any, baseline: Any, candidate: Any, out_dir: str | Path | Non
 
 def _results_of(suite: Suite, policy: Any, out: Path | None, videos: bool, reporter: Reporter | None) -> Results:
     """A stored evaluation (a directory with results.json, copied into `out`) or a fresh run of `policy`."""
-    if isinstance(policy, (str, Path)) and (Path(policy) / RESULTS_FILE).is_file():
+    if _is_stored(policy):
         stored = Results.load(policy)
         if out is not None:
             shutil.copytree(policy, out, ignore=shutil.ignore_patterns(MANIFEST_FILE), dirs_exist_ok=True)
         return stored
     return run_suite(suite, policy, out, videos=videos, reporter=reporter)
+
+
+def _is_stored(policy: Any) -> bool:
+    return isinstance(policy, (str, Path)) and (Path(policy) / RESULTS_FILE).is_file()
 
 
 class CompareConfig(SuiteRunConfig):

@@ -124,6 +124,12 @@ def test_data_augment_num_zero_is_one_line_naming_the_flag(workdir):
     assert_nothing_left(workdir)
 
 
+def test_generate_with_an_unknown_camera_writes_nothing(workdir):
+    assert_one_line_error(*run("data", "generate", "--task", "arm-reach", "--cameras", "top", "--out", "ds"),
+                          "--cameras", "'top'")
+    assert_nothing_left(workdir)
+
+
 def test_missing_path_and_file_for_directory_are_named_accurately(workdir):
     (workdir.parent / "afile").write_text("x")
     missing = assert_one_line_error(*run("data", "check", str(workdir.parent / "absent")), "absent")
@@ -197,6 +203,13 @@ def test_unreachable_policy_server_is_one_line(workdir):
     line = assert_one_line_error(*run("eval", "run", "cartpole-swingup", "--policy", "http://127.0.0.1:1",
                                       "--episodes", "1", "--no-videos", "--out", "ev"), "127.0.0.1:1")
     assert "no policy server answered" in line
+    assert_nothing_left(workdir)
+
+
+def test_compare_refuses_a_bad_candidate_before_running_the_baseline(workdir):
+    code, stderr = run("eval", "compare", "cartpole-swingup", "-a", "random", "-b", "no-such-policy", "-o", "cmp")
+    assert "evaluate" not in stderr  # no progress of a baseline run before the refusal
+    assert_one_line_error(code, stderr, "no-such-policy")
     assert_nothing_left(workdir)
 
 
