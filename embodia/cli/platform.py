@@ -16,6 +16,7 @@ from rich.table import Table
 from rich.tree import Tree
 
 from embodia.cli.options import MAX_ID, MAX_LIST
+from embodia.core.errors import UserError
 
 artifacts_app = typer.Typer(help="Registered artifacts (datasets, checkpoints, models, reports).", no_args_is_help=True)
 models_app = typer.Typer(help="Model versions and their aliases (staging, production, ...).", no_args_is_help=True)
@@ -261,7 +262,7 @@ def jobs_logs(job_id: int = typer.Argument(..., min=1, max=MAX_ID, help="job id"
     job = queue.get_job(store, job_id)
     number = attempt or job.attempts
     if number < 1:
-        raise ValueError(f"job {job_id} has not started yet ({job.status}); nothing logged")
+        raise UserError(f"job {job_id} has not started yet ({job.status}); nothing logged")
     path = queue.attempt_log(store, job_id, number)
     offset = _print_from(path, 0)
     while follow and _attempt_running(store, job_id, number):
@@ -303,10 +304,10 @@ def jobs_submit(job_type: str = typer.Argument(..., help="job type, e.g. sleep")
     try:
         parsed = json.loads(config)
     except ValueError as error:
-        raise ValueError(f"--config is not valid JSON ({error})") from None
+        raise UserError(f"--config is not valid JSON ({error})") from None
     pairs = dict(item.split("=", 1) for item in inputs if "=" in item)
     if len(pairs) != len(inputs):
-        raise ValueError("--input expects NAME=REF")
+        raise UserError("--input expects NAME=REF")
     job = queue.submit(_store(), job_type, parsed, inputs=pairs, project=project, priority=priority, cpus=cpus,
                        max_attempts=max_attempts)
     console.print(f"queued job {job.id}")

@@ -237,6 +237,12 @@ def test_suite_task_config_errors_are_one_line_naming_the_field(workdir):
     assert_one_line_error(*run("eval", "validate", str(suite)), "max_episode_steps", "-5")
 
 
+def test_job_config_that_is_not_json_is_one_line(workdir):
+    assert_one_line_error(*run("jobs", "submit", "sleep", "--config", "{not json"), "--config", "JSON")
+    assert_one_line_error(*run("jobs", "submit", "sleep", "--input", "no-equals-sign"), "--input")
+    assert_nothing_left(workdir)
+
+
 # ------------------------------------------------------------------------------------------- shared pieces
 
 def test_os_errors_name_the_target_never_the_temporary_file(tmp_path):
