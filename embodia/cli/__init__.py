@@ -80,12 +80,25 @@ class EmbodiaGroup(TyperGroup):
             if type(error).__name__ == "NoArgsIsHelpError":  # the help was printed already
                 sys.exit(error.exit_code)
             command = error.ctx.command_path if getattr(error, "ctx", None) is not None else "embodia"
-            error_line(f"{error.format_message()} (see `{command} --help`)")
+            message = _non_finite_message(error, sys.argv[1:] if args is None else list(args)) or error.format_message()
+            error_line(f"{message} (see `{command} --help`)")
             sys.exit(error.exit_code)
         except typer.Abort:
             error_line("aborted")
             sys.exit(EXIT_CANCELLED)
         sys.exit(result if isinstance(result, int) else 0)
+
+
+def _non_finite_message(error: Exception, args: list[str]) -> str | None:
+    """'--margin: nan is not a finite number' where Click would only report the range NaN or inf fails."""
+    param = getattr(error, "param", None)
+    for flag in getattr(param, "opts", None) or []:
+        for index, token in enumerate(args):
+            value = args[index + 1] if token == flag and index + 1 < len(args) else None
+            value = token.split("=", 1)[1] if token.startswith(flag + "=") else value
+            if value is not None and value.strip().lower().lstrip("+-") in ("nan", "inf", "infinity"):
+                return f"Invalid value for '{flag}': {value} is not a finite number"
+    return None
 
 
 def _fail(message: str) -> NoReturn:

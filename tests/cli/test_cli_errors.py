@@ -94,6 +94,13 @@ def test_out_of_range_or_malformed_options_name_the_flag(workdir, args, flag):
     assert_nothing_left(workdir)
 
 
+def test_non_finite_numbers_are_named_as_such(workdir):
+    for flag, value in (("--margin", "nan"), ("--alpha", "-inf")):
+        assert_one_line_error(*run("eval", "compare", "cartpole-swingup", "-a", "random", "-b", "random", flag, value),
+                              flag, f"{value} is not a finite number")
+    assert_nothing_left(workdir)
+
+
 def test_a_frame_larger_than_the_renderer_supports_is_a_user_error_without_a_gl_hint():
     from embodia.sim.render import MAX_RENDER_SIZE, BatchRenderer
     from embodia.tasks import BatchEnv
