@@ -30,17 +30,3 @@ class DatasetFormatError(UserError):
 
 class Cancelled(EmbodiaError):
     """A stage was stopped by its reporter, a callback or Ctrl-C; its output is recorded as cancelled."""
-
-
-def explain_validation(error, model_cls: type) -> str:
-    """One line per problem of a pydantic `ValidationError`: the field, the value, what is wrong; an unknown field
-    lists the valid ones. Used wherever user data meets a config model, so no raw pydantic dump reaches a user."""
-    lines = []
-    for problem in error.errors():
-        field = ".".join(str(p) for p in problem["loc"]) or "<root>"
-        if problem["type"] == "extra_forbidden":
-            lines.append(f"unknown field {field!r}; valid fields: {', '.join(sorted(model_cls.model_fields))}")
-        else:
-            message = problem["msg"].removeprefix("Value error, ")
-            lines.append(f"field {field!r} = {problem.get('input')!r}: {message}")
-    return "; ".join(lines)

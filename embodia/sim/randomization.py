@@ -8,7 +8,8 @@ from typing import Annotated
 import numpy as np
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
-from embodia.core.errors import ConfigError, explain_validation
+from embodia.core.config import config_error
+from embodia.core.errors import ConfigError
 
 
 MAX_SCALE = 10.0  # scales beyond 10x (or at/below 0) make most models diverge; nothing physical needs them
@@ -91,7 +92,7 @@ class DomainRandomization(BaseModel):
         try:
             return cls.model_validate(data)
         except ValidationError as error:
-            raise ConfigError(f"invalid randomization: {explain_validation(error, cls)}") from None
+            raise config_error(error, cls, where="invalid randomization", noun="field") from None
 
     def changes_model(self) -> bool:
         """True when per-env copies of the MjModel are needed (any physics parameter is randomized)."""

@@ -16,7 +16,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Callable
 
-from embodia.core.errors import UserError, explain_validation
+from embodia.core.config import config_error
+from embodia.core.errors import UserError
 
 ENTRY_POINT_GROUP = "embodia.tasks"
 
@@ -186,4 +187,4 @@ def validate_task_config(config_cls: type, values: dict, name: str):
     try:
         return config_cls.model_validate(values)
     except ValidationError as error:
-        raise UserError(f"task {name!r}: {explain_validation(error, config_cls)}") from None
+        raise config_error(error, config_cls, where=f"task {name!r}", noun="field") from None
