@@ -91,13 +91,13 @@ def main() -> None:
           f"load average at start {os.getloadavg()[0]:.1f}")
     for name, (ok, reason) in status.items():
         print(f"  {name}: {'available' if ok else 'not available'} -- {reason}")
-    sizes = {"cpu": args.sizes, "mjx": args.mjx_sizes, "warp": args.warp_sizes}
+    sizes = {"cpu": args.sizes, "warp": args.warp_sizes, "mjx": args.mjx_sizes}  # slowest to compile last
     rows = []
     started = time.perf_counter()
-    for task in args.tasks:
-        for backend, batch_sizes in sizes.items():
-            if not status[backend][0]:
-                continue
+    for backend, batch_sizes in sizes.items():
+        if not status[backend][0]:
+            continue
+        for task in args.tasks:
             for num_envs in batch_sizes:
                 row = {"task": task, "backend": backend, "num_envs": num_envs,
                        **measure(task, backend, num_envs, args.seconds), "load": os.getloadavg()[0]}

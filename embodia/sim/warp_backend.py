@@ -26,10 +26,11 @@ class WarpBackend(AcceleratorBackend):
     runs_on = "an NVIDIA GPU when Warp sees one, else Warp's CPU device; float32"
 
     def __init__(self, model: mujoco.MjModel, num_envs: int, nthread: int, *, device: str | None = None) -> None:
-        import mujoco_warp as mjw
         import warp as wp
 
-        wp.config.quiet = True  # no line per compiled kernel module
+        wp.config.quiet = True  # no banner and no line per kernel module (set before mujoco_warp initializes Warp)
+        import mujoco_warp as mjw
+
         super().__init__(model, num_envs)
         self._wp, self._mjw = wp, mjw
         self.device = device or ("cuda" if wp.is_cuda_available() else "cpu")
