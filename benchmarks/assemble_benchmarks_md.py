@@ -10,7 +10,8 @@ PARTS = [("Simulation (issue 2)", "sim.md"), ("Scripted experts (issue 3)", "arm
          ("Reinforcement learning (issue 4)", "rl.md"), ("Imitation learning (issue 4)", "il.md"),
          ("Evaluation (issue 5)", "eval.md"), ("Serving (issue 5)", "serve.md"),
          ("Platform job queue (issue 12)", "platform.md"),
-         ("Bring your own robot (issue 10)", "byo_robot.md")]
+         ("Bring your own robot (issue 10)", "byo_robot.md"),
+         ("Physics backends (issue 15)", "backends.md")]
 
 
 def section(title: str, name: str) -> str:
