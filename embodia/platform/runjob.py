@@ -9,8 +9,10 @@ exactly once (by job id, then by content hash) and writes `attempt-N.result.json
 
 from __future__ import annotations
 
+import ctypes
 import inspect
 import os
+import signal
 import sys
 import time
 import traceback
@@ -27,6 +29,7 @@ from embodia.platform.store import Store, open_store
 
 EXIT_DONE, EXIT_INTERNAL, EXIT_USER, EXIT_CANCELLED, EXIT_LOST = 0, 1, 2, 3, 4
 WORKER_PID_ENV = "EMBODIA_WORKER_PID"
+_PR_SET_PDEATHSIG = 1
 
 
 class JobReporter:
@@ -145,8 +148,22 @@ def run_attempt(store: Store, job_id: int, attempt: int, worker: str) -> tuple[i
                        "summary": existing.manifest.get("summary", {})}
 
 
+def die_with_worker() -> bool:
+    """Get SIGKILL when the worker that started us dies (Linux), so no attempt outlives its lease; False when
+    that worker is already gone."""
+    worker_pid = int(os.environ.get(WORKER_PID_ENV, "0") or 0)
+    if sys.platform == "linux":
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        except (OSError, AttributeError):
+            pass
+    return not worker_pid or os.getppid() == worker_pid
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the attempt process."""
+    if not die_with_worker():
+        return EXIT_LOST
     job_id, attempt, worker = (argv or sys.argv[1:])[:3]
     job_id_int, attempt_int = int(job_id), int(attempt)
     print(f"attempt process {os.getpid()}: {os.environ.get('EMBODIA_JOB_CPUS', '?')} cpus, "

@@ -5,13 +5,12 @@ Public API:
         .run_one() -> JobInfo | None      claim and run one job (None when the queue had nothing runnable)
         .run(*, max_jobs=None, until_idle=False, stop=None) -> int   loop; `stop` is a threading.Event
     thread_env(cpus) -> dict               OMP/MKL/OpenBLAS/... thread counts for a job's CPU allocation
-The attempt process dies with its worker (PR_SET_PDEATHSIG on Linux), so a worker killed with SIGKILL leaves
+The attempt process dies with its worker (it arms PR_SET_PDEATHSIG on Linux), so a worker killed with SIGKILL leaves
 nothing running: its lease expires and another worker takes the job and resumes from its staging directory.
 """
 
 from __future__ import annotations
 
-import ctypes
 import json
 import math
 import os
@@ -32,7 +31,6 @@ from embodia.platform.store import DB_URL_ENV, HOME_ENV, Store
 
 THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS",
                    "VECLIB_MAXIMUM_THREADS", "EMBODIA_NUM_THREADS")
-_PR_SET_PDEATHSIG = 1
 DB_RETRY_S = 5.0
 
 
@@ -40,14 +38,6 @@ def thread_env(cpus: float) -> dict[str, str]:
     """Thread-count variables for a job allowed `cpus` CPUs (at least one thread)."""
     threads = str(max(1, math.floor(cpus)))
     return {name: threads for name in THREAD_ENV_VARS}
-
-
-def _die_with_parent() -> None:
-    """In the attempt process: get SIGKILL when the worker dies (Linux), so no attempt outlives its lease."""
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):
-        pass
 
 
 def _children_cpu_s() -> float:
@@ -99,10 +89,10 @@ class Worker:
         env = {**os.environ, **thread_env(claim.job.cpus), HOME_ENV: str(self.store.home), DB_URL_ENV: self.store.url,
                WORKER_PID_ENV: str(os.getpid()), "EMBODIA_JOB_CPUS": f"{claim.job.cpus:g}"}
         command = [sys.executable, "-m", "embodia.platform.runjob", str(claim.job.id), str(claim.attempt), self.name]
-        # its own session: a Ctrl-C meant for the worker reaches the attempt only through the worker (see _attempt)
+        # its own session: a Ctrl-C meant for the worker reaches the attempt only through the worker (see _attempt);
+        # no preexec_fn (workers also run in threads): the attempt arms its own death signal (runjob.main)
         return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-                                start_new_session=True,
-                                preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+                                start_new_session=True)
 
     def _attempt(self, claim: queue.Claim) -> queue.Outcome | None:
         """Run the attempt process while heartbeating; its outcome, or None when the lease was lost."""
