@@ -167,7 +167,7 @@ _RUNNABLE = or_(and_(JOBS.c.status == "queued",
                      or_(JOBS.c.not_before.is_(None), JOBS.c.not_before <= _param("p_now", JOBS.c.not_before))),
                 and_(JOBS.c.status == "running", JOBS.c.lease_expires_at < _param("p_now", JOBS.c.not_before)))
 _CANDIDATE = select(JOBS.c.id, JOBS.c.status, JOBS.c.attempts, JOBS.c.max_attempts, JOBS.c.project,
-                    JOBS.c.lease_owner, JOBS.c.lease_expires_at).where(_RUNNABLE)
+                    JOBS.c.lease_owner, JOBS.c.lease_expires_at, JOBS.c.cancel_requested).where(_RUNNABLE)
 _ORDER = (JOBS.c.priority.desc(), JOBS.c.id)
 _CANDIDATE_ANY = _CANDIDATE.order_by(*_ORDER).limit(1)
 _CANDIDATE_ANY_PG = _CANDIDATE_ANY.with_for_update(skip_locked=True)
@@ -265,10 +265,13 @@ def claim(store: Store, worker: str, *, lease_s: float = 60.0, types: list[str] 
                 continue  # this transaction ends (releasing the row); the next sees the project as blocked
             if job.status == "running":
                 _close_lost_attempt(conn, job, now)
-                if job.attempts >= job.max_attempts:
+                if job.cancel_requested or job.attempts >= job.max_attempts:
+                    cancelled = bool(job.cancel_requested)
                     conn.execute(update(JOBS).where(JOBS.c.id == job.id).values(
-                        status="failed", error_type="lost", finished_at=now, lease_owner=None, lease_expires_at=None,
-                        error=f"its worker was lost on all {job.attempts} attempts"))
+                        status="cancelled" if cancelled else "failed", error_type="cancelled" if cancelled else "lost",
+                        finished_at=now, lease_owner=None, lease_expires_at=None,
+                        error="cancelled while its worker was lost" if cancelled
+                        else f"its worker was lost on all {job.attempts} attempts"))
                     continue
             number = job.attempts + 1
             row = conn.execute(_TAKE, {"p_id": job.id, "p_number": number, "p_worker": worker, "p_now": now,

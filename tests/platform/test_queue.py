@@ -68,6 +68,15 @@ def test_a_job_whose_worker_is_lost_every_time_fails(store):
     assert failed.status == "failed" and failed.error_type == "lost"
 
 
+def test_a_job_cancelled_while_its_worker_was_lost_is_not_run_again(store):
+    job = queue.submit(store, "noop").id
+    queue.claim(store, "w1", lease_s=0.05)
+    queue.cancel(store, job)
+    time.sleep(0.1)
+    assert queue.claim(store, "w2") is None
+    assert queue.get_job(store, job).status == "cancelled"
+
+
 def test_internal_errors_are_retried_with_backoff_and_user_errors_are_not(store):
     internal = queue.submit(store, "noop", max_attempts=2).id
     queue.claim(store, "w")
