@@ -31,6 +31,7 @@ from embodia.data import format as fmt
 from embodia.data.render import CameraRig, VisualRandomization, VisualRandomizer
 from embodia.data.video import VideoConfig
 from embodia.data.writer import DatasetSpec, Episode, OutputExistsError, StagingArea, describe_difference
+from embodia.sim.backend import BackendName
 
 FAILED_DIR = "failed"  # staging/failed/<attempt>: attempts filtered out, so resume does not redo them
 
@@ -56,7 +57,7 @@ class GenerateConfig(BaseModel):
     success_hold_steps: int = Field(5, ge=1, description="consecutive success steps that end an episode early")
     max_attempts_factor: int = Field(20, ge=1, description="give up after episodes * this many attempts (keep=success)")
     video: VideoConfig = Field(default_factory=VideoConfig, description="camera stream encoding")
-    backend: str = Field("cpu", description="physics backend of the worker envs: cpu, mjx or warp")
+    backend: BackendName = Field("cpu", description="physics backend of the worker envs: cpu, mjx or warp")
 
     @field_validator("image_size")
     @classmethod
@@ -254,7 +255,8 @@ def failed_attempts(staging: StagingArea) -> set[int]:
 
 
 # ---------------------------------------------------------------------- orchestration
-EXECUTION_FIELDS = ("workers", "envs_per_worker", "max_attempts_factor")  # how the data is made, not what it is
+# how the data is made, not what it is (a generation may resume on another physics backend, e.g. where no GPU is)
+EXECUTION_FIELDS = ("workers", "envs_per_worker", "max_attempts_factor", "backend")
 
 
 def data_settings(config: GenerateConfig) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from embodia.core.config import config_error, read_yaml
 from embodia.core.errors import ConfigError
+from embodia.sim.backend import BackendName
 from embodia.sim.randomization import DomainRandomization
 from embodia.tasks.registry import task_has_success
 
@@ -141,7 +142,7 @@ class Suite(_Strict):
                            "Either way an episode that ends in a failure termination is a failure")
     metric: Literal["success", "return"] = Field("success", description="primary metric of `eval compare`")
     task_config: dict = Field(default_factory=dict, description="task config overrides for every scenario")
-    backend: str = Field("cpu", description="physics backend of the scenario envs: cpu, mjx or warp")
+    backend: BackendName = Field("cpu", description="physics backend of the scenario envs: cpu, mjx or warp")
     video: VideoConfig = Field(default_factory=VideoConfig, description="rendering of best/worst episodes")
     scenarios: list[Scenario] = Field(min_length=1, description="the test conditions")
 

@@ -12,11 +12,12 @@ import importlib
 import importlib.util
 from collections.abc import Sequence
 from importlib.metadata import version
-from typing import Any, Protocol
+from typing import Annotated, Any, Protocol
 
 import mujoco
 import mujoco.rollout
 import numpy as np
+from pydantic import AfterValidator
 
 from embodia.core.errors import UserError
 
@@ -156,11 +157,23 @@ def modules_present(*modules: str) -> tuple[bool, str]:
     return True, ""
 
 
+def check_backend_name(name: str) -> str:
+    """`name` if it is a registered backend (whether it is available here is checked when a batch is built)."""
+    if name not in BACKENDS:
+        raise ValueError(f"unknown physics backend {name!r}; choose one of {sorted(BACKENDS)} "
+                         "(`embodia sim backends` shows which are available here)")
+    return name
+
+
+BackendName = Annotated[str, AfterValidator(check_backend_name)]  # a config field naming a backend
+
+
 def backend_class(name: str) -> type:
     """The backend class registered as `name`; an unknown name is a UserError listing the registered ones."""
-    if name not in BACKENDS:
-        raise UserError(f"unknown physics backend {name!r}; choose one of {sorted(BACKENDS)} "
-                        "(`embodia sim backends` shows which are available here)")
+    try:
+        check_backend_name(name)
+    except ValueError as error:
+        raise UserError(str(error)) from None
     module, cls = BACKENDS[name][0].split(":")
     return getattr(importlib.import_module(module), cls)
 

@@ -195,3 +195,16 @@ def test_train_ppo_end_to_end_on_accelerated_backend(tmp_path, backend):
     runs = list(tmp_path.iterdir())
     assert len(runs) == 1 and (runs[0] / "checkpoints" / "final").is_dir()
     assert '"backend": "' + backend + '"' in (runs[0] / "checkpoints" / "final" / "config.json").read_text()
+
+
+def test_configs_naming_a_backend_refuse_unknown_names_up_front():
+    from pydantic import ValidationError
+
+    from embodia.data.generate import GenerateConfig
+    from embodia.evaluate.suite import Suite
+
+    assert GenerateConfig(task="arm-reach", backend="warp").backend == "warp"
+    with pytest.raises(ValidationError, match="unknown physics backend 'tpu'.*'mjx'"):
+        GenerateConfig(task="arm-reach", backend="tpu")
+    with pytest.raises(ValidationError, match="unknown physics backend 'gpu'"):
+        Suite(name="s", task="cartpole-balance", backend="gpu", scenarios=[{"name": "nominal"}])
