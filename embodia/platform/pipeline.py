@@ -173,9 +173,8 @@ def _allowed(loc: list[str], first: dict) -> str:
 
 def _validate_step(name: str, spec: StepSpec, pipeline: PipelineSpec, source: str) -> Step:
     where = f"{source}: step {name!r} ({spec.type})"
-    if spec.type == "gate":
-        _validate_gate_compare(spec.config, where)
-    config = _validate_config(spec.type, spec.config, where)
+    fields = _gate_fields(spec.config, where) if spec.type == "gate" else spec.config
+    config = _validate_config(spec.type, fields, where)
     step = Step(name=name, type=spec.type, config=config)
     for input_name, ref in spec.inputs.items():
         if ref in pipeline.steps:
@@ -198,9 +197,10 @@ def _validate_config(step_type: str, config: dict[str, Any], where: str) -> Base
     return stages.validate_config(step_type, config, where)
 
 
-def _validate_gate_compare(config: dict[str, Any], where: str) -> None:
-    """A gate's config is the compare stage's config plus `block_on`: check the compare part now."""
-    stages.validate_config("compare", {k: v for k, v in config.items() if k != "block_on"}, where)
+def _gate_fields(config: dict[str, Any], where: str) -> dict[str, Any]:
+    """A gate's config is the compare stage's config (checked now, defaults filled in) plus `block_on`."""
+    compare = stages.validate_config("compare", {k: v for k, v in config.items() if k != "block_on"}, where)
+    return compare.model_dump(mode="json") | ({"block_on": config["block_on"]} if "block_on" in config else {})
 
 
 def input_names(step_type: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
