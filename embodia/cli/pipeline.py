@@ -187,11 +187,24 @@ def write_quickstart_extras(results: dict, out: Path) -> None:
     summary = {name: {"type": r.type, "status": r.status, "seconds": round(r.seconds, 1), "message": r.message,
                       "artifact": str(r.output.path) if r.output else None} for name, r in results.items()}
     datasets = [r for r in results.values() if r.type == "generate" and r.output is not None]
+    page = out / "dataset.html"
     if datasets:
-        page = write_page(datasets[0].output.path, out / "dataset.html")
+        dataset = datasets[0]
+        if not page.is_file() or _previous_artifact(out, dataset.name) != str(dataset.output.path):
+            write_page(dataset.output.path, page)  # only when the dataset changed: the page takes a while
         console.print(f"dataset viewer: {page}", highlight=False, soft_wrap=True)
     atomic_write_json(out / "summary.json", summary)
     console.print(f"summary: {out / 'summary.json'}", highlight=False)
+
+
+def _previous_artifact(out: Path, step: str) -> str | None:
+    """The artifact a step had in the last quickstart summary under `out`, if any."""
+    import json
+
+    try:
+        return json.loads((out / "summary.json").read_text())[step]["artifact"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 @deployments_app.command("list")
