@@ -9,7 +9,7 @@ ROOT = Path(__file__).resolve().parent
 PARTS = [("Simulation (issue 2)", "sim.md"), ("Scripted experts (issue 3)", "arm.md"), ("Data generation (issue 3)", "data.md"),
          ("Reinforcement learning (issue 4)", "rl.md"), ("Imitation learning (issue 4)", "il.md"),
          ("Evaluation (issue 5)", "eval.md"), ("Serving (issue 5)", "serve.md"),
-         ("Platform job queue (issue 12)", "platform.md"),
+         ("Platform: job queue and pipelines (issue 12)", "platform.md"),
          ("Bring your own robot (issue 10)", "byo_robot.md"),
          ("Physics backends (issue 15)", "backends.md")]
 
