@@ -117,6 +117,7 @@ def video(
     width: int = typer.Option(480, min=16, max=MAX_IMAGE_SIZE, help="frame width in pixels"),
     height: int = typer.Option(480, min=16, max=MAX_IMAGE_SIZE, help="frame height in pixels"),
     seed: int = typer.Option(0, min=0, max=MAX_SEED, help="episode seed"),
+    backend: str = typer.Option("cpu", help="physics backend: cpu, mjx or warp (see `embodia sim backends`)"),
 ) -> None:
     """Record an episode of a TASK, or of a bare MODEL file, under random or zero actions to an MP4 file."""
     import numpy as np
@@ -131,7 +132,7 @@ def video(
         raise UserError("give exactly one of --task NAME or --model FILE")
     if actions not in ("random", "zero"):
         raise UserError(f"--actions {actions!r}; use random or zero")
-    env = _model_env(model, seed) if model else _task_env(task, seed)
+    env = _model_env(model, seed, backend) if model else _task_env(task, seed, backend)
     try:
         cameras = env.cameras
         cam = camera or (cameras[0] if cameras else -1)
@@ -173,23 +174,23 @@ class _VideoSource:
         self._close()
 
 
-def _task_env(task: str, seed: int) -> _VideoSource:
+def _task_env(task: str, seed: int, backend: str) -> _VideoSource:
     from embodia.tasks import BatchEnv
 
-    env = BatchEnv(task, num_envs=1, seed=seed)
+    env = BatchEnv(task, num_envs=1, seed=seed, backend=backend)
     env.reset(seed=seed)
     space = env.single_action_space
     return _VideoSource(env.sim, env.step, env.close, list(env.task.cameras), space.low, space.high)
 
 
-def _model_env(path: str, seed: int) -> _VideoSource:
+def _model_env(path: str, seed: int, backend: str) -> _VideoSource:
     import numpy as np
 
     from embodia.sim.assets import load_model
     from embodia.sim.batch import BatchSim, episode_rngs
 
     model = load_model(path)
-    sim = BatchSim(model, 1, seed=seed)
+    sim = BatchSim(model, 1, seed=seed, backend=backend)
     sim.reset(np.arange(1), episode_rngs(np.array([seed])))
     sim.forward(np.arange(1))
     low = np.where(np.isfinite(sim.ctrl_low), sim.ctrl_low, -1.0)

@@ -208,3 +208,13 @@ def test_configs_naming_a_backend_refuse_unknown_names_up_front():
         GenerateConfig(task="arm-reach", backend="tpu")
     with pytest.raises(ValidationError, match="unknown physics backend 'gpu'"):
         Suite(name="s", task="cartpole-balance", backend="gpu", scenarios=[{"name": "nominal"}])
+
+
+def test_cli_backend_option_reaches_the_simulator(tmp_path):
+    for args in (["sim", "video", "--task", "cartpole-balance", "--out", str(tmp_path / "x.mp4"), "--steps", "2"],
+                 ["sim", "bench", "--task", "cartpole-balance", "--num-envs", "2", "--steps", "2"],
+                 ["train", "--task", "cartpole-balance", "--total-steps", "64", "--out", str(tmp_path)]):
+        result = subprocess.run([sys.executable, "-m", "embodia", *args, "--backend", "tpu"], capture_output=True,
+                                text=True, timeout=300)
+        assert result.returncode == 2, (args, result.stderr)
+        assert "unknown physics backend 'tpu'" in result.stderr and "Traceback" not in result.stderr
