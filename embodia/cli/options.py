@@ -18,7 +18,7 @@ MAX_EPISODES = 1_000_000
 MAX_THREADS = 1024
 MAX_IMAGE_SIZE = 4096  # pixels per side of a rendered frame (embodia.sim.render.MAX_RENDER_SIZE)
 MAX_PORT = 65_535
-MAX_BATCH = 1 << 20
+MAX_BATCH = 1_000_000  # observations in one policy-server request (embodia.serve.server.ServerConfig)
 MAX_LIST = 100_000  # rows a listing command prints
 MAX_ID = 2**63 - 1  # database ids (SQLite and PostgreSQL BIGINT)
 

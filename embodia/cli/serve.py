@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from embodia.cli.options import MAX_PORT, MAX_THREADS
+from embodia.cli.options import MAX_BATCH, MAX_PORT, MAX_THREADS
 
 console = Console(stderr=True)
 
@@ -18,7 +18,7 @@ def serve(
     port: int = typer.Option(8000, min=0, max=MAX_PORT, help="TCP port (0 picks a free one)"),
     host: str = typer.Option("127.0.0.1", help="interface to listen on (0.0.0.0 for all)"),
     framework: str = typer.Option("asgi", help="'asgi' (lean, default) or 'fastapi'"),
-    max_batch: int = typer.Option(1024, min=1, max=1_000_000, help="largest batch of observations per request"),
+    max_batch: int = typer.Option(1024, min=1, max=MAX_BATCH, help="largest batch of observations per request"),
     intra_op_threads: int = typer.Option(1, min=0, max=MAX_THREADS, help="ONNX Runtime intra-op threads (0 = one per core)"),
     log_level: str = typer.Option("warning", help="uvicorn log level"),
     http: str = typer.Option("auto", help="HTTP parser: auto, httptools or h11"),
