@@ -66,3 +66,26 @@ def test_deployments_list_and_stop_in_an_empty_workspace(tmp_path: Path) -> None
     assert listed.returncode == 0 and listed.stdout.strip() == "[]"
     stopped = embodia(tmp_path, "deployments", "stop", "nope")
     assert stopped.returncode == 2 and "no deployment named 'nope'" in stopped.stderr
+
+
+@pytest.mark.slow
+def test_ctrl_c_cancels_the_running_job_and_leaves_nothing_running(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    (tmp_path / "long.yaml").write_text(MINI.replace("episodes: 2, envs_per_worker: 2",
+                                                     "episodes: 5000, envs_per_worker: 4, cameras: [front]"))
+    env = {**os.environ, "EMBODIA_HOME": str(tmp_path / ".embodia")}
+    env.pop("EMBODIA_DB_URL", None)
+    process = subprocess.Popen([sys.executable, "-m", "embodia", "run", "long.yaml"], cwd=tmp_path, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    log = tmp_path / ".embodia" / "logs" / "job-1" / "attempt-1.log"
+    deadline = time.monotonic() + 300
+    while "progress" not in (log.read_text() if log.is_file() else ""):
+        assert time.monotonic() < deadline and process.poll() is None, "the generate job never started"
+        time.sleep(0.5)
+    process.send_signal(signal.SIGINT)
+    assert process.wait(120) == 130
+    jobs = embodia(tmp_path, "jobs", "list")
+    assert "cancelled" in jobs.stdout and "running" not in jobs.stdout
