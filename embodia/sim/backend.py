@@ -67,8 +67,10 @@ class PhysicsBackend(Protocol):
     """Steps a batch of full-physics states; built as `Backend(model, num_envs, nthread, **options)`.
 
     `update_models(models, env_ids)` is called whenever the per-env models of `env_ids` changed (reset
-    randomization, a restore, scenario changes). `resets_on_divergence` says whether the engine itself
-    resets an unstable env to time 0 (C MuJoCo does; MJX and Warp do not).
+    randomization, a restore, scenario changes). `step` returns float64 host arrays (num_envs, nstate) and
+    (num_envs, nsensordata) of the final substep, or (num_envs, nstep, ...) with `substeps=True`; they may be
+    the backend's own buffers, valid until its next step. `resets_on_divergence` says whether the engine
+    itself resets an unstable env to time 0 (C MuJoCo does; MJX and Warp do not).
     """
 
     name: str
@@ -107,9 +109,8 @@ class CpuRolloutBackend:
         self._models: Sequence[mujoco.MjModel] = [model] * num_envs
         self._datas = [mujoco.MjData(model) for _ in range(self.nthread)]
         self._rollout = mujoco.rollout.Rollout(nthread=self.nthread if self.nthread > 1 else 0)
-        self._control: np.ndarray | None = None
-        self._state_out = np.zeros((num_envs, 1, mujoco.mj_stateSize(model, STATE_SPEC)))
-        self._sensor_out = np.zeros((num_envs, 1, model.nsensordata))
+        self._control: np.ndarray | None = None  # (num_envs, nstep, ncontrol) and the substep outputs, on first use
+        self._state_out = self._sensor_out = np.zeros(0)
 
     def update_models(self, models: Sequence[mujoco.MjModel], env_ids: np.ndarray) -> None:
         self._models = models  # C MuJoCo reads each env's MjModel directly: nothing to upload

@@ -83,9 +83,8 @@ class MjxBackend(AcceleratorBackend):
         inputs = jax.device_put({k: inputs[k].astype(np.float32) for k in HostBatch.INPUTS}, self.device)
         time, qpos, qvel, act, sensordata = self._compiled[key](self._fields, inputs)
         if substeps:  # (num_envs, nstep, ...) outputs
-            flat = [to_host(x).reshape(self.num_envs * nstep, -1) for x in (time, qpos, qvel, act)]
-            repeated = np.repeat(state, nstep, axis=0)
-            states = self.host.output(repeated, flat[0][:, 0], *flat[1:])
+            flat = [to_host(x).reshape((self.num_envs * nstep,) + x.shape[2:]) for x in (time, qpos, qvel, act)]
+            states = self.host.output(np.repeat(state, nstep, axis=0), *flat)
             return states.reshape(self.num_envs, nstep, -1), to_host(sensordata)
         return self.host.output(state, time, qpos, qvel, act), to_host(sensordata)
 
