@@ -8,7 +8,7 @@ from embodia.sim.render import configure_gl
 
 configure_gl()
 
-from embodia.tasks.gym_envs import register_envs  # noqa: E402
+from embodia.tasks.gym_ids import register_envs  # noqa: E402
 from embodia.tasks.registry import register_task  # noqa: E402
 
 register_envs()

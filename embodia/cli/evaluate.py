@@ -100,6 +100,7 @@ def compare_command(
     """Regression gate: A vs B on identical seeds; exit 0 unless B is worse (exit 1); bad options exit 2."""
     from embodia.cli.progress import RichReporter
     from embodia.evaluate import compare as gate
+    from embodia.evaluate.results import COMPARISON_FILE
     from embodia.evaluate import load_suite
 
     loaded = _with_backend(load_suite(suite), backend)
@@ -110,7 +111,7 @@ def compare_command(
               "alpha": alpha, "videos": videos, "episodes": episodes, "scenarios": scenario}
     manifest = gate.run(config, out, inputs={**inputs_a, **inputs_b}, reporter=RichReporter())
     _check_published(manifest, out)
-    comparison = json.loads((out / gate.COMPARISON_FILE).read_text())
+    comparison = json.loads((out / COMPARISON_FILE).read_text())
     table = Table(title=f"{loaded.name}: A={comparison['baseline']}  B={comparison['candidate']}")
     for column in ("scenario", "A success", "B success", "Δ [95 % CI]", "p (Holm)", "A return", "B return", "verdict"):
         table.add_column(column)

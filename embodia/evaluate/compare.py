@@ -11,87 +11,27 @@ scenario's verdict is "worse".
 
 from __future__ import annotations
 
-import json
 import math
 import shutil
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 from pydantic import Field
 
-from embodia.core.atomic import atomic_write_text
 from embodia.core.errors import ConfigError, UserError
 from embodia.core.manifest import MANIFEST_FILE, Manifest
 from embodia.core.reporter import Reporter
 from embodia.core.stage import StageResult, run_stage
 from embodia.evaluate.policies import resolve_policy
 from embodia.evaluate.report import write_comparison_report
-from embodia.evaluate.results import RESULTS_FILE, EpisodeOutcomes, Results
+from embodia.evaluate.results import (RESULTS_FILE, Comparison, EpisodeOutcomes, Results,
+                                     ScenarioComparison)
 from embodia.evaluate.runner import run_suite, select
 from embodia.evaluate.stage import SuiteRunConfig, check_inputs, parse_config
-from embodia.evaluate.stats import (PairedDecision, Verdict, decide, holm_adjust, mcnemar_exact, mean_interval,
+from embodia.evaluate.stats import (PairedDecision, decide, holm_adjust, mcnemar_exact, mean_interval,
                                     paired_difference_interval, paired_return_tests)
 from embodia.evaluate.suite import Suite, load_suite
-
-COMPARISON_FILE = "comparison.json"
-
-
-@dataclass
-class ScenarioComparison:
-    """Both paired decisions of one scenario (or of all scenarios pooled) and the primary one's verdict."""
-
-    name: str
-    success: PairedDecision
-    returns: PairedDecision
-    verdict: Verdict
-
-
-@dataclass
-class Comparison:
-    """A/B outcome of a suite: per-scenario decisions, the pooled decision, and the gate."""
-
-    baseline: Results
-    candidate: Results
-    metric: str
-    margin: float
-    alpha: float
-    scenarios: list[ScenarioComparison]
-    overall: ScenarioComparison
-
-    @property
-    def worse(self) -> bool:
-        """True when the candidate regressed: overall or in any scenario (the gate's exit code 1)."""
-        return self.overall.verdict == "worse" or any(s.verdict == "worse" for s in self.scenarios)
-
-    @property
-    def verdict(self) -> Verdict:
-        """'worse' if the gate fails, else the overall verdict."""
-        return "worse" if self.worse else self.overall.verdict
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "metric": self.metric, "margin": self.margin, "alpha": self.alpha, "verdict": self.verdict,
-            "rule": __doc__.split("\n\n", 1)[1].replace("\n", " ").strip(),
-            "baseline": self.baseline.policy, "candidate": self.candidate.policy,
-            "overall": asdict(self.overall), "scenarios": [asdict(s) for s in self.scenarios],
-        }
-
-    def save(self, out_dir: str | Path) -> Path:
-        """Write comparison.json atomically into `out_dir`."""
-        out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        return atomic_write_text(out_dir / COMPARISON_FILE, json.dumps(self.to_dict(), indent=2, default=_nan_to_none))
-
-
-def _nan_to_none(value: Any) -> Any:
-    if isinstance(value, (np.floating, float)):
-        return None if np.isnan(value) else float(value)
-    if isinstance(value, np.integer):
-        return int(value)
-    raise TypeError(type(value).__name__)
-
 
 def _success_decision(a: EpisodeOutcomes, b: EpisodeOutcomes, margin: float, alpha: float) -> PairedDecision:
     _, _, p_value = mcnemar_exact(a.success, b.success)

@@ -8,17 +8,13 @@ import base64
 import io
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 import numpy as np
 
 from embodia.core.pages import literal_text, render_page
 from embodia.core.atomic import atomic_write_text as write_atomic
-from embodia.evaluate.results import Results
-
-if TYPE_CHECKING:
-    from embodia.evaluate.compare import Comparison
+from embodia.evaluate.results import Comparison, Results
 
 _MAX_EMBED_BYTES = 3_000_000  # videos larger than this are linked, not embedded
 _REPORT_NOTE = "95 % Wilson intervals for success, Student-t intervals for return"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ import numpy as np
 
 from embodia.core.atomic import atomic_write_text
 from embodia.core.errors import UserError
-from embodia.evaluate.stats import mean_interval, wilson_interval
+from embodia.evaluate.stats import PairedDecision, Verdict, mean_interval, wilson_interval
 from embodia.evaluate.suite import Suite
 
 RESULTS_FILE = "results.json"
@@ -159,3 +159,62 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, (np.floating,)):
         return None if np.isnan(value) else float(value)
     raise TypeError(f"cannot store {type(value).__name__} in results.json")
+
+
+COMPARISON_FILE = "comparison.json"
+DECISION_RULE = 'Decision rule (metric `success`, the default): the per-episode successes are paired by seed; the exact McNemar test gives p on the discordant pairs. A scenario is "worse" when p (Holm-adjusted over the scenarios) < alpha AND the success-rate drop is larger than `margin` (absolute, 0.05 = 5 points); "better" symmetrically; otherwise "indistinguishable". With metric `return`, the Wilcoxon signed-rank test on paired returns is used and the margin is a fraction of |baseline mean return|. The overall verdict pools every scenario\'s pairs (unadjusted test). The gate fails when the overall verdict or any scenario\'s verdict is "worse".'
+
+
+@dataclass
+class ScenarioComparison:
+    """Both paired decisions of one scenario (or of all scenarios pooled) and the primary one's verdict."""
+
+    name: str
+    success: PairedDecision
+    returns: PairedDecision
+    verdict: Verdict
+
+
+@dataclass
+class Comparison:
+    """A/B outcome of a suite: per-scenario decisions, the pooled decision, and the gate."""
+
+    baseline: Results
+    candidate: Results
+    metric: str
+    margin: float
+    alpha: float
+    scenarios: list[ScenarioComparison]
+    overall: ScenarioComparison
+
+    @property
+    def worse(self) -> bool:
+        """True when the candidate regressed: overall or in any scenario (the gate's exit code 1)."""
+        return self.overall.verdict == "worse" or any(s.verdict == "worse" for s in self.scenarios)
+
+    @property
+    def verdict(self) -> Verdict:
+        """'worse' if the gate fails, else the overall verdict."""
+        return "worse" if self.worse else self.overall.verdict
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "metric": self.metric, "margin": self.margin, "alpha": self.alpha, "verdict": self.verdict,
+            "rule": DECISION_RULE,
+            "baseline": self.baseline.policy, "candidate": self.candidate.policy,
+            "overall": asdict(self.overall), "scenarios": [asdict(s) for s in self.scenarios],
+        }
+
+    def save(self, out_dir: str | Path) -> Path:
+        """Write comparison.json atomically into `out_dir`."""
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        return atomic_write_text(out_dir / COMPARISON_FILE, json.dumps(self.to_dict(), indent=2, default=_nan_to_none))
+
+
+def _nan_to_none(value: Any) -> Any:
+    if isinstance(value, (np.floating, float)):
+        return None if np.isnan(value) else float(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    raise TypeError(type(value).__name__)

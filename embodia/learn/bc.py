@@ -4,9 +4,8 @@ Reads top to bottom: config, networks, losses, policies, training, checkpoint I/
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import torch

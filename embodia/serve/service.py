@@ -12,7 +12,7 @@ from typing import NamedTuple, TypeVar
 import numpy as np
 import orjson
 
-from embodia.core.errors import CheckpointError, UserError
+from embodia.core.errors import UserError
 from embodia.serve.codec import (
     BINARY_TYPE,
     JSON_TYPE,

@@ -4,21 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from embodia.core.errors import UserError
-
 import gymnasium as gym
 import numpy as np
 
-GYM_IDS = {
-    "embodia/CheetahRun-v0": "cheetah-run",
-    "embodia/AntWalk-v0": "ant-walk",
-    "embodia/CartpoleSwingup-v0": "cartpole-swingup",
-    "embodia/CartpoleBalance-v0": "cartpole-balance",
-    "embodia/ArmReach-v0": "arm-reach",
-    "embodia/ArmPush-v0": "arm-push",
-    "embodia/ArmPickPlace-v0": "arm-pick-place",
-}
+from embodia.core.errors import UserError
+from embodia.tasks.env import BatchEnv
+from embodia.tasks.gym_ids import GYM_IDS, register_envs, register_gym_id
 
+__all__ = ["GYM_IDS", "SingleEnv", "VectorEnv", "register_envs", "register_gym_id"]
 
 _MODE_NAMES = {
     gym.vector.AutoresetMode.NEXT_STEP: "next_step",
@@ -34,8 +27,6 @@ class SingleEnv(gym.Env):
 
     def __init__(self, task: str, render_mode: str | None = None, width: int = 480, height: int = 480,
                  camera: str | int | None = None, **env_kwargs: Any) -> None:
-        from embodia.tasks.env import BatchEnv
-
         # the task's own episode length truncates (no spec-level TimeLimit: registering must not build tasks)
         self._env = BatchEnv(task, num_envs=1, autoreset_mode="disabled", **env_kwargs)
         self.action_space = self._env.single_action_space
@@ -74,8 +65,6 @@ class VectorEnv(gym.vector.VectorEnv):
 
     def __init__(self, task: str, num_envs: int = 1, autoreset_mode: str | gym.vector.AutoresetMode = "next_step",
                  render_mode: str | None = None, **env_kwargs: Any) -> None:
-        from embodia.tasks.env import BatchEnv
-
         mode = _MODE_NAMES[autoreset_mode] if isinstance(autoreset_mode, gym.vector.AutoresetMode) else autoreset_mode
         if mode not in _MODE_NAMES.values():
             raise UserError(f"autoreset_mode={autoreset_mode!r}; use 'next_step', 'same_step' or 'disabled'")
@@ -106,21 +95,3 @@ class VectorEnv(gym.vector.VectorEnv):
 
     def close_extras(self, **kwargs):
         self._env.close()
-
-
-def register_envs() -> None:
-    """Register embodia's Gymnasium IDs (idempotent, cheap: nothing is imported or built until `make`)."""
-    for gym_id, task in GYM_IDS.items():
-        register_gym_id(gym_id, task)
-
-
-def register_gym_id(gym_id: str, task: str) -> None:
-    """Register `gym_id` for an embodia task: a single env and a native vector env (`vector_entry_point`)."""
-    if gym_id in gym.registry and gym.registry[gym_id].kwargs.get("task") == task:
-        return
-    gym.register(
-        id=gym_id,
-        entry_point="embodia.tasks.gym_envs:SingleEnv",
-        vector_entry_point="embodia.tasks.gym_envs:VectorEnv",
-        kwargs={"task": task},
-    )

@@ -52,7 +52,7 @@ def register_task(name: str, factory: str | Callable, *, gym_id: str | None = No
         raise UserError(f"task {name!r}: factory {factory!r} must be a Task class, a callable or 'module:Class'")
     _TASKS[name] = factory
     if gym_id is not None:
-        from embodia.tasks.gym_envs import register_gym_id
+        from embodia.tasks.gym_ids import register_gym_id
 
         register_gym_id(gym_id, name)
 
