@@ -1,0 +1,111 @@
+"""`create_app(store)`: the FastAPI app of `embodia server` (reusable by the web console: mount more routers on
+it and depend on `auth.require`). Bad input answers a 4xx with {"error": ...}; internal errors are logged and
+answer 500 with no details."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from embodia.core.errors import UserError
+from embodia.platform.api.auth import AuthError, RateLimited, RateLimiter
+from embodia.platform.api.routes import NotFound, router
+from embodia.platform.api.schemas import ErrorBody
+from embodia.platform.store import Store
+
+log = logging.getLogger("embodia.api")
+DEFAULT_MAX_BODY = 64 << 20
+DEFAULT_RATE_PER_MINUTE = 600
+ERRORS = {status: {"model": ErrorBody} for status in (400, 401, 403, 404, 413, 422, 429)}
+
+
+class BodyLimit:
+    """ASGI middleware: a request whose body passes `max_bytes` answers 413 before the route reads it all."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+            return await _too_large(self.max_bytes)(scope, receive, send)
+        seen = 0
+
+        async def limited() -> dict:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.max_bytes:
+                raise _BodyTooLarge()
+            return message
+
+        try:
+            await self.app(scope, limited, send)
+        except _BodyTooLarge:
+            await _too_large(self.max_bytes)(scope, receive, send)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+def _too_large(max_bytes: int) -> JSONResponse:
+    return JSONResponse({"error": f"request body larger than {max_bytes} bytes"}, status_code=413)
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def _add_handlers(app: FastAPI) -> None:
+    @app.exception_handler(AuthError)
+    async def auth_error(_request: Request, error: AuthError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
+        return JSONResponse({"error": str(error)}, status_code=error.status, headers=headers)
+
+    @app.exception_handler(RateLimited)
+    async def rate_limited(_request: Request, error: RateLimited) -> JSONResponse:
+        return JSONResponse({"error": str(error)}, status_code=429, headers={"Retry-After": "1"})
+
+    @app.exception_handler(NotFound)
+    async def not_found(_request: Request, error: NotFound) -> JSONResponse:
+        return _error(404, str(error.args[0]) if error.args else "not found")
+
+    @app.exception_handler(UserError)
+    async def user_error(_request: Request, error: UserError) -> JSONResponse:
+        return _error(400, str(error))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_request: Request, error: RequestValidationError) -> JSONResponse:
+        parts = [f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', '')}" for e in error.errors()]
+        return _error(422, "invalid request: " + "; ".join(parts)[:2000])
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, error: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"error": str(error.detail)}, status_code=error.status_code, headers=error.headers)
+
+    @app.exception_handler(Exception)
+    async def internal(request: Request, error: Exception) -> JSONResponse:
+        log.exception("internal error on %s %s", request.method, request.url.path)
+        return _error(500, "internal error (logged on the server)")
+
+
+def create_app(store: Store, *, max_body_bytes: int = DEFAULT_MAX_BODY,
+               rate_per_minute: int = DEFAULT_RATE_PER_MINUTE) -> FastAPI:
+    """The API over one open workspace; each request is authenticated by a project token."""
+    app = FastAPI(title="embodia platform API", version="1", responses=ERRORS,
+                  description="Projects, jobs, artifacts, lineage and the model registry of one embodia workspace. "
+                              "Send 'Authorization: Bearer <token>' (made with `embodia token create`).")
+    app.state.store = store
+    app.state.limiter = RateLimiter(rate_per_minute)
+    _add_handlers(app)
+    app.include_router(router)
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    return app

@@ -1,0 +1,248 @@
+"""The /api/v1 routes. Every query is filtered by the caller's project: another tenant's job, artifact or model
+answers 404 exactly like an id that does not exist, so nothing can be inferred from it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+from fastapi import APIRouter, Path as PathParam, Query, Request
+from fastapi.responses import FileResponse, StreamingResponse
+from sqlalchemy import select, union
+from sqlalchemy.orm import Session
+
+from embodia.platform import queue, registry
+from embodia.platform.api.auth import Caller, require
+from embodia.platform.api.schemas import (ArtifactDetailOut, ArtifactOut, AttemptOut, FileOut, InputOut,
+                                          JobDetailOut, JobOut, LineageOut, LogOut, MemberOut, ModelVersionOut,
+                                          ProjectOut)
+from embodia.platform.models import Artifact, Job, Member, ModelVersion, Project, ProjectArtifact
+from embodia.platform.store import Store
+
+SHA = PathParam(pattern=r"^[0-9a-f]{64}$", description="the artifact's full sha256 (lowercase hex)")
+JOB_ID = PathParam(ge=1, le=2**31 - 1, description="the job's id")
+LIMIT = Query(50, ge=1, le=500, description="at most this many, newest first")
+MAX_LOG_CHUNK = 1 << 20
+STREAM_POLL_S = 0.5
+STREAM_MAX_S = 3600.0
+ENDED = ("succeeded", "failed", "cancelled")
+
+router = APIRouter(prefix="/api/v1")
+
+
+class NotFound(LookupError):
+    """An id the caller's project cannot see (404, whether it exists elsewhere or not)."""
+
+
+def _store(request: Request) -> Store:
+    return request.app.state.store
+
+
+def visible_shas(project: str):
+    """A SELECT of the sha256 of every artifact `project` may see: uploaded there or made by its jobs."""
+    uploaded = select(ProjectArtifact.sha256).where(ProjectArtifact.project == project)
+    made = select(Artifact.sha256).join(Job, Job.id == Artifact.creator_job_id).where(Job.project == project)
+    return union(uploaded, made)
+
+
+def _check_visible(store: Store, project: str, sha256: str) -> None:
+    with store.session() as session:
+        query = visible_shas(project).subquery()
+        if session.execute(select(query.c.sha256).where(query.c.sha256 == sha256)).first() is None:
+            raise NotFound(f"no artifact {sha256} in this project")
+
+
+def _job(store: Store, caller: Caller, job_id: int) -> queue.JobInfo:
+    with store.session() as session:
+        row = session.get(Job, job_id)
+        if row is None or row.project != caller.project:
+            raise NotFound(f"no job {job_id} in this project")
+    return queue.get_job(store, job_id)
+
+
+def _job_out(info: queue.JobInfo) -> dict[str, Any]:
+    return {name: getattr(info, name) for name in JobOut.model_fields}
+
+
+# ------------------------------------------------------------------------------------------------ projects
+
+
+@router.get("/project", response_model=ProjectOut, tags=["projects"])
+def get_project(request: Request, caller: Caller = require("read")) -> ProjectOut:
+    """The caller's project: its members and quotas (a token belongs to exactly one project)."""
+    with _store(request).session() as session:
+        row = session.get(Project, caller.project)
+        members = session.scalars(select(Member).where(Member.project == caller.project).order_by(Member.user))
+        return ProjectOut(name=caller.project, scope=caller.scope,
+                          members=[MemberOut(user=m.user, role=m.role) for m in members],
+                          max_concurrent=row.max_concurrent if row else None, cpu_hours=row.cpu_hours if row else None)
+
+
+# ---------------------------------------------------------------------------------------------------- jobs
+
+
+@router.get("/jobs", response_model=list[JobOut], tags=["jobs"])
+def list_jobs(request: Request, status: str | None = Query(None, pattern="^(queued|running|succeeded|failed|cancelled)$"),
+              limit: int = LIMIT, caller: Caller = require("read")) -> list[dict[str, Any]]:
+    """The project's jobs, newest first."""
+    jobs = queue.list_jobs(_store(request), status=status, project=caller.project, limit=limit)
+    return [_job_out(job) for job in jobs]
+
+
+@router.get("/jobs/{job_id}", response_model=JobDetailOut, tags=["jobs"])
+def get_job(request: Request, job_id: int = JOB_ID, caller: Caller = require("read")) -> dict[str, Any]:
+    """One job with its config, inputs and attempts."""
+    store = _store(request)
+    info = _job(store, caller, job_id)
+    attempts = [AttemptOut(number=a.number, status=a.status, exit_code=a.exit_code, error=a.error,
+                           started_at=a.started_at, finished_at=a.finished_at) for a in queue.attempts(store, job_id)]
+    return {**_job_out(info), "config": info.config, "inputs": info.inputs, "attempt_list": attempts}
+
+
+@router.get("/jobs/{job_id}/logs", response_model=LogOut, tags=["jobs"])
+def job_logs(request: Request, job_id: int = JOB_ID, attempt: int | None = Query(None, ge=1, le=1000),
+             offset: int = Query(0, ge=0, le=2**40), caller: Caller = require("read")) -> LogOut:
+    """A slice (at most 1 MiB) of an attempt's log from byte `offset` (default: the latest attempt)."""
+    store = _store(request)
+    info = _job(store, caller, job_id)
+    number = attempt or info.attempts
+    if number < 1 or number > info.attempts:
+        raise NotFound(f"job {job_id} has no attempt {number}")
+    path = queue.attempt_log(store, job_id, number)
+    data = b""
+    if path.is_file():
+        with open(path, "rb") as log:
+            log.seek(offset)
+            data = log.read(MAX_LOG_CHUNK)
+    return LogOut(job_id=job_id, attempt=number, offset=offset, next_offset=offset + len(data),
+                  text=data.decode("utf-8", "replace"))
+
+
+async def _status_events(store: Store, caller: Caller, job_id: int) -> AsyncIterator[str]:
+    waited, last = 0.0, None
+    while True:
+        info = await asyncio.to_thread(_job, store, caller, job_id)
+        body = json.dumps(_job_out(info), default=str)
+        if body != last:
+            yield f"event: status\ndata: {body}\n\n"
+            last = body
+        if info.status in ENDED or waited >= STREAM_MAX_S:
+            return
+        await asyncio.sleep(STREAM_POLL_S)
+        waited += STREAM_POLL_S
+
+
+@router.get("/jobs/{job_id}/events", tags=["jobs"], response_class=StreamingResponse,
+            responses={200: {"content": {"text/event-stream": {}}, "description": "status events (SSE)"}})
+def job_events(request: Request, job_id: int = JOB_ID, caller: Caller = require("read")) -> StreamingResponse:
+    """Server-sent events: the job's status each time it changes, ending when the job ends."""
+    store = _store(request)
+    _job(store, caller, job_id)
+    return StreamingResponse(_status_events(store, caller, job_id), media_type="text/event-stream")
+
+
+@router.post("/jobs/{job_id}/cancel", response_model=JobOut, tags=["jobs"])
+def cancel_job(request: Request, job_id: int = JOB_ID, caller: Caller = require("run")) -> dict[str, Any]:
+    """Cancel a queued or running job (a running one stops at its stage's next check)."""
+    _job(_store(request), caller, job_id)
+    return _job_out(queue.cancel(_store(request), job_id))
+
+
+@router.post("/jobs/{job_id}/retry", response_model=JobOut, tags=["jobs"])
+def retry_job(request: Request, job_id: int = JOB_ID, caller: Caller = require("run")) -> dict[str, Any]:
+    """Queue a failed or cancelled job again."""
+    _job(_store(request), caller, job_id)
+    return _job_out(queue.retry(_store(request), job_id))
+
+
+# ----------------------------------------------------------------------------------------------- artifacts
+
+
+def _artifact_out(info: registry.ArtifactInfo) -> dict[str, Any]:
+    return {"sha256": info.sha256, "ref": info.ref, "kind": info.kind, "stage": info.stage, "name": info.name,
+            "size": info.size, "tags": info.tags, "created_at": info.created_at}
+
+
+def _files(store: Store, sha256: str) -> list[Path]:
+    root = store.artifacts.path(sha256)
+    return sorted(p for p in root.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+@router.get("/artifacts", response_model=list[ArtifactOut], tags=["artifacts"])
+def list_artifacts(request: Request, kind: str | None = Query(None, max_length=32), limit: int = LIMIT,
+                   caller: Caller = require("read")) -> list[dict[str, Any]]:
+    """The project's artifacts, newest first."""
+    store = _store(request)
+    with store.session() as session:
+        query = select(Artifact.sha256).where(Artifact.sha256.in_(visible_shas(caller.project)))
+        if kind:
+            query = query.where(Artifact.kind == kind)
+        shas = list(session.scalars(query.order_by(Artifact.id.desc()).limit(limit)))
+    return [_artifact_out(registry.get_artifact(store, sha)) for sha in shas]
+
+
+@router.get("/artifacts/{sha256}", response_model=ArtifactDetailOut, tags=["artifacts"])
+def get_artifact(request: Request, sha256: str = SHA, caller: Caller = require("read")) -> dict[str, Any]:
+    """An artifact's metadata, manifest, inputs and files (download a file by its index)."""
+    store = _store(request)
+    _check_visible(store, caller.project, sha256)
+    info = registry.get_artifact(store, sha256)
+    root = store.artifacts.path(sha256)
+    files = [FileOut(index=i, name=p.relative_to(root).as_posix(), size=p.stat().st_size)
+             for i, p in enumerate(_files(store, sha256))]
+    return {**_artifact_out(info), "manifest": info.manifest, "files": files,
+            "inputs": [InputOut(name=ref.name, sha256=ref.sha256) for ref in info.inputs]}
+
+
+@router.get("/artifacts/{sha256}/files/{index}", tags=["artifacts"], response_class=FileResponse,
+            responses={200: {"content": {"application/octet-stream": {}}}, 206: {"description": "a byte range"}})
+def download_file(request: Request, sha256: str = SHA, index: int = PathParam(ge=0, le=10**6),
+                  caller: Caller = require("read")) -> FileResponse:
+    """Download file number `index` of an artifact (HTTP Range requests answer 206 with that byte range)."""
+    store = _store(request)
+    _check_visible(store, caller.project, sha256)
+    files = _files(store, sha256)
+    if index >= len(files):
+        raise NotFound(f"artifact {sha256} has no file {index}")
+    return FileResponse(files[index], filename=files[index].name)
+
+
+@router.get("/lineage/{sha256}", response_model=LineageOut, tags=["lineage"])
+def get_lineage(request: Request, sha256: str = SHA, caller: Caller = require("read")) -> dict[str, Any]:
+    """Where an artifact came from and what was made from it, limited to the caller's project."""
+    store = _store(request)
+    _check_visible(store, caller.project, sha256)
+    graph = registry.lineage(store, sha256)
+    with store.session() as session:
+        query = visible_shas(caller.project).subquery()
+        allowed = set(session.scalars(select(query.c.sha256)))
+    return {"artifact": sha256, "ancestors": _prune(graph["ancestors"], allowed),
+            "descendants": _prune(graph["descendants"], allowed)}
+
+
+def _prune(node: dict[str, Any], allowed: set[str]) -> dict[str, Any]:
+    """The lineage tree without nodes of other projects (nor anything reached only through them)."""
+    return {**node, "next": [_prune(child, allowed) for child in node["next"] if child["sha256"] in allowed]}
+
+
+# ------------------------------------------------------------------------------------------------ registry
+
+
+def _version_out(info: registry.ModelVersionInfo) -> dict[str, Any]:
+    return {name: getattr(info, name) for name in ModelVersionOut.model_fields if name != "ref"} | {"ref": info.ref}
+
+
+@router.get("/models", response_model=list[ModelVersionOut], tags=["registry"])
+def list_models(request: Request, name: str | None = Query(None, max_length=200),
+                caller: Caller = require("read")) -> list[dict[str, Any]]:
+    """Model versions whose artifact belongs to the caller's project, with their aliases and gate verdicts."""
+    store = _store(request)
+    with store.session() as session:
+        query = select(ModelVersion.name, ModelVersion.version).join(Artifact, Artifact.id == ModelVersion.artifact_id)
+        query = query.where(Artifact.sha256.in_(visible_shas(caller.project)))
+        if name:
+            query = query.where(ModelVersion.name == name)
+        rows = list(session.execute(query.order_by(ModelVersion.name, ModelVersion.version)))
+    return [_version_out(registry.get_model_version(store, row.name, row.version)) for row in rows]

@@ -1,0 +1,123 @@
+"""Response models of the REST API (what the OpenAPI spec documents and Schemathesis checks)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel
+
+
+class ErrorBody(BaseModel):
+    """Every 4xx/5xx answer: {"error": "what went wrong and how to fix it"}."""
+
+    error: str
+
+
+class MemberOut(BaseModel):
+    user: str
+    role: str
+
+
+class ProjectOut(BaseModel):
+    """The caller's project (a token sees only its own)."""
+
+    name: str
+    scope: str
+    members: list[MemberOut]
+    max_concurrent: int | None
+    cpu_hours: float | None
+
+
+class JobOut(BaseModel):
+    id: int
+    type: str
+    status: str
+    priority: int
+    attempts: int
+    max_attempts: int
+    cancel_requested: bool
+    error: str | None
+    error_type: str | None
+    output_sha256: str | None
+    metrics: dict[str, Any]
+    cpu_seconds: float
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class AttemptOut(BaseModel):
+    number: int
+    status: str
+    exit_code: int | None
+    error: str | None
+    started_at: datetime
+    finished_at: datetime | None
+
+
+class JobDetailOut(JobOut):
+    config: dict[str, Any]
+    inputs: dict[str, str]
+    attempt_list: list[AttemptOut]
+
+
+class LogOut(BaseModel):
+    """A slice of an attempt's log: text from byte `offset`, and where to continue (`next_offset`)."""
+
+    job_id: int
+    attempt: int
+    offset: int
+    next_offset: int
+    text: str
+
+
+class ArtifactOut(BaseModel):
+    sha256: str
+    ref: str
+    kind: str
+    stage: str
+    name: str | None
+    size: int
+    tags: list[str]
+    created_at: datetime
+
+
+class InputOut(BaseModel):
+    name: str
+    sha256: str
+
+
+class FileOut(BaseModel):
+    """One file of an artifact: download it by its index (never by its path)."""
+
+    index: int
+    name: str
+    size: int
+
+
+class ArtifactDetailOut(ArtifactOut):
+    manifest: dict[str, Any]
+    inputs: list[InputOut]
+    files: list[FileOut]
+
+
+class ModelVersionOut(BaseModel):
+    name: str
+    version: int
+    ref: str
+    artifact_sha256: str
+    report_sha256: str | None
+    gate: dict[str, Any] | None
+    aliases: list[str]
+    created_by: str
+    note: str
+    created_at: datetime
+
+
+class LineageOut(BaseModel):
+    """Both directions from one artifact, pruned to the caller's project."""
+
+    artifact: str
+    ancestors: dict[str, Any]
+    descendants: dict[str, Any]

@@ -1,0 +1,165 @@
+"""REST API: tokens and scopes, and tenant isolation on every route (two projects, SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+
+from embodia.core.stage import StageResult, run_stage
+from embodia.platform import queue, registry
+from embodia.platform.api.app import create_app
+from embodia.platform.api.auth import authenticate, create_token
+from embodia.platform.models import ApiToken, ProjectArtifact
+
+
+def _artifact(store, tmp_path, name, project, payload, inputs=None):
+    """A real stage output registered and owned by `project`."""
+    def body(staging, reporter):
+        (staging / "data.txt").write_text(payload)
+        (staging / "sub").mkdir()
+        (staging / "sub" / "more.bin").write_bytes(bytes(range(256)))
+        return StageResult(seeds=[0], summary={"n": len(payload)})
+    run_stage("generate", "dataset", {"payload": payload}, tmp_path / name, body, inputs=inputs)
+    info = registry.register_artifact(store, tmp_path / name)
+    with store.session() as session:
+        session.add(ProjectArtifact(project=project, sha256=info.sha256))
+    return info
+
+
+@pytest.fixture
+def world(store, tmp_path):
+    """Two tenants, each with a token per scope, a failed job, and artifacts (one derived) and a model version."""
+    tokens = {(p, s): create_token(store, p, s) for p in ("alpha", "beta") for s in ("read", "run", "admin")}
+    jobs, arts = {}, {}
+    for project in ("alpha", "beta"):
+        job = queue.submit(store, "noop", {}, project=project)
+        jobs[project] = job.id
+        base = _artifact(store, tmp_path, f"{project}-data", project, f"{project} payload")
+        child = _artifact(store, tmp_path, f"{project}-child", project, f"{project} child",
+                          inputs={"data": tmp_path / f"{project}-data"})
+        registry.register_model_version(store, f"{project}-model", child.sha256)
+        arts[project] = (base.sha256, child.sha256)
+    client = TestClient(create_app(store), raise_server_exceptions=False)
+    return client, tokens, jobs, arts
+
+
+def _h(token):
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_token_is_stored_hashed_and_authenticates(store):
+    secret = create_token(store, "alpha", "run")
+    with store.session() as session:
+        stored = [row.secret_sha256 for row in session.query(ApiToken)]
+    assert secret not in stored and len(stored[0]) == 64
+    caller = authenticate(store, secret)
+    assert (caller.project, caller.scope) == ("alpha", "run")
+
+
+def test_missing_and_bad_tokens_are_401(world):
+    client, *_ = world
+    assert client.get("/api/v1/jobs").status_code == 401
+    answer = client.get("/api/v1/jobs", headers=_h("emb_nope"))
+    assert answer.status_code == 401 and "unknown" in answer.json()["error"]
+
+
+def test_project_shows_only_own(world):
+    client, tokens, *_ = world
+    body = client.get("/api/v1/project", headers=_h(tokens["alpha", "read"])).json()
+    assert body["name"] == "alpha" and body["scope"] == "read"
+
+
+def test_jobs_isolated(world):
+    client, tokens, jobs, _ = world
+    a, b = _h(tokens["alpha", "admin"]), jobs["beta"]
+    listed = client.get("/api/v1/jobs", headers=a).json()
+    assert [j["id"] for j in listed] == [jobs["alpha"]]
+    assert client.get(f"/api/v1/jobs/{jobs['alpha']}", headers=a).status_code == 200
+    for route in (f"/api/v1/jobs/{b}", f"/api/v1/jobs/{b}/logs", f"/api/v1/jobs/{b}/events", "/api/v1/jobs/999999"):
+        answer = client.get(route, headers=a)
+        assert answer.status_code == 404 and "error" in answer.json(), route
+    for action in ("cancel", "retry"):
+        assert client.post(f"/api/v1/jobs/{b}/{action}", headers=a).status_code == 404
+    assert queue.get_job(world[0].app.state.store, b).status == "queued"  # untouched
+
+
+def test_job_cancel_retry_events_and_scopes(world):
+    client, tokens, jobs, _ = world
+    job = jobs["alpha"]
+    read, run = _h(tokens["alpha", "read"]), _h(tokens["alpha", "run"])
+    answer = client.post(f"/api/v1/jobs/{job}/cancel", headers=read)
+    assert answer.status_code == 403 and "scope" in answer.json()["error"]
+    assert client.post(f"/api/v1/jobs/{job}/cancel", headers=run).json()["status"] == "cancelled"
+    again = client.post(f"/api/v1/jobs/{job}/cancel", headers=run)
+    assert again.status_code == 400 and "already ended" in again.json()["error"]
+    events = client.get(f"/api/v1/jobs/{job}/events", headers=read)
+    assert events.headers["content-type"].startswith("text/event-stream")
+    assert '"status": "cancelled"' in events.text
+    assert client.post(f"/api/v1/jobs/{job}/retry", headers=run).json()["status"] == "queued"
+    assert client.get(f"/api/v1/jobs/{job}/logs", headers=read).status_code == 404  # no attempt yet
+
+
+def test_artifacts_isolated_with_range_download(world):
+    client, tokens, _, arts = world
+    a = _h(tokens["alpha", "read"])
+    listed = {x["sha256"] for x in client.get("/api/v1/artifacts", headers=a).json()}
+    assert listed == set(arts["alpha"])
+    detail = client.get(f"/api/v1/artifacts/{arts['alpha'][0]}", headers=a).json()
+    index = next(f["index"] for f in detail["files"] if f["name"] == "sub/more.bin")
+    full = client.get(f"/api/v1/artifacts/{arts['alpha'][0]}/files/{index}", headers=a)
+    assert full.status_code == 200 and full.content == bytes(range(256))
+    part = client.get(f"/api/v1/artifacts/{arts['alpha'][0]}/files/{index}", headers={**a, "Range": "bytes=10-19"})
+    assert part.status_code == 206 and part.content == bytes(range(10, 20))
+    for sha in arts["beta"]:
+        for route in (f"/api/v1/artifacts/{sha}", f"/api/v1/artifacts/{sha}/files/0", f"/api/v1/lineage/{sha}"):
+            assert client.get(route, headers=a).status_code == 404, route
+    for bad in ("../../etc/passwd", "..%2F..%2Fetc", "abc"):
+        assert client.get(f"/api/v1/artifacts/{bad}", headers=a).status_code in (404, 422)
+
+
+def test_lineage_and_models_isolated(world):
+    client, tokens, _, arts = world
+    a = _h(tokens["alpha", "read"])
+    graph = client.get(f"/api/v1/lineage/{arts['alpha'][1]}", headers=a).json()
+    assert [n["sha256"] for n in graph["ancestors"]["next"]] == [arts["alpha"][0]]
+    models = client.get("/api/v1/models", headers=a).json()
+    assert [m["name"] for m in models] == ["alpha-model"]
+    assert client.get("/api/v1/models?name=beta-model", headers=a).json() == []
+
+
+def test_rate_limit_answers_429(store):
+    token = create_token(store, "alpha", "read")
+    client = TestClient(create_app(store, rate_per_minute=3))
+    codes = [client.get("/api/v1/jobs", headers=_h(token)).status_code for _ in range(5)]
+    assert codes[:3] == [200] * 3 and codes[-1] == 429
+
+
+def test_body_limit_answers_413(store):
+    token = create_token(store, "alpha", "run")
+    client = TestClient(create_app(store, max_body_bytes=100))
+    answer = client.post("/api/v1/jobs/1/cancel", headers=_h(token), content=b"x" * 1000)
+    assert answer.status_code == 413 and "larger" in answer.json()["error"]
+
+
+def test_bad_input_is_4xx_json(world):
+    client, tokens, *_ = world
+    a = _h(tokens["alpha", "read"])
+    for route in ("/api/v1/jobs/-1", "/api/v1/jobs/abc", "/api/v1/jobs?limit=0", "/api/v1/jobs?status=weird"):
+        answer = client.get(route, headers=a)
+        assert answer.status_code == 422 and "error" in answer.json(), route
+
+
+def test_cli_token_create_prints_a_working_token(store, monkeypatch):
+    from typer.testing import CliRunner
+
+    from embodia.cli import app
+    from embodia.platform.store import DB_URL_ENV
+
+    monkeypatch.setenv(DB_URL_ENV, store.url)
+
+    result = CliRunner().invoke(app, ["token", "create", "--project", "gamma", "--scope", "run"])
+    assert result.exit_code == 0, result.output
+    secret = result.output.strip().splitlines()[-1]
+    assert authenticate(store, secret).project == "gamma"
+    bad = CliRunner().invoke(app, ["token", "create", "--project", "../x", "--scope", "run"])
+    assert bad.exit_code != 0 and "invalid" in bad.output
