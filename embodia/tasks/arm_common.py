@@ -39,18 +39,35 @@ class ArmTaskConfig(TaskConfig):
     orientation_weight: float = Field(0.3, ge=0.0, description="weight (m/rad) of the tool-down orientation error in the IK")
 
 
-def rotation_about_axis(axis: np.ndarray, angle: np.ndarray) -> np.ndarray:
-    """Rotation matrices (N, 3, 3) about a unit `axis` (3,) by `angle` (N,) (Rodrigues)."""
+_EYE3 = np.eye(3)
+_EYE3.setflags(write=False)
+
+
+def axis_skew(axis: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The cross-product matrix K of a unit `axis` (3,) and K @ K: the constant parts of Rodrigues' formula."""
     x, y, z = axis
     skew = np.array([[0.0, -z, y], [z, 0.0, -x], [-y, x, 0.0]])
+    return skew, skew @ skew
+
+
+def rotation_about_axis(axis: np.ndarray, angle: np.ndarray, skews: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """Rotation matrices (N, 3, 3) about a unit `axis` (3,) by `angle` (N,) (Rodrigues); `skews` = axis_skew(axis) if precomputed."""
+    skew, skew2 = axis_skew(axis) if skews is None else skews
     sin, cos = np.sin(angle)[:, None, None], np.cos(angle)[:, None, None]
-    return np.eye(3) + sin * skew + (1.0 - cos) * (skew @ skew)
+    return _EYE3 + sin * skew + (1.0 - cos) * skew2
+
+
+def cross3(a0: np.ndarray, a1: np.ndarray, a2: np.ndarray, b0: np.ndarray, b1: np.ndarray, b2: np.ndarray) -> np.ndarray:
+    """Cross products from the vectors' components, stacked on a new last axis: np.cross's exact arithmetic
+    without its axis shuffling, which cost more than the products at small batches."""
+    return np.stack([a1 * b2 - a2 * b1, a2 * b0 - a0 * b2, a0 * b1 - a1 * b0], axis=-1)
 
 
 def orientation_error(rotation: np.ndarray, target: np.ndarray) -> np.ndarray:
     """Small-angle rotation vector (N, 3) that turns `rotation` (N,3,3) towards `target` (3,3) or (N,3,3)."""
     target = np.broadcast_to(target, rotation.shape)
-    return 0.5 * np.cross(rotation, target, axisa=1, axisb=1).sum(axis=1)
+    rows = (rotation[:, 0], rotation[:, 1], rotation[:, 2], target[:, 0], target[:, 1], target[:, 2])
+    return 0.5 * cross3(*rows).sum(axis=1)  # the columns' cross products, summed
 
 
 def _quat_to_mat(quat: np.ndarray) -> np.ndarray:
@@ -77,6 +94,7 @@ class ArmKinematics:
         self.links = self._chain(model, joint_names)
         self.site_pos = model.site_pos[self.site_id].copy()
         self.site_rot = _quat_to_mat(model.site_quat[self.site_id])
+        self._memo: tuple[bytes, tuple[np.ndarray, ...]] | None = None  # the last forward() input and result
 
     def _chain(self, model: mujoco.MjModel, joint_names: tuple[str, ...]) -> list[dict]:
         bodies = []
@@ -92,7 +110,8 @@ class ArmKinematics:
                 raise ValueError(f"body {model.body(body).name!r} on the arm chain must have at most one hinge joint")
             if joints:
                 j = joints[0]
-                link |= {"joint": len(seen), "axis": model.jnt_axis[j].copy(), "anchor": model.jnt_pos[j].copy()}
+                axis = model.jnt_axis[j].copy()
+                link |= {"joint": len(seen), "axis": axis, "anchor": model.jnt_pos[j].copy(), "skews": axis_skew(axis)}
                 seen.append(model.joint(j).name)
             links.append(link)
         if tuple(seen) != tuple(joint_names):
@@ -100,7 +119,22 @@ class ArmKinematics:
         return links
 
     def forward(self, joint_pos: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Site position (N,3), site rotation (N,3,3), joint anchors (N,n,3) and world joint axes (N,n,3)."""
+        """Site position (N,3), site rotation (N,3,3), joint anchors (N,n,3) and world joint axes (N,n,3).
+
+        The result of the last call is remembered (read-only arrays): a step asks for the same pose several
+        times (observation, reward, success, the next step's IK), and recomputing it dominated a step.
+        """
+        joint_pos = np.ascontiguousarray(joint_pos, dtype=np.float64)
+        key = joint_pos.shape[0].to_bytes(8, "little") + joint_pos.tobytes()
+        if self._memo is not None and self._memo[0] == key:
+            return self._memo[1]
+        result = self._forward(joint_pos)
+        for array in result:
+            array.setflags(write=False)
+        self._memo = (key, result)
+        return result
+
+    def _forward(self, joint_pos: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         num = joint_pos.shape[0]
         pos = np.zeros((num, 3))
         rot = np.broadcast_to(np.eye(3), (num, 3, 3)).copy()
@@ -115,7 +149,7 @@ class ArmKinematics:
             anchor = pos + rot @ link["anchor"]
             axes[:, k] = rot @ link["axis"]
             anchors[:, k] = anchor
-            rot = rot @ rotation_about_axis(link["axis"], joint_pos[:, k] - self.qpos0[k])
+            rot = rot @ rotation_about_axis(link["axis"], joint_pos[:, k] - self.qpos0[k], link["skews"])
             pos = anchor - rot @ link["anchor"]
         site_pos = pos + rot @ self.site_pos
         return site_pos, rot @ self.site_rot, anchors, axes
@@ -123,7 +157,9 @@ class ArmKinematics:
     def jacobian(self, joint_pos: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Site position (N,3), rotation (N,3,3) and geometric Jacobian (N, 6, n): rows are [linear; angular]."""
         site_pos, site_rot, anchors, axes = self.forward(joint_pos)
-        linear = np.cross(axes, site_pos[:, None, :] - anchors)  # z_i x (p_ee - p_i), (N, n, 3)
+        lever = site_pos[:, None, :] - anchors
+        components = (axes[..., 0], axes[..., 1], axes[..., 2], lever[..., 0], lever[..., 1], lever[..., 2])
+        linear = cross3(*components)  # z_i x (p_ee - p_i), (N, n, 3)
         jac = np.concatenate([linear, axes], axis=2).transpose(0, 2, 1)
         return site_pos, site_rot, jac
 

@@ -12,6 +12,7 @@ from embodia.tasks.arm_common import (
     HOME_QPOS,
     TOOL_DOWN,
     ArmKinematics,
+    cross3,
     default_randomization,
     orientation_error,
 )
@@ -48,6 +49,27 @@ def test_forward_kinematics_and_jacobian_match_mujoco(cube_model, kinematics):
         np.testing.assert_allclose(site_rot[k].ravel(), data.site_xmat[kinematics.site_id], atol=1e-6)
         np.testing.assert_allclose(jac[k, :3], jacp[:, kinematics.dof_adr], atol=1e-6)
         np.testing.assert_allclose(jac[k, 3:], jacr[:, kinematics.dof_adr], atol=1e-6)
+
+
+def test_remembered_kinematics_follow_every_pose_change(cube_model):
+    remembering = ArmKinematics(cube_model, ARM_JOINTS, GRIP_SITE)
+    poses = [_random_joint_pos(remembering, 3, seed) for seed in (0, 0, 1)] + [_random_joint_pos(remembering, 1, 2)]
+    for joint_pos in poses:  # the repeated pose is served from memory; every other one recomputed
+        fresh = ArmKinematics(cube_model, ARM_JOINTS, GRIP_SITE).forward(joint_pos)
+        remembered = remembering.forward(joint_pos)
+        assert all(np.array_equal(a, b) for a, b in zip(remembered, fresh))
+        assert not remembered[0].flags.writeable  # a caller cannot corrupt the remembered pose
+    changed = poses[-1].copy()
+    changed[0, 3] = np.nextafter(changed[0, 3], np.inf)  # one ulp in one joint is a new pose
+    remembering.forward(poses[-1])
+    fresh = ArmKinematics(cube_model, ARM_JOINTS, GRIP_SITE).forward(changed)
+    assert all(np.array_equal(a, b) for a, b in zip(remembering.forward(changed), fresh))
+
+
+def test_cross3_is_bit_identical_to_numpy_cross():
+    a, b = np.random.default_rng(3).normal(size=(2, 5, 4, 3))
+    components = (a[..., 0], a[..., 1], a[..., 2], b[..., 0], b[..., 1], b[..., 2])
+    assert np.array_equal(cross3(*components), np.cross(a, b))
 
 
 def test_home_pose_points_the_tool_down_above_the_table(kinematics):
