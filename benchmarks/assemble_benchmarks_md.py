@@ -11,7 +11,8 @@ PARTS = [("Simulation (issue 2)", "sim.md"), ("Scripted experts (issue 3)", "arm
          ("Evaluation (issue 5)", "eval.md"), ("Serving (issue 5)", "serve.md"),
          ("Platform: job queue and pipelines (issue 12)", "platform.md"),
          ("Bring your own robot (issue 10)", "byo_robot.md"),
-         ("Physics backends (issue 15)", "backends.md")]
+         ("Physics backends (issue 15)", "backends.md"),
+         ("REST API (issue 13)", "api.md")]
 
 
 def section(title: str, name: str) -> str:
