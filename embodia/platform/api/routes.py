@@ -8,20 +8,25 @@ import json
 from pathlib import Path
 from typing import Any, AsyncIterator
 
+import yaml
 from fastapi import APIRouter, Path as PathParam, Query, Request
 from fastapi.responses import FileResponse, StreamingResponse
 from sqlalchemy import select, union
 from sqlalchemy.orm import Session
 
+from embodia.core.errors import UserError
 from embodia.platform import queue, registry
 from embodia.platform.api.auth import Caller, require
-from embodia.platform.api.schemas import (ArtifactDetailOut, ArtifactOut, AttemptOut, FileOut, InputOut,
+from embodia.platform.api.schemas import (AliasEventOut, ArtifactDetailOut, ArtifactOut, AttemptOut, FileOut, InputOut,
                                           JobDetailOut, JobOut, LineageOut, LogOut, MemberOut, ModelVersionOut,
-                                          ProjectOut)
+                                          PipelineCheckOut, PipelineIn, ProjectOut, PromoteIn)
 from embodia.platform.models import Artifact, Job, Member, ModelVersion, Project, ProjectArtifact
+from embodia.platform.pipeline import Pipeline, parse_pipeline
+from embodia.platform.runner import PipelineRunner
 from embodia.platform.store import Store
 
 SHA = PathParam(pattern=r"^[0-9a-f]{64}$", description="the artifact's full sha256 (lowercase hex)")
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
 JOB_ID = PathParam(ge=1, le=2**31 - 1, description="the job's id")
 LIMIT = Query(50, ge=1, le=500, description="at most this many, newest first")
 MAX_LOG_CHUNK = 1 << 20
@@ -246,3 +251,94 @@ def list_models(request: Request, name: str | None = Query(None, max_length=200)
             query = query.where(ModelVersion.name == name)
         rows = list(session.execute(query.order_by(ModelVersion.name, ModelVersion.version)))
     return [_version_out(registry.get_model_version(store, row.name, row.version)) for row in rows]
+
+
+def _visible_version(store: Store, caller: Caller, name: str, version: int) -> registry.ModelVersionInfo:
+    try:
+        info = registry.get_model_version(store, name, version)
+    except UserError:
+        info = None
+    if info is None:
+        raise NotFound(f"no model {name} version {version} in this project")
+    try:
+        _check_visible(store, caller.project, info.artifact_sha256)
+    except NotFound:
+        raise NotFound(f"no model {name} version {version} in this project") from None
+    return info
+
+
+@router.post("/models/{name}/aliases/{alias}", response_model=ModelVersionOut, tags=["registry"])
+def promote(request: Request, body: PromoteIn, name: str = PathParam(pattern=NAME_PATTERN, description="the model's name"),
+            alias: str = PathParam(pattern=NAME_PATTERN, description="the alias (production, staging, ...)"),
+            caller: Caller = require("admin")) -> dict[str, Any]:
+    """Point NAME@ALIAS at a version of the project (who and why recorded); the answer carries its gate verdict."""
+    store = _store(request)
+    _visible_version(store, caller, name, body.version)
+    return _version_out(registry.set_alias(store, name, alias, body.version, who=f"token:{caller.token_id}",
+                                           why=body.why))
+
+
+@router.get("/models/{name}/aliases", response_model=list[AliasEventOut], tags=["registry"])
+def alias_events(request: Request, name: str = PathParam(pattern=NAME_PATTERN, description="the model's name"),
+                 caller: Caller = require("read")) -> list[dict[str, Any]]:
+    """Every move of NAME's aliases, oldest first (only for models of the caller's project)."""
+    store = _store(request)
+    versions = list_models(request, name=name, caller=caller)
+    if not versions:
+        raise NotFound(f"no model {name} in this project")
+    return [{"alias": e.alias, "from_version": e.from_version, "to_version": e.to_version, "who": e.who,
+             "why": e.why, "at": e.at} for e in registry.alias_history(store, name)]
+
+
+# ----------------------------------------------------------------------------------------------- pipelines
+
+
+def _pipeline(store: Store, caller: Caller, body: PipelineIn) -> Pipeline:
+    """Parse and validate YAML text; the pipeline runs in the caller's project whatever its file says."""
+    try:
+        data = yaml.safe_load(body.yaml)
+    except yaml.YAMLError as error:
+        raise UserError(f"pipeline: not valid YAML ({str(error).splitlines()[0]})") from None
+    pipeline = parse_pipeline(data, "pipeline")
+    pipeline.project = caller.project
+    return pipeline
+
+
+def _check_registry_inputs(store: Store, caller: Caller, pipeline: Pipeline) -> set[tuple[str, str]]:
+    """Every registry reference must name an artifact of the caller's project (the same error whether it exists
+    elsewhere or not); a gate's baseline outside the project counts as absent. Returns those absent baselines."""
+    absent = set()
+    for step in pipeline.steps.values():
+        for name, ref in step.registry_inputs.items():
+            try:
+                _check_visible(store, caller.project, registry.resolve(store, ref).sha256)
+            except (UserError, NotFound):
+                if step.type == "gate" and name == "baseline":
+                    absent.add((step.name, name))
+                    continue
+                raise UserError(f"pipeline: step {step.name!r}: inputs.{name}: no artifact {ref!r} "
+                                "in this project") from None
+    return absent
+
+
+@router.post("/pipelines/validate", response_model=PipelineCheckOut, tags=["pipelines"])
+def validate_pipeline(request: Request, body: PipelineIn, caller: Caller = require("read")) -> dict[str, Any]:
+    """Check a pipeline (every step's config with its stage's own schema, inputs, order); nothing runs."""
+    store = _store(request)
+    pipeline = _pipeline(store, caller, body)
+    _check_registry_inputs(store, caller, pipeline)
+    return {"name": pipeline.name, "order": pipeline.order, "plan": []}
+
+
+@router.post("/pipelines/plan", response_model=PipelineCheckOut, tags=["pipelines"])
+def plan_pipeline(request: Request, body: PipelineIn, caller: Caller = require("read")) -> dict[str, Any]:
+    """A dry run: each step's cache key and whether it is a hit (nothing runs)."""
+    store = _store(request)
+    pipeline = _pipeline(store, caller, body)
+    absent = _check_registry_inputs(store, caller, pipeline)
+    runner = PipelineRunner(pipeline, store, local_workers=False)
+    for key in absent:
+        runner.registry_outputs[key] = None
+    rows = [{"name": r.name, "type": r.type, "status": r.status, "key": r.key, "detail": r.detail}
+            for r in runner.plan()]
+    return {"name": pipeline.name, "order": pipeline.order, "plan": rows}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 
 class ErrorBody(BaseModel):
@@ -121,3 +121,41 @@ class LineageOut(BaseModel):
     artifact: str
     ancestors: dict[str, Any]
     descendants: dict[str, Any]
+
+
+class PromoteIn(BaseModel):
+    """Point an alias at a version: `version` (an integer >= 1) and why (kept in the history)."""
+
+    version: int = Field(ge=1, le=2**31 - 1)
+    why: str = Field("", max_length=2000)
+
+
+class AliasEventOut(BaseModel):
+    alias: str
+    from_version: int | None
+    to_version: int | None
+    who: str
+    why: str
+    at: datetime
+
+
+class PipelineIn(BaseModel):
+    """A pipeline as YAML text (what `embodia run FILE` reads); policies only as registry references."""
+
+    yaml: str = Field(max_length=200_000)
+
+
+class PlannedStepOut(BaseModel):
+    name: str
+    type: str
+    status: str
+    key: str
+    detail: str
+
+
+class PipelineCheckOut(BaseModel):
+    """A valid pipeline: its name, steps in run order and (for a plan) each step's cache hit or miss."""
+
+    name: str
+    order: list[str]
+    plan: list[PlannedStepOut]

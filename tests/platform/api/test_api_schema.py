@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import schemathesis
 from hypothesis import HealthCheck, given, settings
+from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from embodia.platform.api.app import create_app
 from embodia.platform.api.auth import create_token
@@ -31,7 +32,8 @@ def test_api_has_no_500_and_matches_its_schema(sqlite_store):
         @given(case=operation.as_strategy())
         @SETTINGS
         def check(case) -> None:
-            case.call_and_validate(headers=headers)
+            # a schema-valid body may still be a semantically wrong pipeline (400): that check does not apply
+            case.call_and_validate(headers=headers, excluded_checks=[positive_data_acceptance])
 
         check()
 

@@ -163,3 +163,46 @@ def test_cli_token_create_prints_a_working_token(store, monkeypatch):
     assert authenticate(store, secret).project == "gamma"
     bad = CliRunner().invoke(app, ["token", "create", "--project", "../x", "--scope", "run"])
     assert bad.exit_code != 0 and "invalid" in bad.output
+
+
+def test_promote_and_alias_history_isolated(world):
+    client, tokens, *_ = world
+    admin, read = _h(tokens["alpha", "admin"]), _h(tokens["alpha", "read"])
+    assert client.post("/api/v1/models/alpha-model/aliases/prod", headers=read, json={"version": 1}).status_code == 403
+    moved = client.post("/api/v1/models/alpha-model/aliases/prod", headers=admin, json={"version": 1, "why": "ok"})
+    assert moved.status_code == 200 and moved.json()["aliases"] == ["prod"] and "gate" in moved.json()
+    history = client.get("/api/v1/models/alpha-model/aliases", headers=read).json()
+    assert [(e["alias"], e["to_version"], e["why"]) for e in history] == [("prod", 1, "ok")]
+    other = client.post("/api/v1/models/beta-model/aliases/prod", headers=admin, json={"version": 1})
+    missing = client.post("/api/v1/models/nobody/aliases/prod", headers=admin, json={"version": 1})
+    assert other.status_code == missing.status_code == 404
+    assert other.json()["error"].replace("beta-model", "X") == missing.json()["error"].replace("nobody", "X")
+    assert client.get("/api/v1/models/beta-model/aliases", headers=read).status_code == 404
+    bad = client.post("/api/v1/models/alpha-model/aliases/v3", headers=admin, json={"version": 1})
+    assert bad.status_code == 400 and "reserved" in bad.json()["error"]
+
+
+PIPELINE = """
+name: p
+steps:
+  demos: {type: generate, config: {task: arm-reach, episodes: 2}}
+  policy: {type: train, inputs: {dataset: %s}, config: {algo: bc, task: arm-reach, num_steps: 10}}
+"""
+
+
+def test_pipeline_validate_and_plan_only_see_own_artifacts(world):
+    client, tokens, _, arts = world
+    read = _h(tokens["alpha", "read"])
+    ok = client.post("/api/v1/pipelines/plan", headers=read, json={"yaml": PIPELINE % "demos"})
+    assert ok.status_code == 200, ok.text
+    assert [(r["name"], r["status"]) for r in ok.json()["plan"]] == [("demos", "miss"), ("policy", "pending")]
+    own = client.post("/api/v1/pipelines/validate", headers=read,
+                      json={"yaml": PIPELINE % f'"dataset:sha256:{arts["alpha"][0]}"'})
+    assert own.status_code == 200, own.text
+    errors = [client.post("/api/v1/pipelines/plan", headers=read, json={"yaml": PIPELINE % f'"dataset:sha256:{sha}"'})
+              for sha in (arts["beta"][0], "f" * 64)]
+    assert [e.status_code for e in errors] == [400, 400]
+    assert errors[0].json()["error"].replace(arts["beta"][0], "X") == errors[1].json()["error"].replace("f" * 64, "X")
+    for text in ("[1, 2", "name: p\nsteps: {a: {type: nope}}", "just a string"):
+        answer = client.post("/api/v1/pipelines/validate", headers=read, json={"yaml": text})
+        assert answer.status_code == 400 and answer.json()["error"].startswith("pipeline"), text
