@@ -258,8 +258,8 @@ class BatchSim:
         expected = (self.num_envs, self.model.nu)
         if ctrl.shape != expected:
             raise UserError(f"control batch has shape {ctrl.shape}, expected {expected} (num_envs, nu)")
-        bad = ~np.isfinite(ctrl).all(axis=1)
-        if bad.any():
+        if not np.isfinite(ctrl).all():  # the per-env search only when something is wrong
+            bad = ~np.isfinite(ctrl).all(axis=1)
             raise UserError(f"control contains NaN or inf for envs {np.flatnonzero(bad).tolist()}")
         return ctrl
 
@@ -331,20 +331,25 @@ class BatchSim:
     def _diverged(self, expected_time: np.ndarray) -> np.ndarray:
         # non-finite state or a runaway speed on every backend; C MuJoCo also resets an unstable env's data to
         # time 0 itself, so there a wrong clock marks divergence too
-        with np.errstate(invalid="ignore"):
-            healthy = np.isfinite(self.state).all(axis=1) & (np.abs(self.qvel) < MAX_QVEL).all(axis=1)
+        finite = np.isfinite(self.state).all(axis=1)
+        if finite.all():  # the usual case: no NaN to compare, no errstate context to pay for
+            healthy = finite & (np.abs(self.qvel) < MAX_QVEL).all(axis=1)
+        else:
+            with np.errstate(invalid="ignore"):
+                healthy = finite & (np.abs(self.qvel) < MAX_QVEL).all(axis=1)
         if self.backend.resets_on_divergence:
             healthy &= np.abs(self.time - expected_time) < 0.5 * self.model.opt.timestep
         diverged = ~healthy
-        self.divergence_count += int(diverged.sum())
+        self.divergence_count += int(np.count_nonzero(diverged))
         self._check_divergence_rate(diverged)
         return diverged
 
     def _check_divergence_rate(self, diverged: np.ndarray) -> None:
         """Stop a run whose physics is broken: envs diverging again and again is no usable simulation."""
-        self._divergence_window[self._steps_taken % DIVERGENCE_WINDOW] = diverged.mean()
+        # count_nonzero / size and add.reduce / n are what .mean() computes, without its Python-level overhead
+        self._divergence_window[self._steps_taken % DIVERGENCE_WINDOW] = np.count_nonzero(diverged) / diverged.size
         self._steps_taken += 1
-        if self._steps_taken < DIVERGENCE_WINDOW or self._divergence_window.mean() < DIVERGENCE_STOP:
+        if self._steps_taken < DIVERGENCE_WINDOW or np.add.reduce(self._divergence_window) / DIVERGENCE_WINDOW < DIVERGENCE_STOP:
             return
         settings = self.randomization.active_settings()
         cause = (f"the randomization settings {settings} make the model unstable; narrow those ranges"

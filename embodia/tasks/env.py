@@ -125,8 +125,8 @@ class BatchEnv:
                 action = action[None]
             else:
                 raise UserError(f"action has shape {action.shape}, expected {expected} (num_envs, action_dim)")
-        bad = ~np.isfinite(action).all(axis=1)
-        if bad.any():
+        if not np.isfinite(action).all():  # the per-env search only when something is wrong
+            bad = ~np.isfinite(action).all(axis=1)
             raise UserError(f"action contains NaN or inf for envs {np.flatnonzero(bad).tolist()}")
         return np.clip(action, self.single_action_space.low, self.single_action_space.high)
 
