@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import tempfile
 from pathlib import Path
 from typing import Any, AsyncIterator
 
@@ -20,6 +21,7 @@ from embodia.platform.api.auth import Caller, require
 from embodia.platform.api.schemas import (AliasEventOut, ArtifactDetailOut, ArtifactOut, AttemptOut, FileOut, InputOut,
                                           JobDetailOut, JobOut, LineageOut, LogOut, MemberOut, ModelVersionOut,
                                           PipelineCheckOut, PipelineIn, ProjectOut, PromoteIn)
+from embodia.platform.api.uploads import extract_archive
 from embodia.platform.models import Artifact, Job, Member, ModelVersion, Project, ProjectArtifact
 from embodia.platform.pipeline import Pipeline, parse_pipeline
 from embodia.platform.runner import PipelineRunner
@@ -342,3 +344,34 @@ def plan_pipeline(request: Request, body: PipelineIn, caller: Caller = require("
     rows = [{"name": r.name, "type": r.type, "status": r.status, "key": r.key, "detail": r.detail}
             for r in runner.plan()]
     return {"name": pipeline.name, "order": pipeline.order, "plan": rows}
+
+
+# ------------------------------------------------------------------------------------------------- uploads
+
+
+@router.post("/artifacts/datasets", response_model=ArtifactOut, status_code=201, tags=["artifacts"],
+             openapi_extra={"requestBody": {"required": True, "content": {"application/octet-stream": {
+                 "schema": {"type": "string", "format": "binary"}}}}})
+async def upload_dataset(request: Request, name: str | None = Query(None, pattern=NAME_PATTERN),
+                         caller: Caller = require("run")) -> dict[str, Any]:
+    """Upload a LeRobot dataset as a tar/tar.gz/zip body: unpacked safely, checked (`embodia data check`'s fast
+    path) and registered in the caller's project. Never executes or unpickles anything in it."""
+    data = await request.body()
+    if not data:
+        raise UserError("empty upload: send the dataset archive (tar, tar.gz or zip) as the request body")
+    info = await asyncio.to_thread(_register_upload, _store(request), caller, data, name)
+    return _artifact_out(info)
+
+
+def _register_upload(store: Store, caller: Caller, data: bytes, name: str | None) -> registry.ArtifactInfo:
+    from embodia.data.check import require_valid_dataset
+
+    store.path("tmp").mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=store.path("tmp")) as tmp:
+        root = extract_archive(data, Path(tmp) / "upload")
+        require_valid_dataset(root)
+        info = registry.register_artifact(store, root, kind="dataset", name=name)
+    with store.session() as session:
+        if session.get(ProjectArtifact, (caller.project, info.sha256)) is None:
+            session.add(ProjectArtifact(project=caller.project, sha256=info.sha256))
+    return info
