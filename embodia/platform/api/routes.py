@@ -16,9 +16,10 @@ from sqlalchemy import select, union
 from sqlalchemy.orm import Session
 
 from embodia.core.errors import UserError
-from embodia.platform import queue, registry
+from embodia.platform import deploy, queue, registry
 from embodia.platform.api.auth import Caller, require
-from embodia.platform.api.schemas import (AliasEventOut, ArtifactDetailOut, ArtifactOut, AttemptOut, FileOut, InputOut,
+from embodia.platform.api.schemas import (AliasEventOut, ArtifactDetailOut, DeployIn, DeploymentOut, ArtifactOut, AttemptOut,
+                                          FileOut, InputOut,
                                           JobDetailOut, JobOut, LineageOut, LogOut, MemberOut, ModelVersionOut,
                                           PipelineCheckOut, PipelineIn, ProjectOut, PromoteIn)
 from embodia.platform.api.uploads import extract_archive
@@ -375,3 +376,60 @@ def _register_upload(store: Store, caller: Caller, data: bytes, name: str | None
         if session.get(ProjectArtifact, (caller.project, info.sha256)) is None:
             session.add(ProjectArtifact(project=caller.project, sha256=info.sha256))
     return info
+
+
+# --------------------------------------------------------------------------------------------- deployments
+
+
+def _deployment_out(state: deploy.DeploymentState) -> dict[str, Any]:
+    return {"name": state.name, "model_ref": state.model_ref, "model_sha256": state.model_sha256,
+            "status": state.status, "restarts": state.restarts, "url": state.url, "started_at": state.started_at,
+            "message": state.message}
+
+
+def _own_deployments(store: Store, caller: Caller) -> list[deploy.DeploymentState]:
+    with store.session() as session:
+        query = visible_shas(caller.project).subquery()
+        allowed = set(session.scalars(select(query.c.sha256)))
+    return [state for state in deploy.list_deployments(store.home) if state.model_sha256 in allowed]
+
+
+def _own_deployment(store: Store, caller: Caller, name: str) -> deploy.DeploymentState:
+    found = [state for state in _own_deployments(store, caller) if state.name == name]
+    if not found:
+        raise NotFound(f"no deployment {name} in this project")
+    return found[0]
+
+
+@router.get("/deployments", response_model=list[DeploymentOut], tags=["deployments"])
+def list_deployments(request: Request, caller: Caller = require("read")) -> list[dict[str, Any]]:
+    """The project's policy servers with their status and URL."""
+    return [_deployment_out(state) for state in _own_deployments(_store(request), caller)]
+
+
+@router.post("/deployments/{name}/stop", response_model=DeploymentOut, tags=["deployments"])
+def stop_deployment(request: Request, name: str = PathParam(pattern=NAME_PATTERN, description="the deployment"),
+                    caller: Caller = require("admin")) -> dict[str, Any]:
+    """Stop a deployment's policy server."""
+    store = _store(request)
+    _own_deployment(store, caller, name)
+    return _deployment_out(deploy.stop(store, name))
+
+
+@router.post("/deployments", response_model=DeploymentOut, tags=["deployments"])
+def start_deployment(request: Request, body: DeployIn, caller: Caller = require("admin")) -> dict[str, Any]:
+    """Start deployment NAME on a model version of the project; if NAME already serves, a rolling update (the
+    new server is healthy before the old one stops)."""
+    from embodia.platform.steps import model_file
+
+    store = _store(request)
+    try:
+        version = registry.resolve_model_version(store, body.model)
+        _check_visible(store, caller.project, version.artifact_sha256)
+    except (UserError, NotFound):
+        raise NotFound(f"no model {body.model} in this project") from None
+    if any(state.name == body.name for state in deploy.list_deployments(store.home)):
+        _own_deployment(store, caller, body.name)  # another project's deployment name: 404, never rolled
+    path = store.artifacts.locate(version.artifact_sha256)
+    state = deploy.start(store, body.name, model_file(path), version.artifact_sha256, model_ref=version.ref)
+    return _deployment_out(state)

@@ -159,3 +159,24 @@ class PipelineCheckOut(BaseModel):
     name: str
     order: list[str]
     plan: list[PlannedStepOut]
+
+
+class DeploymentOut(BaseModel):
+    """A supervised policy server: what it serves and where (its own API answers at `url`)."""
+
+    name: str
+    model_ref: str
+    model_sha256: str
+    status: str
+    restarts: int
+    url: str
+    started_at: str
+    message: str
+
+
+class DeployIn(BaseModel):
+    """Start or roll deployment `name` onto a registered model version (`model:NAME@ALIAS` or `model:NAME@vN`);
+    policies are accepted only as registry artifacts, never as files, URLs or code."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+    model: str = Field(pattern=r"^model:[A-Za-z0-9][A-Za-z0-9_.-]{0,199}@[A-Za-z0-9_.-]{1,100}$")

@@ -206,3 +206,33 @@ def test_pipeline_validate_and_plan_only_see_own_artifacts(world):
     for text in ("[1, 2", "name: p\nsteps: {a: {type: nope}}", "just a string"):
         answer = client.post("/api/v1/pipelines/validate", headers=read, json={"yaml": text})
         assert answer.status_code == 400 and answer.json()["error"].startswith("pipeline"), text
+
+
+def _fake_deployment(store, name, sha):
+    """A deployment's state files as `deploy` writes them (no process: its supervisor already ended)."""
+    from embodia.core.atomic import atomic_write_text
+    from embodia.platform import deploy
+
+    state = deploy.DeploymentState(name=name, instance="i1", model_path="/nonexistent.onnx", model_sha256=sha,
+                                   model_ref=f"model:{name}@v1", port=9, status="stopped")
+    deploy.write_state(deploy.deployments_root(store.home) / name / "i1.json", state)
+    atomic_write_text(deploy.deployments_root(store.home) / name / "current", "i1\n")
+
+
+def test_deployments_isolated(world):
+    client, tokens, _, arts = world
+    store = client.app.state.store
+    _fake_deployment(store, "alpha-serve", arts["alpha"][1])
+    _fake_deployment(store, "beta-serve", arts["beta"][1])
+    read, admin = _h(tokens["alpha", "read"]), _h(tokens["alpha", "admin"])
+    listed = client.get("/api/v1/deployments", headers=read).json()
+    assert [(d["name"], d["url"]) for d in listed] == [("alpha-serve", "http://127.0.0.1:9")]
+    assert client.post("/api/v1/deployments/alpha-serve/stop", headers=read).status_code == 403
+    assert client.post("/api/v1/deployments/alpha-serve/stop", headers=admin).json()["status"] == "stopped"
+    assert client.post("/api/v1/deployments/beta-serve/stop", headers=admin).status_code == 404
+    for model in ("model:beta-model@v1", "model:nobody@v1"):
+        answer = client.post("/api/v1/deployments", headers=admin, json={"name": "x", "model": model})
+        assert answer.status_code == 404, answer.text
+    for bad in ("alpha.py", "https://evil/model.onnx", "mod:func"):
+        answer = client.post("/api/v1/deployments", headers=admin, json={"name": "x", "model": bad})
+        assert answer.status_code == 422 and "model" in answer.json()["error"]
