@@ -12,7 +12,8 @@ PARTS = [("Simulation (issue 2)", "sim.md"), ("Scripted experts (issue 3)", "arm
          ("Platform: job queue and pipelines (issue 12)", "platform.md"),
          ("Bring your own robot (issue 10)", "byo_robot.md"),
          ("Physics backends (issue 15)", "backends.md"),
-         ("REST API (issue 13)", "api.md")]
+         ("REST API (issue 13)", "api.md"),
+         ("Single-environment step cost (issue 11)", "single_env.md")]
 
 
 def section(title: str, name: str) -> str:

@@ -81,6 +81,17 @@ def test_bad_actions_raise_a_clear_error(action, message):
         env.step(action)
 
 
+def test_bad_controls_name_the_envs_and_leave_the_state_untouched():
+    env = BatchEnv("cheetah-run", num_envs=3)
+    env.reset(seed=0)
+    state = env.sim.state.copy()
+    ctrl = np.zeros((3, 6))
+    ctrl[2, 1] = -np.inf
+    with pytest.raises(ValueError, match=r"control contains NaN or inf for envs \[2\]"):
+        env.sim.step(ctrl)
+    assert np.array_equal(env.sim.state, state)
+
+
 def test_actions_are_clipped_to_the_control_range():
     env = BatchEnv("cheetah-run", num_envs=2)
     env.reset(seed=0)
