@@ -22,6 +22,7 @@ from embodia.platform.api.schemas import (AliasEventOut, ArtifactDetailOut, Depl
                                           FileOut, InputOut,
                                           JobDetailOut, JobOut, LineageOut, LogOut, MemberOut, ModelVersionOut,
                                           PipelineCheckOut, PipelineIn, ProjectOut, PromoteIn)
+from embodia.platform.api.robots import check_references, compile_mjcf, find_mjcf
 from embodia.platform.api.uploads import extract_archive
 from embodia.platform.models import Artifact, Job, Member, ModelVersion, Project, ProjectArtifact
 from embodia.platform.pipeline import Pipeline, parse_pipeline
@@ -372,9 +373,7 @@ def _register_upload(store: Store, caller: Caller, data: bytes, name: str | None
         root = extract_archive(data, Path(tmp) / "upload")
         require_valid_dataset(root)
         info = registry.register_artifact(store, root, kind="dataset", name=name)
-    with store.session() as session:
-        if session.get(ProjectArtifact, (caller.project, info.sha256)) is None:
-            session.add(ProjectArtifact(project=caller.project, sha256=info.sha256))
+    _own(store, caller, info.sha256)
     return info
 
 
@@ -433,3 +432,35 @@ def start_deployment(request: Request, body: DeployIn, caller: Caller = require(
     path = store.artifacts.locate(version.artifact_sha256)
     state = deploy.start(store, body.name, model_file(path), version.artifact_sha256, model_ref=version.ref)
     return _deployment_out(state)
+
+
+@router.post("/artifacts/robots", response_model=ArtifactOut, status_code=201, tags=["artifacts"],
+             openapi_extra={"requestBody": {"required": True, "content": {"application/octet-stream": {
+                 "schema": {"type": "string", "format": "binary"}}}}})
+async def upload_robot(request: Request, name: str | None = Query(None, pattern=NAME_PATTERN),
+                       caller: Caller = require("run")) -> dict[str, Any]:
+    """Upload an MJCF robot as a tar/tar.gz/zip (one top-level .xml, its includes and meshes beside it): file
+    references must stay inside it, and it must compile (MuJoCo in a child process with CPU/memory limits)."""
+    data = await request.body()
+    if not data:
+        raise UserError("empty upload: send the robot archive (tar, tar.gz or zip) as the request body")
+    info = await asyncio.to_thread(_register_robot, _store(request), caller, data, name)
+    return _artifact_out(info)
+
+
+def _register_robot(store: Store, caller: Caller, data: bytes, name: str | None) -> registry.ArtifactInfo:
+    store.path("tmp").mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=store.path("tmp")) as tmp:
+        root = extract_archive(data, Path(tmp) / "upload")
+        check_references(root)
+        compile_mjcf(find_mjcf(root))
+        info = registry.register_artifact(store, root, kind="robot", name=name)
+    _own(store, caller, info.sha256)
+    return info
+
+
+def _own(store: Store, caller: Caller, sha256: str) -> None:
+    """Record that the caller's project holds artifact `sha256`."""
+    with store.session() as session:
+        if session.get(ProjectArtifact, (caller.project, sha256)) is None:
+            session.add(ProjectArtifact(project=caller.project, sha256=sha256))

@@ -95,3 +95,26 @@ def test_upload_dataset_checked_and_scoped(sqlite_store, tmp_path):
     assert broken.status_code == 400 and "error" in broken.json()
     evil = client.post("/api/v1/artifacts/datasets", content=_tar([("../x", b"1")]), headers=run)
     assert evil.status_code == 400 and "relative path" in evil.json()["error"]
+
+
+ROBOT = b"""<mujoco><worldbody><body name="b"><joint name="j" type="hinge"/><geom type="sphere" size="0.1"/>
+</body></worldbody><actuator><motor joint="j"/></actuator></mujoco>"""
+
+
+def test_upload_robot_compiles_in_a_child_and_refuses_outside_references(sqlite_store):
+    client = TestClient(create_app(sqlite_store), raise_server_exceptions=False)
+    run = {"Authorization": f"Bearer {create_token(sqlite_store, 'alpha', 'run')}"}
+    other = {"Authorization": f"Bearer {create_token(sqlite_store, 'beta', 'read')}"}
+    made = client.post("/api/v1/artifacts/robots?name=bot", content=_tar([("bot/robot.xml", ROBOT)]), headers=run)
+    assert made.status_code == 201, made.text
+    assert made.json()["kind"] == "robot"
+    assert client.get(f"/api/v1/artifacts/{made.json()['sha256']}", headers=other).status_code == 404
+    broken = client.post("/api/v1/artifacts/robots", content=_tar([("r.xml", b"<mujoco><worldbody><geom/>")]),
+                         headers=run)
+    assert broken.status_code == 400 and "XML" in broken.json()["error"]
+    invalid = client.post("/api/v1/artifacts/robots", content=_tar([("r.xml", b"<mujoco><nonsense/></mujoco>")]),
+                          headers=run)
+    assert invalid.status_code == 400 and "cannot load model" in invalid.json()["error"]
+    outside = b'<mujoco><asset><mesh file="/etc/passwd"/></asset></mujoco>'
+    escaped = client.post("/api/v1/artifacts/robots", content=_tar([("r.xml", outside)]), headers=run)
+    assert escaped.status_code == 400 and "outside" in escaped.json()["error"]
