@@ -45,8 +45,9 @@ def _seed(home: Path, jobs: int) -> tuple[str, list[int]]:
 def _start_server(home: Path, port: int) -> subprocess.Popen:
     env = {**os.environ, "EMBODIA_HOME": str(home)}
     env.pop("EMBODIA_DB_URL", None)
-    server = subprocess.Popen([sys.executable, "-c", "from embodia.cli import main; main()", "server", "--port", str(port),
-                               "--rate-per-minute", "1000000"], env=env, stdout=subprocess.DEVNULL,
+    command = [sys.executable, "-c", "from embodia.cli import main; main()", "server", "--port", str(port),
+               "--rate-per-minute", "1000000"]
+    server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -95,7 +96,8 @@ def main() -> None:
                   "status GET /api/v1/jobs/{id}": lambda i: [f"/api/v1/jobs/{ids[(i * 7 + k) % len(ids)]}"
                                                              for k in range(args.requests)]}
         try:
-            print("| route | clients | requests | p50 ms | p90 ms | p99 ms | max ms | requests/s | load before -> after |")
+            print("| route | clients | requests | p50 ms | p90 ms | p99 ms | max ms | requests/s "
+                  "| load before -> after |")
             print("|---|---|---|---|---|---|---|---|---|")
             for name, make_paths in routes.items():
                 before = _load()

@@ -18,10 +18,10 @@ from sqlalchemy.orm import Session
 from embodia.core.errors import UserError
 from embodia.platform import deploy, queue, registry
 from embodia.platform.api.auth import Caller, require
-from embodia.platform.api.schemas import (AliasEventOut, ArtifactDetailOut, DeployIn, DeploymentOut, ArtifactOut, AttemptOut,
-                                          FileOut, InputOut,
-                                          JobDetailOut, JobOut, LineageOut, LogOut, MemberOut, ModelVersionOut,
-                                          PipelineCheckOut, PipelineIn, ProjectOut, PromoteIn)
+from embodia.platform.api.schemas import (AliasEventOut, ArtifactDetailOut, ArtifactOut, AttemptOut, DeployIn,
+                                          DeploymentOut, FileOut, InputOut, JobDetailOut, JobOut, LineageOut, LogOut,
+                                          MemberOut, ModelVersionOut, PipelineCheckOut, PipelineIn, ProjectOut,
+                                          PromoteIn)
 from embodia.platform.api.robots import check_references, compile_mjcf, find_mjcf
 from embodia.platform.api.uploads import extract_archive
 from embodia.platform.models import Artifact, Job, Member, ModelVersion, Project, ProjectArtifact
@@ -92,8 +92,11 @@ def get_project(request: Request, caller: Caller = require("read")) -> ProjectOu
 # ---------------------------------------------------------------------------------------------------- jobs
 
 
+STATUS_PATTERN = "^(queued|running|succeeded|failed|cancelled)$"
+
+
 @router.get("/jobs", response_model=list[JobOut], tags=["jobs"])
-def list_jobs(request: Request, status: str | None = Query(None, pattern="^(queued|running|succeeded|failed|cancelled)$"),
+def list_jobs(request: Request, status: str | None = Query(None, pattern=STATUS_PATTERN),
               limit: int = LIMIT, caller: Caller = require("read")) -> list[dict[str, Any]]:
     """The project's jobs, newest first."""
     jobs = queue.list_jobs(_store(request), status=status, project=caller.project, limit=limit)
@@ -192,6 +195,12 @@ def list_artifacts(request: Request, kind: str | None = Query(None, max_length=3
     return [_artifact_out(registry.get_artifact(store, sha)) for sha in shas]
 
 
+@router.get("/reports", response_model=list[ArtifactOut], tags=["evaluation"])
+def list_reports(request: Request, limit: int = LIMIT, caller: Caller = require("read")) -> list[dict[str, Any]]:
+    """The project's evaluation reports (artifacts of kind `report`; `report.html` is among each one's files)."""
+    return list_artifacts(request, kind="report", limit=limit, caller=caller)
+
+
 @router.get("/artifacts/{sha256}", response_model=ArtifactDetailOut, tags=["artifacts"])
 def get_artifact(request: Request, sha256: str = SHA, caller: Caller = require("read")) -> dict[str, Any]:
     """An artifact's metadata, manifest, inputs and files (download a file by its index)."""
@@ -272,7 +281,8 @@ def _visible_version(store: Store, caller: Caller, name: str, version: int) -> r
 
 
 @router.post("/models/{name}/aliases/{alias}", response_model=ModelVersionOut, tags=["registry"])
-def promote(request: Request, body: PromoteIn, name: str = PathParam(pattern=NAME_PATTERN, description="the model's name"),
+def promote(request: Request, body: PromoteIn,
+            name: str = PathParam(pattern=NAME_PATTERN, description="the model's name"),
             alias: str = PathParam(pattern=NAME_PATTERN, description="the alias (production, staging, ...)"),
             caller: Caller = require("admin")) -> dict[str, Any]:
     """Point NAME@ALIAS at a version of the project (who and why recorded); the answer carries its gate verdict."""

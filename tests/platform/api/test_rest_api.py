@@ -236,3 +236,19 @@ def test_deployments_isolated(world):
     for bad in ("alpha.py", "https://evil/model.onnx", "mod:func"):
         answer = client.post("/api/v1/deployments", headers=admin, json={"name": "x", "model": bad})
         assert answer.status_code == 422 and "model" in answer.json()["error"]
+
+
+def test_reports_list_only_own(world, tmp_path):
+    client, tokens, *_ = world
+    store = client.app.state.store
+
+    def body(staging, reporter):
+        (staging / "report.html").write_text("<html></html>")
+        return StageResult(seeds=[0], summary={})
+    run_stage("evaluate", "report", {"suite": "s"}, tmp_path / "rep", body)
+    info = registry.register_artifact(store, tmp_path / "rep")
+    with store.session() as session:
+        session.add(ProjectArtifact(project="beta", sha256=info.sha256))
+    assert client.get("/api/v1/reports", headers=_h(tokens["alpha", "read"])).json() == []
+    listed = client.get("/api/v1/reports", headers=_h(tokens["beta", "read"])).json()
+    assert [r["sha256"] for r in listed] == [info.sha256]
