@@ -94,6 +94,7 @@ class ArmKinematics:
         self.links = self._chain(model, joint_names)
         self.site_pos = model.site_pos[self.site_id].copy()
         self.site_rot = _quat_to_mat(model.site_quat[self.site_id])
+        self._site_turn = _turn(self.site_rot)
         self._memo: tuple[bytes, tuple[np.ndarray, ...]] | None = None  # the last forward() input and result
 
     def _chain(self, model: mujoco.MjModel, joint_names: tuple[str, ...]) -> list[dict]:
@@ -104,14 +105,14 @@ class ArmKinematics:
             body = int(model.body_parentid[body])
         links, seen = [], []
         for body in reversed(bodies):
-            link = {"pos": model.body_pos[body].copy(), "rot": _quat_to_mat(model.body_quat[body]), "joint": None}
+            link = {"pos": _offset(model.body_pos[body]), "rot": _turn(_quat_to_mat(model.body_quat[body])), "joint": None}
             joints = [j for j in range(model.body_jntadr[body], model.body_jntadr[body] + model.body_jntnum[body])]
             if len(joints) > 1 or any(model.jnt_type[j] != mujoco.mjtJoint.mjJNT_HINGE for j in joints):
                 raise ValueError(f"body {model.body(body).name!r} on the arm chain must have at most one hinge joint")
             if joints:
                 j = joints[0]
                 axis = model.jnt_axis[j].copy()
-                link |= {"joint": len(seen), "axis": axis, "anchor": model.jnt_pos[j].copy(), "skews": axis_skew(axis)}
+                link |= {"joint": len(seen), "axis": axis, "anchor": _offset(model.jnt_pos[j]), "skews": axis_skew(axis)}
                 seen.append(model.joint(j).name)
             links.append(link)
         if tuple(seen) != tuple(joint_names):
@@ -140,19 +141,23 @@ class ArmKinematics:
         rot = np.broadcast_to(np.eye(3), (num, 3, 3)).copy()
         anchors = np.zeros((num, len(self.joint_ids), 3))
         axes = np.zeros((num, len(self.joint_ids), 3))
+        # a zero offset (None) or identity rotation (None) is skipped: adding rot @ 0 or multiplying by I changes
+        # no value (at most the sign of a zero), and most links of an arm have both
         for link in self.links:
-            pos = pos + rot @ link["pos"]
-            rot = rot @ link["rot"]
+            if link["pos"] is not None:
+                pos = pos + rot @ link["pos"]
+            if link["rot"] is not None:
+                rot = rot @ link["rot"]
             k = link["joint"]
             if k is None:
                 continue
-            anchor = pos + rot @ link["anchor"]
+            anchor = pos if link["anchor"] is None else pos + rot @ link["anchor"]
             axes[:, k] = rot @ link["axis"]
             anchors[:, k] = anchor
             rot = rot @ rotation_about_axis(link["axis"], joint_pos[:, k] - self.qpos0[k], link["skews"])
-            pos = anchor - rot @ link["anchor"]
+            pos = anchor if link["anchor"] is None else anchor - rot @ link["anchor"]
         site_pos = pos + rot @ self.site_pos
-        return site_pos, rot @ self.site_rot, anchors, axes
+        return site_pos, rot if self._site_turn is None else rot @ self._site_turn, anchors, axes
 
     def jacobian(self, joint_pos: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Site position (N,3), rotation (N,3,3) and geometric Jacobian (N, 6, n): rows are [linear; angular]."""
@@ -181,6 +186,16 @@ def damped_least_squares(jac: np.ndarray, error: np.ndarray, damping: float) -> 
     """dq (N, n) = J^T (J J^T + lambda^2 I)^-1 e for Jacobians (N, m, n) and errors (N, m)."""
     jjt = jac @ jac.transpose(0, 2, 1) + damping**2 * np.eye(jac.shape[1])
     return (jac.transpose(0, 2, 1) @ np.linalg.solve(jjt, error[..., None]))[..., 0]
+
+
+def _offset(vector: np.ndarray) -> np.ndarray | None:
+    """A copy of a constant offset (3,) of the chain, or None when it is zero (nothing to add)."""
+    return vector.copy() if vector.any() else None
+
+
+def _turn(rotation: np.ndarray) -> np.ndarray | None:
+    """A constant rotation (3,3) of the chain, or None when it is exactly the identity (nothing to multiply)."""
+    return None if np.array_equal(rotation, np.eye(3)) else rotation
 
 
 def _name_to_id(model: mujoco.MjModel, kind: mujoco.mjtObj, name: str) -> int:

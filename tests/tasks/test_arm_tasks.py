@@ -51,6 +51,38 @@ def test_forward_kinematics_and_jacobian_match_mujoco(cube_model, kinematics):
         np.testing.assert_allclose(jac[k, 3:], jacr[:, kinematics.dof_adr], atol=1e-6)
 
 
+TILTED_CHAIN = """<mujoco><worldbody>
+  <body name="base" pos="0.1 0 0.2" quat="0.9 0.1 0.3 0.2">
+    <joint name="a" type="hinge" axis="0 0.6 0.8" pos="0.02 0.01 0"/><geom size="0.05"/>
+    <body name="hand" pos="0 0.1 0.3" quat="0.7 0 0.7 0.1">
+      <body name="finger" pos="0.05 0 0.1" euler="0.3 0.2 0.1">
+        <joint name="b" type="hinge" axis="1 0 0" pos="0 0.03 -0.02"/><geom size="0.05"/>
+        <site name="tip" pos="0.01 0.02 0.2" quat="0.8 0.2 0 0.1"/>
+      </body>
+    </body>
+  </body>
+</worldbody></mujoco>"""
+
+
+def test_kinematics_of_a_chain_with_offsets_and_tilts_match_mujoco():
+    # the arm's own links are untilted with joints at their origins; this chain takes every general branch
+    model = mujoco.MjModel.from_xml_string(TILTED_CHAIN)
+    chain = ArmKinematics(model, ("a", "b"), "tip")
+    joints = [link for link in chain.links if link["joint"] is not None]
+    assert all(link["anchor"] is not None for link in joints) and all(link["rot"] is not None for link in chain.links)
+    joint_pos = np.random.default_rng(4).uniform(-2.0, 2.0, (5, 2))
+    site_pos, site_rot, jac = chain.jacobian(joint_pos)
+    data = mujoco.MjData(model)
+    jacp, jacr = np.zeros((3, model.nv)), np.zeros((3, model.nv))
+    for k, q in enumerate(joint_pos):
+        data.qpos[:] = q
+        mujoco.mj_forward(model, data)
+        mujoco.mj_jacSite(model, data, jacp, jacr, chain.site_id)
+        np.testing.assert_allclose(site_pos[k], data.site_xpos[chain.site_id], atol=1e-12)
+        np.testing.assert_allclose(site_rot[k].ravel(), data.site_xmat[chain.site_id], atol=1e-12)
+        np.testing.assert_allclose(jac[k], np.concatenate([jacp, jacr]), atol=1e-12)
+
+
 def test_remembered_kinematics_follow_every_pose_change(cube_model):
     remembering = ArmKinematics(cube_model, ARM_JOINTS, GRIP_SITE)
     poses = [_random_joint_pos(remembering, 3, seed) for seed in (0, 0, 1)] + [_random_joint_pos(remembering, 1, 2)]
