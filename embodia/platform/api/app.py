@@ -15,6 +15,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from embodia.core.errors import UserError
 from embodia.platform.api.auth import AuthError, RateLimited, RateLimiter
 from embodia.platform.api.routes import NotFound, router
+from embodia.platform.api.runs import PipelineRuns
 from embodia.platform.api.schemas import ErrorBody
 from embodia.platform.store import Store
 
@@ -105,6 +106,7 @@ def create_app(store: Store, *, max_body_bytes: int = DEFAULT_MAX_BODY,
                               "Send 'Authorization: Bearer <token>' (made with `embodia token create`).")
     app.state.store = store
     app.state.limiter = RateLimiter(rate_per_minute)
+    app.state.runs = PipelineRuns()
     _add_handlers(app)
     app.include_router(router)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)

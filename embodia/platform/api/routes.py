@@ -20,8 +20,8 @@ from embodia.platform import deploy, queue, registry
 from embodia.platform.api.auth import Caller, require
 from embodia.platform.api.schemas import (AliasEventOut, ArtifactDetailOut, ArtifactOut, AttemptOut, DeployIn,
                                           DeploymentOut, FileOut, InputOut, JobDetailOut, JobOut, LineageOut, LogOut,
-                                          MemberOut, ModelVersionOut, PipelineCheckOut, PipelineIn, ProjectOut,
-                                          PromoteIn)
+                                          MemberOut, ModelVersionOut, PipelineCheckOut, PipelineIn, PipelineRunOut,
+                                          ProjectOut, PromoteIn)
 from embodia.platform.api.robots import check_references, compile_mjcf, find_mjcf
 from embodia.platform.api.uploads import extract_archive
 from embodia.platform.models import Artifact, Job, Member, ModelVersion, Project, ProjectArtifact
@@ -474,3 +474,31 @@ def _own(store: Store, caller: Caller, sha256: str) -> None:
     with store.session() as session:
         if session.get(ProjectArtifact, (caller.project, sha256)) is None:
             session.add(ProjectArtifact(project=caller.project, sha256=sha256))
+
+
+@router.post("/pipelines", response_model=PipelineRunOut, status_code=202, tags=["pipelines"])
+def run_pipeline(request: Request, body: PipelineIn, caller: Caller = require("run")) -> dict[str, Any]:
+    """Validate and start a pipeline in the caller's project (cached steps are reused); follow it with
+    GET /pipelines/runs/{id} and its stage jobs with /jobs."""
+    store = _store(request)
+    pipeline = _pipeline(store, caller, body)
+    absent = _check_registry_inputs(store, caller, pipeline)
+    runner = PipelineRunner(pipeline, store)
+    for key in absent:
+        runner.registry_outputs[key] = None
+    return request.app.state.runs.start(runner, pipeline).out()
+
+
+@router.get("/pipelines/runs", response_model=list[PipelineRunOut], tags=["pipelines"])
+def list_runs(request: Request, caller: Caller = require("read")) -> list[dict[str, Any]]:
+    """The project's pipeline runs since the server started, newest first."""
+    return [run.out() for run in request.app.state.runs.of(caller.project)]
+
+
+@router.get("/pipelines/runs/{run_id}", response_model=PipelineRunOut, tags=["pipelines"])
+def get_run(request: Request, run_id: int = PathParam(ge=1, le=2**31 - 1), caller: Caller = require("read")) -> dict:
+    """One pipeline run: each step's state."""
+    run = request.app.state.runs.get(caller.project, run_id)
+    if run is None:
+        raise NotFound(f"no pipeline run {run_id} in this project")
+    return run.out()

@@ -180,3 +180,14 @@ class DeployIn(BaseModel):
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
     model: str = Field(pattern=r"^model:[A-Za-z0-9][A-Za-z0-9_.-]{0,199}@[A-Za-z0-9_.-]{1,100}$")
+
+
+class PipelineRunOut(BaseModel):
+    """A pipeline run started by the API: each step's state (pending, running, cached, ran, blocked, skipped,
+    failed), and the run's status (running, succeeded, failed) with its error."""
+
+    id: int
+    name: str
+    status: str
+    steps: dict[str, str]
+    error: str | None

@@ -252,3 +252,28 @@ def test_reports_list_only_own(world, tmp_path):
     assert client.get("/api/v1/reports", headers=_h(tokens["alpha", "read"])).json() == []
     listed = client.get("/api/v1/reports", headers=_h(tokens["beta", "read"])).json()
     assert [r["sha256"] for r in listed] == [info.sha256]
+
+
+@pytest.mark.slow
+def test_pipeline_run_through_the_api(sqlite_store):
+    import time
+
+    client = TestClient(create_app(sqlite_store), raise_server_exceptions=False)
+    run, other = _h(create_token(sqlite_store, "alpha", "run")), _h(create_token(sqlite_store, "beta", "read"))
+    text = "name: tiny\nsteps:\n  demos: {type: generate, config: {task: arm-reach, episodes: 1}}\n"
+    assert client.post("/api/v1/pipelines", headers=_h(create_token(sqlite_store, "alpha", "read")),
+                       json={"yaml": text}).status_code == 403
+    started = client.post("/api/v1/pipelines", headers=run, json={"yaml": text})
+    assert started.status_code == 202, started.text
+    run_id = started.json()["id"]
+    assert client.get(f"/api/v1/pipelines/runs/{run_id}", headers=other).status_code == 404
+    deadline = time.monotonic() + 300
+    while (body := client.get(f"/api/v1/pipelines/runs/{run_id}", headers=run).json())["status"] == "running":
+        assert time.monotonic() < deadline, body
+        time.sleep(0.5)
+    assert body["status"] == "succeeded" and body["steps"] == {"demos": "ran"}, body
+    jobs = client.get("/api/v1/jobs", headers=run).json()
+    assert [j["type"] for j in jobs] == ["generate"] and jobs[0]["status"] == "succeeded"
+    assert client.get("/api/v1/jobs", headers=other).json() == []
+    datasets = client.get("/api/v1/artifacts?kind=dataset", headers=run).json()
+    assert len(datasets) == 1 and client.get("/api/v1/artifacts", headers=other).json() == []
