@@ -267,6 +267,7 @@ def test_pipeline_run_through_the_api(sqlite_store):
     assert started.status_code == 202, started.text
     run_id = started.json()["id"]
     assert client.get(f"/api/v1/pipelines/runs/{run_id}", headers=other).status_code == 404
+    assert client.get("/api/v1/pipelines/runs", headers=other).json() == []
     deadline = time.monotonic() + 300
     while (body := client.get(f"/api/v1/pipelines/runs/{run_id}", headers=run).json())["status"] == "running":
         assert time.monotonic() < deadline, body
@@ -277,3 +278,17 @@ def test_pipeline_run_through_the_api(sqlite_store):
     assert client.get("/api/v1/jobs", headers=other).json() == []
     datasets = client.get("/api/v1/artifacts?kind=dataset", headers=run).json()
     assert len(datasets) == 1 and client.get("/api/v1/artifacts", headers=other).json() == []
+
+
+def test_job_logs_slice_own_attempt(world):
+    client, tokens, jobs, _ = world
+    store = client.app.state.store
+    claim = queue.claim(store, "w1")
+    job_id, project = claim.job.id, claim.job.project
+    claim.log_path.parent.mkdir(parents=True, exist_ok=True)
+    claim.log_path.write_bytes(b"hello log\n")
+    mine, theirs = _h(tokens[project, "read"]), _h(tokens[({"alpha", "beta"} - {project}).pop(), "read"])
+    body = client.get(f"/api/v1/jobs/{job_id}/logs", headers=mine).json()
+    assert (body["text"], body["next_offset"]) == ("hello log\n", 10)
+    assert client.get(f"/api/v1/jobs/{job_id}/logs?offset=6", headers=mine).json()["text"] == "log\n"
+    assert client.get(f"/api/v1/jobs/{job_id}/logs", headers=theirs).status_code == 404
