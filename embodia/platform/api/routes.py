@@ -17,11 +17,11 @@ from sqlalchemy.orm import Session
 
 from embodia.core.errors import UserError
 from embodia.platform import deploy, queue, registry
-from embodia.platform.api.auth import Caller, require
+from embodia.platform.api.auth import Caller, create_token, require
 from embodia.platform.api.schemas import (AliasEventOut, ArtifactDetailOut, ArtifactOut, AttemptOut, DeployIn,
                                           DeploymentOut, FileOut, InputOut, JobDetailOut, JobOut, LineageOut, LogOut,
-                                          MemberOut, ModelVersionOut, PipelineCheckOut, PipelineIn, PipelineRunOut,
-                                          ProjectOut, PromoteIn)
+                                          MemberIn, MemberOut, ModelVersionOut, PipelineCheckOut, PipelineIn,
+                                          PipelineRunOut, ProjectOut, PromoteIn, TokenIn, TokenOut)
 from embodia.platform.api.robots import check_references, compile_mjcf, find_mjcf
 from embodia.platform.api.uploads import extract_archive
 from embodia.platform.models import Artifact, Job, Member, ModelVersion, Project, ProjectArtifact
@@ -87,6 +87,24 @@ def get_project(request: Request, caller: Caller = require("read")) -> ProjectOu
         return ProjectOut(name=caller.project, scope=caller.scope,
                           members=[MemberOut(user=m.user, role=m.role) for m in members],
                           max_concurrent=row.max_concurrent if row else None, cpu_hours=row.cpu_hours if row else None)
+
+
+@router.post("/project/members", response_model=ProjectOut, tags=["projects"])
+def add_member(request: Request, body: MemberIn, caller: Caller = require("admin")) -> ProjectOut:
+    """Add a member to the caller's project, or change their role."""
+    with _store(request).session() as session:
+        row = session.get(Member, (caller.project, body.user))
+        if row is None:
+            session.add(Member(project=caller.project, user=body.user, role=body.role))
+        else:
+            row.role = body.role
+    return get_project(request, caller=caller)
+
+
+@router.post("/project/tokens", response_model=TokenOut, status_code=201, tags=["projects"])
+def new_token(request: Request, body: TokenIn, caller: Caller = require("admin")) -> TokenOut:
+    """A new token of the caller's project (shown once; only its hash is stored)."""
+    return TokenOut(token=create_token(_store(request), caller.project, body.scope, body.name), scope=body.scope)
 
 
 # ---------------------------------------------------------------------------------------------------- jobs

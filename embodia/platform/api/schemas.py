@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -191,3 +191,24 @@ class PipelineRunOut(BaseModel):
     status: str
     steps: dict[str, str]
     error: str | None
+
+
+class MemberIn(BaseModel):
+    """Add (or change the role of) a member of the caller's project."""
+
+    user: str = Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f]+$")
+    role: Literal["read", "run", "admin"]
+
+
+class TokenIn(BaseModel):
+    """A new token of the caller's project."""
+
+    scope: Literal["read", "run", "admin"]
+    name: str = Field("", max_length=200)
+
+
+class TokenOut(BaseModel):
+    """The new token's secret: shown once, only its hash is kept."""
+
+    token: str
+    scope: str

@@ -292,3 +292,18 @@ def test_job_logs_slice_own_attempt(world):
     assert (body["text"], body["next_offset"]) == ("hello log\n", 10)
     assert client.get(f"/api/v1/jobs/{job_id}/logs?offset=6", headers=mine).json()["text"] == "log\n"
     assert client.get(f"/api/v1/jobs/{job_id}/logs", headers=theirs).status_code == 404
+
+
+def test_members_and_tokens_of_own_project(world):
+    client, tokens, *_ = world
+    admin, run = _h(tokens["alpha", "admin"]), _h(tokens["alpha", "run"])
+    assert client.post("/api/v1/project/tokens", headers=run, json={"scope": "read"}).status_code == 403
+    made = client.post("/api/v1/project/tokens", headers=admin, json={"scope": "read", "name": "ci"})
+    assert made.status_code == 201
+    assert client.get("/api/v1/project", headers=_h(made.json()["token"])).json()["name"] == "alpha"
+    body = client.post("/api/v1/project/members", headers=admin, json={"user": "ana", "role": "run"}).json()
+    assert {"user": "ana", "role": "run"} in body["members"]
+    beta = client.get("/api/v1/project", headers=_h(tokens["beta", "read"])).json()
+    assert all(m["user"] != "ana" for m in beta["members"])
+    bad = client.post("/api/v1/project/members", headers=admin, json={"user": "x", "role": "owner"})
+    assert bad.status_code == 422
