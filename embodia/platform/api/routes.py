@@ -386,23 +386,7 @@ async def upload_dataset(request: Request, name: str | None = Query(None, patter
                          caller: Caller = require("run")) -> dict[str, Any]:
     """Upload a LeRobot dataset as a tar/tar.gz/zip body: unpacked safely, checked (`embodia data check`'s fast
     path) and registered in the caller's project. Never executes or unpickles anything in it."""
-    data = await request.body()
-    if not data:
-        raise UserError("empty upload: send the dataset archive (tar, tar.gz or zip) as the request body")
-    info = await asyncio.to_thread(_register_upload, _store(request), caller, data, name)
-    return _artifact_out(info)
-
-
-def _register_upload(store: Store, caller: Caller, data: bytes, name: str | None) -> registry.ArtifactInfo:
-    from embodia.data.check import require_valid_dataset
-
-    store.path("tmp").mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=store.path("tmp")) as tmp:
-        root = extract_archive(data, Path(tmp) / "upload")
-        require_valid_dataset(root)
-        info = registry.register_artifact(store, root, kind="dataset", name=name)
-    _own(store, caller, info.sha256)
-    return info
+    return await _upload(request, caller, "dataset", name, _check_dataset)
 
 
 # --------------------------------------------------------------------------------------------- deployments
@@ -469,20 +453,37 @@ async def upload_robot(request: Request, name: str | None = Query(None, pattern=
                        caller: Caller = require("run")) -> dict[str, Any]:
     """Upload an MJCF robot as a tar/tar.gz/zip (one top-level .xml, its includes and meshes beside it): file
     references must stay inside it, and it must compile (MuJoCo in a child process with CPU/memory limits)."""
+    return await _upload(request, caller, "robot", name, _check_robot)
+
+
+def _check_dataset(root: Path) -> None:
+    from embodia.data.check import require_valid_dataset
+
+    require_valid_dataset(root)
+
+
+def _check_robot(root: Path) -> None:
+    check_references(root)
+    compile_mjcf(find_mjcf(root))
+
+
+async def _upload(request: Request, caller: Caller, kind: str, name: str | None, check) -> dict[str, Any]:
+    """Read the archive body, then unpack, check and register it (in a thread: checks can take seconds)."""
     data = await request.body()
     if not data:
-        raise UserError("empty upload: send the robot archive (tar, tar.gz or zip) as the request body")
-    info = await asyncio.to_thread(_register_robot, _store(request), caller, data, name)
+        raise UserError(f"empty upload: send the {kind} archive (tar, tar.gz or zip) as the request body")
+    info = await asyncio.to_thread(_register, _store(request), caller, data, kind, name, check)
     return _artifact_out(info)
 
 
-def _register_robot(store: Store, caller: Caller, data: bytes, name: str | None) -> registry.ArtifactInfo:
+def _register(store: Store, caller: Caller, data: bytes, kind: str, name: str | None,
+              check) -> registry.ArtifactInfo:
+    """Unpack safely into the workspace's tmp/, check, register and record the caller's project as its owner."""
     store.path("tmp").mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=store.path("tmp")) as tmp:
         root = extract_archive(data, Path(tmp) / "upload")
-        check_references(root)
-        compile_mjcf(find_mjcf(root))
-        info = registry.register_artifact(store, root, kind="robot", name=name)
+        check(root)
+        info = registry.register_artifact(store, root, kind=kind, name=name)
     _own(store, caller, info.sha256)
     return info
 
