@@ -119,7 +119,7 @@ class Scenario(_Strict):
         return value
 
 
-class VideoConfig(_Strict):
+class ReportVideoConfig(_Strict):
     """How best/worst episodes are rendered for the report."""
 
     camera: str | int = Field(-1, description="camera name, or -1 for the free camera")
@@ -143,7 +143,7 @@ class Suite(_Strict):
     metric: Literal["success", "return"] = Field("success", description="primary metric of `eval compare`")
     task_config: dict = Field(default_factory=dict, description="task config overrides for every scenario")
     backend: BackendName = Field("cpu", description="physics backend of the scenario envs: cpu, mjx or warp")
-    video: VideoConfig = Field(default_factory=VideoConfig, description="rendering of best/worst episodes")
+    video: ReportVideoConfig = Field(default_factory=ReportVideoConfig, description="rendering of best/worst episodes")
     scenarios: list[Scenario] = Field(min_length=1, description="the test conditions")
 
     @model_validator(mode="after")
