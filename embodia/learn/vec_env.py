@@ -213,5 +213,11 @@ def make_train_env(source: str | gym.vector.VectorEnv, num_envs: int, seed: int,
                                vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP}, **env_kwargs)
         except gym.error.Error as error:
             raise UserError(f"cannot make Gymnasium env {gym_id!r}: {error}") from error
+        except TypeError as error:
+            if "unexpected keyword argument" not in str(error):
+                raise
+            raise UserError(f"env_kwargs {sorted(env_kwargs)} are not arguments of Gymnasium env {gym_id!r} "
+                            f"({str(error).split(' was raised')[0]}); embodia's own env options (randomization, "
+                            "backend, ...) apply to embodia tasks only — pass that env's own keyword arguments") from None
         return GymTrainEnv(env, name=source)
     return BatchTrainEnv(source, num_envs, seed, **env_kwargs)

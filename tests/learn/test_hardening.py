@@ -189,3 +189,11 @@ def test_a_failing_imitation_run_leaves_no_staging_directory(tmp_path, reach_dat
     with pytest.raises(ConfigError, match="out of range"):
         train.run({**BC, "state_indices": [0, 99]}, tmp_path / "run", inputs={"dataset": reach_dataset})
     assert not list(tmp_path.iterdir())
+
+
+def test_gym_task_with_embodia_only_env_kwargs_is_a_user_error():
+    from embodia.core.errors import UserError
+    from embodia.learn.vec_env import make_train_env
+
+    with pytest.raises(UserError, match="randomization.*not arguments of Gymnasium env 'Hopper-v5'"):
+        make_train_env("gym:Hopper-v5", 2, 0, {"randomization": {"body_mass_scale": [0.9, 1.1]}})
