@@ -82,9 +82,9 @@ def concatenate(inputs: list[Path], output: Path) -> Path:
         listing.write("ffconcat version 1.0\n")
         for path in inputs:
             listing.write(f"file '{Path(path).resolve()}'\n")
-    tmp = output.with_name(f".{output.stem}.tmp-{os.getpid()}{output.suffix}")
     try:
-        with av.open(listing.name, mode="r", format="concat", options={"safe": "0"}) as source, \
+        with atomic_file(output) as tmp, \
+                av.open(listing.name, mode="r", format="concat", options={"safe": "0"}) as source, \
                 av.open(str(tmp), mode="w", options={"movflags": "faststart"}) as sink:
             in_stream = source.streams.video[0]
             out_stream = sink.add_stream_from_template(template=in_stream, opaque=True)
@@ -94,11 +94,8 @@ def concatenate(inputs: list[Path], output: Path) -> Path:
                     continue
                 packet.stream = out_stream
                 sink.mux(packet)
-        os.replace(tmp, output)
     finally:
         os.unlink(listing.name)
-        if tmp.exists():
-            tmp.unlink()
     return output
 
 
