@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 LEROBOT_VENV := .lerobot-venv
-DEB_PACKAGES := libegl1 libosmesa6 libgl1 postgresql
+DEB_PACKAGES := libegl1 libosmesa6 libgl1 postgresql chromium
 export MUJOCO_GL ?= egl
 # Warp kernels and MJX programs are JIT-compiled (~1 min cold on a CPU); cache them across test runs
 export WARP_CACHE_PATH ?= $(CURDIR)/.cache/warp
@@ -37,7 +37,7 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e ".[test,mjx,warp]"
+	$(PIP) install -q -e ".[test,mjx,warp,ray]"
 	touch $@
 
 lerobot-venv: $(LEROBOT_VENV)/.ready
