@@ -1,7 +1,33 @@
-"""Shared fixtures: small batches of real tasks."""
+"""Shared fixtures: small batches of real tasks, and one local multi-node Ray cluster per session."""
 
 import os
+from collections.abc import Iterator
+
+import pytest
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
-import embodia  # noqa: E402,F401  (registers Gymnasium ids, picks the GL backend)
+import embodia  # noqa: F401  (registers Gymnasium ids, picks the GL backend)
+
+RAY_REGIONS = ("eu-france", "sa-brazil")  # one 1-CPU node labelled region=<name> each
+RAY_OBJECT_STORE_BYTES = 80_000_000
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[object]:
+    """One local multi-node Ray cluster (`ray.cluster_utils.Cluster`) for the whole session, started on first use
+    (~20 s, ~1.2 GiB): a head with no CPUs and one 1-CPU node per region in RAY_REGIONS, labelled `region=<name>`;
+    the driver is connected to it. Shut down at the end, leaving no Ray process behind."""
+    import ray  # the extra embodia[ray], installed by `make test`: a missing Ray fails loudly, never skips
+    from ray.cluster_utils import Cluster
+
+    head = {"num_cpus": 0, "object_store_memory": RAY_OBJECT_STORE_BYTES, "include_dashboard": False}
+    cluster = Cluster(initialize_head=True, head_node_args=head)
+    try:
+        for region in RAY_REGIONS:
+            cluster.add_node(num_cpus=1, object_store_memory=RAY_OBJECT_STORE_BYTES, labels={"region": region})
+        ray.init(address=cluster.address)
+        yield cluster
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
