@@ -67,6 +67,9 @@ class Artifact(Base):
     tags: Mapped[list[str]] = mapped_column(JSON, default=list)
     creator_job_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
     cache_key: Mapped[str | None] = mapped_column(String(128), nullable=True, index=True)
+    # Data residency: the jurisdictions whose rules bind this artifact, sorted and comma-joined ("BR,EU"); derived
+    # artifacts inherit the union of their inputs' (see registry.register_artifact).
+    jurisdiction: Mapped[str | None] = mapped_column(String(200), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     inputs: Mapped[list["LineageEdge"]] = relationship(back_populates="artifact", cascade="all, delete-orphan",
                                                        order_by="LineageEdge.id")
@@ -181,6 +184,8 @@ class Job(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    region: Mapped[str | None] = mapped_column(String(100), nullable=True, index=True)  # where placement put it
+    placement: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)  # the decision and its reasons
 
 
 class JobAttempt(Base):

@@ -1,8 +1,11 @@
 """The durable job queue: jobs are rows that workers claim under a lease and keep by heartbeating.
 
 Public API (every function takes an open `Store` first):
-    submit(store, type, config=None, *, inputs=None, project='default', priority=0, cpus=1.0, max_attempts=3)
-        -> JobInfo                     inputs: {name: registry reference or path}; higher priority runs first
+    submit(store, type, config=None, *, inputs=None, project='default', priority=0, cpus=1.0, max_attempts=3,
+           region=None) -> JobInfo     inputs: {name: registry reference or path}; higher priority runs first;
+                                       region: where it is placed (None = not placed yet; see platform.regions)
+    set_placement(store, job_id, region, placement) -> JobInfo  record a placement decision (region may be None:
+                                       held) and its explanation (JSON); only queued or running jobs
     claim(store, worker, *, lease_s=60, types=None) -> Claim | None
         the next runnable job (queued and past its backoff, or running with an expired lease), within the
         project's quotas; PostgreSQL: SELECT ... FOR UPDATE SKIP LOCKED, SQLite: BEGIN IMMEDIATE + conditional UPDATE
@@ -22,6 +25,7 @@ Public API (every function takes an open `Store` first):
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -37,6 +41,7 @@ from embodia.platform.store import Store
 JOBS, ATTEMPTS, PROJECTS = Job.__table__, JobAttempt.__table__, Project.__table__
 BACKOFF_S = 5.0
 MAX_BACKOFF_S = 600.0
+REGION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 ErrorType = Literal["user", "internal", "cancelled", "lost"]
 
 
@@ -67,6 +72,8 @@ class JobInfo:
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    region: str | None = None
+    placement: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -124,8 +131,16 @@ def attempt_log(store: Store, job_id: int, number: int) -> Path:
     return store.path("logs", f"job-{job_id}", f"attempt-{number}.log")
 
 
+def _check_region(region: str | None) -> str | None:
+    if region is not None and not REGION_RE.match(region):
+        raise UserError(f"region={region!r}: expected a region name of letters, digits, '.', '_' or '-' "
+                        "(`embodia regions list` shows them)")
+    return region
+
+
 def submit(store: Store, type: str, config: dict[str, Any] | None = None, *, inputs: dict[str, str] | None = None,
-           project: str = "default", priority: int = 0, cpus: float = 1.0, max_attempts: int = 3) -> JobInfo:
+           project: str = "default", priority: int = 0, cpus: float = 1.0, max_attempts: int = 3,
+           region: str | None = None) -> JobInfo:
     """Queue a job of a registered type; it runs when a worker claims it."""
     from embodia.platform.jobtypes import job_type_names
 
@@ -137,11 +152,23 @@ def submit(store: Store, type: str, config: dict[str, Any] | None = None, *, inp
         raise UserError(f"priority={priority!r}: expected an integer (higher runs first)")
     row = Job(type=type, config=dict(config or {}), inputs={str(k): str(v) for k, v in (inputs or {}).items()},
               project=project, priority=priority, cpus=_positive_finite("cpus", cpus), max_attempts=max_attempts,
-              status="queued", attempts=0, cancel_requested=False, metrics={}, cpu_seconds=0.0, created_at=utcnow())
+              status="queued", attempts=0, cancel_requested=False, metrics={}, cpu_seconds=0.0, created_at=utcnow(),
+              region=_check_region(region))
     with store.session() as session:
         session.add(row)
         session.flush()
         return _info(JobInfo, row)
+
+
+def set_placement(store: Store, job_id: int, region: str | None, placement: dict[str, Any] | None) -> JobInfo:
+    """Record where placement put a queued or running job (None = held, nowhere legal) and the explanation."""
+    with store.session() as session:
+        job = _job_row(session, job_id)
+        if job.status not in ("queued", "running"):
+            raise UserError(f"job {job_id} already ended ({job.status}); only queued or running jobs are placed")
+        job.region, job.placement = _check_region(region), placement
+        session.flush()
+        return _info(JobInfo, job)
 
 
 def set_quota(store: Store, project: str, *, max_concurrent: int | None = None, cpu_hours: float | None = None) -> None:

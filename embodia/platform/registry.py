@@ -2,7 +2,9 @@
 
 Public API (every function takes an open `Store` first):
     register_artifact(store, source, manifest=None, *, kind=None, name=None, tags=(), job_id=None, cache_key=None,
-                      move=False) -> ArtifactInfo        idempotent: equal content is one artifact
+                      move=False, jurisdiction=None) -> ArtifactInfo   idempotent: equal content is one artifact;
+        jurisdiction: data-residency tag(s) ('BR' or 'BR,EU'); a derived artifact also inherits its inputs' tags
+    set_jurisdiction(store, ref, jurisdiction) -> ArtifactInfo   add residency tags to a registered artifact
     get_artifact(store, sha256) / resolve(store, ref) -> ArtifactInfo
     resolve_model_version(store, ref) -> ModelVersionInfo
         refs: 'model:NAME@ALIAS', 'model:NAME@vN', 'model:NAME@latest', 'model:NAME' (= latest),
@@ -71,6 +73,12 @@ class ArtifactInfo:
     manifest: dict[str, Any]
     inputs: list[InputRef]
     path: Path
+    jurisdiction: str | None = None
+
+    @property
+    def jurisdictions(self) -> frozenset[str]:
+        """The residency jurisdictions binding this artifact (empty: no residency rule applies)."""
+        return parse_jurisdictions(self.jurisdiction)
 
     @property
     def ref(self) -> str:
@@ -131,6 +139,7 @@ class LineageNode:
         node: dict[str, Any] = {"sha256": self.sha256, "edge": self.edge_name, "registered": info is not None}
         if info is not None:
             node.update(kind=info.kind, stage=info.stage, name=info.name, size=info.size, tags=info.tags,
+                    jurisdiction=info.jurisdiction,
                         creator_job_id=info.creator_job_id, created_at=info.created_at.isoformat(),
                         config=info.manifest.get("config", {}), summary=info.manifest.get("summary", {}),
                         versions=info.manifest.get("versions", {}), git_commit=info.manifest.get("git_commit"))
@@ -162,7 +171,33 @@ def _artifact_info(store: Store, row: Artifact) -> ArtifactInfo:
                         tags=list(row.tags or []), creator_job_id=row.creator_job_id, cache_key=row.cache_key,
                         created_at=row.created_at, manifest=dict(row.manifest or {}),
                         inputs=[InputRef(e.name, e.input_sha256, e.kind) for e in row.inputs],
-                        path=store.artifacts.locate(row.sha256))
+                        path=store.artifacts.locate(row.sha256), jurisdiction=row.jurisdiction)
+
+
+def parse_jurisdictions(value: str | Iterable[str] | None) -> frozenset[str]:
+    """Jurisdiction tags from 'BR', 'BR,EU' or an iterable of them (upper-cased; each checked like a name)."""
+    if value is None:
+        return frozenset()
+    parts = value.split(",") if isinstance(value, str) else list(value)
+    return frozenset(_check_name("jurisdiction", str(p).strip()).upper() for p in parts if str(p).strip())
+
+
+def _join_jurisdictions(tags: Iterable[str]) -> str | None:
+    """The stored form: sorted, comma-joined; None for no tag."""
+    joined = ",".join(sorted(set(tags)))
+    if len(joined) > 200:
+        raise UserError(f"jurisdiction tags {joined!r} exceed 200 characters; an artifact under that many "
+                        "jurisdictions cannot be placed anywhere useful")
+    return joined or None
+
+
+def _inherited_jurisdictions(session: Session, manifest: Manifest) -> frozenset[str]:
+    """The union of the jurisdiction tags of the manifest's registered inputs (lineage carries residency)."""
+    shas = [entry.sha256 for entry in manifest.inputs]
+    if not shas:
+        return frozenset()
+    rows = session.scalars(select(Artifact.jurisdiction).where(Artifact.sha256.in_(shas)))
+    return frozenset().union(*(parse_jurisdictions(value) for value in rows))
 
 
 def _manifest_for(source: Path, manifest: Manifest | None, kind: str | None) -> Manifest:
@@ -193,9 +228,11 @@ def _verify_outputs(source: Path, manifest: Manifest) -> None:
 
 def register_artifact(store: Store, source: str | Path, manifest: Manifest | None = None, *, kind: str | None = None,
                       name: str | None = None, tags: Iterable[str] = (), job_id: int | None = None,
-                      cache_key: str | None = None, move: bool = False) -> ArtifactInfo:
+                      cache_key: str | None = None, move: bool = False,
+                      jurisdiction: str | Iterable[str] | None = None) -> ArtifactInfo:
     """Store `source` (a stage output) under its content hash and record it with its lineage; registering equal
-    content again returns the existing artifact (new tags are added)."""
+    content again returns the existing artifact (new tags and jurisdictions are added). The artifact's residency
+    jurisdictions are those given plus every registered input's, so derived data stays under its source's rules."""
     source = Path(source)
     if not source.exists():
         raise UserError(f"cannot register {source}: it does not exist")
@@ -203,24 +240,27 @@ def register_artifact(store: Store, source: str | Path, manifest: Manifest | Non
     _verify_outputs(source, manifest)
     sha = manifest.content_sha256
     tags = sorted({_check_name("tag", t) for t in tags})
+    given = parse_jurisdictions(jurisdiction)
     store.artifacts.put(source, digest=sha, move=move)
     if not (store.artifacts.locate(sha) / MANIFEST_FILE).is_file():  # an import: keep its manifest with it
         manifest.write(store.artifacts.locate(sha))
     size = sum(entry.size for entry in manifest.outputs)
     try:
         with store.session() as session:
-            row = _upsert_artifact(session, manifest, size, name, tags, job_id, cache_key)
+            row = _upsert_artifact(session, manifest, size, name, tags, job_id, cache_key, given)
             return _artifact_info(store, row)
     except IntegrityError:  # another process registered the same content at the same moment
         with store.session() as session:
-            row = _upsert_artifact(session, manifest, size, name, tags, job_id, cache_key)
+            row = _upsert_artifact(session, manifest, size, name, tags, job_id, cache_key, given)
             return _artifact_info(store, row)
 
 
 def _upsert_artifact(session: Session, manifest: Manifest, size: int, name: str | None, tags: list[str],
-                     job_id: int | None, cache_key: str | None) -> Artifact:
+                     job_id: int | None, cache_key: str | None, jurisdictions: frozenset[str]) -> Artifact:
     row = session.scalar(select(Artifact).where(Artifact.sha256 == manifest.content_sha256))
+    jurisdictions = jurisdictions | _inherited_jurisdictions(session, manifest)
     if row is not None:
+        row.jurisdiction = _join_jurisdictions(parse_jurisdictions(row.jurisdiction) | jurisdictions)
         row.tags = sorted(set(row.tags or []) | set(tags))
         row.name = row.name or name
         row.creator_job_id = row.creator_job_id if row.creator_job_id is not None else job_id
@@ -228,7 +268,7 @@ def _upsert_artifact(session: Session, manifest: Manifest, size: int, name: str 
         return row
     row = Artifact(sha256=manifest.content_sha256, kind=manifest.kind, stage=manifest.stage, name=name, size=size,
                    manifest=manifest.model_dump(mode="json"), tags=tags, creator_job_id=job_id, cache_key=cache_key,
-                   created_at=utcnow())
+                   created_at=utcnow(), jurisdiction=_join_jurisdictions(jurisdictions))
     row.inputs = [LineageEdge(input_sha256=entry.sha256, name=entry.name, kind=entry.kind)
                   for entry in manifest.inputs]
     session.add(row)
@@ -352,6 +392,27 @@ def tag_artifact(store: Store, ref: str, *tags: str) -> ArtifactInfo:
         row = _resolve_row(session, ref)
         row.tags = sorted(set(row.tags or []) | {_check_name("tag", t) for t in tags})
         return _artifact_info(store, row)
+
+
+def set_jurisdiction(store: Store, ref: str, jurisdiction: str | Iterable[str]) -> ArtifactInfo:
+    """Add residency jurisdiction tags to a registered artifact (tags are only ever added: residency tightens).
+    Artifacts already derived from it are tagged too, so the rule follows the data down its lineage."""
+    added = parse_jurisdictions(jurisdiction)
+    if not added:
+        raise UserError(f"jurisdiction {jurisdiction!r}: give at least one tag, e.g. BR or EU")
+    with store.session() as session:
+        root = _resolve_row(session, ref)
+        pending, seen = [root], set()
+        while pending:
+            row = pending.pop()
+            if row.sha256 in seen:
+                continue
+            seen.add(row.sha256)
+            row.jurisdiction = _join_jurisdictions(parse_jurisdictions(row.jurisdiction) | added)
+            pending += session.scalars(select(Artifact).join(LineageEdge, LineageEdge.artifact_id == Artifact.id)
+                                       .where(LineageEdge.input_sha256 == row.sha256)).unique()
+        session.flush()
+        return _artifact_info(store, root)
 
 
 def delete_artifact(store: Store, ref: str, *, force: bool = False) -> ArtifactInfo:

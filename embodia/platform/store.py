@@ -31,7 +31,7 @@ from embodia.platform.artifacts import ArtifactStore, LocalArtifactStore
 HOME_ENV = "EMBODIA_HOME"
 DB_URL_ENV = "EMBODIA_DB_URL"
 DEFAULT_HOME = ".embodia"
-HEAD_REVISION = "0003"
+HEAD_REVISION = "0004"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 

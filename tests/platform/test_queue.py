@@ -196,3 +196,20 @@ def test_submit_checks_its_arguments(store):
     with pytest.raises(UserError, match="max_attempts"):
         queue.submit(store, "noop", max_attempts=0)
     assert queue.list_jobs(store) == []
+
+
+def test_jobs_carry_their_region_and_placement_explanation(store):
+    placed = queue.submit(store, "generate", {"task": "arm-reach"}, region="eu-france")
+    assert placed.region == "eu-france" and placed.placement is None
+    free = queue.submit(store, "generate", {"task": "arm-reach"})
+    assert free.region is None
+    why = {"region": "sa-brazil", "rejected": {"eu-france": "residency: dataset BR may not leave BR"}}
+    moved = queue.set_placement(store, free.id, "sa-brazil", why)
+    assert queue.get_job(store, free.id).region == "sa-brazil" and moved.placement == why
+    held = queue.set_placement(store, placed.id, None, {"held": "no legal region"})
+    assert held.region is None and queue.get_job(store, placed.id).placement == {"held": "no legal region"}
+    with pytest.raises(UserError, match="region='eu france'"):
+        queue.submit(store, "generate", {}, region="eu france")
+    queue.cancel(store, free.id)
+    with pytest.raises(UserError, match="already ended"):
+        queue.set_placement(store, free.id, "eu-france", {})

@@ -144,3 +144,32 @@ def test_cache_key_lookup_finds_a_stored_artifact(store, tmp_path):
     assert registry.find_by_cache_key(store, "k2") is None
     store.artifacts.delete(info.sha256)
     assert registry.find_by_cache_key(store, "k1") is None
+
+
+def test_derived_artifacts_inherit_the_jurisdiction_of_their_inputs(store, tmp_path):
+    data = registry.register_artifact(store, _stage(tmp_path, "data", "dataset", "episodes"), jurisdiction="br")
+    assert data.jurisdiction == "BR" and data.jurisdictions == {"BR"}
+    other = registry.register_artifact(store, _stage(tmp_path, "eu", "dataset", "eu-episodes"), jurisdiction="EU")
+    ckpt_dir = _stage(tmp_path, "ckpt", "checkpoint", "weights", {"dataset": tmp_path / "data", "extra": tmp_path / "eu"},
+                      "train")
+    ckpt = registry.register_artifact(store, ckpt_dir)
+    assert ckpt.jurisdiction == "BR,EU"  # bound by both sources' rules
+    model = registry.register_artifact(store, _stage(tmp_path, "model", "model", "onnx", {"checkpoint": ckpt_dir},
+                                                     "export"))
+    assert model.jurisdictions == {"BR", "EU"}
+    free = registry.register_artifact(store, _stage(tmp_path, "free", "dataset", "open"))
+    assert free.jurisdiction is None and other.jurisdiction == "EU"
+    with pytest.raises(UserError, match="jurisdiction 'B R'"):
+        registry.register_artifact(store, _stage(tmp_path, "bad", "dataset", "x"), jurisdiction="B R")
+
+
+def test_tagging_a_source_later_tags_everything_derived_from_it(store, tmp_path):
+    data, ckpt, model, report = _chain(store, tmp_path)
+    assert ckpt.jurisdiction is None
+    registry.set_jurisdiction(store, data.ref, "KR")
+    for info in (data, ckpt, model, report):
+        assert registry.get_artifact(store, info.sha256).jurisdiction == "KR"
+    assert registry.lineage(store, model.ref)["ancestors"]["jurisdiction"] == "KR"
+    registry.set_jurisdiction(store, model.ref, "JP")
+    assert registry.get_artifact(store, report.sha256).jurisdiction == "JP,KR"
+    assert registry.get_artifact(store, data.sha256).jurisdiction == "KR"

@@ -37,6 +37,8 @@ def test_upgrade_from_the_previous_revision_keeps_the_data(db_url):
         assert conn.execute(text("SELECT kind FROM artifacts")).scalar() == "dataset"
         conn.execute(text("INSERT INTO projects (name) VALUES ('p')"))
         assert conn.execute(text("SELECT count(*) FROM projects")).scalar() == 1
+        assert conn.execute(text("SELECT jurisdiction FROM artifacts")).scalar() is None
+    assert {"region", "placement"} <= {c["name"] for c in inspect(engine).get_columns("jobs")}
     engine.dispose()
 
 

@@ -192,7 +192,7 @@ def retry_job(request: Request, job_id: int = JOB_ID, caller: Caller = require("
 
 def _artifact_out(info: registry.ArtifactInfo) -> dict[str, Any]:
     return {"sha256": info.sha256, "ref": info.ref, "kind": info.kind, "stage": info.stage, "name": info.name,
-            "size": info.size, "tags": info.tags, "created_at": info.created_at}
+            "size": info.size, "tags": info.tags, "created_at": info.created_at, "jurisdiction": info.jurisdiction}
 
 
 def _files(store: Store, sha256: str) -> list[Path]:

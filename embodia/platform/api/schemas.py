@@ -45,6 +45,8 @@ class JobOut(BaseModel):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    region: str | None = None
+    placement: dict[str, Any] | None = None
 
 
 class AttemptOut(BaseModel):
@@ -81,6 +83,7 @@ class ArtifactOut(BaseModel):
     size: int
     tags: list[str]
     created_at: datetime
+    jurisdiction: str | None = None
 
 
 class InputOut(BaseModel):
