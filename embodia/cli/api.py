@@ -34,12 +34,15 @@ def server_command(host: str = typer.Option("127.0.0.1", help="address to bind (
                    ssl_certfile: str = typer.Option(None, help="TLS certificate (PEM); serve HTTPS with --ssl-keyfile"),
                    ssl_keyfile: str = typer.Option(None, help="TLS private key (PEM)"),
                    rate_per_minute: int = typer.Option(600, min=1, max=10**6, help="requests a minute per token"),
-                   max_body_mb: int = typer.Option(64, min=1, max=10_000, help="largest request body, MiB")) -> None:
-    """Serve the platform's REST API (/api/v1, docs at /docs) over this workspace, with uvicorn."""
+                   max_body_mb: int = typer.Option(64, min=1, max=10_000, help="largest request body, MiB"),
+                   console_project: str = typer.Option("default", help="project the printed one-time console "
+                                                       "sign-in link opens (as an admin)")) -> None:
+    """Serve the platform's REST API (/api/v1, docs at /docs) and web console (/console) over this workspace."""
     import uvicorn
 
     from embodia.core.errors import UserError
     from embodia.platform.api.app import create_app
+    from embodia.platform.api.console import login_link
     from embodia.platform.store import open_store
 
     if bool(ssl_certfile) != bool(ssl_keyfile):
@@ -47,8 +50,10 @@ def server_command(host: str = typer.Option("127.0.0.1", help="address to bind (
     store = open_store()
     app = create_app(store, max_body_bytes=max_body_mb << 20, rate_per_minute=rate_per_minute)
     scheme = "https" if ssl_certfile else "http"
-    console.print(f"embodia API on {scheme}://{host}:{port}/api/v1 (docs: /docs), workspace {store.url}",
-                  highlight=False)
+    base = f"{scheme}://{host if ':' not in host else f'[{host}]'}:{port}"
+    console.print(f"embodia API on {base}/api/v1 (docs: /docs), workspace {store.url}", highlight=False)
+    link = login_link(app, console_project, base)
+    print(f"console: {link}\n  (a one-time sign-in link; open it with: xdg-open '{link}')", flush=True)
     try:
         uvicorn.run(app, host=host, port=port, ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile, log_level="info")
     finally:

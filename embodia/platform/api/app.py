@@ -1,5 +1,5 @@
-"""`create_app(store)`: the FastAPI app of `embodia server` (reusable by the web console: mount more routers on
-it and depend on `auth.require`). Bad input answers a 4xx with {"error": ...}; internal errors are logged and
+"""`create_app(store)`: the FastAPI app of `embodia server`: the API under /api/v1 and the web console under
+/console (`console.mount_console`). Bad input answers a 4xx with {"error": ...}; internal errors are logged and
 answer 500 with no details."""
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from embodia.core.errors import UserError
 from embodia.platform.api.auth import AuthError, RateLimited, RateLimiter
+from embodia.platform.api.console import mount_console
 from embodia.platform.api.routes import NotFound, router
 from embodia.platform.api.runs import PipelineRuns
 from embodia.platform.api.schemas import ErrorBody
@@ -109,5 +110,6 @@ def create_app(store: Store, *, max_body_bytes: int = DEFAULT_MAX_BODY,
     app.state.runs = PipelineRuns()
     _add_handlers(app)
     app.include_router(router)
+    mount_console(app)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     return app

@@ -2,7 +2,8 @@
 constant time; plus the FastAPI dependency that authenticates a request and a per-token rate limit.
 
 Public API: SCOPES, create_token(store, project, scope, name="") -> str, authenticate(store, secret) -> Caller,
-require(scope) -> FastAPI dependency yielding a Caller, RateLimiter(per_minute).
+require(scope) -> FastAPI dependency yielding a Caller, authorize(request, secret, scope) -> Caller,
+RateLimiter(per_minute).
 """
 
 from __future__ import annotations
@@ -131,11 +132,17 @@ def require(scope: str):
     check_scope(scope)
 
     def dependency(request: Request) -> Caller:
-        caller = authenticate(request.app.state.store, _bearer(request))
-        if not request.app.state.limiter.allow(caller.token_id):
-            raise RateLimited("too many requests for this token: slow down and retry in a few seconds")
-        if not caller.allows(scope):
-            raise AuthError(f"this route needs a token with scope {scope!r}; yours is {caller.scope!r}", 403)
-        return caller
+        return authorize(request, _bearer(request), scope)
 
     return Depends(dependency)
+
+
+def authorize(request: Request, secret: str, scope: str) -> Caller:
+    """The caller of `secret` (from a header or the console's cookie): 401 unknown, 429 over its rate, 403 when
+    its scope is below `scope`."""
+    caller = authenticate(request.app.state.store, secret)
+    if not request.app.state.limiter.allow(caller.token_id):
+        raise RateLimited("too many requests for this token: slow down and retry in a few seconds")
+    if not caller.allows(scope):
+        raise AuthError(f"this route needs a token with scope {scope!r}; yours is {caller.scope!r}", 403)
+    return caller
