@@ -107,27 +107,33 @@ def dataset_spec(config: GenerateConfig) -> DatasetSpec:
     """The dataset layout a generation run writes (features from the task's spaces)."""
     env = make_env(config, 1)
     try:
-        fps = max(1, round(1.0 / env.sim.dt))
         if config.cameras:
             names = [env.model.camera(i).name for i in range(env.model.ncam)]
             unknown = [c for c in config.cameras if c not in names]
             if unknown:
                 raise ConfigError(f"--cameras: unknown camera(s) {unknown} for task {config.task!r}; it has cameras {names or 'none'}")
-        features = {
-            "observation.state": fmt.vector_feature("float32", env.obs_dim, [f"obs_{i}" for i in range(env.obs_dim)]),
-            "action": fmt.vector_feature("float32", env.action_dim, [f"act_{i}" for i in range(env.action_dim)]),
-            "next.reward": fmt.vector_feature("float32", 1),
-            "next.done": fmt.vector_feature("bool", 1),
-            "next.success": fmt.vector_feature("bool", 1),
-        }
-        extra = {"generate": data_settings(config), "control_dt_s": env.sim.dt,
-                 "action_low": env.single_action_space.low.tolist(), "action_high": env.single_action_space.high.tolist(),
-                 "randomization": env.sim.randomization.model_dump(mode="json")}
-        robot = config.task.split("-")[0]
+        cameras = {c: (config.image_size, config.image_size) for c in config.cameras}
+        return env_dataset_spec(env, config.task, cameras, config.video, {"generate": data_settings(config)})
     finally:
         env.close()
-    return DatasetSpec(fps=fps, robot_type=robot, features=features, video=config.video, extra=extra,
-                       cameras={c: (config.image_size, config.image_size) for c in config.cameras})
+
+
+def env_dataset_spec(env, task: str, cameras: dict[str, tuple[int, int]], video: VideoConfig,
+                     extra: dict[str, Any]) -> DatasetSpec:
+    """The dataset layout of episodes recorded on `env` (generation and teleoperation write the same one):
+    state, action, reward, done and success per frame, camera streams, and the action bounds and control step."""
+    features = {
+        "observation.state": fmt.vector_feature("float32", env.obs_dim, [f"obs_{i}" for i in range(env.obs_dim)]),
+        "action": fmt.vector_feature("float32", env.action_dim, [f"act_{i}" for i in range(env.action_dim)]),
+        "next.reward": fmt.vector_feature("float32", 1),
+        "next.done": fmt.vector_feature("bool", 1),
+        "next.success": fmt.vector_feature("bool", 1),
+    }
+    extra = {**extra, "control_dt_s": env.sim.dt, "action_low": env.single_action_space.low.tolist(),
+             "action_high": env.single_action_space.high.tolist(),
+             "randomization": env.sim.randomization.model_dump(mode="json")}
+    return DatasetSpec(fps=max(1, round(1.0 / env.sim.dt)), robot_type=task.split("-")[0], features=features,
+                       video=video, extra=extra, cameras=cameras)
 
 
 # ---------------------------------------------------------------------- the rollout loop of one worker

@@ -95,9 +95,12 @@ class BatchRenderer:
     Each env's scene is built from its own MjModel, so per-env visual randomization shows in the images.
 
     `quality="fast"` turns off shadows, reflections and skybox: on software GL that is ~15x faster.
+    `multisample` sets the offscreen anti-aliasing samples (the model's `offsamples`, 4 by default); 0 makes
+    software GL ~3x faster per frame, which interactive streams (teleoperation) need.
     """
 
-    def __init__(self, sim, *, width: int = 128, height: int = 128, quality: Quality = "fast") -> None:
+    def __init__(self, sim, *, width: int = 128, height: int = 128, quality: Quality = "fast",
+                 multisample: int | None = None) -> None:
         import mujoco
 
         configure_gl()  # adopts a MuJoCo that was imported before embodia, where it can
@@ -110,6 +113,10 @@ class BatchRenderer:
         if width > model.vis.global_.offwidth or height > model.vis.global_.offheight:
             model.vis.global_.offwidth = max(width, model.vis.global_.offwidth)
             model.vis.global_.offheight = max(height, model.vis.global_.offheight)
+        if multisample is not None:
+            if not 0 <= multisample <= 16:
+                raise UserError(f"multisample={multisample}: use 0 (off) to 16 anti-aliasing samples")
+            model.vis.quality.offsamples = multisample
         try:
             self._renderer = mujoco.Renderer(model, height=height, width=width)
         except Exception as error:
