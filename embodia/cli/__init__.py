@@ -120,6 +120,7 @@ _AREAS = [
     ("embodia.cli.serve", "register", None),
     ("embodia.cli.platform", "register", None),
     ("embodia.cli.api", "register", None),
+    ("embodia.cli.teleop", "register", None),
 ]
 
 

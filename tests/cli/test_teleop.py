@@ -1,0 +1,53 @@
+"""`embodia teleop`: scripted keys in place of the terminal write the same dataset as the console; terminal
+bytes parse to the browser's key names; no terminal is a one-line error."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from embodia.cli import app
+from embodia.cli import teleop as teleop_cli
+from embodia.core.manifest import Manifest
+from embodia.data.check import check_dataset
+from embodia.data.teleop import ScriptedKeys
+
+
+def test_teleop_records_the_episodes_asked_for_from_scripted_keys(tmp_path, monkeypatch):
+    script = [["w"]] * 3 + [["q"]] * 2 + [["enter"]] + [["a"], [" "], ["enter"]] + [["d"]] * 50
+    monkeypatch.setattr(teleop_cli, "terminal_keys", lambda: ScriptedKeys(script))
+    out = tmp_path / "demo"
+    result = CliRunner().invoke(app, ["teleop", "--task", "arm-pick-place", "--out", str(out), "--episodes", "2",
+                                      "--image-size", "64", "--operator", "grace"])
+    assert result.exit_code == 0, result.output
+    assert "wrote" in result.stdout and "2 episodes, 7 frames" in result.stdout
+    assert "episode 2 (kept 1)" in result.stderr  # the status line
+    assert check_dataset(out).ok
+    info = json.loads((out / "meta" / "info.json").read_text())
+    assert info["total_episodes"] == 2 and info["embodia"]["teleop"]["operator"] == "grace"
+    assert Manifest.read(out).stage == "teleop"
+
+
+def test_escape_before_any_kept_episode_writes_nothing(tmp_path, monkeypatch):
+    monkeypatch.setattr(teleop_cli, "terminal_keys", lambda: ScriptedKeys([["w"], ["escape"]]))
+    out = tmp_path / "demo"
+    result = CliRunner().invoke(app, ["teleop", "--out", str(out), "--image-size", "64"])
+    assert result.exit_code == 2 and "no episode was kept" in result.stderr
+    assert not out.exists() and not (tmp_path / ".demo.partial").exists()
+
+
+def test_teleop_without_a_terminal_is_one_error_line(tmp_path):
+    result = CliRunner().invoke(app, ["teleop", "--out", str(tmp_path / "demo")])
+    assert result.exit_code == 2 and "interactive terminal" in result.stderr and "Traceback" not in result.output
+    assert not (tmp_path / "demo").exists()
+
+
+def test_odd_image_size_names_the_option(tmp_path):
+    result = CliRunner().invoke(app, ["teleop", "--out", str(tmp_path / "demo"), "--image-size", "65"])
+    assert result.exit_code == 2 and "--image-size" in result.stderr and "even" in result.stderr
+
+
+def test_terminal_bytes_parse_to_key_names():
+    keys = teleop_cli.parse_terminal_keys(b"wA \x1b[A\x1b[D\r\x7f\x1b\x03x1")
+    assert keys == ["w", "a", " ", "arrowup", "arrowleft", "enter", "backspace", "escape", "ctrl-c", "x"]
