@@ -15,6 +15,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from embodia.core.errors import UserError
 from embodia.platform.api.auth import AuthError, RateLimited, RateLimiter
 from embodia.platform.api.console import mount_console
+from embodia.platform.api.console.teleop import router as teleop_router
 from embodia.platform.api.routes import NotFound, router
 from embodia.platform.api.runs import PipelineRuns
 from embodia.platform.api.schemas import ErrorBody
@@ -111,5 +112,6 @@ def create_app(store: Store, *, max_body_bytes: int = DEFAULT_MAX_BODY,
     _add_handlers(app)
     app.include_router(router)
     mount_console(app)
+    app.include_router(teleop_router)  # the console's Teleoperate page and its WebSocket
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     return app

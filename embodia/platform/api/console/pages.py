@@ -31,7 +31,8 @@ HERE = Path(__file__).resolve().parent
 STATIC = "/console/static"
 NAV = (("/console/", "Project"), ("/console/pipelines", "Pipelines"), ("/console/jobs", "Jobs"),
        ("/console/runs", "Runs"), ("/console/datasets", "Datasets"), ("/console/reports", "Reports"),
-       ("/console/registry", "Registry"), ("/console/lineage", "Lineage"), ("/console/deployments", "Deployments"))
+       ("/console/registry", "Registry"), ("/console/lineage", "Lineage"), ("/console/deployments", "Deployments"),
+       ("/console/teleop", "Teleoperate"))
 MAX_FORM_BYTES = 256 << 10
 
 router = APIRouter(prefix="/console", include_in_schema=False)
