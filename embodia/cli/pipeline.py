@@ -38,18 +38,23 @@ def run_command(
     force: Optional[list[str]] = typer.Option(None, "--force", help="rerun this step and its dependents (repeatable)"),
     dry_run: bool = typer.Option(False, "--dry-run", help="print the plan (cache hits and misses) and stop"),
     parallel: int = typer.Option(0, min=0, max=1024, help="steps run at once (0: one per CPU core)"),
+    executor: str = typer.Option("local", help="where jobs run: local (subprocesses here) or ray (Ray tasks)"),
+    ray_address: str | None = typer.Option(None, help="Ray cluster to use with --executor ray (default: start "
+                                                          "a local Ray)"),
 ) -> None:
     """Run a pipeline: steps whose config, inputs and embodia version are unchanged reuse their artifact."""
-    results = run_pipeline_file(pipeline_path(pipeline), set(force or []), dry_run, parallel)
+    results = run_pipeline_file(pipeline_path(pipeline), set(force or []), dry_run, parallel, executor, ray_address)
     if results is not None and any(r.status in ("failed", "blocked") for r in results.values()):
         raise typer.Exit(1)
 
 
-def run_pipeline_file(path: Path, force: set[str], dry_run: bool, parallel: int) -> dict[str, Any] | None:
+def run_pipeline_file(path: Path, force: set[str], dry_run: bool, parallel: int, executor: str = "local",
+                      ray_address: str | None = None) -> dict[str, Any] | None:
     """Validate, plan or run a pipeline file and print what happened; returns the step results (None if dry)."""
     from embodia.platform.pipeline import load_pipeline
     from embodia.platform.runner import PipelineRunner
     from embodia.platform.store import open_store
+    from embodia.platform.executors import make_executor
 
     pipeline = load_pipeline(path)
     store = open_store()
@@ -58,9 +63,14 @@ def run_pipeline_file(path: Path, force: set[str], dry_run: bool, parallel: int)
             runner = PipelineRunner(pipeline, store, force=force, parallel=parallel)
             show_plan(pipeline.name, runner.plan())
             return None
-        with StepProgress(pipeline) as progress:
-            runner = PipelineRunner(pipeline, store, force=force, parallel=parallel, on_event=progress.event)
-            results = runner.run()
+        runs_on = make_executor(executor, ray_address=ray_address)
+        try:
+            with StepProgress(pipeline) as progress:
+                runner = PipelineRunner(pipeline, store, force=force, parallel=parallel, on_event=progress.event,
+                                        executor=runs_on)
+                results = runner.run()
+        finally:
+            runs_on.close()
         show_results(pipeline.name, results, store)
         return results
     finally:

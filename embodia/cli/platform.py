@@ -339,19 +339,28 @@ def worker_command(lease_s: float = typer.Option(30.0, min=1.0, max=86_400.0, he
                    max_jobs: int = typer.Option(None, min=1, max=10**9, help="stop after this many jobs"),
                    until_idle: bool = typer.Option(False, help="stop when the queue has nothing runnable"),
                    job_type: list[str] = typer.Option([], "--type", help="only these job types"),
-                   name: str = typer.Option(None, help="worker name (default host:pid:random)")) -> None:
+                   name: str = typer.Option(None, help="worker name (default host:pid:random)"),
+                   executor: str = typer.Option("local", help="where attempts run: local (subprocesses here) or ray "
+                                                              "(Ray tasks; regions are node labels)"),
+                   ray_address: str = typer.Option(None, help="Ray cluster for --executor ray (default: a local Ray)"),
+                   ) -> None:
     """Run queued jobs, each in its own process, until stopped (Ctrl-C hands the running job back to the queue,
     its partial work kept for the next worker)."""
+    from embodia.platform.executors import make_executor
     from embodia.platform.worker import Worker
 
-    worker = Worker(_store(), name, lease_s=lease_s, poll_s=poll_s, types=job_type or None)
-    console.print(f"worker {worker.name} on {worker.store.url}", highlight=False)
+    runs_on = make_executor(executor, ray_address=ray_address)
     try:
-        ran = worker.run(max_jobs=max_jobs, until_idle=until_idle)
-    except KeyboardInterrupt:
-        console.print(f"worker {worker.name} stopped")
-        return
-    console.print(f"worker {worker.name}: {ran} jobs")
+        worker = Worker(_store(), name, lease_s=lease_s, poll_s=poll_s, types=job_type or None, executor=runs_on)
+        console.print(f"worker {worker.name} on {worker.store.url} ({runs_on.name})", highlight=False)
+        try:
+            ran = worker.run(max_jobs=max_jobs, until_idle=until_idle)
+        except KeyboardInterrupt:
+            console.print(f"worker {worker.name} stopped")
+            return
+        console.print(f"worker {worker.name}: {ran} jobs")
+    finally:
+        runs_on.close()
 
 
 def register(app: typer.Typer) -> None:

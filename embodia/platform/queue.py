@@ -12,9 +12,9 @@ Public API (every function takes an open `Store` first):
     heartbeat(store, job_id, worker, *, lease_s=60, metrics=None) -> 'ok' | 'cancel' | 'lost'
     record_output(store, job_id, worker, sha256) -> bool       the registered output, once, under the lease
     finish(store, job_id, worker, outcome) -> JobInfo | None    None when the lease was lost meanwhile
-        Outcome(status='succeeded'|'failed'|'cancelled', error_type='user'|'internal'|None, error, exit_code,
-        cpu_seconds, metrics); an internal failure is retried after BACKOFF_S * 2**(attempt-1) s (capped),
-        a user error never is
+        Outcome(status='succeeded'|'failed'|'cancelled', error_type='user'|'internal'|'placement'|None, error,
+        exit_code, cpu_seconds, metrics); an internal failure or a placement refusal (no live node where the job
+        may run) is retried after BACKOFF_S * 2**(attempt-1) s (capped), a user error never is
     cancel(store, job_id) / retry(store, job_id) -> JobInfo; cancel_requested(store, job_id) -> bool
     release(store, job_id, worker, reason) -> JobInfo | None   a stopping worker hands its job back
     get_job(store, job_id) -> JobInfo; list_jobs(store, *, status=None, project=None, limit=50) -> list[JobInfo]
@@ -42,7 +42,8 @@ JOBS, ATTEMPTS, PROJECTS = Job.__table__, JobAttempt.__table__, Project.__table_
 BACKOFF_S = 5.0
 MAX_BACKOFF_S = 600.0
 REGION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-ErrorType = Literal["user", "internal", "cancelled", "lost"]
+ErrorType = Literal["user", "internal", "cancelled", "lost", "placement"]
+RETRIED_ERRORS = ("internal", "placement")  # a bug or a crash may pass; so may a region with no live node
 
 
 @dataclass(frozen=True)
@@ -349,7 +350,7 @@ def backoff_s(attempt: int) -> float:
 def _next_state(job, outcome: Outcome, now: datetime) -> dict[str, Any]:
     """Where a job goes after an attempt: queued again after a backoff (internal errors, attempts left, not
     cancelled), else the attempt's own status, final."""
-    if outcome.status == "failed" and outcome.error_type == "internal" and job.attempts < job.max_attempts \
+    if outcome.status == "failed" and outcome.error_type in RETRIED_ERRORS and job.attempts < job.max_attempts \
             and not job.cancel_requested:
         return {"p_status": "queued", "p_not_before": now + timedelta(seconds=backoff_s(job.attempts)),
                 "p_finished": None}

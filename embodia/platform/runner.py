@@ -4,8 +4,9 @@ A step whose cache key is in the registry is a hit and reuses its artifact; `for
 and everything downstream of them. A gate that blocks, or a step that fails, skips what depends on it while
 independent branches finish. Stage steps are jobs of the durable queue, so each is recorded, logged per
 attempt, retried after an internal error and resumed after a crash like any other job. The run starts one
-local worker per parallel slot (threads here, each running its attempts in subprocesses) so a laptop needs
-nothing else running; `local_workers=False` leaves the jobs to `embodia worker` processes elsewhere.
+worker per parallel slot (threads here) so a laptop needs nothing else running; each runs its attempts through
+the run's executor: subprocesses here (the default), or tasks on a Ray cluster (`RayExecutor`), whose CPUs then
+set the parallelism and each step's threads. `local_workers=False` leaves the jobs to `embodia worker` processes.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any, Callable
 from embodia.core.errors import Cancelled, UserError
 from embodia.platform import registry, steps
 from embodia.platform.stages import STAGES
-from embodia.platform.worker import Worker
+from embodia.platform.worker import Executor, LocalExecutor, Worker
 from embodia.platform.pipeline import (Pipeline, PlannedStep, Step, StepOutput, StepResult, cache_key,
                                        default_parallelism)
 from embodia.platform.store import Store
@@ -42,6 +43,7 @@ class PipelineRunner:
     parallel: int = 0
     on_event: EventCallback = _ignore
     local_workers: bool = True
+    executor: Executor | None = None
 
     def __post_init__(self) -> None:
         unknown = sorted(self.force - set(self.pipeline.steps))
@@ -49,9 +51,18 @@ class PipelineRunner:
             raise UserError(f"--force {unknown[0]}: no such step in {self.pipeline.source} "
                             f"(steps: {', '.join(self.pipeline.order)})")
         self.forced = self.pipeline.dependents(self.force)
-        self.parallel = self.parallel or default_parallelism()
+        self.executor = self.executor or LocalExecutor()
+        self.total_cpus, self.job_cpus_max = self._capacity()
+        self.parallel = self.parallel or self.total_cpus
         self.registry_outputs = self._resolve_registry_inputs()
         self.cancel = threading.Event()
+
+    def _capacity(self) -> tuple[int, int]:
+        """The CPUs the run's workers use (this machine, or the Ray cluster) and the most one step's job may ask."""
+        if not self.local_workers:
+            return default_parallelism(), default_parallelism()
+        total, largest = self.executor.capacity()
+        return max(1, int(total)), max(1, int(largest))
 
     # ------------------------------------------------------------------------------------------ inputs
     def _resolve_registry_inputs(self) -> dict[tuple[str, str], StepOutput | None]:
@@ -141,7 +152,8 @@ class PipelineRunner:
             self._skip_blocked(pending, results)
             ready = [n for n in pending if self.pipeline.steps[n].needs <= set(results)]
             slots = self.parallel - len(running)
-            threads = max(1, default_parallelism() // max(1, min(self.parallel, len(running) + len(ready))))
+            share = self.total_cpus // max(1, min(self.parallel, len(running) + len(ready)))
+            threads = max(1, min(self.job_cpus_max, share))
             for name in ready[:max(0, slots)]:
                 pending.remove(name)
                 running[pool.submit(self._run_step, name, results, threads)] = name
@@ -160,8 +172,8 @@ class PipelineRunner:
         started = []
         for index in range(self.parallel):
             stop = threading.Event()
-            worker = Worker(self.store, f"{self.pipeline.name}-local-{index}-{id(self):x}", poll_s=0.05,
-                            types=list(STAGES))
+            worker = Worker(self.store, f"{self.pipeline.name}-{self.executor.name}-{index}-{id(self):x}",
+                            poll_s=0.05, types=list(STAGES), executor=self.executor)
             thread = threading.Thread(target=worker.run, kwargs={"stop": stop}, name=f"worker-{index}", daemon=True)
             thread.start()
             started.append((thread, stop))

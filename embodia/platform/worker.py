@@ -1,12 +1,15 @@
 """Workers: claim jobs from the queue and run each attempt in its own process, heartbeating its lease.
 
 Public API:
-    Worker(store, name=None, *, lease_s=30, poll_s=1, types=None, grace_s=10)
+    Worker(store, name=None, *, lease_s=30, poll_s=1, types=None, grace_s=10, executor=None)
         .run_one() -> JobInfo | None      claim and run one job (None when the queue had nothing runnable)
         .run(*, max_jobs=None, until_idle=False, stop=None) -> int   loop; `stop` is a threading.Event
     thread_env(cpus) -> dict               OMP/MKL/OpenBLAS/... thread counts for a job's CPU allocation
-The attempt process dies with its worker (it arms PR_SET_PDEATHSIG on Linux), so a worker killed with SIGKILL leaves
-nothing running: its lease expires and another worker takes the job and resumes from its staging directory.
+    LocalExecutor()                        runs an attempt as a subprocess here (the default)
+Claiming, heartbeats, cancellation, retries and outcomes are the worker's; *where* an attempt process runs is its
+executor's (here, or on a Ray node: `embodia.platform.ray_executor`; `executors.make_executor` picks one). The attempt process dies with whoever started
+it (it arms PR_SET_PDEATHSIG on Linux), so a worker killed with SIGKILL leaves nothing running: its lease expires and
+another worker takes the job and resumes from its staging directory.
 """
 
 from __future__ import annotations
@@ -22,10 +25,12 @@ import sys
 import threading
 import time
 import uuid
+from typing import IO, Protocol
 
 from sqlalchemy.exc import OperationalError
 
 from embodia.platform import queue
+from embodia.platform.pipeline import default_parallelism
 from embodia.platform.runjob import EXIT_CANCELLED, EXIT_USER, WORKER_PID_ENV, result_path
 from embodia.platform.store import DB_URL_ENV, HOME_ENV, Store
 
@@ -40,20 +45,120 @@ def thread_env(cpus: float) -> dict[str, str]:
     return {name: threads for name in THREAD_ENV_VARS}
 
 
-def _children_cpu_s() -> float:
+def children_cpu_s() -> float:
+    """CPU seconds of this process's ended, waited-for children."""
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
 
 
+def attempt_command(job_id: int, attempt: int, worker: str) -> list[str]:
+    """The command line of an attempt process (`embodia.platform.runjob`) with this machine's Python."""
+    return [sys.executable, "-m", "embodia.platform.runjob", str(job_id), str(attempt), worker]
+
+
+def attempt_env(store: Store, claim: queue.Claim) -> dict[str, str]:
+    """What an attempt process needs beyond its node's environment: the workspace and its CPU allocation."""
+    return {**thread_env(claim.job.cpus), HOME_ENV: str(store.home), DB_URL_ENV: store.url,
+            "EMBODIA_JOB_CPUS": f"{claim.job.cpus:g}"}
+
+
+class PlacementRefused(Exception):
+    """An executor cannot run this job anywhere now (e.g. no alive node of its region); the reason says why."""
+
+
+class RunningAttempt(Protocol):
+    """An attempt process started by an executor."""
+
+    def wait(self, timeout_s: float) -> int | None:
+        """Its exit code once it ended, None while it still runs after `timeout_s`."""
+
+    def interrupt(self, grace_s: float) -> None:
+        """Ask it to stop at a safe point (it records itself cancelled); kill it after `grace_s`."""
+
+    def kill(self) -> None:
+        """Stop it now and wait until it is gone."""
+
+    def cpu_seconds(self) -> float:
+        """CPU time it used (once it ended)."""
+
+    def failure(self) -> str | None:
+        """Why it ended without a result of its own (its node died, ...), else None."""
+
+
+class Executor(Protocol):
+    """Where a worker's attempts run: `start` one attempt process for a claimed job, writing to `log`."""
+
+    name: str
+
+    def start(self, claim: queue.Claim, env: dict[str, str], log: IO[bytes], worker: str) -> RunningAttempt:
+        """Start the attempt (raises PlacementRefused when it cannot run anywhere now)."""
+
+    def capacity(self) -> tuple[float, float]:
+        """(CPUs in all, the most CPUs one job can get) of what this executor runs on."""
+
+    def close(self) -> None:
+        """Release what the executor holds (a connection to a cluster)."""
+
+
+class LocalProcess:
+    """An attempt process on this machine."""
+
+    def __init__(self, process: subprocess.Popen) -> None:
+        self.process = process
+        self._cpu_before = children_cpu_s()
+
+    def wait(self, timeout_s: float) -> int | None:
+        try:
+            return self.process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def interrupt(self, grace_s: float) -> None:
+        stop_process(self.process, grace_s)
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.wait()
+
+    def cpu_seconds(self) -> float:
+        return children_cpu_s() - self._cpu_before
+
+    def failure(self) -> str | None:
+        return None
+
+
+class LocalExecutor:
+    """Runs each attempt as `python -m embodia.platform.runjob` on this machine."""
+
+    name = "local"
+
+    def start(self, claim: queue.Claim, env: dict[str, str], log: IO[bytes], worker: str) -> LocalProcess:
+        env = {**os.environ, **env, WORKER_PID_ENV: str(os.getpid())}
+        # its own session: a Ctrl-C meant for the worker reaches the attempt only through the worker (see _attempt);
+        # no preexec_fn (workers also run in threads): the attempt arms its own death signal (runjob.main)
+        command = attempt_command(claim.job.id, claim.attempt, worker)
+        return LocalProcess(subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
+                                             stdin=subprocess.DEVNULL, env=env, start_new_session=True))
+
+    def capacity(self) -> tuple[float, float]:
+        cores = float(default_parallelism())
+        return cores, cores
+
+    def close(self) -> None:
+        return None
+
+
 class Worker:
-    """Runs queued jobs one at a time, each attempt as `python -m embodia.platform.runjob`."""
+    """Runs queued jobs one at a time, each attempt as `python -m embodia.platform.runjob` started by its executor
+    (a subprocess here by default, or a Ray task on a cluster node)."""
 
     def __init__(self, store: Store, name: str | None = None, *, lease_s: float = 30.0, poll_s: float = 1.0,
-                 types: list[str] | None = None, grace_s: float = 10.0) -> None:
+                 types: list[str] | None = None, grace_s: float = 10.0, executor: Executor | None = None) -> None:
         self.store = store
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.lease_s, self.poll_s, self.types, self.grace_s = lease_s, poll_s, types, grace_s
         self.heartbeat_s = max(0.05, lease_s / 3)
+        self.executor: Executor = executor or LocalExecutor()
 
     def run(self, *, max_jobs: int | None = None, until_idle: bool = False,
             stop: threading.Event | None = None) -> int:
@@ -85,43 +190,37 @@ class Worker:
             return queue.get_job(self.store, claim.job.id)
         return queue.finish(self.store, claim.job.id, self.name, outcome) or queue.get_job(self.store, claim.job.id)
 
-    def _spawn(self, claim: queue.Claim, log) -> subprocess.Popen:
-        env = {**os.environ, **thread_env(claim.job.cpus), HOME_ENV: str(self.store.home), DB_URL_ENV: self.store.url,
-               WORKER_PID_ENV: str(os.getpid()), "EMBODIA_JOB_CPUS": f"{claim.job.cpus:g}"}
-        command = [sys.executable, "-m", "embodia.platform.runjob", str(claim.job.id), str(claim.attempt), self.name]
-        # its own session: a Ctrl-C meant for the worker reaches the attempt only through the worker (see _attempt);
-        # no preexec_fn (workers also run in threads): the attempt arms its own death signal (runjob.main)
-        return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-                                start_new_session=True)
-
     def _attempt(self, claim: queue.Claim) -> queue.Outcome | None:
         """Run the attempt process while heartbeating; its outcome, or None when the lease was lost."""
         claim.log_path.parent.mkdir(parents=True, exist_ok=True)
-        cpu_before = _children_cpu_s()
         cancel_seen: float | None = None
         with open(claim.log_path, "ab") as log:
-            log.write(f"== job {claim.job.id} ({claim.job.type}) attempt {claim.attempt} on {self.name}\n".encode())
+            log.write(f"== job {claim.job.id} ({claim.job.type}) attempt {claim.attempt} on {self.name}"
+                      f" ({self.executor.name})\n".encode())
             log.flush()
-            process = self._spawn(claim, log)
+            try:
+                process = self.executor.start(claim, attempt_env(self.store, claim), log, self.name)
+            except PlacementRefused as refused:
+                log.write(f"not started: {refused}\n".encode())
+                return queue.Outcome("failed", "placement", str(refused))
             while True:
                 try:
-                    code = process.wait(timeout=self.heartbeat_s)
-                    break
-                except subprocess.TimeoutExpired:
+                    code = process.wait(self.heartbeat_s)
+                    if code is not None:
+                        break
                     state = self._heartbeat(claim.job.id)
                 except KeyboardInterrupt:  # the worker is stopped: the stage keeps its partial work, the job goes back
-                    _stop(process, self.grace_s)
+                    process.interrupt(self.grace_s)
                     queue.release(self.store, claim.job.id, self.name, f"worker {self.name} was stopped (Ctrl-C)")
                     raise
                 if state == "lost":
                     process.kill()
-                    process.wait()
                     return None
                 if state == "cancel":
                     cancel_seen = cancel_seen or time.monotonic()
                     if time.monotonic() - cancel_seen > self.grace_s:
-                        _stop(process, 5.0)  # the stage did not stop at a safe point in time
-        return self._outcome(claim, code, _children_cpu_s() - cpu_before, cancel_seen is not None)
+                        process.interrupt(5.0)  # the stage did not stop at a safe point in time
+        return self._outcome(claim, code, process.cpu_seconds(), cancel_seen is not None, process.failure())
 
     def _heartbeat(self, job_id: int) -> str:
         """Renew the lease; a database hiccup is not a lost lease (the next beat tries again)."""
@@ -130,7 +229,8 @@ class Worker:
         except OperationalError:
             return "ok"
 
-    def _outcome(self, claim: queue.Claim, code: int, cpu_s: float, cancel_asked: bool) -> queue.Outcome:
+    def _outcome(self, claim: queue.Claim, code: int, cpu_s: float, cancel_asked: bool,
+                 failure: str | None = None) -> queue.Outcome:
         """Classify how the attempt ended from its result file, else from its exit code."""
         result_file = result_path(claim.log_path)
         result = json.loads(result_file.read_text()) if result_file.is_file() else {}
@@ -141,11 +241,11 @@ class Worker:
             return queue.Outcome("cancelled", "cancelled", result.get("error", "cancelled"), code, cpu_s)
         if result.get("error_type") == "user" or (not result and code == EXIT_USER):
             return queue.Outcome("failed", "user", result.get("error", f"exit code {code}"), code, cpu_s)
-        error = result.get("error") or f"attempt process exited with code {code}; see {claim.log_path}"
+        error = result.get("error") or failure or f"attempt process exited with code {code}; see {claim.log_path}"
         return queue.Outcome("failed", "internal", error, code, cpu_s)
 
 
-def _stop(process: subprocess.Popen, grace_s: float) -> None:
+def stop_process(process: subprocess.Popen, grace_s: float) -> None:
     """SIGINT (a stage records itself cancelled on Ctrl-C), then SIGKILL after `grace_s`."""
     if process.poll() is not None:
         return

@@ -42,6 +42,21 @@ DIVERGENCE_STOP = 0.2
 # a joint speed no sane model reaches (m/s or rad/s): beyond it the integration has blown up even while finite
 # (MJX and Warp do not reset unstable envs themselves, and float32 may stay finite for a while)
 MAX_QVEL = 1e5
+# physics threads of a job: the platform's workers set it to the job's CPU allocation (local or a Ray task's CPUs)
+THREADS_ENV = "EMBODIA_NUM_THREADS"
+
+
+def default_nthread(num_envs: int) -> int:
+    """Physics threads when none are asked: the CPU allocation in EMBODIA_NUM_THREADS, else this process's cores,
+    never more than the batch (all cores of a shared node would oversubscribe it)."""
+    raw = os.environ.get(THREADS_ENV, "").strip()
+    if raw:
+        if not raw.isdigit() or int(raw) < 1:
+            raise UserError(f"{THREADS_ENV}={raw!r}: expected a whole number of threads >= 1 (or unset: all cores)")
+        cores = int(raw)
+    else:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(cores, num_envs))
 
 
 def batch_bytes(model: mujoco.MjModel, num_envs: int, frame_skip: int = 1, copies_model: bool = False,
@@ -99,7 +114,8 @@ class BatchSim:
         if frame_skip < 1:
             raise UserError(f"frame_skip={frame_skip} must be >= 1")
         if nthread is not None and nthread < 0:
-            raise UserError(f"nthread={nthread} must be >= 0 (0 or None: one thread per core)")
+            raise UserError(f"nthread={nthread} must be >= 0 (0 or None: the CPU allocation, {THREADS_ENV} or one "
+                            "thread per core)")
         self.model = model
         self.num_envs = num_envs
         self.frame_skip = frame_skip
@@ -141,8 +157,7 @@ class BatchSim:
         self.latency = np.zeros(self.num_envs, dtype=np.int64)
 
     def _init_backend(self, nthread: int | None, backend: str, options: dict) -> None:
-        nthread = nthread if nthread is not None else min(os.cpu_count() or 1, self.num_envs)
-        self.nthread = max(1, nthread)
+        self.nthread = max(1, nthread or default_nthread(self.num_envs))
         self.backend = make_backend(backend, self.model, self.num_envs, self.nthread, **options)
         self.models_changed()
 

@@ -4,6 +4,7 @@ import mujoco
 import numpy as np
 import pytest
 
+from embodia.core.errors import UserError
 from embodia.sim import BatchSim, load_model
 from embodia.tasks import BatchEnv
 
@@ -167,3 +168,16 @@ def test_mass_randomization_keeps_derived_constants_consistent():
     env.reset(seed=0)
     model = env.sim.models[0]
     assert model.body_subtreemass[0] == pytest.approx(2.0 * env.model.body_subtreemass[0])
+
+
+def test_physics_threads_follow_the_cpu_allocation(monkeypatch):
+    """Workers set EMBODIA_NUM_THREADS to a job's CPUs; a batch without nthread uses that many, capped by its size."""
+    model = load_model("cheetah.xml")
+    monkeypatch.setenv("EMBODIA_NUM_THREADS", "1")
+    assert BatchSim(model, 8).nthread == 1
+    monkeypatch.setenv("EMBODIA_NUM_THREADS", "3")
+    assert BatchSim(model, 8).nthread == 3 and BatchSim(model, 2).nthread == 2
+    assert BatchSim(model, 8, nthread=2).nthread == 2  # an explicit count wins
+    monkeypatch.setenv("EMBODIA_NUM_THREADS", "many")
+    with pytest.raises(UserError, match="EMBODIA_NUM_THREADS='many'"):
+        BatchSim(model, 8)
