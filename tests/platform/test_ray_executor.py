@@ -13,7 +13,12 @@ import ray
 
 from embodia.platform import queue, registry
 from embodia.platform.pipeline import parse_pipeline
-from embodia.platform.ray_executor import RayExecutor, RayNode, placement_refusal, task_options
+from embodia.platform.ray_executor import (
+    RayExecutor,
+    RayNode,
+    placement_refusal,
+    task_options,
+)
 from embodia.platform.runner import PipelineRunner
 from embodia.platform.worker import Worker
 
