@@ -182,10 +182,13 @@ class RayExecutor:
             else:
                 ray.init(num_cpus=num_cpus or default_parallelism(), include_dashboard=False, log_to_driver=False)
             self._connected_here = True
-        except (ConnectionError, RuntimeError, ValueError) as error:
-            where = f"--ray-address {self.address}" if self.address else "a local Ray"
-            raise UserError(f"{where}: could not connect: {str(error).strip().splitlines()[0]} "
-                            "(is `ray start --head` running there?)") from None
+        except Exception as error:  # noqa: BLE001 - Ray raises bare Exception when its processes do not come up
+            message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            if self.address:
+                raise UserError(f"--ray-address {self.address}: could not connect: {message} "
+                                "(is `ray start --head` running there?)") from None
+            raise UserError(f"could not start a local Ray: {message} (is this machine overloaded? "
+                            "or start one with `ray start --head` and pass --ray-address)") from None
 
     def start(self, claim: queue.Claim, env: dict[str, str], log: IO[bytes], worker: str) -> RayAttempt:
         """Submit the attempt as a Ray task, after checking that an alive node of the job's region can hold it."""

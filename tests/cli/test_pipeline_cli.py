@@ -89,3 +89,38 @@ def test_ctrl_c_cancels_the_running_job_and_leaves_nothing_running(tmp_path: Pat
     assert process.wait(120) == 130
     jobs = embodia(tmp_path, "jobs", "list")
     assert "cancelled" in jobs.stdout and "running" not in jobs.stdout
+
+
+def test_executor_choices_are_checked_in_one_line(tmp_path: Path) -> None:
+    (tmp_path / "mini.yaml").write_text(MINI)
+    result = embodia(tmp_path, "run", "mini.yaml", "--executor", "mars")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "--executor 'mars': expected 'local'" in result.stderr.strip()
+    result = embodia(tmp_path, "run", "mini.yaml", "--ray-address", "10.0.0.1:6379")
+    assert result.returncode == 2 and "--ray-address needs --executor ray" in result.stderr
+
+
+def test_the_ray_executor_without_ray_says_how_to_install_it(tmp_path: Path) -> None:
+    shadow = tmp_path / "no-ray" / "ray"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("raise ImportError('No module named ray (hidden by the test)')\n")
+    (tmp_path / "mini.yaml").write_text(MINI)
+    paths = [str(shadow.parent), os.environ.get("PYTHONPATH", ""), str(Path(__file__).resolve().parents[2])]
+    env = {**os.environ, "EMBODIA_HOME": str(tmp_path / ".embodia"), "PYTHONPATH": os.pathsep.join(paths)}
+    for command in (["run", "mini.yaml", "--executor", "ray"], ["worker", "--executor", "ray", "--until-idle"]):
+        result = subprocess.run([sys.executable, "-m", "embodia", *command], cwd=tmp_path, env=env,
+                                capture_output=True, text=True, timeout=120, check=False)
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+        [line] = result.stderr.strip().splitlines()
+        assert "install embodia[ray]" in line
+
+
+@pytest.mark.slow
+def test_run_with_the_ray_executor_on_a_local_ray(tmp_path: Path) -> None:
+    """Without --ray-address the run starts (and stops) its own local Ray; the steps run as Ray tasks."""
+    (tmp_path / "mini.yaml").write_text(MINI)
+    result = embodia(tmp_path, "run", "mini.yaml", "--executor", "ray")
+    assert result.returncode == 0, result.stderr[-2000:] + result.stdout[-2000:]
+    assert "ran demos (generate)" in result.stdout and "ran eval (evaluate)" in result.stdout
+    logs = list((tmp_path / ".embodia" / "logs").glob("job-*/attempt-1.log"))
+    assert len(logs) == 2 and all("== ray node " in log.read_text() for log in logs)
