@@ -119,6 +119,7 @@ _AREAS = [
     ("embodia.cli.evaluate", "eval_app", "eval"),
     ("embodia.cli.serve", "register", None),
     ("embodia.cli.platform", "register", None),
+    ("embodia.cli.regions", "register", None),
     ("embodia.cli.api", "register", None),
     ("embodia.cli.teleop", "register", None),
 ]

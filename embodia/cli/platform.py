@@ -22,7 +22,8 @@ artifacts_app = typer.Typer(help="Registered artifacts (datasets, checkpoints, m
 models_app = typer.Typer(help="Model versions and their aliases (staging, production, ...).", no_args_is_help=True)
 jobs_app = typer.Typer(help="The durable job queue.", no_args_is_help=True)
 console = Console(soft_wrap=True)
-_STATUS_STYLE = {"queued": "cyan", "running": "yellow", "succeeded": "green", "failed": "red", "cancelled": "magenta"}
+_STATUS_STYLE = {"queued": "cyan", "held": "bright_red", "running": "yellow", "succeeded": "green", "failed": "red",
+                 "cancelled": "magenta"}
 
 
 def _store():
@@ -203,7 +204,7 @@ def _status(status: str) -> str:
 
 
 @jobs_app.command("list")
-def jobs_list(status: str = typer.Option(None, help="queued, running, succeeded, failed or cancelled"),
+def jobs_list(status: str = typer.Option(None, help="queued, held, running, succeeded, failed or cancelled"),
               project: str = typer.Option(None, help="only this project"),
               limit: int = typer.Option(50, min=1, max=MAX_LIST, help="at most this many, newest first")) -> None:
     """List jobs."""

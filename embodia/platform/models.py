@@ -19,7 +19,7 @@ from sqlalchemy.types import TypeDecorator
 NAMING = {"ix": "ix_%(column_0_label)s", "uq": "uq_%(table_name)s_%(column_0_name)s",
           "ck": "ck_%(table_name)s_%(constraint_name)s", "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
           "pk": "pk_%(table_name)s"}
-JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
+JOB_STATUSES = ("queued", "held", "running", "succeeded", "failed", "cancelled")  # held: no legal region now
 
 
 def utcnow() -> datetime:

@@ -4,8 +4,9 @@ Public API (every function takes an open `Store` first):
     submit(store, type, config=None, *, inputs=None, project='default', priority=0, cpus=1.0, max_attempts=3,
            region=None) -> JobInfo     inputs: {name: registry reference or path}; higher priority runs first;
                                        region: where it is placed (None = not placed yet; see platform.regions)
-    set_placement(store, job_id, region, placement) -> JobInfo  record a placement decision (region may be None:
-                                       held) and its explanation (JSON); only queued or running jobs
+    set_placement(store, job_id, region, placement, *, hold=False) -> JobInfo  record a placement decision and
+        its explanation (JSON); hold=True parks a queued job as `held` (no legal region; claims skip it) until a
+        later placement queues it again. set_placements(store, [(id, region, placement, hold), ...]) in bulk
     claim(store, worker, *, lease_s=60, types=None) -> Claim | None
         the next runnable job (queued and past its backoff, or running with an expired lease), within the
         project's quotas; PostgreSQL: SELECT ... FOR UPDATE SKIP LOCKED, SQLite: BEGIN IMMEDIATE + conditional UPDATE
@@ -31,7 +32,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from sqlalchemy import Connection, and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, case, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from embodia.core.errors import UserError
@@ -161,15 +162,27 @@ def submit(store: Store, type: str, config: dict[str, Any] | None = None, *, inp
         return _info(JobInfo, row)
 
 
-def set_placement(store: Store, job_id: int, region: str | None, placement: dict[str, Any] | None) -> JobInfo:
-    """Record where placement put a queued or running job (None = held, nowhere legal) and the explanation."""
-    with store.session() as session:
-        job = _job_row(session, job_id)
-        if job.status not in ("queued", "running"):
-            raise UserError(f"job {job_id} already ended ({job.status}); only queued or running jobs are placed")
-        job.region, job.placement = _check_region(region), placement
-        session.flush()
-        return _info(JobInfo, job)
+def set_placement(store: Store, job_id: int, region: str | None, placement: dict[str, Any] | None, *,
+                  hold: bool = False) -> JobInfo:
+    """Record where placement put a queued, held or running job and the explanation; `hold` parks a queued job
+    as `held` (no legal region: never claimed until placed again), placing a held job queues it again."""
+    set_placements(store, [(job_id, region, placement, hold)])
+    return get_job(store, job_id)
+
+
+def set_placements(store: Store, decisions: list[tuple[int, str | None, dict[str, Any] | None, bool]]) -> int:
+    """`set_placement` for many jobs in one transaction (job_id, region, placement, hold); returns how many rows
+    changed. Jobs that ended meanwhile are skipped when several are given, refused when one is."""
+    if not decisions:
+        return 0
+    params = [{"p_id": job_id, "p_region": _check_region(region), "p_placement": placement,
+               "p_held": bool(hold)} for job_id, region, placement, hold in decisions]
+    with store.engine.begin() as conn:
+        done = conn.execute(_PLACE, params).rowcount
+    if len(decisions) == 1 and done != 1:
+        get_job(store, decisions[0][0])  # says when it does not exist
+        raise UserError(f"job {decisions[0][0]} already ended; only queued, held or running jobs are placed")
+    return done
 
 
 def set_quota(store: Store, project: str, *, max_concurrent: int | None = None, cpu_hours: float | None = None) -> None:
@@ -222,6 +235,13 @@ _END_ATTEMPT = update(JOBS).where(JOBS.c.id == bindparam("p_id")).values(
     metrics=_param("p_metrics", JOBS.c.metrics), error=bindparam("p_error"), error_type=bindparam("p_error_type"),
     status=bindparam("p_status"), not_before=_param("p_not_before", JOBS.c.not_before),
     finished_at=_param("p_finished", JOBS.c.finished_at)).returning(*JOBS.c)
+
+
+_PLACE = update(JOBS).where(JOBS.c.id == bindparam("p_id"), or_(JOBS.c.status == "queued", JOBS.c.status == "held",
+                                                                 JOBS.c.status == "running")).values(
+    region=bindparam("p_region"), placement=_param("p_placement", JOBS.c.placement),
+    status=case((JOBS.c.status == "running", JOBS.c.status),
+                else_=case((bindparam("p_held"), "held"), else_="queued")))
 
 
 def _blocked_projects(conn: Connection, now: datetime) -> tuple[set[str], set[str]]:
@@ -398,7 +418,7 @@ def cancel(store: Store, job_id: int) -> JobInfo:
         if job.status in ("succeeded", "failed", "cancelled"):
             raise UserError(f"job {job_id} already ended ({job.status}); nothing to cancel")
         job.cancel_requested = True
-        if job.status == "queued":
+        if job.status in ("queued", "held"):
             job.status, job.finished_at = "cancelled", utcnow()
         session.flush()
         return _info(JobInfo, job)

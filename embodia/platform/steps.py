@@ -99,7 +99,9 @@ def _wait_for_job(ctx: StepContext, job_id: int) -> queue.JobInfo:
             return job
         if ctx.cancel is not None and ctx.cancel.is_set():
             raise Cancelled(f"job {job_id} cancelled with the pipeline")
-        line = _last_line(queue.attempt_log(ctx.store, job_id, job.attempts)) if job.attempts else "queued"
+        line = _last_line(queue.attempt_log(ctx.store, job_id, job.attempts)) if job.attempts else job.status
+        if job.status == "held":  # no legal region now: say why (placement's reason) while waiting for one
+            line = f"held: {(job.placement or {}).get('reason', 'no legal region')}"
         if line != shown:
             shown = line
             _emit(ctx, {"event": "status", "message": line, "job": job_id})

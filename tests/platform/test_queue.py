@@ -206,10 +206,18 @@ def test_jobs_carry_their_region_and_placement_explanation(store):
     why = {"region": "sa-brazil", "rejected": {"eu-france": "residency: dataset BR may not leave BR"}}
     moved = queue.set_placement(store, free.id, "sa-brazil", why)
     assert queue.get_job(store, free.id).region == "sa-brazil" and moved.placement == why
-    held = queue.set_placement(store, placed.id, None, {"held": "no legal region"})
-    assert held.region is None and queue.get_job(store, placed.id).placement == {"held": "no legal region"}
+    held = queue.set_placement(store, placed.id, None, {"reason": "no legal region"}, hold=True)
+    assert held.status == "held" and held.region is None and held.placement == {"reason": "no legal region"}
+    assert queue.claim(store, "w").job.id == free.id and queue.claim(store, "w") is None  # held: never claimed
+    back = queue.set_placement(store, placed.id, "eu-france", {"region": "eu-france"})
+    assert back.status == "queued" and back.region == "eu-france"
+    assert queue.claim(store, "w").job.id == placed.id
     with pytest.raises(UserError, match="region='eu france'"):
         queue.submit(store, "generate", {}, region="eu france")
-    queue.cancel(store, free.id)
+    assert queue.set_placement(store, free.id, "eu-netherlands", {}).status == "running"  # failover moves it
+    queue.finish(store, free.id, "w", Outcome("succeeded"))
     with pytest.raises(UserError, match="already ended"):
         queue.set_placement(store, free.id, "eu-france", {})
+    other = queue.submit(store, "generate", {})
+    queue.set_placement(store, other.id, None, {"reason": "x"}, hold=True)
+    assert queue.cancel(store, other.id).status == "cancelled"

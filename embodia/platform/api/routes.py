@@ -110,7 +110,7 @@ def new_token(request: Request, body: TokenIn, caller: Caller = require("admin")
 # ---------------------------------------------------------------------------------------------------- jobs
 
 
-STATUS_PATTERN = "^(queued|running|succeeded|failed|cancelled)$"
+STATUS_PATTERN = "^(queued|held|running|succeeded|failed|cancelled)$"
 
 
 @router.get("/jobs", response_model=list[JobOut], tags=["jobs"])
