@@ -25,23 +25,32 @@ class PipelineRun:
     project: str
     name: str
     steps: dict[str, str]
+    needs: dict[str, list[str]] = field(default_factory=dict)
+    jobs: dict[str, int] = field(default_factory=dict)
+    outputs: dict[str, str] = field(default_factory=dict)
     status: str = "running"
     error: str | None = None
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def on_event(self, step: str, event: str, payload: dict[str, Any]) -> None:
-        """The runner's callback: a step started or ended."""
+        """The runner's callback: a step started, queued its job, or ended (with its artifact)."""
         with self.lock:
             if event == "start":
                 self.steps[step] = "running"
+            elif event == "progress" and payload.get("event") == "job":
+                self.jobs[step] = int(payload["job"])
             elif event == "end":
-                self.steps[step] = payload["result"].status
+                result = payload["result"]
+                self.steps[step] = result.status
+                if result.output is not None:
+                    self.outputs[step] = result.output.sha256
 
     def out(self) -> dict[str, Any]:
         """The run as the API answers it."""
         with self.lock:
             return {"id": self.id, "name": self.name, "status": self.status, "steps": dict(self.steps),
-                    "error": self.error}
+                    "needs": {name: list(deps) for name, deps in self.needs.items()}, "jobs": dict(self.jobs),
+                    "outputs": dict(self.outputs), "error": self.error}
 
 
 class PipelineRuns:
@@ -56,7 +65,8 @@ class PipelineRuns:
         """Start `runner` in a background thread and return its run record."""
         with self._lock:
             steps = dict.fromkeys(pipeline.order, "pending")
-            run = PipelineRun(next(self._ids), pipeline.project, pipeline.name, steps)
+            needs = {name: sorted(pipeline.steps[name].needs) for name in pipeline.order}
+            run = PipelineRun(next(self._ids), pipeline.project, pipeline.name, steps, needs)
             self._runs[run.id] = run
         runner.on_event = run.on_event
         threading.Thread(target=_run, args=(runner, run), name=f"pipeline-{run.id}", daemon=True).start()

@@ -187,12 +187,16 @@ class DeployIn(BaseModel):
 
 class PipelineRunOut(BaseModel):
     """A pipeline run started by the API: each step's state (pending, running, cached, ran, blocked, skipped,
-    failed), and the run's status (running, succeeded, failed) with its error."""
+    failed), the steps each one waits for (`needs`: the DAG's edges), each step's job id once queued and artifact
+    once done, and the run's status (running, succeeded, failed) with its error."""
 
     id: int
     name: str
     status: str
     steps: dict[str, str]
+    needs: dict[str, list[str]] = {}
+    jobs: dict[str, int] = {}
+    outputs: dict[str, str] = {}
     error: str | None
 
 

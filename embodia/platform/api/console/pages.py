@@ -55,7 +55,7 @@ def render(request: Request, template: str, caller: Caller | None, *, status: in
     """A console page: `template` (in console/templates, extending base.html) with the layout's context."""
     page = _environment().get_template(template).render(
         caller=caller, csrf=csrf_token(request) if caller else "", nav=NAV, section=section, static=STATIC,
-        charts=context.pop("charts", False), title=context.pop("title", section or "embodia"), **context)
+        uplot=context.pop("uplot", False), title=context.pop("title", section or "embodia"), **context)
     return HTMLResponse(page, status_code=status, headers=_SECURITY_HEADERS)
 
 
@@ -218,7 +218,10 @@ def mount_console(app: FastAPI) -> None:
     """Serve the console on `app` (made by `create_app`): pages, static files and HTML error pages."""
     app.state.console_logins = LoginLinks()
     app.state.console_key = secrets.token_bytes(32)
-    app.include_router(router)
+    from embodia.platform.api.console import artifacts, pipelines, registry
+
+    for module_router in (router, pipelines.router, artifacts.router, registry.router):
+        app.include_router(module_router)
     app.mount(STATIC, StaticFiles(directory=HERE / "static"), name="console-static")
     _html_errors(app)
 

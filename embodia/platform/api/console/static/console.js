@@ -65,5 +65,12 @@
       });
     }, 150);
   });
-  document.addEventListener("DOMContentLoaded", function () { init(document); });
+  document.addEventListener("DOMContentLoaded", function () {
+    init(document);
+    document.body.addEventListener("htmx:afterSwap", function (e) {
+      init(e.detail.target);
+      var heading = e.detail.target.querySelector("h2[tabindex]");
+      if (heading) { heading.focus(); }
+    });
+  });
 })();
