@@ -3,6 +3,7 @@ caller's project, HTML error pages, readable-number filters and the server-side 
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -130,3 +131,105 @@ def test_layered_layout_puts_each_node_right_of_its_inputs():
     assert all(x[a] < x[b] for a, b in edges)
     assert x["evaluate"] == x["gate"] and len(layout.edges) == len(edges)
     assert layout.width >= max(x.values()) + layout.node_w
+
+
+# ------------------------------------------------------------------------------- pages scoped to a project
+
+
+def _report(store, tmp_path, project: str):
+    """A real stage output of kind `report` (a results.json and a video file) owned by `project`."""
+    from embodia.core.stage import StageResult, run_stage
+    from embodia.platform import registry
+    from embodia.platform.models import ProjectArtifact
+
+    def body(staging, reporter):
+        (staging / "results.json").write_text(json.dumps({"scenarios": [{"name": f"{project}-scene",
+            "description": "<b>bold</b>", "summary": {"episodes": 2, "success_rate": 0.5,
+                                                      "success_ci95": [0.1, 0.9], "return_mean": 1.5}}]}))
+        (staging / "videos").mkdir()
+        (staging / "videos" / "nominal_best.mp4").write_bytes(b"\0" * 64)
+        (staging / "page.html").write_text("<script>alert(1)</script>")
+        return StageResult(seeds=[0], summary={"success_rate": {"nominal": 0.5}})
+
+    run_stage("evaluate", "report", {"project": project}, tmp_path / project, body)
+    info = registry.register_artifact(store, tmp_path / project)
+    with store.session() as session:
+        session.add(ProjectArtifact(project=project, sha256=info.sha256))
+    return info.sha256
+
+
+@pytest.fixture
+def two_projects(app, tmp_path):
+    from embodia.platform import queue
+
+    store = app.state.store
+    reports = {p: _report(store, tmp_path, p) for p in ("alpha", "beta")}
+    jobs = {p: queue.submit(store, "noop", {}, project=p).id for p in ("alpha", "beta")}
+    return reports, jobs
+
+
+def test_pages_show_only_the_callers_project(app, two_projects):
+    reports, jobs = two_projects
+    alpha = _signed_in(app, "alpha", "read")
+    listing = alpha.get("/console/reports").text
+    assert reports["alpha"][:12] in listing and reports["beta"][:12] not in listing
+    page = alpha.get(f"/console/reports/{reports['alpha']}").text
+    assert "alpha-scene" in page and "50.0\u202f%" in page and "&lt;b&gt;bold&lt;/b&gt;" in page
+    assert 'preload="none"' in page and "autoplay" not in page
+    assert f"/console/jobs/{jobs['alpha']}" in alpha.get("/console/jobs").text
+    assert f"/console/jobs/{jobs['beta']}" not in alpha.get("/console/jobs").text
+    for path in (f"/console/reports/{reports['beta']}", f"/console/artifacts/{reports['beta']}",
+                 f"/console/artifacts/{reports['beta']}/files/0", f"/console/lineage?artifact={reports['beta']}",
+                 f"/console/jobs/{jobs['beta']}", f"/console/jobs/{jobs['beta']}/log-stream",
+                 f"/console/runs/{reports['beta']}"):
+        answer = alpha.get(path)
+        assert answer.status_code == 404 and "beta" not in answer.text.replace(reports["beta"], ""), path
+
+
+def test_artifact_files_are_served_sandboxed_with_ranges(app, two_projects):
+    reports, _ = two_projects
+    client = _signed_in(app, "alpha", "read")
+    files = {f["name"]: f["index"] for f in client.get(
+        f"/api/v1/artifacts/{reports['alpha']}", headers={"Authorization": "Bearer " + create_token(
+            app.state.store, "alpha", "read")}).json()["files"]}
+    html = client.get(f"/console/artifacts/{reports['alpha']}/files/{files['page.html']}")
+    assert html.status_code == 200 and "sandbox" in html.headers["content-security-policy"]
+    video = client.get(f"/console/artifacts/{reports['alpha']}/files/{files['videos/nominal_best.mp4']}",
+                       headers={"Range": "bytes=0-9"})
+    assert video.status_code == 206 and len(video.content) == 10
+
+
+def test_read_scope_cannot_submit_cancel_or_promote(app, two_projects):
+    _, jobs = two_projects
+    client = _signed_in(app, "alpha", "read")
+    csrf = _csrf(client)
+    assert "needs a run or admin token" in client.get("/console/pipelines").text
+    assert client.post("/console/pipelines", data={"csrf": csrf, "yaml": "name: x"}).status_code == 403
+    assert client.post(f"/console/jobs/{jobs['alpha']}/cancel", data={"csrf": csrf}).status_code == 403
+    assert client.post("/console/registry/pick/promote", data={"csrf": csrf, "version": "1"}).status_code == 403
+
+
+def test_a_bad_pipeline_is_a_one_line_error_and_the_text_is_kept(app):
+    client = _signed_in(app, "alpha", "run")
+    answer = client.post("/console/pipelines", data={"csrf": _csrf(client), "yaml": "name: [unclosed"})
+    assert answer.status_code == 400 and "not valid YAML" in answer.text and "name: [unclosed" in answer.text
+    answer = client.post("/console/pipelines", data={"csrf": _csrf(client), "yaml": "name: p\nsteps: {a: {type: nope}}"})
+    assert answer.status_code == 400 and 'class="error"' in answer.text
+
+
+def test_cancel_from_the_job_page(app, two_projects):
+    _, jobs = two_projects
+    client = _signed_in(app, "alpha", "run")
+    answer = client.post(f"/console/jobs/{jobs['alpha']}/cancel", data={"csrf": _csrf(client)})
+    assert answer.status_code == 200 and "cancelled" in answer.text
+
+
+def test_log_stream_sends_the_log_then_ends(app, two_projects):
+    from embodia.platform import queue
+
+    _, jobs = two_projects
+    store = app.state.store
+    queue.cancel(store, jobs["alpha"])
+    client = _signed_in(app, "alpha", "read")
+    body = client.get(f"/console/jobs/{jobs['alpha']}/log-stream").text
+    assert body.startswith("event: status") and '"cancelled"' in body and "event: end" in body

@@ -9,7 +9,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, Path as PathParam, Query, Request
+from fastapi import APIRouter, Query, Request
+from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
 from embodia.platform.api import routes
@@ -23,6 +24,7 @@ METRICS_FILE = "metrics.jsonl"
 MAX_CURVE_POINTS = 1500
 MAX_STATE_LINES = 16
 EPISODES_PER_PAGE = 20
+BOOKKEEPING = {"timestamp", "frame_index", "episode_index", "index", "task_index"}  # no statistics worth showing
 KIND_PAGES = {"dataset": "datasets", "checkpoint": "runs", "report": "reports", "comparison": "reports",
               "gate": "reports"}
 # Artifact files render in a sandbox (no scripts, an opaque origin): an uploaded HTML file cannot act as the console.
@@ -208,6 +210,8 @@ def _stats_rows(ds) -> list[dict[str, Any]]:
 
     rows = []
     for key in ds.data_keys:
+        if key in BOOKKEEPING:
+            continue
         stats = ds.stats.get(key)
         if not stats or "mean" not in stats:
             continue

@@ -4,7 +4,6 @@ from the API's route functions with the signed-in caller, so a page shows exactl
 from __future__ import annotations
 
 import functools
-import secrets
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
@@ -12,16 +11,14 @@ from urllib.parse import parse_qs
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from embodia.core.errors import UserError
 from embodia.platform.api import routes
-from embodia.platform.api.auth import AuthError, Caller, authenticate, create_token
+from embodia.platform.api.auth import AuthError, Caller, authenticate
 from embodia.platform.api.console import format as fmt
 from embodia.platform.api.console import session
 from embodia.platform.api.console.session import (
-    LoginLinks,
     LoginNeeded,
     console_caller,
     csrf_token,
@@ -161,7 +158,7 @@ def _is_console(request: Request) -> bool:
     return request.url.path.startswith("/console")
 
 
-def _html_errors(app: FastAPI) -> None:
+def html_errors(app: FastAPI) -> None:
     """Console paths answer errors as pages (sign-in redirects, 4xx with the message); the API keeps JSON."""
     api_handlers = dict(app.exception_handlers)
 
@@ -205,26 +202,3 @@ def _caller_or_none(request: Request) -> Caller | None:
         return console_caller(request)
     except AuthError:
         return None
-
-
-def login_link(app: FastAPI, project: str, base_url: str) -> str:
-    """A one-time console sign-in URL for an admin of `project` (a new token, kept only in this server's memory
-    behind the link's code)."""
-    token = create_token(app.state.store, project, "admin", name="console one-time login")
-    return f"{base_url.rstrip('/')}/console/login?once={app.state.console_logins.add(token)}"
-
-
-def mount_console(app: FastAPI) -> None:
-    """Serve the console on `app` (made by `create_app`): pages, static files and HTML error pages."""
-    app.state.console_logins = LoginLinks()
-    app.state.console_key = secrets.token_bytes(32)
-    from embodia.platform.api.console import artifacts, pipelines, registry
-
-    for module_router in (router, pipelines.router, artifacts.router, registry.router):
-        app.include_router(module_router)
-    app.mount(STATIC, StaticFiles(directory=HERE / "static"), name="console-static")
-    _html_errors(app)
-
-    @app.get("/", include_in_schema=False)
-    def root() -> RedirectResponse:
-        return RedirectResponse("/console/", status_code=307)

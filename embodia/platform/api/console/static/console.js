@@ -48,7 +48,7 @@
 
   function init(root) {
     root.querySelectorAll("pre.log[data-stream]").forEach(followLog);
-    if (window.uPlot) { root.querySelectorAll("div.chart[data-chart]").forEach(drawChart); }
+    if (window.uPlot) { root.querySelectorAll(".chart[data-chart]").forEach(drawChart); }
     root.querySelectorAll("input[type=file][data-into]").forEach(function (input) {
       input.addEventListener("change", function () {
         var file = input.files[0]; if (!file) { return; }
@@ -60,7 +60,7 @@
   window.addEventListener("resize", function () {
     clearTimeout(resizeTimer);
     resizeTimer = setTimeout(function () {
-      document.querySelectorAll("div.chart[data-chart]").forEach(function (el) {
+      document.querySelectorAll(".chart[data-chart]").forEach(function (el) {
         if (el.uplot) { el.uplot.setSize({ width: Math.max(280, el.clientWidth), height: 240 }); }
       });
     }, 150);
