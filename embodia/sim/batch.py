@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 import os
 from dataclasses import dataclass
 
@@ -131,6 +132,7 @@ class BatchSim:
         self._init_models()
         self._init_backend(nthread, backend, backend_options or {})
         self._init_controls(perturbations)
+        self._init_single()
         self.divergence_count = 0
         self._divergence_window = np.zeros(DIVERGENCE_WINDOW)  # per recent step: the fraction of envs that diverged
         self._steps_taken = 0
@@ -177,6 +179,23 @@ class BatchSim:
         self.xfrc_applied = np.zeros((self.num_envs, m.nbody, 6))  # external wrench per body (force, torque)
         self._history = np.zeros((self.num_envs, self.randomization.max_latency() + 1, m.nu))
         self._history_fresh = np.ones(self.num_envs, dtype=bool)  # envs whose delay line is not filled yet
+
+    def _init_single(self) -> None:
+        # one env on the CPU backend steps with mj_step on a private MjData: the same C calls mujoco.rollout makes
+        # (set the full state, set the controls, step, read the state back), without its per-call Python cost
+        self._ctrl_shape = (self.num_envs, self.model.nu)
+        self._time_index = self.layout["time"].start
+        self._qvel_columns = self.layout["qvel"]
+        self._single_data = None
+        if self.num_envs != 1 or self.backend.name != "cpu":
+            return
+        data = self._single_data = mujoco.MjData(self.model)
+        # views into the MjData and the batch arrays, made once: each attribute access builds a new array
+        self._single_ctrl, self._single_warmstart = data.ctrl, data.qacc_warmstart
+        self._single_warnings, self._single_data_sensordata = data.warning.number, data.sensordata
+        self._single_state, self._single_sensordata = self.state[0], self.sensordata[0]
+        self._healthy = np.zeros(1, dtype=bool)
+        self._healthy.setflags(write=False)
 
     def close(self) -> None:
         """Stop the physics threads."""
@@ -270,10 +289,10 @@ class BatchSim:
     def check_ctrl(self, ctrl: np.ndarray) -> np.ndarray:
         """Validate shape and finiteness of a control batch; returns it as float64."""
         ctrl = np.asarray(ctrl, dtype=np.float64)
-        expected = (self.num_envs, self.model.nu)
-        if ctrl.shape != expected:
-            raise UserError(f"control batch has shape {ctrl.shape}, expected {expected} (num_envs, nu)")
-        if not np.isfinite(ctrl).all():  # the per-env search only when something is wrong
+        if ctrl.shape != self._ctrl_shape:
+            raise UserError(f"control batch has shape {ctrl.shape}, expected {self._ctrl_shape} (num_envs, nu)")
+        # a finite sum means every entry is finite (one reduction); the exact search only when it is not
+        if not math.isfinite(np.add.reduce(ctrl, axis=None)) and not np.isfinite(ctrl).all():
             bad = ~np.isfinite(ctrl).all(axis=1)
             raise UserError(f"control contains NaN or inf for envs {np.flatnonzero(bad).tolist()}")
         return ctrl
@@ -290,27 +309,75 @@ class BatchSim:
             if unit_noise is None:
                 unit_noise = self.rng.standard_normal(ctrl.shape)
             ctrl = ctrl + dr.action_noise_std * unit_noise
-        ctrl = np.clip(ctrl, self.ctrl_low, self.ctrl_high)
+        ctrl = np.minimum(np.maximum(ctrl, self.ctrl_low), self.ctrl_high)  # np.clip's values, less overhead
         if self._history.shape[1] > 1:
-            # an episode's first command fills its whole delay line: a delayed arm holds its first command
-            # instead of snapping to ctrl = 0 (for position actuators, the zero pose)
-            self._history[self._history_fresh] = ctrl[self._history_fresh, None, :]
-            self._history_fresh[:] = False
-            self._history = np.roll(self._history, 1, axis=1)
-            self._history[:, 0] = ctrl
-            ctrl = self._history[np.arange(self.num_envs), self.latency]
+            ctrl = self._delay(ctrl)
         self.ctrl[:] = ctrl
+        if self._single_data is not None:
+            return self._step_single(ctrl[0])
+        expected_time = self.time + self.dt
         parts = [ctrl]
         if self.perturbations:
             parts.append(self.xfrc_applied.reshape(self.num_envs, -1))
         if self.model.nmocap:
             parts += [self.mocap_pos.reshape(self.num_envs, -1), self.mocap_quat.reshape(self.num_envs, -1)]
         control = np.concatenate(parts, axis=1) if len(parts) > 1 else ctrl
-        expected_time = self.time + self.dt
         state, sensordata = self.backend.step(self.state, control[:, None, :], self.control_spec, self.frame_skip)
         self.state[:] = state  # the final substep only, float64 on the host: what tasks read
         self.sensordata[:] = sensordata
         return StepInfo(diverged=self._diverged(expected_time))
+
+    def _delay(self, ctrl: np.ndarray) -> np.ndarray:
+        """Push `ctrl` into each env's delay line and return the commands `latency` steps old."""
+        # an episode's first command fills its whole delay line: a delayed arm holds its first command
+        # instead of snapping to ctrl = 0 (for position actuators, the zero pose)
+        self._history[self._history_fresh] = ctrl[self._history_fresh, None, :]
+        self._history_fresh[:] = False
+        self._history = np.roll(self._history, 1, axis=1)
+        self._history[:, 0] = ctrl
+        return self._history[np.arange(self.num_envs), self.latency]
+
+    def _step_single(self, ctrl: np.ndarray) -> StepInfo:
+        """Advance the one env `frame_skip` substeps with mj_step (N=1 fast path; bit-identical to the rollout)."""
+        model, data, state = self.models[0], self._single_data, self._single_state
+        expected_time = state[self._time_index] + self.dt
+        self._load_single(model, data, ctrl)
+        mujoco.mj_step(model, data, self.frame_skip)
+        if self._single_warnings.any():  # rollout stops at the first substep that warned: replay it its way
+            self._load_single(model, data, ctrl)
+            for _ in range(self.frame_skip):
+                if self._single_warnings.any():
+                    break
+                mujoco.mj_step(model, data)
+        mujoco.mj_getState(model, data, state, STATE_SPEC)
+        self._single_sensordata[:] = self._single_data_sensordata
+        return StepInfo(diverged=self._diverged_single(expected_time))
+
+    def _load_single(self, model: mujoco.MjModel, data: mujoco.MjData, ctrl: np.ndarray) -> None:
+        """Set what mujoco.rollout sets before its substeps: state, inputs, zero warm start, no warnings."""
+        mujoco.mj_setState(model, data, self._single_state, STATE_SPEC)
+        self._single_ctrl[:] = ctrl
+        if self.perturbations:
+            data.xfrc_applied[:] = self.xfrc_applied[0]
+        if model.nmocap:
+            data.mocap_pos[:] = self.mocap_pos[0]
+            data.mocap_quat[:] = self.mocap_quat[0]
+        self._single_warmstart[:] = 0.0
+        self._single_warnings[:] = 0
+
+    def _diverged_single(self, expected_time: float) -> np.ndarray:
+        """`_diverged` for one env with scalar checks; anything unusual goes through the batch check.
+
+        MuJoCo warns (and resets the data) on a non-finite or huge qpos, qvel or qacc, so a step without
+        warnings has a finite, right-timed state; only the speed bound and activations are left to check.
+        """
+        state = self._single_state
+        if (not self._single_warnings.any() and np.maximum.reduce(np.abs(state[self._qvel_columns])) < MAX_QVEL
+                and (self.model.na == 0 or math.isfinite(np.add.reduce(state)))):
+            self._divergence_window[self._steps_taken % DIVERGENCE_WINDOW] = 0.0
+            self._steps_taken += 1
+            return self._healthy
+        return self._diverged(np.array([expected_time]))
 
     # ------------------------------------------------------------------ checkpointing
     def state_dict(self) -> dict[str, np.ndarray]:

@@ -35,4 +35,4 @@ class CheetahRun(GymnasiumResetTask):
     def reward_terms(self, sim: BatchSim, action: np.ndarray, before: np.ndarray) -> dict[str, np.ndarray]:
         x_before = before[:, sim.layout["qpos"].start]
         x_velocity = (sim.qpos[:, 0] - x_before) / sim.dt
-        return {"forward": x_velocity, "ctrl": -np.sum(np.square(action), axis=1)}
+        return {"forward": x_velocity, "ctrl": -np.add.reduce(np.square(action), axis=1)}  # np.sum, less overhead

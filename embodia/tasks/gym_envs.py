@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import gymnasium as gym
-import numpy as np
 
 from embodia.core.errors import UserError
 from embodia.tasks.env import BatchEnv
@@ -45,9 +44,7 @@ class SingleEnv(gym.Env):
         return obs[0], {k: v[0] for k, v in info.items()}
 
     def step(self, action):
-        obs, reward, terminated, truncated, info = self._env.step(np.asarray(action, dtype=np.float64)[None])
-        info = {k: v[0] for k, v in info.items() if not k.startswith("_") and k != "final_obs"}
-        return obs[0], float(reward[0]), bool(terminated[0]), bool(truncated[0]), info
+        return self._env.step_one(action)  # the batch of one, with scalar bookkeeping
 
     def render(self):
         width, height = self._render_size

@@ -1,0 +1,106 @@
+"""The one-env fast paths (mj_step on a private MjData, scalar bookkeeping) give the batched path's values."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import embodia  # noqa: F401  (registers the Gymnasium IDs)
+from embodia.core.errors import UserError
+from embodia.tasks import BatchEnv
+
+TOL = 1e-12
+
+
+def batched_reference(task: str, seed: int, **kwargs) -> BatchEnv:
+    """A one-env batch forced through the mujoco.rollout path (the batched path the fast path must equal)."""
+    env = BatchEnv(task, 1, seed=seed, **kwargs)
+    env.sim._single_data = None
+    return env
+
+
+@pytest.mark.parametrize("task,steps", [("cheetah-run", 400), ("ant-walk", 150), ("arm-reach", 120),
+                                        ("arm-pick-place", 60), ("cartpole-swingup", 200)])
+def test_one_env_physics_equals_the_rollout_path(task, steps):
+    fast, reference = BatchEnv(task, 1, seed=3), batched_reference(task, seed=3)
+    assert fast.sim._single_data is not None
+    obs_fast, _ = fast.reset(seed=5)
+    obs_ref, _ = reference.reset(seed=5)
+    np.testing.assert_allclose(obs_fast, obs_ref, rtol=0, atol=TOL)
+    rng = np.random.default_rng(0)
+    for _ in range(steps):  # long enough to cross episode ends (arm-reach: 50 steps) and autoresets
+        action = rng.uniform(-1, 1, (1, fast.action_dim))
+        for got, want in zip(fast.step(action)[:4], reference.step(action)[:4]):
+            np.testing.assert_allclose(np.asarray(got, float), np.asarray(want, float), rtol=0, atol=TOL)
+    np.testing.assert_allclose(fast.sim.state, reference.sim.state, rtol=0, atol=TOL)
+    np.testing.assert_allclose(fast.sim.sensordata, reference.sim.sensordata, rtol=0, atol=TOL)
+
+
+def test_one_env_path_with_randomization_and_perturbations_equals_the_rollout_path():
+    settings = {"action_noise_std": 0.05, "action_latency_steps": (0, 2), "obs_noise_std": 0.01, "body_mass_scale": (0.9, 1.1)}
+    fast = BatchEnv("cheetah-run", 1, seed=1, randomization=settings, perturbations=True)
+    reference = batched_reference("cheetah-run", seed=1, randomization=settings, perturbations=True)
+    fast.reset(seed=2)
+    reference.reset(seed=2)
+    rng = np.random.default_rng(1)
+    for _ in range(60):
+        push = rng.normal(0, 5, 6)
+        fast.sim.xfrc_applied[0, 1] = push
+        reference.sim.xfrc_applied[0, 1] = push
+        action = rng.uniform(-1, 1, (1, 6))
+        for got, want in zip(fast.step(action)[:4], reference.step(action)[:4]):
+            np.testing.assert_allclose(np.asarray(got, float), np.asarray(want, float), rtol=0, atol=TOL)
+
+
+@pytest.mark.parametrize("task", ["cheetah-run", "arm-reach"])
+def test_step_one_equals_step_of_a_one_env_batch(task):
+    one = BatchEnv(task, 1, seed=0, autoreset_mode="disabled", max_episode_steps=60)
+    batch = batched_reference(task, seed=0, autoreset_mode="disabled", max_episode_steps=60)
+    one.reset(seed=9)
+    batch.reset(seed=9)
+    rng = np.random.default_rng(2)
+    for _ in range(60):
+        action = rng.uniform(-1, 1, one.action_dim).astype(np.float32)
+        obs, reward, terminated, truncated, info = one.step_one(action)
+        obs_b, reward_b, terminated_b, truncated_b, info_b = batch.step(action[None])
+        np.testing.assert_allclose(obs, obs_b[0], rtol=0, atol=TOL)
+        assert abs(reward - reward_b[0]) <= TOL
+        assert (terminated, truncated) == (bool(terminated_b[0]), bool(truncated_b[0]))
+        for key, value in info.items():
+            np.testing.assert_allclose(value, info_b[key][0], rtol=0, atol=TOL, err_msg=key)
+    assert truncated  # the last step of the episode truncates on both paths
+
+
+def test_gym_make_cheetah_matches_gymnasium_halfcheetah_v5_observations():
+    # cheetah-run mirrors HalfCheetah-v5: the same start state and actions give the same observations
+    ours, theirs = gym.make("embodia/CheetahRun-v0"), gym.make("HalfCheetah-v5")
+    ours.reset(seed=0)
+    theirs.reset(seed=0)
+    data = theirs.unwrapped.data
+    start = np.concatenate([data.qpos, data.qvel])
+    env = ours.unwrapped._env
+    env.sim.set_qpos(np.array([0]), data.qpos[None])
+    env.sim.set_qvel(np.array([0]), data.qvel[None])
+    np.testing.assert_allclose(env.observe()[0], start[1:], atol=TOL)
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        action = rng.uniform(-1, 1, 6)
+        obs, reward, *_ = ours.step(action)
+        obs_g, reward_g, *_ = theirs.step(action)
+        np.testing.assert_allclose(obs, obs_g, atol=1e-6)
+        assert reward == pytest.approx(reward_g, abs=1e-6)
+
+
+def test_step_one_refuses_a_batch_or_autoreset():
+    with pytest.raises(UserError, match="step_one needs num_envs=1"):
+        BatchEnv("cartpole-swingup", 2).step_one(np.zeros(1))
+
+
+def test_one_env_bad_action_names_the_env():
+    env = BatchEnv("cartpole-swingup", 1, autoreset_mode="disabled")
+    env.reset(seed=0)
+    with pytest.raises(UserError, match=r"NaN or inf for envs \[0\]"):
+        env.step_one(np.array([np.nan]))
+    with pytest.raises(UserError, match="action has shape"):
+        env.step_one(np.zeros(3))
