@@ -298,7 +298,9 @@ def jobs_submit(job_type: str = typer.Argument(..., help="job type, e.g. sleep")
                 project: str = typer.Option("default", help="project (quotas apply per project)"),
                 priority: int = typer.Option(0, min=-1_000_000, max=1_000_000, help="higher runs first"),
                 cpus: float = typer.Option(1.0, min=0.01, max=1024.0, help="CPUs the job may use (sets its thread counts)"),
-                max_attempts: int = typer.Option(3, min=1, max=100, help="tries for internal errors")) -> None:
+                max_attempts: int = typer.Option(3, min=1, max=100, help="tries for internal errors"),
+                region: str = typer.Option(None, help="run only in this region (Ray nodes labelled region=NAME)"),
+                ) -> None:
     """Queue a job."""
     from embodia.platform import queue
 
@@ -310,8 +312,8 @@ def jobs_submit(job_type: str = typer.Argument(..., help="job type, e.g. sleep")
     if len(pairs) != len(inputs):
         raise UserError("--input expects NAME=REF")
     job = queue.submit(_store(), job_type, parsed, inputs=pairs, project=project, priority=priority, cpus=cpus,
-                       max_attempts=max_attempts)
-    console.print(f"queued job {job.id}")
+                       max_attempts=max_attempts, region=region)
+    console.print(f"queued job {job.id}" + (f" in region {job.region}" if job.region else ""))
 
 
 @jobs_app.command("cancel")

@@ -4,6 +4,7 @@ before submission, cancellation and retries go through the Ray path, and threads
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 import time
@@ -12,6 +13,7 @@ import pytest
 import ray
 
 from embodia.platform import queue, registry
+from embodia.platform.models import Job
 from embodia.platform.pipeline import parse_pipeline
 from embodia.platform.ray_executor import (
     RayExecutor,
@@ -122,6 +124,30 @@ def test_cancelling_a_job_stops_its_ray_task(sqlite_store, executor):
     runner.join(timeout=60)
     assert not runner.is_alive() and ended[0].status == "cancelled"
     assert queue.attempts(sqlite_store, job)[0].status == "cancelled"
+
+
+def test_a_lost_lease_kills_the_ray_task_and_its_attempt_process(sqlite_store, executor):
+    job = queue.submit(sqlite_store, "sleep", {"seconds": 120, "steps": 120}, region="eu-france").id
+    log = queue.attempt_log(sqlite_store, job, 1)
+    ended: list = []
+    worker = Worker(sqlite_store, "ray-w", lease_s=3, poll_s=0.05, executor=executor)
+    runner = threading.Thread(target=lambda: ended.append(worker.run_one()))
+    runner.start()
+    _wait_for(lambda: log.is_file() and "start sleep" in log.read_text(), 90, "the stage to start on its node")
+    pid = int(re.search(r"attempt process (\d+):", log.read_text()).group(1))
+    with sqlite_store.session() as session:  # another worker took the job over
+        session.get(Job, job).lease_owner = "thief"
+    runner.join(timeout=60)
+    assert not runner.is_alive() and ended[0].lease_owner == "thief"
+    _wait_for(lambda: not _alive(pid), 30, f"attempt process {pid} to die with its Ray task")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def test_internal_errors_are_retried_through_ray(sqlite_store, executor, monkeypatch):
