@@ -68,6 +68,12 @@ def test_jobs_commands(workspace):
     assert "hello from the stage" in invoke("jobs", "logs", str(job), "--follow")
 
 
+def test_a_job_submitted_with_a_region_keeps_it(workspace):
+    out = invoke("jobs", "submit", "noop", "--region", "eu-france")
+    assert out.strip().endswith("in region eu-france")
+    assert queue.get_job(workspace, int(out.split()[2])).region == "eu-france"
+
+
 def test_bad_references_are_one_red_line(workspace, monkeypatch, capsys):
     monkeypatch.setattr(sys, "argv", ["embodia", "lineage", "model:pick@production"])
     with pytest.raises(SystemExit) as exit_info:
