@@ -1,6 +1,6 @@
 """Automatic PPO defaults for tasks without a shipped config: scaled from the task, under every explicit layer."""
 
-from embodia.learn.auto_config import auto_ppo_config, task_shape
+from embodia.learn.auto_config import auto_ppo_config, discount_for, task_shape
 from embodia.learn.trainer import load_config
 
 
@@ -20,3 +20,20 @@ def test_auto_defaults_apply_only_without_a_shipped_config_and_yield_to_set():
     shipped = load_config("cheetah-run", "ppo")
     assert shipped.num_envs == 128 and shipped.init_log_std == 0.0  # the tuned file, not the automatic layer
     assert task_shape("cartpole-swingup")[1] == 1
+
+
+def test_discount_gives_an_effective_horizon_of_a_fifth_of_the_episode_within_bounds():
+    assert discount_for(50) == 0.9 and discount_for(100) == 0.95 and discount_for(1000) == 0.99
+    assert discount_for(1) == 0.9 and discount_for(10**6) == 0.99  # clipped to [0.9, 0.99]
+    lengths = [1, 20, 50, 80, 100, 200, 400, 500, 1000, 5000]
+    gammas = [discount_for(n) for n in lengths]
+    assert gammas == sorted(gammas)  # longer episodes never get a shorter horizon
+
+
+def test_short_episodes_get_monte_carlo_returns_and_a_short_discount():
+    reacher, pusher, hopper = (auto_ppo_config(f"gym:{name}") for name in ("Reacher-v5", "Pusher-v5", "Hopper-v5"))
+    assert (reacher["gamma"], reacher["gae_lambda"]) == (0.9, 1.0)
+    assert (pusher["gamma"], pusher["gae_lambda"]) == (0.95, 1.0)
+    assert (hopper["gamma"], hopper["gae_lambda"]) == (0.99, 0.95)  # locomotion keeps the long-horizon recipe
+    assert load_config("gym:Reacher-v5", "ppo").gamma == 0.9
+    assert load_config("gym:Reacher-v5", "ppo", overrides={"gamma": 0.97}).gamma == 0.97
