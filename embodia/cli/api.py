@@ -5,6 +5,8 @@ Both open the workspace of `EMBODIA_HOME` (default `./.embodia`) or the database
 
 from __future__ import annotations
 
+import os
+
 import typer
 from rich.console import Console
 
@@ -36,26 +38,40 @@ def server_command(host: str = typer.Option("127.0.0.1", help="address to bind (
                    rate_per_minute: int = typer.Option(600, min=1, max=10**6, help="requests a minute per token"),
                    max_body_mb: int = typer.Option(64, min=1, max=10_000, help="largest request body, MiB"),
                    console_project: str = typer.Option("default", help="project the printed one-time console "
-                                                       "sign-in link opens (as an admin)")) -> None:
+                                                       "sign-in link opens (as an admin)"),
+                   workers: int = typer.Option(1, min=1, max=64,
+                                               help="API server processes; with more than 1 the web console is off "
+                                                    "(its sign-in links and sessions live in one process) and each "
+                                                    "process keeps its own rate limits and token cache"),
+                   ) -> None:
     """Serve the platform's REST API (/api/v1, docs at /docs) and web console (/console) over this workspace."""
     import uvicorn
 
     from embodia.core.errors import UserError
-    from embodia.platform.api.app import create_app
+    from embodia.platform.api.app import SETTINGS_ENV, ServerSettings, create_app
     from embodia.platform.api.console import login_link
     from embodia.platform.store import open_store
 
     if bool(ssl_certfile) != bool(ssl_keyfile):
         raise UserError("TLS needs both --ssl-certfile and --ssl-keyfile")
-    store = open_store()
-    app = create_app(store, max_body_bytes=max_body_mb << 20, rate_per_minute=rate_per_minute)
+    settings = ServerSettings(max_body_bytes=max_body_mb << 20, rate_per_minute=rate_per_minute)
+    store = open_store()  # migrates the database once, before any worker opens it
     scheme = "https" if ssl_certfile else "http"
     base = f"{scheme}://{host if ':' not in host else f'[{host}]'}:{port}"
-    console.print(f"embodia API on {base}/api/v1 (docs: /docs), workspace {store.url}", highlight=False)
-    link = login_link(app, console_project, base)
-    print(f"console: {link}\n  (a one-time sign-in link; open it with: xdg-open '{link}')", flush=True)
+    console.print(f"embodia API on {base}/api/v1 (docs: /docs), workspace {store.url}, "
+                  f"{workers} worker process{'es' if workers > 1 else ''}", highlight=False)
+    tls = {"ssl_certfile": ssl_certfile, "ssl_keyfile": ssl_keyfile}
     try:
-        uvicorn.run(app, host=host, port=port, ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile, log_level="info")
+        if workers == 1:
+            app = create_app(store, max_body_bytes=settings.max_body_bytes, rate_per_minute=settings.rate_per_minute)
+            link = login_link(app, console_project, base)
+            print(f"console: {link}\n  (a one-time sign-in link; open it with: xdg-open '{link}')", flush=True)
+            uvicorn.run(app, host=host, port=port, log_level="info", **tls)
+            return
+        print("console: off with --workers > 1 (run `embodia server --workers 1` for the web console)", flush=True)
+        os.environ[SETTINGS_ENV] = settings.to_env()
+        uvicorn.run("embodia.platform.api.app:app_from_environment", factory=True, workers=workers, host=host,
+                    port=port, log_level="info", **tls)
     finally:
         store.close()
 

@@ -19,6 +19,7 @@ Public API (every function takes an open `Store` first):
     cancel(store, job_id) / retry(store, job_id) -> JobInfo; cancel_requested(store, job_id) -> bool
     release(store, job_id, worker, reason) -> JobInfo | None   a stopping worker hands its job back
     get_job(store, job_id) -> JobInfo; list_jobs(store, *, status=None, project=None, limit=50) -> list[JobInfo]
+    find_job(store, job_id, *, project=None, with_attempts=False) -> (JobInfo, [AttemptInfo]) | None  one read
     attempts(store, job_id) -> list[AttemptInfo]; set_quota(store, project, *, max_concurrent=None, cpu_hours=None)
     attempt_log(store, job_id, number) -> Path                 the per-attempt log file
 """
@@ -446,14 +447,14 @@ def _job_row(session: Session, job_id: int) -> Job:
 
 def get_job(store: Store, job_id: int) -> JobInfo:
     """One job."""
-    with store.session() as session:
+    with store.read_session() as session:
         return _info(JobInfo, _job_row(session, job_id))
 
 
 def list_jobs(store: Store, *, status: str | None = None, project: str | None = None,
               limit: int | None = 50) -> list[JobInfo]:
     """Jobs, newest first."""
-    with store.session() as session:
+    with store.read_session() as session:
         query = select(Job).order_by(Job.id.desc())
         if status:
             query = query.where(Job.status == status)
@@ -464,9 +465,22 @@ def list_jobs(store: Store, *, status: str | None = None, project: str | None = 
         return [_info(JobInfo, row) for row in session.scalars(query)]
 
 
+def find_job(store: Store, job_id: int, *, project: str | None = None,
+             with_attempts: bool = False) -> tuple[JobInfo, list[AttemptInfo]] | None:
+    """A job (and, if asked, its attempts) read in one transaction; None when it does not exist or belongs to
+    another project than `project` (the API answers both the same)."""
+    with store.read_session() as session:
+        job = session.get(Job, job_id)
+        if job is None or (project is not None and job.project != project):
+            return None
+        rows = session.scalars(select(JobAttempt).where(JobAttempt.job_id == job_id)
+                               .order_by(JobAttempt.number)) if with_attempts else []
+        return _info(JobInfo, job), [_info(AttemptInfo, row) for row in rows]
+
+
 def attempts(store: Store, job_id: int) -> list[AttemptInfo]:
     """Every attempt of a job, first first."""
-    with store.session() as session:
+    with store.read_session() as session:
         _job_row(session, job_id)
         rows = session.scalars(select(JobAttempt).where(JobAttempt.job_id == job_id).order_by(JobAttempt.number))
         return [_info(AttemptInfo, row) for row in rows]

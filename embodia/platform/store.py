@@ -6,11 +6,13 @@ Public API (used by pipelines, deployments, the queue and the CLI):
         db_url: SQLAlchemy URL (default `$EMBODIA_DB_URL`, else SQLite `<home>/embodia.db`).
     Store.home, .url, .engine, .artifacts (an ArtifactStore), .dialect ('sqlite' | 'postgresql')
     Store.session() -> context manager yielding an ORM Session, committed on success, rolled back on error
+    Store.read_session() -> the same for reads only: on SQLite a plain (deferred) BEGIN, so concurrent readers
+        see a WAL snapshot without taking the write lock (what the API's list/status routes use)
     Store.path(*parts) -> Path under the workspace (logs, job outputs)
     Store.close()
     upgrade(url_or_engine, revision="head") / current_revision(engine) / HEAD_REVISION
 The schema is made only by the Alembic migrations in `embodia/platform/migrations` (no alembic.ini needed).
-SQLite runs in WAL mode with a busy timeout, and every transaction starts `BEGIN IMMEDIATE`, so two processes
+SQLite runs in WAL mode with a busy timeout, and every `session()` starts `BEGIN IMMEDIATE`, so two processes
 never both read-then-write the same rows (what the job queue's claim relies on).
 """
 
@@ -33,6 +35,8 @@ DB_URL_ENV = "EMBODIA_DB_URL"
 DEFAULT_HOME = ".embodia"
 HEAD_REVISION = "0004"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+SQLITE_POOL_SIZE, SQLITE_MAX_OVERFLOW = 8, 32  # an API server's thread pool (40) reads in parallel
+READ_ONLY_OPTION = "embodia_read_only"
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
@@ -56,7 +60,8 @@ def make_engine(url: str) -> Engine:
     """An engine for `url`; SQLite gets WAL, a busy timeout, foreign keys and `BEGIN IMMEDIATE` transactions."""
     if not url.startswith("sqlite"):
         return create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=8)
-    engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False})
+    engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
+                           pool_size=SQLITE_POOL_SIZE, max_overflow=SQLITE_MAX_OVERFLOW)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, _record) -> None:
@@ -70,7 +75,8 @@ def make_engine(url: str) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        read_only = connection.get_execution_options().get(READ_ONLY_OPTION, False)
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
     return engine
 
@@ -120,6 +126,8 @@ class Store:
 
     def __post_init__(self) -> None:
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._read_sessions = sessionmaker(self.engine.execution_options(**{READ_ONLY_OPTION: True}),
+                                           expire_on_commit=False)
 
     @property
     def dialect(self) -> str:
@@ -130,6 +138,13 @@ class Store:
     def session(self) -> Iterator[Session]:
         """A unit of work: committed when the block ends, rolled back if it raises."""
         with self._sessions() as session, session.begin():
+            yield session
+
+    @contextlib.contextmanager
+    def read_session(self) -> Iterator[Session]:
+        """A unit of work that only reads: on SQLite it takes no write lock, so readers never queue behind each
+        other or behind a writer (WAL gives each a consistent snapshot). Writing in it is a bug."""
+        with self._read_sessions() as session, session.begin():
             yield session
 
     def path(self, *parts: str) -> Path:

@@ -2,8 +2,10 @@
 constant time; plus the FastAPI dependency that authenticates a request and a per-token rate limit.
 
 Public API: SCOPES, create_token(store, project, scope, name="") -> str, authenticate(store, secret) -> Caller,
-require(scope) -> FastAPI dependency yielding a Caller, authorize(request, secret, scope) -> Caller,
-RateLimiter(per_minute).
+revoke_token(store, secret, cache=None), TokenCache(ttl_s), require(scope) -> FastAPI dependency yielding a Caller,
+authorize(request, secret, scope) -> Caller, RateLimiter(per_minute).
+A server keeps recently authenticated tokens for TOKEN_CACHE_TTL_S seconds (no database work per request);
+revoking through `revoke_token` with the server's cache takes effect at once, elsewhere within that time.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 
 from fastapi import Depends, Request
 from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
 
 from embodia.core.errors import UserError
 from embodia.platform.models import ApiToken, Member, Project
@@ -27,6 +30,8 @@ from embodia.platform.store import Store
 SCOPES = ("read", "run", "admin")
 TOKEN_PREFIX = "emb_"
 PROJECT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+TOKEN_CACHE_TTL_S = 5.0
+TOKEN_CACHE_MAX = 10_000
 
 
 class AuthError(UserError):
@@ -86,11 +91,72 @@ def create_token(store: Store, project: str, scope: str, name: str = "") -> str:
 def authenticate(store: Store, secret: str) -> Caller:
     """The caller a secret belongs to; AuthError (401) when it is unknown or revoked."""
     digest = _digest(secret)
-    with store.session() as session:
+    with store.read_session() as session:
         row = session.scalars(select(ApiToken).where(ApiToken.secret_sha256 == digest)).first()
         if row is None or row.revoked or not hmac.compare_digest(row.secret_sha256, digest):
             raise AuthError("the API token is unknown or revoked: create one with `embodia token create`")
         return Caller(row.id, row.project, row.scope)
+
+
+def revoke_token(store: Store, secret: str, cache: TokenCache | None = None) -> None:
+    """Revoke the token `secret` for good (and drop it from `cache`, the serving app's, at once)."""
+    digest = _digest(secret)
+    with store.session() as session:
+        row = session.scalars(select(ApiToken).where(ApiToken.secret_sha256 == digest)).first()
+        if row is None:
+            raise UserError("no such API token: nothing to revoke")
+        row.revoked = True
+    if cache is not None:
+        cache.forget(digest)
+
+
+class TokenCache:
+    """Callers of recently authenticated tokens by secret hash, each kept `ttl_s` seconds, so a busy server does
+    not hit the database for every request. Only successes are kept: an unknown token always asks the database."""
+
+    def __init__(self, ttl_s: float = TOKEN_CACHE_TTL_S, max_entries: int = TOKEN_CACHE_MAX):
+        self.ttl_s, self.max_entries = ttl_s, max_entries
+        self._entries: dict[str, tuple[Caller, float]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, digest: str) -> Caller | None:
+        """The cached caller of `digest`, None when absent or older than `ttl_s`."""
+        with self._lock:
+            entry = self._entries.get(digest)
+            if entry is None or time.monotonic() - entry[1] > self.ttl_s:
+                self._entries.pop(digest, None)
+                return None
+            return entry[0]
+
+    def put(self, digest: str, caller: Caller) -> None:
+        """Remember `caller` for `digest` (the whole cache is dropped when it reaches `max_entries`)."""
+        with self._lock:
+            if len(self._entries) >= self.max_entries:
+                self._entries.clear()
+            self._entries[digest] = (caller, time.monotonic())
+
+    def forget(self, digest: str) -> None:
+        """Drop `digest` (its token was revoked)."""
+        with self._lock:
+            self._entries.pop(digest, None)
+
+
+def _cached_caller(request: Request, secret: str) -> Caller:
+    cache: TokenCache = request.app.state.tokens
+    digest = _digest(secret)
+    caller = cache.get(digest)
+    if caller is None:
+        caller = authenticate(request.app.state.store, secret)
+        cache.put(digest, caller)
+    return caller
+
+
+def _admit(request: Request, caller: Caller, scope: str) -> Caller:
+    if not request.app.state.limiter.allow(caller.token_id):
+        raise RateLimited("too many requests for this token: slow down and retry in a few seconds")
+    if not caller.allows(scope):
+        raise AuthError(f"this route needs a token with scope {scope!r}; yours is {caller.scope!r}", 403)
+    return caller
 
 
 class RateLimiter:
@@ -131,8 +197,12 @@ def require(scope: str):
     """A dependency: the authenticated caller, refused (403) below `scope`, limited (429) per token."""
     check_scope(scope)
 
-    def dependency(request: Request) -> Caller:
-        return authorize(request, _bearer(request), scope)
+    async def dependency(request: Request) -> Caller:
+        secret = _bearer(request)
+        caller = request.app.state.tokens.get(_digest(secret))
+        if caller is None:  # the database only on a cache miss, and then off the event loop
+            caller = await run_in_threadpool(_cached_caller, request, secret)
+        return _admit(request, caller, scope)
 
     return Depends(dependency)
 
@@ -140,9 +210,4 @@ def require(scope: str):
 def authorize(request: Request, secret: str, scope: str) -> Caller:
     """The caller of `secret` (from a header or the console's cookie): 401 unknown, 429 over its rate, 403 when
     its scope is below `scope`."""
-    caller = authenticate(request.app.state.store, secret)
-    if not request.app.state.limiter.allow(caller.token_id):
-        raise RateLimited("too many requests for this token: slow down and retry in a few seconds")
-    if not caller.allows(scope):
-        raise AuthError(f"this route needs a token with scope {scope!r}; yours is {caller.scope!r}", 403)
-    return caller
+    return _admit(request, _cached_caller(request, secret), scope)

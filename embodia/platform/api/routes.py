@@ -13,7 +13,6 @@ import yaml
 from fastapi import APIRouter, Path as PathParam, Query, Request
 from fastapi.responses import FileResponse, StreamingResponse
 from sqlalchemy import select, union
-from sqlalchemy.orm import Session
 
 from embodia.core.errors import UserError
 from embodia.platform import deploy, queue, registry
@@ -63,12 +62,16 @@ def _check_visible(store: Store, project: str, sha256: str) -> None:
             raise NotFound(f"no artifact {sha256} in this project")
 
 
+def _job_and_attempts(store: Store, caller: Caller, job_id: int,
+                      with_attempts: bool = False) -> tuple[queue.JobInfo, list[queue.AttemptInfo]]:
+    found = queue.find_job(store, job_id, project=caller.project, with_attempts=with_attempts)
+    if found is None:
+        raise NotFound(f"no job {job_id} in this project")
+    return found
+
+
 def _job(store: Store, caller: Caller, job_id: int) -> queue.JobInfo:
-    with store.session() as session:
-        row = session.get(Job, job_id)
-        if row is None or row.project != caller.project:
-            raise NotFound(f"no job {job_id} in this project")
-    return queue.get_job(store, job_id)
+    return _job_and_attempts(store, caller, job_id)[0]
 
 
 def _job_out(info: queue.JobInfo) -> dict[str, Any]:
@@ -124,10 +127,9 @@ def list_jobs(request: Request, status: str | None = Query(None, pattern=STATUS_
 @router.get("/jobs/{job_id}", response_model=JobDetailOut, tags=["jobs"])
 def get_job(request: Request, job_id: int = JOB_ID, caller: Caller = require("read")) -> dict[str, Any]:
     """One job with its config, inputs and attempts."""
-    store = _store(request)
-    info = _job(store, caller, job_id)
+    info, attempt_rows = _job_and_attempts(_store(request), caller, job_id, with_attempts=True)
     attempts = [AttemptOut(number=a.number, status=a.status, exit_code=a.exit_code, error=a.error,
-                           started_at=a.started_at, finished_at=a.finished_at) for a in queue.attempts(store, job_id)]
+                           started_at=a.started_at, finished_at=a.finished_at) for a in attempt_rows]
     return {**_job_out(info), "config": info.config, "inputs": info.inputs, "attempt_list": attempts}
 
 
