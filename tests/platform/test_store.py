@@ -86,3 +86,17 @@ def test_the_migrated_schema_matches_the_models(db_url):
         differences = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     engine.dispose()
     assert differences == [], "a model changed without a migration (add a revision under platform/migrations)"
+
+
+def test_a_read_session_takes_no_write_lock_while_a_writer_holds_it(tmp_path):
+    store = open_store(tmp_path / "ws")
+    try:
+        with store.session() as writer:  # BEGIN IMMEDIATE: holds SQLite's write lock until the block ends
+            writer.execute(text("INSERT INTO projects (name) VALUES ('held')"))
+            with store.read_session() as reader:  # would wait the 30 s busy timeout if it asked for the lock
+                names = reader.execute(text("SELECT name FROM projects")).scalars().all()
+            assert "held" not in names  # the reader sees the last committed snapshot
+        with store.read_session() as reader:
+            assert "held" in reader.execute(text("SELECT name FROM projects")).scalars().all()
+    finally:
+        store.close()
