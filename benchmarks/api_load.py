@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import re
 import shutil
@@ -32,28 +33,42 @@ from pathlib import Path
 import httpx
 
 from embodia.core.atomic import atomic_write_text
-from embodia.platform import queue
-from embodia.platform.api.auth import create_token
 from embodia.platform.deploy import free_port
-from embodia.platform.store import open_store
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "api.md"
-BASELINE_REV = "7ce719e"  # main before the API latency work (token cache, read transactions, one read per status)
+ROUTES = ("list", "status")
+BASELINE_REV = "92b5855"  # main before the API latency work (token cache, read transactions, one read per status)
 
 
 def _load() -> str:
     return "/".join(f"{x:.1f}" for x in os.getloadavg())
 
 
-def _seed(home: Path, jobs: int) -> tuple[str, list[int]]:
-    store = open_store(home)
-    try:
-        token = create_token(store, "bench", "read")
-        ids = [queue.submit(store, "noop", {}, project="bench").id for _ in range(jobs)]
-    finally:
-        store.close()
-    return token, ids
+SEED = """
+import json, sys
+from embodia.platform import queue
+from embodia.platform.api.auth import create_token
+from embodia.platform.store import open_store
+store = open_store(sys.argv[1])
+token = create_token(store, "bench", "read")
+ids = [queue.submit(store, "noop", {}, project="bench").id for _ in range(int(sys.argv[2]))]
+store.close()
+print(json.dumps({"token": token, "ids": ids}))
+"""
+
+
+def _seed(home: Path, code_root: Path, jobs: int) -> tuple[str, list[int]]:
+    """A workspace with `jobs` queued jobs in project 'bench', made by the code it will be served with (so each
+    server finds its own schema revision); returns a read token and the job ids."""
+    env = {**os.environ, "PYTHONPATH": str(code_root)}
+    env.pop("EMBODIA_DB_URL", None)
+    done = subprocess.run([sys.executable, "-c", SEED, str(home), str(jobs)], env=env, capture_output=True,
+                          text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"seeding {home} with the code of {code_root} failed:\n{done.stderr[-2000:]}")
+    seeded = json.loads(done.stdout.strip().splitlines()[-1])
+    return seeded["token"], seeded["ids"]
 
 
 def _export_baseline(rev: str, into: Path) -> Path:
@@ -102,10 +117,17 @@ async def _client(base: str, token: str, paths: list[str], out: list[float]) -> 
                 raise RuntimeError(f"{path}: HTTP {response.status_code} {response.text[:200]}")
 
 
-async def _httpx_run(base: str, token: str, clients: int, make_paths) -> list[float]:
+async def _httpx_run(base: str, token: str, paths: list[list[str]]) -> list[float]:
     latencies: list[float] = []
-    await asyncio.gather(*(_client(base, token, make_paths(i), latencies) for i in range(clients)))
+    await asyncio.gather(*(_client(base, token, client_paths, latencies) for client_paths in paths))
     return latencies
+
+
+def _paths(route: str, ids: list[int], client: int, requests: int) -> list[str]:
+    """What client number `client` asks in turn: the job list, or the status of jobs from its own offset."""
+    if route == "list":
+        return ["/api/v1/jobs?limit=50"] * requests
+    return [f"/api/v1/jobs/{ids[(client * 7 + k) % len(ids)]}" for k in range(requests)]
 
 
 def _hey_run(url: str, token: str, clients: int, requests: int) -> tuple[float, float]:
@@ -141,29 +163,28 @@ def main() -> None:
     rows: list[str] = []
     samples: dict[tuple[str, str, str], list[tuple[float, float]]] = defaultdict(list)  # (server, route, client)
     with tempfile.TemporaryDirectory() as tmp:
-        home = Path(tmp) / "ws"
-        token, ids = _seed(home, 200)
         servers = {f"A baseline {args.baseline}": (_export_baseline(args.baseline, Path(tmp) / "baseline"), 1),
                    "B this tree": (ROOT, 1)}
         if args.workers > 1:
             servers[f"C this tree, --workers {args.workers}"] = (ROOT, args.workers)
-        routes = {"list": ("/api/v1/jobs?limit=50", lambda i: ["/api/v1/jobs?limit=50"] * args.requests),
-                  "status": (f"/api/v1/jobs/{ids[0]}", lambda i: [f"/api/v1/jobs/{ids[(i * 7 + k) % len(ids)]}"
-                                                                  for k in range(args.requests)])}
+        homes = {name: Path(tmp) / f"ws-{name[0]}" for name in servers}
+        seeded = {name: _seed(homes[name], code_root, 200) for name, (code_root, _) in servers.items()}
         print(f"hey: {hey or 'not installed (apt-get install hey); httpx clients only'}", flush=True)
         total = args.clients * args.requests
         for round_index in range(1, args.rounds + 1):
             for server_name, (code_root, workers) in servers.items():
+                token, ids = seeded[server_name]
                 port = free_port()
-                server = _start_server(home, code_root, port, workers)
+                server = _start_server(homes[server_name], code_root, port, workers)
                 base = f"http://127.0.0.1:{port}"
                 try:
-                    for route, (one_path, make_paths) in routes.items():
+                    for route in ROUTES:
                         before = _load()
-                        latencies = asyncio.run(_httpx_run(base, token, args.clients, make_paths))
+                        paths = [_paths(route, ids, i, args.requests) for i in range(args.clients)]
+                        latencies = asyncio.run(_httpx_run(base, token, paths))
                         result = {"httpx": (_pct(latencies, 0.5), _pct(latencies, 0.99))}
                         if hey:
-                            result["hey"] = _hey_run(base + one_path, token, args.clients, total)
+                            result["hey"] = _hey_run(base + paths[0][0], token, args.clients, total)
                         for client, (p50, p99) in result.items():
                             samples[(server_name, route, client)].append((p50, p99))
                             rows.append(f"| {round_index} | {server_name} | {route} | {client} | {total} | "
