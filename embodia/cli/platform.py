@@ -339,29 +339,34 @@ def jobs_retry(job_id: int = typer.Argument(..., min=1, max=MAX_ID, help="job id
 
 def worker_command(lease_s: float = typer.Option(30.0, min=1.0, max=86_400.0, help="lease length; heartbeats renew it every third"),
                    poll_s: float = typer.Option(1.0, min=0.01, max=3600.0, help="wait between polls of an empty queue"),
-                   max_jobs: int = typer.Option(None, min=1, max=10**9, help="stop after this many jobs"),
+                   max_jobs: int = typer.Option(None, min=1, max=10**9, help="stop after this many jobs (per slot)"),
                    until_idle: bool = typer.Option(False, help="stop when the queue has nothing runnable"),
                    job_type: list[str] = typer.Option([], "--type", help="only these job types"),
                    name: str = typer.Option(None, help="worker name (default host:pid:random)"),
                    executor: str = typer.Option("local", help="where attempts run: local (subprocesses here) or ray "
                                                               "(Ray tasks; regions are node labels)"),
                    ray_address: str = typer.Option(None, help="Ray cluster for --executor ray (default: a local Ray)"),
+                   slots: int = typer.Option(0, min=0, max=4096, help="jobs run at once (0: 1 locally, the cluster's "
+                                                                      "CPUs with --executor ray)"),
                    ) -> None:
-    """Run queued jobs, each in its own process, until stopped (Ctrl-C hands the running job back to the queue,
-    its partial work kept for the next worker)."""
+    """Run queued jobs, each in its own process, until stopped (Ctrl-C hands the running jobs back to the queue,
+    their partial work kept for the next worker)."""
     from embodia.platform.executors import make_executor
-    from embodia.platform.worker import Worker
+    from embodia.platform.worker import Worker, run_slots
 
     runs_on = make_executor(executor, ray_address=ray_address)
     try:
-        worker = Worker(_store(), name, lease_s=lease_s, poll_s=poll_s, types=job_type or None, executor=runs_on)
-        console.print(f"worker {worker.name} on {worker.store.url} ({runs_on.name})", highlight=False)
+        store = _store()
+        slots = slots or (1 if runs_on.name == "local" else max(1, int(runs_on.capacity()[0])))
+        workers = [Worker(store, name if slots == 1 or name is None else f"{name}-{index}", lease_s=lease_s,
+                          poll_s=poll_s, types=job_type or None, executor=runs_on) for index in range(slots)]
+        console.print(f"worker {workers[0].name} on {store.url} ({runs_on.name}, {slots} at once)", highlight=False)
         try:
-            ran = worker.run(max_jobs=max_jobs, until_idle=until_idle)
+            ran = run_slots(workers, max_jobs=max_jobs, until_idle=until_idle)
         except KeyboardInterrupt:
-            console.print(f"worker {worker.name} stopped")
+            console.print(f"worker {workers[0].name} stopped")
             return
-        console.print(f"worker {worker.name}: {ran} jobs")
+        console.print(f"worker {workers[0].name}: {ran} jobs")
     finally:
         runs_on.close()
 

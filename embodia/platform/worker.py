@@ -4,6 +4,8 @@ Public API:
     Worker(store, name=None, *, lease_s=30, poll_s=1, types=None, grace_s=10, executor=None)
         .run_one() -> JobInfo | None      claim and run one job (None when the queue had nothing runnable)
         .run(*, max_jobs=None, until_idle=False, stop=None) -> int   loop; `stop` is a threading.Event
+    run_slots(workers, *, max_jobs=None, until_idle=False) -> int   several workers side by side (threads);
+                                           Ctrl-C hands each one's running job back
     thread_env(cpus) -> dict               OMP/MKL/OpenBLAS/... thread counts for a job's CPU allocation
     LocalExecutor()                        runs an attempt as a subprocess here (the default)
 Claiming, heartbeats, cancellation, retries and outcomes are the worker's; *where* an attempt process runs is its
@@ -159,6 +161,7 @@ class Worker:
         self.lease_s, self.poll_s, self.types, self.grace_s = lease_s, poll_s, types, grace_s
         self.heartbeat_s = max(0.05, lease_s / 3)
         self.executor: Executor = executor or LocalExecutor()
+        self.abort = threading.Event()
 
     def run(self, *, max_jobs: int | None = None, until_idle: bool = False,
             stop: threading.Event | None = None) -> int:
@@ -208,6 +211,8 @@ class Worker:
                     code = process.wait(self.heartbeat_s)
                     if code is not None:
                         break
+                    if self.abort.is_set():  # stopped from another thread (run_slots): as Ctrl-C here
+                        raise KeyboardInterrupt
                     state = self._heartbeat(claim.job.id)
                 except KeyboardInterrupt:  # the worker is stopped: the stage keeps its partial work, the job goes back
                     process.interrupt(self.grace_s)
@@ -243,6 +248,38 @@ class Worker:
             return queue.Outcome("failed", "user", result.get("error", f"exit code {code}"), code, cpu_s)
         error = result.get("error") or failure or f"attempt process exited with code {code}; see {claim.log_path}"
         return queue.Outcome("failed", "internal", error, code, cpu_s)
+
+
+def run_slots(workers: list[Worker], *, max_jobs: int | None = None, until_idle: bool = False) -> int:
+    """Run `workers` side by side, one thread each (`max_jobs` per worker), until all stop; jobs run in all.
+    Ctrl-C stops every one: each hands its running job back to the queue, then KeyboardInterrupt is raised."""
+    if len(workers) == 1:  # in this thread: Ctrl-C reaches its attempt loop at once
+        return workers[0].run(max_jobs=max_jobs, until_idle=until_idle)
+    stop, ran, lock = threading.Event(), [0], threading.Lock()
+
+    def serve(worker: Worker) -> None:
+        try:
+            count = worker.run(max_jobs=max_jobs, until_idle=until_idle, stop=stop)
+        except KeyboardInterrupt:  # our abort: its job is already released
+            return
+        with lock:
+            ran[0] += count
+
+    threads = [threading.Thread(target=serve, args=(worker,), name=worker.name, daemon=True) for worker in workers]
+    for thread in threads:
+        thread.start()
+    try:
+        for thread in threads:
+            while thread.is_alive():
+                thread.join(timeout=0.5)
+    except KeyboardInterrupt:
+        stop.set()
+        for worker in workers:
+            worker.abort.set()
+        for thread in threads:
+            thread.join()
+        raise
+    return ran[0]
 
 
 def stop_process(process: subprocess.Popen, grace_s: float) -> None:

@@ -22,7 +22,7 @@ from embodia.platform.ray_executor import (
     task_options,
 )
 from embodia.platform.runner import PipelineRunner
-from embodia.platform.worker import Worker
+from embodia.platform.worker import Worker, run_slots
 
 NODE_LINE = re.compile(r"== ray node (\w+) \(([^)]*)\)")
 
@@ -63,6 +63,16 @@ def test_each_job_lands_only_on_a_node_of_its_region(sqlite_store, executor):
         assert labels[node_id]["region"] == region and f"region={region}" in shown
         assert "1 cpus, OMP_NUM_THREADS=1" in log  # the attempt process got the job's allocation
         assert (registry.artifact_of_job(sqlite_store, job).path / "message.txt").read_text() == message
+
+
+def test_worker_slots_keep_every_node_busy(sqlite_store, executor):
+    jobs = [queue.submit(sqlite_store, "sleep", {"seconds": 4, "steps": 4, "message": region}, region=region).id
+            for region in ("eu-france", "sa-brazil")]
+    workers = [_worker(sqlite_store, executor, f"slot-{index}") for index in range(2)]
+    assert run_slots(workers, max_jobs=1) == 2
+    first, second = (queue.attempts(sqlite_store, job)[0] for job in jobs)
+    assert first.status == second.status == "succeeded"
+    assert first.started_at < second.finished_at and second.started_at < first.finished_at  # side by side
 
 
 def test_a_job_without_a_region_runs_on_any_node(sqlite_store, executor):

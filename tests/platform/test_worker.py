@@ -198,6 +198,23 @@ def test_ctrl_c_on_a_worker_hands_its_job_back_with_the_partial_work(sqlite_stor
     assert registry.artifact_of_job(sqlite_store, job).manifest["summary"]["resumed_from"] >= 3
 
 
+def test_worker_slots_run_jobs_side_by_side_and_ctrl_c_hands_each_back(sqlite_store):
+    jobs = [queue.submit(sqlite_store, "counter", {"steps": 40, "step_s": 0.15}, max_attempts=1).id for _ in "ab"]
+    progress = [sqlite_store.path("jobs", f"job-{job}", ".out.partial", "progress") for job in jobs]
+    stopped = _worker_process(sqlite_store, "--lease-s", "3", "--poll-s", "0.2", "--slots", "2")
+    try:
+        _wait_for(lambda: all(p.is_dir() and len(list(p.iterdir())) >= 2 for p in progress),
+                  what="both counters progressing at once")
+        stopped.send_signal(signal.SIGINT)
+        assert stopped.wait(timeout=60) == 0
+    finally:
+        stopped.kill()
+    for job in jobs:
+        released = queue.get_job(sqlite_store, job)
+        assert (released.status, released.lease_owner) == ("queued", None)
+        assert [a.status for a in queue.attempts(sqlite_store, job)] == ["released"]
+
+
 def test_a_database_hiccup_does_not_stop_a_worker(sqlite_store, monkeypatch):
     from sqlalchemy.exc import OperationalError
 
