@@ -2,20 +2,28 @@
 randomization, worker processes across cores, per-episode success filtering, crash-safe staging and resume.
 
 Attempt k always uses episode seed `episode_seed(seed, k)`, so any episode replays exactly from its recorded seed.
+Every draw of an attempt (reset, randomization, random actions) depends on that seed only, and `keep=success` keeps
+the first N successes in attempt order, so the dataset is the same for any number of workers or shards:
+`generate_shard` rolls out a disjoint attempt range (e.g. as one Ray task), `merge_shards` lays the shards out as
+one dataset, bit for bit the one a single process writes.
 """
 
 from __future__ import annotations
 
+import bisect
 import ctypes
+import itertools
 import json
+import math
 import multiprocessing as mp
 import os
 import queue
+import shutil
 import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Literal, Mapping
+from typing import Any, Callable, Iterable, Literal, Mapping, Sequence
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -24,13 +32,13 @@ from embodia.core.atomic import exclusive_lock
 from embodia.core.config import validate_config
 from embodia.core.errors import Cancelled, ConfigError, UserError
 from embodia.core.manifest import MANIFEST_FILE, Manifest
-from embodia.core.policy import RandomPolicy
 from embodia.core.reporter import Reporter, check_cancelled
 from embodia.core.stage import StageResult, run_stage, staging_dir
 from embodia.data import format as fmt
 from embodia.data.render import CameraRig, VisualRandomization, VisualRandomizer
 from embodia.data.video import VideoConfig
-from embodia.data.writer import DatasetSpec, Episode, OutputExistsError, StagingArea, describe_difference
+from embodia.data.writer import (SPEC_FILE, STAGING_DIR, DatasetSpec, Episode, OutputExistsError, StagingArea,
+                                 describe_difference)
 from embodia.sim.backend import BackendName
 
 FAILED_DIR = "failed"  # staging/failed/<attempt>: attempts filtered out, so resume does not redo them
@@ -46,6 +54,8 @@ class GenerateConfig(BaseModel):
     cameras: list[str] = Field(default_factory=list, description="task cameras to record as MP4 streams")
     image_size: int = Field(128, ge=16, le=1024, description="square camera image size in pixels (even)")
     workers: int = Field(1, ge=1, le=64, description="worker processes, each with its own batch of envs")
+    shards: int = Field(1, ge=1, le=1024, description="Ray tasks the attempts are split across (platform, --executor "
+                                                      "ray); the dataset is the same for any count")
     envs_per_worker: int = Field(8, ge=1, le=256, description="envs stepped together in one worker")
     keep: Literal["all", "success"] = Field("all", description="keep every episode (with a success flag) or only successes")
     seed: int = Field(0, ge=0, description="dataset seed; attempt k uses episode_seed(seed, k)")
@@ -87,19 +97,22 @@ def make_env(config: GenerateConfig, num_envs: int, worker: int = 0):
                     randomization=randomization, autoreset_mode="disabled", backend=config.backend)
 
 
-def make_policy(config: GenerateConfig, env, worker: int = 0) -> tuple[Any, str]:
-    """(policy with act/reset, its name): the task's scripted expert or uniform random actions.
+def make_policy(config: GenerateConfig, env) -> tuple[Any, str]:
+    """(policy with act/reset, its name): the task's scripted expert or uniform random actions drawn from
+    (episode seed, step), so an episode's actions never depend on the worker or shard that rolled it out.
 
     `auto` picks the expert when the task has one; an expert that fails to build is a bug and is raised.
     """
     from embodia.data.experts import EXPERTS, make_expert
+    from embodia.tasks.rollout import EnvRandomPolicy
 
     if config.policy == "expert" and config.task not in EXPERTS:
         raise ConfigError(f"--policy expert: no scripted expert for task {config.task!r} (experts exist for "
                           f"{sorted(EXPERTS)}); use --policy random")
     if config.policy == "random" or config.task not in EXPERTS:
-        space = env.single_action_space
-        return RandomPolicy(space.low, space.high, seed=config.seed * 1000 + worker), "random"
+        policy = EnvRandomPolicy()
+        policy.bind_env(env)
+        return policy, "random"
     return make_expert(config.task, env), "expert"
 
 
@@ -174,11 +187,12 @@ def task_description(task_name: str) -> str:
 
 
 def run_worker(config: GenerateConfig, root: Path, worker: int, attempts: list[int],
-               keep_target: Callable[[], bool], report: Callable[[str, int, bool], None]) -> None:
-    """Roll out `attempts` (in order) on one batch, stage each kept episode; stop early when `keep_target()`."""
+               stop_before: Callable[[int], bool], report: Callable[[str, int, bool], None]) -> None:
+    """Roll out `attempts` (ascending) on one batch and stage each kept episode; start no attempt once
+    `stop_before(attempt)` says enough successes precede it (those already running finish)."""
     staging = StagingArea(root)
     env = make_env(config, min(config.envs_per_worker, len(attempts)), worker)
-    policy, _ = make_policy(config, env, worker)
+    policy, _ = make_policy(config, env)
     rig = CameraRig(env, config.cameras, config.image_size) if config.cameras else None
     visual = VisualRandomizer(env, config.visual_randomization) if rig and config.visual_randomization else None
     recorder = EpisodeRecorder(env.num_envs, config.cameras)
@@ -190,7 +204,9 @@ def run_worker(config: GenerateConfig, root: Path, worker: int, attempts: list[i
     obs = np.zeros((env.num_envs, env.obs_dim))
 
     def start(env_ids: np.ndarray) -> np.ndarray:
-        env_ids = env_ids[: len(pending)] if not keep_target() else env_ids[:0]
+        if pending and stop_before(pending[-1]):
+            pending.clear()  # attempts are ascending: every later one is past the first N successes too
+        env_ids = env_ids[: len(pending)]
         if env_ids.size == 0:
             return env_ids
         chosen = np.array([pending.pop() for _ in env_ids], dtype=np.int64)
@@ -248,6 +264,31 @@ def run_worker(config: GenerateConfig, root: Path, worker: int, attempts: list[i
         env.close()
 
 
+NO_CUTOFF = 2**62  # larger than any attempt number
+
+
+class FirstSuccesses:
+    """The kept attempts known so far and the dataset's size: an attempt after the N-th known kept one can never
+    be among the first N, so no worker needs to roll it out, whatever order the workers finish in."""
+
+    def __init__(self, episodes: int, kept: Iterable[int] = ()) -> None:
+        self.episodes = episodes
+        self.kept: list[int] = sorted(kept)
+
+    def add(self, attempt: int) -> None:
+        """Record a kept attempt."""
+        bisect.insort(self.kept, attempt)
+
+    @property
+    def cutoff(self) -> int:
+        """The attempt of the N-th known kept episode (no later attempt is needed), or NO_CUTOFF."""
+        return self.kept[self.episodes - 1] if len(self.kept) >= self.episodes else NO_CUTOFF
+
+    def stop_before(self, attempt: int) -> bool:
+        """True when at least N kept attempts precede `attempt`."""
+        return attempt > self.cutoff
+
+
 def _mark_failed(staging: StagingArea, attempt: int) -> None:
     directory = staging.path / FAILED_DIR
     directory.mkdir(exist_ok=True)
@@ -262,7 +303,7 @@ def failed_attempts(staging: StagingArea) -> set[int]:
 
 # ---------------------------------------------------------------------- orchestration
 # how the data is made, not what it is (a generation may resume on another physics backend, e.g. where no GPU is)
-EXECUTION_FIELDS = ("workers", "envs_per_worker", "max_attempts_factor", "backend")
+EXECUTION_FIELDS = ("workers", "shards", "envs_per_worker", "max_attempts_factor", "backend")
 
 
 def data_settings(config: GenerateConfig) -> dict[str, Any]:
@@ -287,7 +328,7 @@ def _die_with_parent(parent_pid: int) -> None:
 _PR_SET_PDEATHSIG = 1
 
 
-def _worker_main(config_json: str, root: str, worker: int, attempts: list[int], kept_counter, events,
+def _worker_main(config_json: str, root: str, worker: int, attempts: list[int], cutoff, events,
                  parent_pid: int) -> None:
     _die_with_parent(parent_pid)
     config = GenerateConfig.model_validate_json(config_json)
@@ -295,13 +336,10 @@ def _worker_main(config_json: str, root: str, worker: int, attempts: list[int], 
     def report(kind: str, attempt: int, kept: bool) -> None:
         if os.getppid() != parent_pid:  # orphaned (no prctl on this platform): stop writing
             os._exit(1)
-        if kept:
-            with kept_counter.get_lock():
-                kept_counter.value += 1
         events.put((kind, attempt, kept))
 
-    try:
-        run_worker(config, Path(root), worker, attempts, lambda: kept_counter.value >= config.episodes, report)
+    try:  # the parent moves `cutoff` down as kept episodes arrive from every worker
+        run_worker(config, Path(root), worker, attempts, lambda attempt: attempt > cutoff.value, report)
         events.put(("done", worker, True))
     except BaseException as error:  # the parent re-raises it with the worker's message
         events.put(("error", worker, f"{type(error).__name__}: {error}"))
@@ -311,8 +349,7 @@ def run(config: GenerateConfig | Mapping[str, Any], out: str | Path, *, inputs: 
         reporter: Reporter | None = None, resume: bool = False) -> Manifest:
     """The generation stage: write the dataset `out` (built in `.<out>.partial`, moved whole); with `resume`,
     continue a crashed or cancelled run, or confirm a finished dataset made with the same settings."""
-    if not isinstance(config, GenerateConfig):
-        config = validate_config(GenerateConfig, config, flags=True, names={"video.encoder": "--codec"})
+    config = _parse(config)
     if inputs:
         raise ConfigError(f"generate reads no inputs, got {sorted(inputs)}")
     out = Path(out)
@@ -388,7 +425,7 @@ def _generate_into(config: GenerateConfig, spec: DatasetSpec, root: Path, report
 
     try:
         if counts["kept"] < config.episodes:
-            _run_workers(config, root, attempts, counts["kept"], on_event)
+            _run_workers(config, root, attempts, FirstSuccesses(config.episodes, kept_before), on_event)
     finally:
         reporter.finish()
     keys = staging.keys()
@@ -411,28 +448,35 @@ def _total_episodes(root: Path) -> int:
     return int(json.loads((root / fmt.INFO_PATH).read_text())["total_episodes"])
 
 
-def _run_workers(config: GenerateConfig, root: Path, attempts: list[int], kept: int, on_event) -> None:
+def _run_workers(config: GenerateConfig, root: Path, attempts: list[int], first: FirstSuccesses, on_event) -> None:
+    """Roll out `attempts` (ascending) on `config.workers` processes, skipping those past the first N kept."""
     workers = min(config.workers, max(1, len(attempts)))
     shares = [attempts[w::workers] for w in range(workers)]
     if workers == 1:
-        state = {"kept": kept}
-
         def report(kind: str, attempt: int, was_kept: bool) -> None:
-            state["kept"] += was_kept
+            if was_kept:
+                first.add(attempt)
             on_event(kind, attempt, was_kept)
 
-        run_worker(config, root, 0, shares[0], lambda: state["kept"] >= config.episodes, report)
+        run_worker(config, root, 0, shares[0], first.stop_before, report)
         return
     context = mp.get_context("spawn")
-    counter = context.Value("i", kept)
+    cutoff = context.Value("q", first.cutoff)
     events = context.Queue()
+
+    def on_worker_event(kind: str, attempt: int, was_kept: bool) -> None:
+        if was_kept:
+            first.add(attempt)
+            cutoff.value = first.cutoff
+        on_event(kind, attempt, was_kept)
+
     processes = [context.Process(target=_worker_main, daemon=True,
-                                 args=(config.model_dump_json(), str(root), w, shares[w], counter, events, os.getpid()))
+                                 args=(config.model_dump_json(), str(root), w, shares[w], cutoff, events, os.getpid()))
                  for w in range(workers)]
     for process in processes:
         process.start()
     try:
-        _drain(processes, events, on_event)
+        _drain(processes, events, on_worker_event)
     finally:
         for process in processes:
             if process.is_alive():
@@ -457,6 +501,234 @@ def _drain(processes: list, events, on_event) -> None:
             raise RuntimeError(f"generation worker {ident} failed: {payload}")
 
 
+# ---------------------------------------------------------------------- shards: disjoint attempt ranges, one merge
+SHARDS_DIR = "shards"  # inside the staging area: <dataset>/.staging/shards/<first>-<stop>/ (a shard directory each)
+ShardMap = Callable[[Callable[..., Any], list[tuple]], list[Any]]  # runs function(*args) per call, results in order
+
+
+def map_in_process(function: Callable[..., Any], calls: list[tuple]) -> list[Any]:
+    """Run the shard calls one after another in this process (the shard map when no cluster is at hand)."""
+    return [function(*args) for args in calls]
+
+
+def split_attempts(attempts: range, shards: int) -> list[range]:
+    """`attempts` cut into at most `shards` contiguous, disjoint, non-empty ranges of near-equal size."""
+    count = max(1, min(shards, len(attempts)))
+    bounds = [attempts.start + len(attempts) * k // count for k in range(count + 1)]
+    return [range(low, high) for low, high in itertools.pairwise(bounds) if high > low]
+
+
+def generate_shard(config: GenerateConfig | Mapping[str, Any], attempts: range, out: str | Path,
+                   max_kept: int | None = None) -> dict[str, Any]:
+    """Roll out the attempts `attempts` into the shard directory `out`: each kept episode staged under its attempt
+    number, each filtered one marked (an existing shard of the same settings resumes). It stops once `max_kept`
+    (default `episodes`) of its own kept episodes precede the next attempt: no later one can be among the first N."""
+    config = _parse(config)
+    if attempts.step != 1 or attempts.start < 0:
+        raise UserError(f"shard attempts {attempts}: expected a range of attempt numbers from 0 up, step 1")
+    out = Path(out)
+    staging = StagingArea.create(out, dataset_spec(config), resume=True, may_change=("extra.generate.episodes",))
+    staging.remove_partial()
+    staged = staging.keys()
+    rolled_out = set(staged) | failed_attempts(staging)
+    kept_before = [key for key in staged if key in attempts]
+    todo = [attempt for attempt in attempts if attempt not in rolled_out]
+    counts = {"rolled_out": 0, "kept": len(kept_before)}
+    start_s = time.perf_counter()
+
+    def on_event(kind: str, attempt: int, kept: bool) -> None:
+        counts["rolled_out"] += 1
+        counts["kept"] += kept
+
+    first = FirstSuccesses(max_kept or config.episodes, kept_before)
+    if todo and not first.stop_before(todo[0]):
+        _run_workers(config, out, todo, first, on_event)
+    return {"shard": str(out), "attempts": [attempts.start, attempts.stop], "kept": counts["kept"],
+            "rolled_out": counts["rolled_out"], "elapsed_s": time.perf_counter() - start_s}
+
+
+def shard_episodes(shards: Sequence[str | Path]) -> tuple[DatasetSpec, dict[int, Path], set[int]]:
+    """(the shards' common spec, kept attempt -> its staged episode directory, filtered attempts) of shard
+    directories; a shard made with other data settings, or an attempt found in two shards, is an error naming both."""
+    spec: DatasetSpec | None = None
+    first_shard, kept, filtered, owner = Path(), {}, set(), {}
+    for path in map(Path, shards):
+        if not (path / STAGING_DIR / SPEC_FILE).is_file():
+            raise UserError(f"{path} is not a generation shard (no {STAGING_DIR}/{SPEC_FILE}); pass directories "
+                            "written by generate_shard")
+        area = StagingArea(path)
+        if spec is None:
+            spec, first_shard = area.spec, path
+        difference = describe_difference(spec.model_dump(mode="json"), area.spec.model_dump(mode="json"),
+                                          may_change=("extra.generate.episodes",))
+        if difference:
+            raise ConfigError(f"shard {path} was made with other settings than shard {first_shard}: {difference}")
+        keys, failed = area.keys(), failed_attempts(area)
+        for attempt in [*keys, *failed]:
+            if attempt in owner:
+                raise UserError(f"attempt {attempt} is in shards {owner[attempt]} and {path}; shards must take "
+                                "disjoint attempt ranges")
+            owner[attempt] = path
+        kept.update({key: area.episode_dir(key) for key in keys})
+        filtered |= failed
+    if spec is None:
+        raise UserError("no shards to merge; pass the directories generate_shard wrote")
+    return spec, kept, filtered
+
+
+def dataset_attempts(config: GenerateConfig, kept: Iterable[int], filtered: Iterable[int]) -> list[int]:
+    """The attempts that make the dataset, in order: 0..N-1 (keep=all) or the first N kept ones (keep=success);
+    an attempt they depend on that no shard rolled out is an error naming it."""
+    kept, episodes = sorted(kept), config.episodes
+    if config.keep == "all":
+        missing = sorted(set(range(episodes)) - set(kept))
+        if missing:
+            raise UserError(f"attempts {_some(missing)} are in no shard; keep=all needs attempts 0..{episodes - 1}: "
+                            "generate the missing range with generate_shard")
+        return list(range(episodes))
+    chosen = kept[:episodes]
+    rolled_out = set(kept) | set(filtered)
+    if len(chosen) < episodes:
+        raise UserError(f"the shards hold {len(chosen)} of {episodes} successes (keep=success) in {len(rolled_out)} "
+                        f"attempts; generate attempts after {max(rolled_out, default=-1)} with generate_shard")
+    gaps = [attempt for attempt in range(chosen[-1]) if attempt not in rolled_out]
+    if gaps:
+        raise UserError(f"attempts {_some(gaps)} were rolled out by no shard, so the first {episodes} successes are "
+                        "not known; generate them with generate_shard")
+    return chosen
+
+
+def _some(values: list[int]) -> str:
+    return ", ".join(map(str, values[:5])) + (f" (+{len(values) - 5} more)" if len(values) > 5 else "")
+
+
+def merge_shards(shards: Sequence[str | Path], out: str | Path, *,
+                 config: GenerateConfig | Mapping[str, Any] | None = None, reporter: Reporter | None = None) -> Manifest:
+    """Lay shard directories out as one LeRobot dataset at `out`, published whole with its manifest: the episodes of
+    `dataset_attempts` re-indexed from 0 by the writer's own finalize, so the files equal a one-process run's."""
+    spec, kept, filtered = shard_episodes(shards)
+    recorded = dict(spec.extra.get("generate", {}))
+    config = GenerateConfig.model_validate(recorded) if config is None else _parse(config)
+    difference = describe_difference(recorded, data_settings(config), may_change=("episodes",))
+    if difference:
+        raise ConfigError(f"the shards were made with {difference}; merge them with the settings they were made with")
+    keys = dataset_attempts(config, kept, filtered)
+    spec = spec.model_copy(update={"extra": {**spec.extra, "generate": data_settings(config)}})
+
+    def body(staging: Path, stage_reporter: Reporter) -> StageResult:
+        area = StagingArea.create(staging, spec)
+        summary = _merge_into(area, kept, keys, stage_reporter)
+        return StageResult(seeds=[config.seed], summary={**summary, "shards": len(shards),
+                                                         "attempts": len(set(kept) | filtered)})
+
+    return run_stage("generate", "dataset", config.model_dump(mode="json"), out, body, reporter=reporter,
+                     overwrite=False)
+
+
+def _merge_into(area: StagingArea, kept: Mapping[int, Path], keys: list[int], reporter: Reporter) -> dict[str, Any]:
+    """Stage the episodes `keys` (hard links to the shards' files) in `area` and finalize it as the dataset."""
+    reporter.start("merge shards", total=len(keys), unit="episodes")
+    for done, key in enumerate(keys, 1):
+        _link_episode(kept[key], area.episode_dir(key))
+        reporter.update(done)
+    lengths = [area.read_episode_meta(key)["length"] for key in keys]
+    area.finalize(keys)
+    reporter.finish()
+    return {"episodes": len(keys), "frames": sum(lengths), "yield": len(keys) / max(1, keys[-1] + 1)}
+
+
+def _link_episode(source: Path, target: Path) -> None:
+    """A staged episode directory made visible under `target` (hard links; copies across file systems), whole."""
+    if target.is_dir():
+        return  # an earlier try of this merge staged it already (episode directories appear only whole)
+    tmp = target.with_name(f"tmp-link-{target.name}-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(source, tmp, copy_function=_link_or_copy)
+    os.rename(tmp, target)
+
+
+def _link_or_copy(source: str, target: str) -> None:
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
+
+
+def generate_sharded(config: GenerateConfig | Mapping[str, Any], out: str | Path, *,
+                     map_shards: ShardMap = map_in_process, reporter: Reporter | None = None,
+                     resume: bool = False) -> Manifest:
+    """The generation stage with its attempts cut into `config.shards` disjoint ranges that `map_shards` rolls out
+    (e.g. one Ray task each), merged into `out`: the dataset `run` writes, whatever the shard count. keep=success
+    runs in waves sized by the success rate so far until the first N successes are known. Shards live in the
+    stage's staging directory, so a retried or resumed run continues them."""
+    config = _parse(config)
+    out = Path(out)
+    spec = dataset_spec(config)
+    with exclusive_lock(out.with_name(f".{out.name}.lock"), f"`embodia data generate --out {out}`"):
+        finished = _finished_manifest(config, out, resume)
+        if finished is not None:
+            return finished
+        if staging_dir(out).exists() and not resume:
+            raise OutputExistsError(f"{out} has an unfinished generation ({staging_dir(out)}); add --resume to "
+                                    "continue it, or delete that directory to start over")
+
+        def body(staging: Path, stage_reporter: Reporter) -> StageResult:
+            area = StagingArea.create(staging, spec, resume=True, may_change=("extra.generate.episodes",))
+            return StageResult(seeds=[config.seed], summary=_generate_shards_into(config, area, map_shards,
+                                                                                  stage_reporter))
+
+        return run_stage("generate", "dataset", config.model_dump(mode="json"), out, body, reporter=reporter,
+                         resume=True, overwrite=False)
+
+
+def _generate_shards_into(config: GenerateConfig, area: StagingArea, map_shards: ShardMap,
+                          reporter: Reporter) -> dict[str, Any]:
+    """Run waves of shards until the dataset's attempts are known, then merge them into `area`'s root."""
+    start_s = time.perf_counter()
+    limit = config.episodes if config.keep == "all" else config.episodes * config.max_attempts_factor
+    shard_dirs: list[Path] = []
+    kept: dict[int, Path] = {}
+    filtered: set[int] = set()
+    next_attempt, waves = 0, 0
+    reporter.start(f"generate {config.task} in {config.shards} shards", total=config.episodes, unit="episodes")
+    while len(kept) < config.episodes:
+        check_cancelled(reporter, f"generation of {config.task}")
+        if next_attempt >= limit:
+            raise UserError(f"only {len(kept)} of {config.episodes} episodes succeeded in {next_attempt} attempts "
+                            "(--keep success); raise max_attempts_factor or use --keep all")
+        wave = _next_wave(config, next_attempt, limit, len(kept), len(kept) + len(filtered))
+        calls = [(config, attempts, str(area.path / SHARDS_DIR / f"{attempts.start:012d}-{attempts.stop:012d}"),
+                  config.episodes - len(kept)) for attempts in split_attempts(wave, config.shards)]
+        map_shards(generate_shard, calls)
+        shard_dirs += [Path(call[2]) for call in calls]
+        _, kept, filtered = shard_episodes(shard_dirs)
+        next_attempt, waves = wave.stop, waves + 1
+        reporter.update(min(len(kept), config.episodes), metrics={"attempts": len(kept) + len(filtered)})
+    keys = dataset_attempts(config, kept, filtered)
+    summary = _merge_into(area, kept, keys, reporter)
+    elapsed = time.perf_counter() - start_s
+    return {**summary, "attempts": len(kept) + len(filtered), "shards": config.shards, "waves": waves,
+            "elapsed_s": elapsed, "frames_per_s": summary["frames"] / max(elapsed, 1e-9)}
+
+
+def _next_wave(config: GenerateConfig, start: int, limit: int, kept: int, rolled_out: int) -> range:
+    """The attempts of the next wave: all N for keep=all; for keep=success enough to reach N at the success rate
+    seen so far (at least a full batch per shard; shards stop early once they alone have enough)."""
+    if config.keep == "all":
+        return range(start, limit)
+    rate = kept / rolled_out if rolled_out else 1.0
+    needed = config.episodes - kept
+    size = max(math.ceil(needed / max(rate, 1.0 / config.max_attempts_factor)), config.shards * config.envs_per_worker)
+    return range(start, min(limit, start + size))
+
+
+def _parse(config: GenerateConfig | Mapping[str, Any]) -> GenerateConfig:
+    if isinstance(config, GenerateConfig):
+        return config
+    return validate_config(GenerateConfig, config, flags=True, names={"video.encoder": "--codec"})
+
+
 def replay_episode(config: GenerateConfig, seed: int, actions: np.ndarray) -> np.ndarray:
     """Observations (T, obs_dim) of replaying `actions` from episode seed `seed` (for checking determinism)."""
     env = make_env(config, 1)
@@ -471,4 +743,5 @@ def replay_episode(config: GenerateConfig, seed: int, actions: np.ndarray) -> np
         env.close()
 
 
-__all__ = ["GenerateConfig", "dataset_spec", "episode_seed", "generate", "replay_episode", "run"]
+__all__ = ["GenerateConfig", "dataset_spec", "episode_seed", "generate", "generate_shard", "generate_sharded",
+           "merge_shards", "replay_episode", "run"]

@@ -14,7 +14,7 @@ from embodia.sim.counter_rng import hashed_normal, hashed_uniform
 from embodia.tasks.env import BatchEnv
 
 # one stream id per kind of draw so they never share random numbers
-STREAM_OBS_NOISE, STREAM_DROPOUT, STREAM_ACTION_NOISE, STREAM_PUSH_SIGN, STREAM_SHIFT, STREAM_RANDOM_POLICY = range(1, 7)
+STREAM_OBS_NOISE, STREAM_DROPOUT, STREAM_ACTION_NOISE, STREAM_PUSH_SIGN, STREAM_SHIFT = range(1, 6)  # 6: random policy
 
 
 class ScenarioConditions:

@@ -17,8 +17,8 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from embodia.core.errors import ConfigError
-from embodia.core.policy import OnnxPolicy, RandomPolicy
-from embodia.evaluate.conditions import STREAM_RANDOM_POLICY, hashed_uniform
+from embodia.core.policy import OnnxPolicy
+from embodia.tasks.rollout import EnvRandomPolicy
 
 SPEC_FORMS = ("a checkpoint directory", "a .onnx file", "expert:<task>", "random", "module:function",
               "path/to/file.py:function", "http://host:port")
@@ -41,23 +41,6 @@ class CallablePolicy:
 
     def act(self, obs: np.ndarray, images: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
         return np.asarray(self.function(obs))
-
-
-class EnvRandomPolicy(RandomPolicy):
-    """The core `RandomPolicy` bound to an env: draws from (episode seed, step), so replays and A/B runs repeat them."""
-
-    def bind_env(self, env) -> None:
-        """Read the action bounds and the episode counters of the env it will act in."""
-        self.env = env
-        self.low = env.single_action_space.low.astype(np.float64)
-        self.high = env.single_action_space.high.astype(np.float64)
-        self.act_dim = env.action_dim
-
-    def act(self, obs: np.ndarray, images: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
-        if not hasattr(self, "env"):
-            raise RuntimeError("EnvRandomPolicy.bind_env(env) must be called before act()")
-        unit = hashed_uniform(self.env.episode_seed, self.env.episode_step, STREAM_RANDOM_POLICY, self.act_dim)
-        return self.low + unit * (self.high - self.low)
 
 
 class ExpertPolicy:

@@ -3,17 +3,22 @@
 Evaluation suites, imitation-learning rollouts and quick policy scoring all run this loop; a caller's
 changes (scenario noise and pushes, video frames, failure modes) plug in through `RolloutHooks`.
 Autoreset must be disabled on the env, so an ended episode stays ended while the others finish.
+`EnvRandomPolicy` is the one random policy: its draws depend on (episode seed, step) only.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
 from embodia.core.errors import UserError
+from embodia.core.policy import RandomPolicy
+from embodia.sim.counter_rng import hashed_uniform
 from embodia.tasks.env import BatchEnv
+
+STREAM_RANDOM_POLICY = 6  # counter-rng stream of the random policy's actions (evaluation's streams are 1-5)
 
 
 @dataclass
@@ -39,6 +44,25 @@ class Rollout:
             raise RuntimeError("rollout_episodes(..., record=True) records observations and actions")
         steps = int(self.length[env_id])
         return self.observations[env_id, :steps], self.actions[env_id, :steps]
+
+
+class EnvRandomPolicy(RandomPolicy):
+    """The core `RandomPolicy` bound to an env: draws from (episode seed, step), so replays, A/B runs and datasets
+    generated on any number of workers or shards repeat them."""
+
+    def bind_env(self, env: BatchEnv) -> None:
+        """Read the action bounds and the episode counters of the env it will act in."""
+        self.env = env
+        self.low = env.single_action_space.low.astype(np.float64)
+        self.high = env.single_action_space.high.astype(np.float64)
+        self.act_dim = env.action_dim
+
+    def act(self, obs: np.ndarray, images: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
+        """One uniform draw per env in the bounds, keyed by (episode seed, step): (num_envs, act_dim)."""
+        if not hasattr(self, "env"):
+            raise RuntimeError("EnvRandomPolicy.bind_env(env) must be called before act()")
+        unit = hashed_uniform(self.env.episode_seed, self.env.episode_step, STREAM_RANDOM_POLICY, self.act_dim)
+        return self.low + unit * (self.high - self.low)
 
 
 class RolloutHooks:
