@@ -9,6 +9,7 @@ generation) find their partial work after a crash.
 
 from __future__ import annotations
 
+import itertools
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,23 @@ class StageResult:
     seeds: list[int] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
     volatile: tuple[str, ...] = ()
+
+
+ShardMap = Callable[[Callable[..., Any], list[tuple]], list[Any]]
+"""How a sharded stage runs its shards: `map_shards(function, calls)` returns `[function(*args) for args in calls]`,
+in order, computed anywhere (one Ray task a call on a cluster: `embodia.platform.sharding.ray_map`)."""
+
+
+def map_in_process(function: Callable[..., Any], calls: list[tuple]) -> list[Any]:
+    """Run the shard calls one after another in this process (the shard map when no cluster is at hand)."""
+    return [function(*args) for args in calls]
+
+
+def split_range(items: range, shards: int) -> list[range]:
+    """`items` cut into at most `shards` contiguous, disjoint, non-empty ranges of near-equal size, in order."""
+    count = max(1, min(shards, len(items)))
+    bounds = [items.start + len(items) * k // count for k in range(count + 1)]
+    return [range(low, high) for low, high in itertools.pairwise(bounds) if high > low]
 
 
 def staging_dir(out: str | Path) -> Path:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import bisect
 import ctypes
-import itertools
 import json
 import math
 import multiprocessing as mp
@@ -33,7 +32,7 @@ from embodia.core.config import validate_config
 from embodia.core.errors import Cancelled, ConfigError, UserError
 from embodia.core.manifest import MANIFEST_FILE, Manifest
 from embodia.core.reporter import Reporter, check_cancelled
-from embodia.core.stage import StageResult, run_stage, staging_dir
+from embodia.core.stage import ShardMap, StageResult, map_in_process, run_stage, split_range, staging_dir
 from embodia.data import format as fmt
 from embodia.data.render import CameraRig, VisualRandomization, VisualRandomizer
 from embodia.data.video import VideoConfig
@@ -346,9 +345,12 @@ def _worker_main(config_json: str, root: str, worker: int, attempts: list[int], 
 
 
 def run(config: GenerateConfig | Mapping[str, Any], out: str | Path, *, inputs: Mapping[str, Any] | None = None,
-        reporter: Reporter | None = None, resume: bool = False) -> Manifest:
+        reporter: Reporter | None = None, resume: bool = False, map_shards: ShardMap | None = None) -> Manifest:
     """The generation stage: write the dataset `out` (built in `.<out>.partial`, moved whole); with `resume`,
-    continue a crashed or cancelled run, or confirm a finished dataset made with the same settings."""
+    continue a crashed or cancelled run, or confirm a finished dataset made with the same settings.
+
+    With `shards` > 1 the attempts are cut into that many disjoint ranges that `map_shards` rolls out (one Ray task
+    each on a cluster; in turn here by default) and merged: the same dataset, bit for bit."""
     config = _parse(config)
     if inputs:
         raise ConfigError(f"generate reads no inputs, got {sorted(inputs)}")
@@ -363,7 +365,12 @@ def run(config: GenerateConfig | Mapping[str, Any], out: str | Path, *, inputs: 
                                     "continue it, or delete that directory to start over")
 
         def body(staging: Path, stage_reporter: Reporter) -> StageResult:
-            return StageResult(seeds=[config.seed], summary=_generate_into(config, spec, staging, stage_reporter))
+            if config.shards > 1:
+                area = StagingArea.create(staging, spec, resume=True, may_change=("extra.generate.episodes",))
+                summary = _generate_shards_into(config, area, map_shards or map_in_process, stage_reporter)
+            else:
+                summary = _generate_into(config, spec, staging, stage_reporter)
+            return StageResult(seeds=[config.seed], summary=summary)
 
         return run_stage("generate", "dataset", config.model_dump(mode="json"), out, body, reporter=reporter,
                          resume=resume, overwrite=False)
@@ -503,19 +510,6 @@ def _drain(processes: list, events, on_event) -> None:
 
 # ---------------------------------------------------------------------- shards: disjoint attempt ranges, one merge
 SHARDS_DIR = "shards"  # inside the staging area: <dataset>/.staging/shards/<first>-<stop>/ (a shard directory each)
-ShardMap = Callable[[Callable[..., Any], list[tuple]], list[Any]]  # runs function(*args) per call, results in order
-
-
-def map_in_process(function: Callable[..., Any], calls: list[tuple]) -> list[Any]:
-    """Run the shard calls one after another in this process (the shard map when no cluster is at hand)."""
-    return [function(*args) for args in calls]
-
-
-def split_attempts(attempts: range, shards: int) -> list[range]:
-    """`attempts` cut into at most `shards` contiguous, disjoint, non-empty ranges of near-equal size."""
-    count = max(1, min(shards, len(attempts)))
-    bounds = [attempts.start + len(attempts) * k // count for k in range(count + 1)]
-    return [range(low, high) for low, high in itertools.pairwise(bounds) if high > low]
 
 
 def generate_shard(config: GenerateConfig | Mapping[str, Any], attempts: range, out: str | Path,
@@ -655,33 +649,6 @@ def _link_or_copy(source: str, target: str) -> None:
         shutil.copy2(source, target)
 
 
-def generate_sharded(config: GenerateConfig | Mapping[str, Any], out: str | Path, *,
-                     map_shards: ShardMap = map_in_process, reporter: Reporter | None = None,
-                     resume: bool = False) -> Manifest:
-    """The generation stage with its attempts cut into `config.shards` disjoint ranges that `map_shards` rolls out
-    (e.g. one Ray task each), merged into `out`: the dataset `run` writes, whatever the shard count. keep=success
-    runs in waves sized by the success rate so far until the first N successes are known. Shards live in the
-    stage's staging directory, so a retried or resumed run continues them."""
-    config = _parse(config)
-    out = Path(out)
-    spec = dataset_spec(config)
-    with exclusive_lock(out.with_name(f".{out.name}.lock"), f"`embodia data generate --out {out}`"):
-        finished = _finished_manifest(config, out, resume)
-        if finished is not None:
-            return finished
-        if staging_dir(out).exists() and not resume:
-            raise OutputExistsError(f"{out} has an unfinished generation ({staging_dir(out)}); add --resume to "
-                                    "continue it, or delete that directory to start over")
-
-        def body(staging: Path, stage_reporter: Reporter) -> StageResult:
-            area = StagingArea.create(staging, spec, resume=True, may_change=("extra.generate.episodes",))
-            return StageResult(seeds=[config.seed], summary=_generate_shards_into(config, area, map_shards,
-                                                                                  stage_reporter))
-
-        return run_stage("generate", "dataset", config.model_dump(mode="json"), out, body, reporter=reporter,
-                         resume=True, overwrite=False)
-
-
 def _generate_shards_into(config: GenerateConfig, area: StagingArea, map_shards: ShardMap,
                           reporter: Reporter) -> dict[str, Any]:
     """Run waves of shards until the dataset's attempts are known, then merge them into `area`'s root."""
@@ -699,7 +666,7 @@ def _generate_shards_into(config: GenerateConfig, area: StagingArea, map_shards:
                             "(--keep success); raise max_attempts_factor or use --keep all")
         wave = _next_wave(config, next_attempt, limit, len(kept), len(kept) + len(filtered))
         calls = [(config, attempts, str(area.path / SHARDS_DIR / f"{attempts.start:012d}-{attempts.stop:012d}"),
-                  config.episodes - len(kept)) for attempts in split_attempts(wave, config.shards)]
+                  config.episodes - len(kept)) for attempts in split_range(wave, config.shards)]
         map_shards(generate_shard, calls)
         shard_dirs += [Path(call[2]) for call in calls]
         _, kept, filtered = shard_episodes(shard_dirs)
@@ -743,5 +710,5 @@ def replay_episode(config: GenerateConfig, seed: int, actions: np.ndarray) -> np
         env.close()
 
 
-__all__ = ["GenerateConfig", "dataset_spec", "episode_seed", "generate", "generate_shard", "generate_sharded",
-           "merge_shards", "replay_episode", "run"]
+__all__ = ["GenerateConfig", "dataset_spec", "episode_seed", "generate", "generate_shard", "merge_shards",
+           "replay_episode", "run"]

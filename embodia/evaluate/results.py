@@ -45,6 +45,15 @@ class EpisodeOutcomes:
         }
 
     @classmethod
+    def concatenate(cls, parts: list[EpisodeOutcomes]) -> EpisodeOutcomes:
+        """The outcomes of consecutive seed ranges (shards of one scenario, in order) as one scenario's outcomes."""
+        return cls(seeds=np.concatenate([p.seeds for p in parts]), success=np.concatenate([p.success for p in parts]),
+                   episode_return=np.concatenate([p.episode_return for p in parts]),
+                   length=np.concatenate([p.length for p in parts]),
+                   time_to_success_s=np.concatenate([p.time_to_success_s for p in parts]),
+                   failure_mode=[mode for p in parts for mode in p.failure_mode])
+
+    @classmethod
     def from_dict(cls, data: dict) -> EpisodeOutcomes:
         return cls(
             seeds=np.asarray(data["seeds"], dtype=np.int64),

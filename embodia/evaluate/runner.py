@@ -2,7 +2,8 @@
 
 Episodes run with autoreset disabled and fixed episode seeds, so results repeat exactly and two policies
 face identical initial states, pushes and noise. Best and worst episodes are replayed from their seeds
-to render videos.
+to render videos. A sharded run splits each scenario's seeds into ranges (`evaluate_shard`, one Ray task each on
+a cluster), concatenates their outcomes in seed order and renders the videos once: the same results.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import numpy as np
 
 from embodia.core.errors import UserError
 from embodia.core.reporter import Reporter, check_cancelled, reporter_or_null
+from embodia.core.stage import ShardMap, map_in_process, split_range
 from embodia.evaluate.conditions import ScenarioConditions, check_video_camera
 from embodia.evaluate.policies import metrics_file, policy_name, resolve_policy
 from embodia.evaluate.report import write_report
@@ -158,9 +160,12 @@ def _bind(policy: Any, env: BatchEnv) -> None:
                              f"{env.task.registry_name!r} needs {expected}; evaluate it on the task it was trained for")
 
 
-def run_scenario(suite: Suite, scenario: Scenario, policy: Any, on_step=None) -> ScenarioResult:
-    """All seeded episodes of one scenario in one batched env."""
+def run_scenario(suite: Suite, scenario: Scenario, policy: Any, on_step=None,
+                 episodes: range | None = None) -> ScenarioResult:
+    """All seeded episodes of one scenario (or those at indices `episodes`) in one batched env."""
     seeds = suite.episode_seeds(scenario)
+    if episodes is not None:
+        seeds = seeds[episodes.start:episodes.stop]
     env = make_env(suite, scenario, len(seeds))
     try:
         conditions = ScenarioConditions(scenario, env)
@@ -169,6 +174,27 @@ def run_scenario(suite: Suite, scenario: Scenario, policy: Any, on_step=None) ->
                               control_dt_s=env.sim.dt)
     finally:
         env.close()
+
+
+def evaluate_shard(suite: Suite, scenario: str, episodes: range, policy: Any) -> ScenarioResult:
+    """The episodes at indices `episodes` of one scenario under the policy spec `policy`: one shard of a sharded
+    run (plain data in and out, so it can run as a Ray task; the env and policy are built where it runs)."""
+    chosen = next(s for s in suite.scenarios if s.name == scenario)
+    return run_scenario(suite, chosen, resolve_policy(policy), episodes=episodes)
+
+
+def run_sharded(suite: Suite, policy: Any, shards: int, map_shards: ShardMap) -> list[ScenarioResult]:
+    """Every scenario's episodes cut into `shards` seed ranges run by `map_shards`, concatenated in seed order."""
+    plan = [(scenario, part) for scenario in suite.scenarios
+            for part in split_range(range(len(suite.episode_seeds(scenario))), shards)]
+    parts = map_shards(evaluate_shard, [(suite, scenario.name, part, policy) for scenario, part in plan])
+    results = []
+    for scenario in suite.scenarios:
+        mine = [result for (owner, _), result in zip(plan, parts) if owner is scenario]
+        results.append(ScenarioResult(name=scenario.name, description=scenario.description,
+                                      episodes=EpisodeOutcomes.concatenate([r.episodes for r in mine]),
+                                      control_dt_s=mine[0].control_dt_s))
+    return results
 
 
 def best_and_worst(outcomes: EpisodeOutcomes) -> dict[str, int]:
@@ -210,8 +236,9 @@ def _slug(text: str) -> str:
 
 def run_suite(suite: Any, policy: Any = None, out_dir: str | Path | None = None, videos: bool = True, *,
               episodes: int | None = None, scenarios: list[str] | None = None, report: bool = True,
-              reporter: Reporter | None = None) -> Results:
-    """Evaluate a policy on every scenario of a suite; with `out_dir`, write results.json, report.html, videos."""
+              reporter: Reporter | None = None, shards: int = 1, map_shards: ShardMap | None = None) -> Results:
+    """Evaluate a policy on every scenario of a suite; with `out_dir`, write results.json, report.html, videos.
+    With `shards` > 1 each scenario's seeds are split across `map_shards` calls (same results, videos once)."""
     suite = select(load_suite(suite), episodes, scenarios)
     spec = policy if policy is not None else suite.policy
     if spec is None:
@@ -222,9 +249,12 @@ def run_suite(suite: Any, policy: Any = None, out_dir: str | Path | None = None,
     if videos and out_path is not None:
         check_suite_video(suite)
     start = time.perf_counter()
-    results = []
-    for scenario in suite.scenarios:
-        results.append(_run_reported(suite, scenario, resolved, out_path if videos else None, reporter))
+    if shards > 1:
+        results = _run_sharded_reported(suite, spec, resolved, shards, map_shards or map_in_process,
+                                        out_path if videos else None, reporter)
+    else:
+        results = [_run_reported(suite, scenario, resolved, out_path if videos else None, reporter)
+                   for scenario in suite.scenarios]
     learning = metrics_file(spec)
     outcome = Results(suite=suite, policy=policy_name(resolved, spec), scenarios=results,
                       wall_time_s=time.perf_counter() - start, metrics_jsonl=str(learning) if learning else None,
@@ -254,6 +284,22 @@ def _run_reported(suite: Suite, scenario: Scenario, policy: Any, video_dir: Path
     reporter.update(steps[0], metrics={"success_rate": result.summary()["success_rate"]})
     reporter.finish()
     return result
+
+
+def _run_sharded_reported(suite: Suite, spec: Any, policy: Any, shards: int, map_shards: ShardMap,
+                          video_dir: Path | None, reporter: Reporter) -> list[ScenarioResult]:
+    """All scenarios in shards, then each scenario's best and worst videos rendered once, here."""
+    reporter.start(f"evaluate {len(suite.scenarios)} scenario(s) in {shards} shards each", total=len(suite.scenarios),
+                   unit="scenarios")
+    results = run_sharded(suite, spec, shards, map_shards)
+    for done, (scenario, result) in enumerate(zip(suite.scenarios, results), 1):
+        check_cancelled(reporter, f"evaluation of {suite.name}")
+        if video_dir is not None:
+            reporter.update(done - 1, message=f"{scenario.name}: rendering videos")
+            render_videos(suite, scenario, policy, result, video_dir)
+        reporter.update(done, metrics={"success_rate": result.summary()["success_rate"]})
+    reporter.finish()
+    return results
 
 
 def select(suite: Suite, episodes: int | None = None, scenarios: list[str] | None = None) -> Suite:

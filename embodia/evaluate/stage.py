@@ -12,7 +12,7 @@ from embodia.core.config import validate_config
 from embodia.core.errors import ConfigError
 from embodia.core.manifest import Manifest
 from embodia.core.reporter import Reporter
-from embodia.core.stage import StageResult, run_stage
+from embodia.core.stage import ShardMap, StageResult, run_stage
 from embodia.evaluate.runner import run_suite, select
 from embodia.evaluate.suite import Suite, load_suite
 
@@ -37,6 +37,8 @@ class EvaluateConfig(SuiteRunConfig):
     http://...) is named here, a policy file or checkpoint is passed as the input `policy`."""
 
     policy: str | None = Field(None, description="policy spec when no `policy` input is given")
+    shards: int = Field(1, ge=1, le=1024, description="seed ranges each scenario is split into (one Ray task each "
+                                                      "with --executor ray); the results are the same for any count")
 
 
 def parse_config(model: type[BaseModel], config: Any) -> Any:
@@ -54,15 +56,17 @@ def check_inputs(inputs: Mapping[str, Any] | None, allowed: tuple[str, ...], sta
 
 
 def run(config: EvaluateConfig | Mapping[str, Any], out: str | Path, *, inputs: Mapping[str, Any] | None = None,
-        reporter: Reporter | None = None) -> Manifest:
-    """Evaluate the policy (input `policy`, or `config.policy`) on the suite; publish `out` with its manifest."""
+        reporter: Reporter | None = None, map_shards: ShardMap | None = None) -> Manifest:
+    """Evaluate the policy (input `policy`, or `config.policy`) on the suite; publish `out` with its manifest.
+    With `shards` > 1, `map_shards` runs the seed ranges (in turn here by default; Ray tasks on a cluster)."""
     config = parse_config(EvaluateConfig, config)
     paths = check_inputs(inputs, ("policy",), "evaluate")
     policy = str(paths["policy"]) if "policy" in paths else config.policy
     suite = config.selected_suite()
 
     def body(staging: Path, stage_reporter: Reporter) -> StageResult:
-        results = run_suite(suite, policy, staging, videos=config.videos, reporter=stage_reporter)
+        results = run_suite(suite, policy, staging, videos=config.videos, reporter=stage_reporter,
+                            shards=config.shards, map_shards=map_shards)
         return StageResult(seeds=[suite.seed], summary=results_summary(results))
 
     effective = {**config.model_dump(mode="json"), "suite": suite.model_dump(mode="json"), "policy": policy}
