@@ -556,7 +556,8 @@ def shard_episodes(shards: Sequence[str | Path]) -> tuple[DatasetSpec, dict[int,
         difference = describe_difference(spec.model_dump(mode="json"), area.spec.model_dump(mode="json"),
                                           may_change=("extra.generate.episodes",))
         if difference:
-            raise ConfigError(f"shard {path} was made with other settings than shard {first_shard}: {difference}")
+            raise ConfigError(f"shards {first_shard} and {path} were made with different settings "
+                              f"({difference.replace(', this run asks ', ' vs ')}); merge the shards of one generation")
         keys, failed = area.keys(), failed_attempts(area)
         for attempt in [*keys, *failed]:
             if attempt in owner:

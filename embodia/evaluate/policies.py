@@ -17,7 +17,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from embodia.core.errors import ConfigError
-from embodia.core.policy import OnnxPolicy
+from embodia.core.policy import OnnxPolicy, RandomPolicy  # noqa: F401  (RandomPolicy: the type of `random`)
 from embodia.tasks.rollout import EnvRandomPolicy
 
 SPEC_FORMS = ("a checkpoint directory", "a .onnx file", "expert:<task>", "random", "module:function",

@@ -6,7 +6,8 @@ Public API:
         (a stage that also takes `resume` gets resume=True when its staging directory holds files: a job's
         staging directory holds only its own earlier attempts' partial work)
     job_type_names() -> list[str]
-Built in: every stage of `embodia.platform.stages` (generate, augment, train, export, evaluate, compare), and
+Built in: every stage of `embodia.platform.stages` (generate, augment, train, export, evaluate, compare; generate
+and evaluate run their `shards` as Ray tasks when Ray is reachable, `embodia.platform.sharding`), and
 `noop` (an empty output), `sleep` (waits `seconds` in `steps`, honours cancellation, can `fail` with a user or
 internal error: for tests, drills and the benchmark), `counter` (counts to `steps`, one progress file a step in
 its staging directory, resuming from the last one after a crash).
@@ -32,6 +33,9 @@ _TYPES: dict[str, Callable[..., Manifest] | str] = {
     "sleep": "embodia.platform.jobtypes:sleep_stage",
     "counter": "embodia.platform.jobtypes:counter_stage",
     **{name: f"{binding.module}:{binding.run}" for name, binding in STAGES.items()},  # generate, train, ...
+    # the stage, its `shards` as Ray tasks when Ray is reachable (embodia.platform.sharding)
+    "generate": "embodia.platform.sharding:run_generate",
+    "evaluate": "embodia.platform.sharding:run_evaluate",
 }
 
 
