@@ -190,7 +190,9 @@ def run_worker(config: GenerateConfig, root: Path, worker: int, attempts: list[i
     """Roll out `attempts` (ascending) on one batch and stage each kept episode; start no attempt once
     `stop_before(attempt)` says enough successes precede it (those already running finish)."""
     staging = StagingArea(root)
-    env = make_env(config, min(config.envs_per_worker, len(attempts)), worker)
+    # never a batch of one unless asked: tasks may take a single-env code path (equal only to ~1e-12), and a
+    # worker's or shard's share of the attempts must give the bits a one-process run gives
+    env = make_env(config, min(config.envs_per_worker, max(2, len(attempts))), worker)
     policy, _ = make_policy(config, env)
     rig = CameraRig(env, config.cameras, config.image_size) if config.cameras else None
     visual = VisualRandomizer(env, config.visual_randomization) if rig and config.visual_randomization else None

@@ -185,8 +185,7 @@ def evaluate_shard(suite: Suite, scenario: str, episodes: range, policy: Any) ->
 
 def run_sharded(suite: Suite, policy: Any, shards: int, map_shards: ShardMap) -> list[ScenarioResult]:
     """Every scenario's episodes cut into `shards` seed ranges run by `map_shards`, concatenated in seed order."""
-    plan = [(scenario, part) for scenario in suite.scenarios
-            for part in split_range(range(len(suite.episode_seeds(scenario))), shards)]
+    plan = [(scenario, part) for scenario in suite.scenarios for part in _seed_ranges(suite, scenario, shards)]
     parts = map_shards(evaluate_shard, [(suite, scenario.name, part, policy) for scenario, part in plan])
     results = []
     for scenario in suite.scenarios:
@@ -195,6 +194,13 @@ def run_sharded(suite: Suite, policy: Any, shards: int, map_shards: ShardMap) ->
                                       episodes=EpisodeOutcomes.concatenate([r.episodes for r in mine]),
                                       control_dt_s=mine[0].control_dt_s))
     return results
+
+
+def _seed_ranges(suite: Suite, scenario: Scenario, shards: int) -> list[range]:
+    """A scenario's episode indices in at most `shards` ranges of at least two episodes each: a batch of one may
+    take a task's single-env code path (equal only to ~1e-12), the whole scenario never does."""
+    count = len(suite.episode_seeds(scenario))
+    return split_range(range(count), max(1, min(shards, count // 2)))
 
 
 def best_and_worst(outcomes: EpisodeOutcomes) -> dict[str, int]:

@@ -26,9 +26,10 @@ def _reach(**changes) -> GenerateConfig:
 def test_merged_shards_equal_a_one_process_run_bit_for_bit(tmp_path):
     config = _reach(cameras=["front"], image_size=32, policy="expert")
     single = run(config, tmp_path / "single")
-    shards = [tmp_path / "shard-a", tmp_path / "shard-b"]
-    generate_shard(config, range(3, 5), shards[1])  # any order, any node: only the ranges matter
+    shards = [tmp_path / "shard-a", tmp_path / "shard-b", tmp_path / "shard-c"]
+    generate_shard(config, range(4, 5), shards[2])  # any order, any node, one attempt or many: only ranges matter
     generate_shard(config, range(3), shards[0])
+    generate_shard(config, range(3, 4), shards[1])
     merged = merge_shards(shards, tmp_path / "merged")
     assert merged.content_sha256 == single.content_sha256
     hashes = file_hashes(tmp_path / "merged")
