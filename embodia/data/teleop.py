@@ -13,6 +13,7 @@ import io
 import logging
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -229,6 +230,9 @@ class TeleopSession:
         self.description = task_description(self.config.task)
         self.kept_keys: list[int] = []
         self.successes = 0
+        # episodes are encoded and staged on their own thread, so ending one does not stall the picture
+        self.writer = ThreadPoolExecutor(1, thread_name_prefix="teleop-writer")
+        self.writes: list[Future] = []
         self.attempt = 0
         self.saved: Manifest | None = None
         self._closed = False
@@ -291,7 +295,7 @@ class TeleopSession:
     def _finish(self, reason: str, keep: bool) -> TeleopStatus:
         if keep and self.steps > 0:
             episode = self.recorder.pop(0, self.description, self._episode_info(reason))
-            self.staging.write_episode(self.attempt, episode)
+            self.writes.append(self.writer.submit(self.staging.write_episode, self.attempt, episode))
             self.kept_keys.append(self.attempt)
             self.successes += int(self.ever_success)
         elif self.steps > 0:
@@ -329,6 +333,8 @@ class TeleopSession:
         if not self.kept_keys:
             raise UserError("no episode recorded yet: drive the arm and press Enter to keep an episode before saving")
         keys = list(self.kept_keys)
+        for write in self.writes:
+            write.result()  # an episode that failed to stage raises here
         summary = {"episodes": len(keys), "successes": self.successes,
                    "frames": sum(self.staging.read_episode_meta(k)["length"] for k in keys)}
 
@@ -345,6 +351,7 @@ class TeleopSession:
         if self._closed:
             return
         self._closed = True
+        self.writer.shutdown(wait=True)
         self.renderer.close()
         self.env.close()
         if self.saved is None:
