@@ -93,6 +93,7 @@ def teleop_command(
     max_episode_s: float = typer.Option(60.0, min=0.1, max=3600.0, help="an episode is cut after this long (s)"),
     seed: int = typer.Option(0, min=0, max=MAX_SEED, help="episode k starts from the k-th seed of this one"),
     operator: str = typer.Option("", help="who drives (recorded in the manifest; default: your user name)"),
+    project: str = typer.Option("", help="also register the dataset in the workspace's registry for this project"),
 ) -> None:
     """Drive an arm from the keyboard and record the episodes as a LeRobot dataset (same format as data generate)."""
     from embodia.core.config import validate_config
@@ -104,8 +105,13 @@ def teleop_command(
     )
     from embodia.platform.registry import current_user
 
+    if project:
+        from embodia.platform.api.auth import check_project
+
+        check_project(project)  # a bad name is refused before anything is recorded
     config = validate_config(TeleopConfig, {"task": task, "camera": camera, "image_size": image_size, "seed": seed,
-                                            "max_episode_s": max_episode_s, "operator": operator or current_user()},
+                                            "max_episode_s": max_episode_s, "operator": operator or current_user(),
+                                            "project": project},
                              flags=True)
     keys = terminal_keys()
     session = TeleopSession(config, out)
@@ -122,6 +128,19 @@ def teleop_command(
     summary = manifest.summary
     print(f"wrote {out}: {summary['episodes']} episodes, {summary['frames']} frames, "
           f"{summary['successes']} successful (check it with `embodia data check {out}`)")
+    if project:
+        print(f"registered as {_register(out, project)} in project {project}")
+
+
+def _register(out: Path, project: str) -> str:
+    from embodia.platform.store import open_store
+    from embodia.platform.teleop import register_recording
+
+    store = open_store()
+    try:
+        return register_recording(store, out, project).ref
+    finally:
+        store.close()
 
 
 def _status_writer(stream):

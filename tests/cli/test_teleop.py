@@ -29,6 +29,30 @@ def test_teleop_records_the_episodes_asked_for_from_scripted_keys(tmp_path, monk
     assert Manifest.read(out).stage == "teleop"
 
 
+def test_project_registers_the_recording_with_lineage(tmp_path, monkeypatch):
+    from embodia.platform import registry
+    from embodia.platform.store import open_store
+
+    monkeypatch.setenv("EMBODIA_HOME", str(tmp_path / "ws"))
+    monkeypatch.delenv("EMBODIA_DB_URL", raising=False)
+    monkeypatch.setattr(teleop_cli, "terminal_keys", lambda: ScriptedKeys([["w"], ["w"], ["enter"]]))
+    out = tmp_path / "demo"
+    result = CliRunner().invoke(app, ["teleop", "--out", str(out), "--image-size", "64", "--project", "lab"])
+    assert result.exit_code == 0, result.output
+    assert "registered as dataset:sha256:" in result.stdout and out.is_dir()
+    store = open_store()
+    try:
+        (info,) = registry.list_artifacts(store, kind="dataset")
+        assert info.stage == "teleop" and "human" in info.tags and info.manifest["config"]["project"] == "lab"
+    finally:
+        store.close()
+
+
+def test_a_bad_project_name_is_refused_before_recording(tmp_path):
+    result = CliRunner().invoke(app, ["teleop", "--out", str(tmp_path / "demo"), "--project", "no/slashes"])
+    assert result.exit_code == 2 and "project name" in result.stderr and not (tmp_path / "demo").exists()
+
+
 def test_escape_before_any_kept_episode_writes_nothing(tmp_path, monkeypatch):
     monkeypatch.setattr(teleop_cli, "terminal_keys", lambda: ScriptedKeys([["w"], ["escape"]]))
     out = tmp_path / "demo"

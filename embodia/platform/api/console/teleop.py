@@ -32,9 +32,9 @@ from embodia.core.errors import UserError
 from embodia.platform import registry
 from embodia.platform.api.auth import AuthError, Caller, authorize
 from embodia.platform.api.console.session import COOKIE, console_caller
-from embodia.platform.api.routes import _own
 from embodia.platform.models import ApiToken
 from embodia.platform.store import Store
+from embodia.platform.teleop import register_recording
 
 MAX_SESSIONS = 2  # each session is one sim + one software-GL renderer: two keep a 2-core machine responsive
 MAX_MESSAGE_BYTES = 4096
@@ -242,12 +242,7 @@ class Teleoperation:
         await self.websocket.close()
 
     def _register(self) -> registry.ArtifactInfo:
-        config = self.session.config
-        name = f"teleop-{config.task}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
-        info = registry.register_artifact(self.store, self.workdir / "dataset", name=name,
-                                          tags=["human", "teleop"], move=True)
-        _own(self.store, self.caller, info.sha256)
-        return info
+        return register_recording(self.store, self.workdir / "dataset", self.caller.project, move=True)
 
     async def _send_error(self, message: str) -> None:
         try:
