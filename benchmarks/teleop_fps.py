@@ -152,7 +152,7 @@ at {SIZE}x{SIZE} px; the stream cannot run faster than the control rate.
 | teleop session, no multisampling (ours) | {', '.join(f'{v:.1f}' for v in ticks['teleop'])} | {statistics.median(ticks['teleop']):.1f} |
 
 Median paired ratio ours / baseline: **{ratio:.2f}x**. Software GL spends most of a frame resolving 4 samples a
-pixel; without them a tick fits the 50 ms control period with room to spare on a loaded machine.
+pixel. The median tick rate of ours is what the stream can reach at this load; the control rate (20/s) caps it.
 
 ## End to end: uvicorn + WebSocket client ({args.stream_s:.0f} s per run, a key held, one episode ended mid-run)
 
