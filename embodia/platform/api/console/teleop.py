@@ -236,6 +236,7 @@ class Teleoperation:
         """Write the dataset, register it in the caller's project, tell the browser, close."""
         manifest = await self.call(self.session.save)
         info = await asyncio.to_thread(self._register)
+        await asyncio.to_thread(shutil.rmtree, self.workdir, True)  # the dataset moved into the registry
         await self.websocket.send_json({"type": "saved", "sha256": info.sha256, "ref": info.ref, "name": info.name,
                                         "episodes": manifest.summary["episodes"],
                                         "frames": manifest.summary["frames"]})
