@@ -19,7 +19,6 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from embodia.core.errors import ConfigError, UserError
 from embodia.platform.api.auth import AuthError, RateLimited, RateLimiter, TokenCache
 from embodia.platform.api.console import mount_console
-from embodia.platform.api.console.teleop import router as teleop_router
 from embodia.platform.api.routes import NotFound, router
 from embodia.platform.api.runs import PipelineRuns
 from embodia.platform.api.schemas import ErrorBody
@@ -147,7 +146,6 @@ def create_app(store: Store, *, max_body_bytes: int = DEFAULT_MAX_BODY,
     app.include_router(router)
     if console:
         mount_console(app)
-        app.include_router(teleop_router)  # the console's Teleoperate page and its WebSocket
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     return app
 

@@ -9,7 +9,14 @@ from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 from embodia.platform.api.auth import create_token
-from embodia.platform.api.console import artifacts, pages, pipelines, registry, session
+from embodia.platform.api.console import (
+    artifacts,
+    pages,
+    pipelines,
+    registry,
+    session,
+    teleop,
+)
 
 
 def login_link(app: FastAPI, project: str, base_url: str) -> str:
@@ -23,7 +30,8 @@ def mount_console(app: FastAPI) -> None:
     """Serve the console on `app` (made by `create_app`): pages, static files and HTML error pages."""
     app.state.console_logins = session.LoginLinks()
     app.state.console_key = secrets.token_bytes(32)
-    for module_router in (pages.router, pipelines.router, artifacts.router, registry.router):
+    for module_router in (pages.router, pipelines.router, artifacts.router, registry.router,
+                          teleop.router):
         app.include_router(module_router)
     app.mount(pages.STATIC, StaticFiles(directory=pages.HERE / "static"), name="console-static")
     pages.html_errors(app)
