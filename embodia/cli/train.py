@@ -11,9 +11,7 @@ from rich.console import Console
 
 from embodia.cli.options import MAX_SEED, MAX_STEPS, require_output_dir
 from embodia.cli.progress import RichReporter
-from embodia.core.config import build_config, parse_set_overrides, read_yaml
 from embodia.core.errors import UserError
-from embodia.core.stage import staging_dir
 
 console = Console()
 DEFAULT_TASK = "cartpole-swingup"
@@ -38,6 +36,10 @@ def train_command(
                                                      "(sets env_kwargs.backend; see `embodia sim backends`)"),
 ) -> None:
     """Train a policy; checkpoints, metrics.jsonl, TensorBoard logs and manifest.json go to the run directory."""
+    from embodia.core.config import (
+        parse_set_overrides,  # pydantic: imported when a command runs
+    )
+
     overrides = parse_set_overrides(set_ or [])
     require_output_dir(out, "--out")
     if algo in IL_ALGOS and backend is not None:
@@ -82,6 +84,7 @@ def _resume(resume: Path, total_steps: Optional[int], seed: Optional[int], overr
 def _train_imitation(algo: str, task: Optional[str], dataset: Optional[Path], config: Optional[Path],
                      overrides: dict[str, Any], out: Path, total_steps: Optional[int], seed: Optional[int],
                      resume: Optional[Path]) -> None:
+    from embodia.core.config import build_config, read_yaml
     from embodia.learn import train as train_stage
     from embodia.learn.registry import get_algorithm
     from embodia.learn.trainer import run_name
@@ -102,6 +105,7 @@ def _train_imitation(algo: str, task: Optional[str], dataset: Optional[Path], co
 
 def _report(manifest, run_dir: Path) -> None:
     if manifest.status != "complete":
+        from embodia.core.stage import staging_dir  # pydantic: imported only here
         console.print(f"[yellow]training {manifest.status}[/]; its checkpoints are in {staging_dir(run_dir)} "
                       f"(continue with --resume {staging_dir(run_dir)})")
         raise typer.Exit(130)

@@ -7,7 +7,7 @@ is chosen here, before anything imports MuJoCo's renderer.
 from __future__ import annotations
 
 from embodia.core.lazy import lazy_exports
-from embodia.sim.render import configure_gl
+from embodia.sim.gl import configure_gl
 
 configure_gl()
 

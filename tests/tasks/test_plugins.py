@@ -124,6 +124,32 @@ def test_import_embodia_is_cheap():
     assert "heavy: []" in out and "registered: True" in out
 
 
+def test_import_embodia_imports_neither_gymnasium_nor_numpy_and_registers_when_gymnasium_comes():
+    code = textwrap.dedent("""
+        import sys, embodia
+        print("loaded:", [m for m in ("gymnasium", "numpy", "pydantic", "mujoco", "yaml") if m in sys.modules])
+        import gymnasium
+        print("registered:", gymnasium.spec("embodia/ArmReach-v0").kwargs["task"])
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "loaded: []" in out and "registered: arm-reach" in out
+
+
+def test_help_imports_no_numpy_or_pydantic():
+    code = textwrap.dedent("""
+        import sys
+        sys.argv = ["embodia", "--help"]
+        import embodia.cli
+        try:
+            embodia.cli.main()
+        except SystemExit:
+            pass
+        print("loaded:", [m for m in ("numpy", "pydantic", "mujoco", "torch", "gymnasium") if m in sys.modules])
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "loaded: []" in out, out[-300:]
+
+
 def test_task_class_without_building(tmp_path):
     from embodia.tasks.cartpole_swingup import CartpoleSwingup
     from embodia.tasks.gym_task import GymnasiumTask
