@@ -12,12 +12,15 @@ export JAX_COMPILATION_CACHE_DIR ?= $(CURDIR)/.cache/jax
 
 .PHONY: demo demo-stop test install system-deps lerobot-venv bench clean
 
-# the quickstart pipeline; its policy server stays up (detached, supervised) until `make demo-stop`
+# the quickstart pipeline; its policy server and the web console stay up (detached) until `make demo-stop`;
+# the last lines printed are the console's one-time sign-in URL and the command that opens it
 demo: install
 	$(VENV)/bin/embodia quickstart --out out/quickstart
+	$(VENV)/bin/embodia console start
 
 demo-stop:
-	$(VENV)/bin/embodia deployments stop quickstart
+	-$(VENV)/bin/embodia deployments stop quickstart
+	$(VENV)/bin/embodia console stop
 
 test: install lerobot-venv
 	EMBODIA_LEROBOT_PYTHON=$(CURDIR)/$(LEROBOT_VENV)/bin/python $(VENV)/bin/pytest -q -p no:cacheprovider
