@@ -10,8 +10,14 @@ requests with the same concurrency too (a client that costs far less CPU than Py
 when absent). Prints p50/p99 per server, route and client, the paired B/A ratio of each round, and the load
 average; `--write` puts the tables into benchmarks/results/api.md.
 
+`--console-pages` instead times the web console's pages (`console_page_loads`): each page's HTML against the API
+route that returns the same data (baseline), interleaved A,B,A,B with the paired ratio, and the page's full load
+in headless Chromium (navigation start to the load event, static files included); it writes
+benchmarks/results/console.md. `--console-home DIR` measures a copy of a real workspace (e.g. after `make demo`).
+
 Usage: python benchmarks/api_load.py [--clients 100] [--requests 10] [--rounds 2] [--baseline 7ce719e]
                                      [--workers 2] [--write]
+       python benchmarks/api_load.py --console-pages [--console-home .embodia] [--page-loads 10]
 """
 
 from __future__ import annotations
@@ -154,11 +160,17 @@ def _parse() -> argparse.Namespace:
     parser.add_argument("--baseline", default=BASELINE_REV, help="git revision of the baseline server (A)")
     parser.add_argument("--workers", type=int, default=1, help="also run this tree's server with N processes (C)")
     parser.add_argument("--write", action="store_true", help=f"write the tables to {RESULTS.relative_to(ROOT)}")
+    parser.add_argument("--console-pages", action="store_true", help="time the web console's pages instead")
+    parser.add_argument("--console-home", type=Path, default=None, help="workspace to copy for --console-pages")
+    parser.add_argument("--page-loads", type=int, default=10, help="loads per page for --console-pages")
     return parser.parse_args()
 
 
 def main() -> None:
     args = _parse()
+    if args.console_pages:
+        console_page_loads(args.console_home, args.page_loads)
+        return
     hey = shutil.which("hey")
     rows: list[str] = []
     samples: dict[tuple[str, str, str], list[tuple[float, float]]] = defaultdict(list)  # (server, route, client)
@@ -219,6 +231,141 @@ def _report(args, rows, samples, servers, hey) -> None:
     print("\n" + text)
     if args.write:
         atomic_write_text(RESULTS, RESULTS.read_text().split("<!-- api_load -->")[0] + "<!-- api_load -->\n\n" + text)
+
+
+# ------------------------------------------------------------------------------------- console page loads
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+
+
+def _console_workspace(source: Path | None, tmp: Path) -> tuple[Path, str, str]:
+    """A workspace to measure (a copy of `source`, or 200 queued jobs) and an admin token of its project."""
+    import shutil
+
+    from embodia.platform.api.auth import create_token
+    from embodia.platform.store import open_store
+
+    home = tmp / "ws"
+    if source is None:
+        _seed(home, ROOT, 200)
+        project = "bench"
+    else:
+        shutil.copytree(source, home, ignore=shutil.ignore_patterns("deployments", "console", "*.log"))
+        project = "default"
+    store = open_store(home)
+    try:
+        token = create_token(store, project, "admin", name="console benchmark")
+    finally:
+        store.close()
+    return home, project, token
+
+
+def _page_pairs(api: httpx.Client) -> list[tuple[str, str]]:
+    """(console page, API route with the same data) for every page, with one of each kind of object if any."""
+    pairs = [("/console/", "/api/v1/project"), ("/console/pipelines", "/api/v1/pipelines/runs"),
+             ("/console/jobs", "/api/v1/jobs?limit=200"), ("/console/runs", "/api/v1/artifacts?kind=checkpoint"),
+             ("/console/datasets", "/api/v1/artifacts?kind=dataset"), ("/console/reports", "/api/v1/reports"),
+             ("/console/registry", "/api/v1/models"), ("/console/deployments", "/api/v1/deployments")]
+    jobs = api.get("/api/v1/jobs?limit=1").json()
+    if jobs:
+        pairs.append((f"/console/jobs/{jobs[0]['id']}", f"/api/v1/jobs/{jobs[0]['id']}"))
+    for kind, page in (("dataset", "datasets"), ("checkpoint", "runs"), ("report", "reports")):
+        found = api.get(f"/api/v1/artifacts?kind={kind}&limit=1").json()
+        if found:
+            sha = found[0]["sha256"]
+            pairs.append((f"/console/{page}/{sha}", f"/api/v1/artifacts/{sha}"))
+            if kind == "checkpoint":
+                pairs.append((f"/console/lineage?artifact={sha}", f"/api/v1/lineage/{sha}"))
+    return pairs
+
+
+def _timed_get(client: httpx.Client, path: str) -> float:
+    start = time.perf_counter()
+    response = client.get(path)
+    elapsed = time.perf_counter() - start
+    if response.status_code != 200:
+        raise RuntimeError(f"{path}: HTTP {response.status_code} {response.text[:200]}")
+    return elapsed
+
+
+def _browser_loads(base: str, token: str, pages: list[str], rounds: int) -> dict[str, float]:
+    """Median full load of each page in headless Chromium (navigation start to the load event), in seconds."""
+    from playwright.sync_api import sync_playwright
+
+    loads: dict[str, list[float]] = {page: [] for page in pages}
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+        page.goto(f"{base}/console/login")
+        page.fill("#token", token)
+        page.click("button[type=submit]")
+        page.wait_for_url(f"{base}/console/")
+        for _ in range(rounds):
+            for path in pages:
+                page.goto(base + path, wait_until="load")
+                loads[path].append(page.evaluate(
+                    "() => { const n = performance.getEntriesByType('navigation')[0]; return n.loadEventEnd - n.startTime; }")
+                    / 1000)
+        browser.close()
+    return {path: statistics.median(values) for path, values in loads.items()}
+
+
+def console_page_loads(source: Path | None, rounds: int) -> None:
+    """Time every console page: its HTML against the same data as API JSON (A,B interleaved, paired ratio), and
+    its full load in Chromium; print the table and write benchmarks/results/console.md."""
+    with tempfile.TemporaryDirectory() as tmp:
+        home, project, token = _console_workspace(source, Path(tmp))
+        port = free_port()
+        server = _start_server(home, ROOT, port, 1)
+        base = f"http://127.0.0.1:{port}"
+        try:
+            api = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=60)
+            console = httpx.Client(base_url=base, timeout=60)
+            console.post("/console/login", data={"token": token})
+            pairs = _page_pairs(api)
+            load_before = _load()
+            rows = []
+            for page, route in pairs:
+                _timed_get(api, route), _timed_get(console, page)  # warm both
+                api_s, page_s = [], []
+                for _ in range(rounds):  # A, B, A, B: the same load for both
+                    api_s.append(_timed_get(api, route))
+                    page_s.append(_timed_get(console, page))
+                ratios = [b / a for a, b in zip(api_s, page_s)]
+                rows.append((page, route, statistics.median(api_s), statistics.median(page_s),
+                             statistics.median(ratios)))
+            browser = _browser_loads(base, token, [page for page, _ in pairs], rounds)
+            load_after = _load()
+        finally:
+            _stop(server)
+    _write_console_results(rows, browser, project, source, rounds, f"{load_before} -> {load_after}")
+
+
+def _write_console_results(rows, browser: dict[str, float], project: str, source: Path | None, rounds: int,
+                           load: str) -> None:
+    workspace = f"a copy of `{source}` (project {project})" if source else "200 queued jobs (project bench)"
+    setup = (f"Machine: the project's 2-core shared CPU VM, {time.strftime('%Y-%m-%d')}, load average (1/5/15 min) "
+             f"{load} during the run. Command: `python benchmarks/api_load.py --console-pages --page-loads {rounds}"
+             f"{' --console-home ' + str(source) if source else ''}`. Server: `embodia server` (one uvicorn process) "
+             f"over {workspace}. Baseline (A): the API route returning the same data as JSON; ours (B): the console "
+             f"page's HTML; {rounds} requests each, interleaved A,B,A,B; ratio = median of paired B/A. Browser: "
+             f"headless Chromium at 1280 px, median of {rounds} navigations from start to the load event (static "
+             "files from cache after the first).")
+    lines = ["# Web console: page load times", "", setup, "",
+             "| page | baseline API route | API p50 ms | page HTML p50 ms | paired ratio | Chromium load p50 ms |",
+             "|---|---|---|---|---|---|"]
+    for page, route, api_s, page_s, ratio in rows:
+        lines.append(f"| `{_shorten(page)}` | `{_shorten(route)}` | {api_s * 1000:.1f} | {page_s * 1000:.1f} | "
+                     f"{ratio:.2f} | {browser[page] * 1000:.0f} |")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    atomic_write_text(Path(__file__).resolve().parent / "results" / "console.md", text)
+
+
+def _shorten(path: str) -> str:
+    """Paths with a sha256 shortened to its first 12 hex digits."""
+    return re.sub(r"([0-9a-f]{12})[0-9a-f]{52}", r"\1…", path)
 
 
 if __name__ == "__main__":
