@@ -31,6 +31,22 @@ def test_unknown_camera_names_the_choices():
         env.render([0], camera="nope")
 
 
+def test_multisample_off_renders_the_same_scene_and_out_of_range_is_refused():
+    from embodia.core.errors import UserError
+    from embodia.sim.render import BatchRenderer
+
+    env = BatchEnv("arm-pick-place", num_envs=1)
+    env.reset(seed=0)
+    smooth = BatchRenderer(env.sim, width=64, height=64).render(np.array([0]), camera="front")
+    plain_renderer = BatchRenderer(env.sim, width=64, height=64, multisample=0)
+    plain = plain_renderer.render(np.array([0]), camera="front")
+    assert env.model.vis.quality.offsamples == 0
+    difference = np.abs(smooth.astype(int) - plain.astype(int))
+    assert difference.mean() < 8 and difference.max() > 0  # same picture, only the edges differ
+    with pytest.raises(UserError, match="multisample=17"):
+        BatchRenderer(env.sim, width=64, height=64, multisample=17)
+
+
 def test_mp4_round_trip(tmp_path):
     frames = np.random.default_rng(0).integers(0, 255, (12, 64, 64, 3), dtype=np.uint8)
     frames[:] = frames[:1]  # static image compresses well and decodes close to the source

@@ -144,3 +144,15 @@ def test_teleop_page_with_a_console_session(app):
     reader = TestClient(app, base_url=BASE)
     reader.post("/console/login", data={"token": create_token(app.state.store, "alpha", "read")})
     assert "needs a token with the run scope" in reader.get("/console/teleop").text
+
+
+def test_a_session_nobody_drives_ends_with_a_message(app):
+    app.state.teleop_idle_timeout_s = 0.5
+    client = TestClient(app, base_url=BASE)
+    with client.websocket_connect(WS, headers=_bearer(app)) as ws:
+        assert ws.receive_json()["type"] == "ready"
+        while True:
+            message = ws.receive()
+            if message.get("text") and json.loads(message["text"])["type"] == "error":
+                assert "no key or gamepad input" in json.loads(message["text"])["message"]
+                break

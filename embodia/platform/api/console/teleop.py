@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import math
 import secrets
 import shutil
@@ -35,11 +36,14 @@ from embodia.platform.api.console.session import COOKIE, console_caller
 from embodia.platform.models import ApiToken
 from embodia.platform.store import Store
 from embodia.platform.teleop import register_recording
+from embodia.sim.render import RenderError
 
 MAX_SESSIONS = 2  # each session is one sim + one software-GL renderer: two keep a 2-core machine responsive
 MAX_MESSAGE_BYTES = 4096
+IDLE_TIMEOUT_S = 600.0  # a session nobody drives stops, freeing its slot and its CPU
 CLOSE_POLICY = 1008
 
+log = logging.getLogger("embodia.console.teleop")
 router = APIRouter(prefix="/console", include_in_schema=False)
 
 
@@ -110,7 +114,8 @@ async def teleop_socket(websocket: WebSocket) -> None:
         return await _refuse(websocket, f"{slots.limit} teleoperation sessions are running on this server already; "
                                         "try again when one has ended")
     try:
-        await Teleoperation(websocket, caller).run()
+        await Teleoperation(websocket, caller, getattr(websocket.app.state, "teleop_idle_timeout_s",
+                                                       IDLE_TIMEOUT_S)).run()
     finally:
         slots.give_back()
 
@@ -130,8 +135,9 @@ async def _refuse(websocket: WebSocket, message: str) -> None:
 class Teleoperation:
     """Drives one `TeleopSession` for one WebSocket: GL and physics on one worker thread, I/O on the event loop."""
 
-    def __init__(self, websocket: WebSocket, caller: Caller) -> None:
+    def __init__(self, websocket: WebSocket, caller: Caller, idle_timeout_s: float = IDLE_TIMEOUT_S) -> None:
         self.websocket = websocket
+        self.idle_timeout_s = idle_timeout_s
         self.caller = caller
         self.store: Store = websocket.app.state.store
         self.worker = ThreadPoolExecutor(1, thread_name_prefix="teleop")  # the renderer's GL context lives here
@@ -141,6 +147,7 @@ class Teleoperation:
         self.events: list[str] = []
         self.save_asked = False
         self.closed = False
+        self.last_input_s = time.monotonic()
 
     async def call(self, function, *args):
         """Run `function(*args)` on the session's own thread."""
@@ -152,8 +159,11 @@ class Teleoperation:
             await self._loop()
         except WebSocketDisconnect:
             pass
-        except UserError as error:
+        except (UserError, RenderError) as error:
             await self._send_error(str(error))
+        except Exception:
+            log.exception("teleoperation session of project %s failed", self.caller.project)
+            await self._send_error("internal error in the teleoperation session (logged on the server)")
         finally:
             self.closed = True
             if self.session is not None:
@@ -187,6 +197,9 @@ class Teleoperation:
             next_s = time.perf_counter()
             frames = FrameClock()
             while not receiver.done():
+                if time.monotonic() - self.last_input_s > self.idle_timeout_s:
+                    raise UserError(f"no key or gamepad input for {self.idle_timeout_s:.0f} s: the session ended "
+                                    "(kept episodes were not saved); press Start to record again")
                 if self.save_asked:
                     self.save_asked = False
                     if self.session.kept_keys:
@@ -218,6 +231,7 @@ class Teleoperation:
             self._handle(_message(text))
 
     def _handle(self, message: dict[str, Any]) -> None:
+        self.last_input_s = time.monotonic()
         kind = message.get("type")
         if kind == "keys":
             self.controls.set_held(_strings(message.get("down"), "down"))
