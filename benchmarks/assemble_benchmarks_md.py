@@ -13,6 +13,7 @@ PARTS = [("Simulation (issue 2)", "sim.md"), ("Scripted experts (issue 3)", "arm
          ("Bring your own robot (issue 10)", "byo_robot.md"),
          ("Physics backends (issue 15)", "backends.md"),
          ("REST API (issue 13)", "api.md"),
+         ("Web console page loads (issue 13)", "console.md"),
          ("Teleoperation stream (issue 13)", "teleop.md"),
          ("Single-environment step cost (issue 11)", "single_env.md")]
 
