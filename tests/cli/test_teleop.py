@@ -75,3 +75,28 @@ def test_odd_image_size_names_the_option(tmp_path):
 def test_terminal_bytes_parse_to_key_names():
     keys = teleop_cli.parse_terminal_keys(b"wA \x1b[A\x1b[D\r\x7f\x1b\x03x1")
     assert keys == ["w", "a", " ", "arrowup", "arrowleft", "enter", "backspace", "escape", "ctrl-c", "x"]
+
+
+def test_terminal_keys_read_raw_bytes_from_a_pseudo_terminal():
+    import os
+    import pty
+    import termios
+    import time
+
+    leader, follower = pty.openpty()
+    try:
+        with open(follower, "rb", buffering=0, closefd=False) as stream:
+            keys = teleop_cli.TerminalKeys(stream)
+            before = termios.tcgetattr(follower)
+            with keys:
+                assert keys.poll() == []
+                os.write(leader, b"w\x1b[C \r")
+                read, deadline = [], time.monotonic() + 5
+                while len(read) < 4 and time.monotonic() < deadline:  # the pty may deliver in pieces
+                    read += keys.poll()
+                    time.sleep(0.01)
+                assert read == ["w", "arrowright", " ", "enter"]
+            assert termios.tcgetattr(follower) == before  # the terminal is restored
+    finally:
+        os.close(leader)
+        os.close(follower)

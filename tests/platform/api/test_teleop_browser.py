@@ -126,3 +126,42 @@ def test_record_two_episodes_in_the_browser_and_find_them_in_the_registry(server
     assert page.locator("a.tile[href='/console/datasets'] .big").inner_text() == "1"
     context.close()
     assert problems == []
+
+
+FAKE_GAMEPAD = """
+(() => {
+  const buttons = Array.from({length: 17}, () => ({pressed: false, touched: false, value: 0}));
+  window.__pad = {id: "test pad", index: 0, connected: true, mapping: "standard", axes: [0, 0, 0, 0], buttons};
+  navigator.getGamepads = () => [window.__pad];
+})();
+"""
+
+
+def _grip_point(page) -> list[float]:
+    return [float(v) for v in page.inner_text("#teleop-ee").removesuffix(" m").split(",")]
+
+
+def test_a_gamepad_stick_moves_the_gripper_and_its_a_button_closes_it(server, browser):
+    app, base = server
+    token = create_token(app.state.store, "lab", "run")
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.add_init_script(FAKE_GAMEPAD)  # the Gamepad API as a connected standard pad would answer
+    page = context.new_page()
+    problems: list[str] = []
+    _watch(page, problems)
+    page.goto(f"{base}/console/login")
+    page.fill("input[name=token]", token)
+    page.click("button[type=submit]")
+    page.goto(f"{base}/console/teleop")
+    page.click("#teleop-connect")
+    _wait_for_frames(page, 5)
+    start = _grip_point(page)
+    page.evaluate("window.__pad.axes = [0, 0, 0, -1]")  # right stick pushed up: raise the gripper
+    page.wait_for_timeout(800)
+    page.evaluate("window.__pad.axes = [0, 0, 0, 0]")
+    page.wait_for_timeout(300)
+    assert _grip_point(page)[2] > start[2] + 0.03
+    page.evaluate("window.__pad.buttons[0] = {pressed: true, touched: true, value: 1}")
+    expect(page.locator("#teleop-gripper")).to_contain_text("closed")
+    context.close()
+    assert problems == []
