@@ -3,18 +3,23 @@ the tutorial's URDF arm, against random and zero-action baselines.
 
 Every return is the mean deterministic return of 8 episodes (seed 12345) through embodia's BatchEnv (`gym:<id>`
 runs Gymnasium's own reward and termination), the same code for the trained policy and the baselines.
-Usage: python benchmarks/byo_robot.py [--steps 50000] [--tasks gym:Hopper-v5,...]   (about 8 minutes on 2 cores)
+Every task trains with seeds 0..n-1 (`--seeds`, 5 by default); returns are the mean with a 95 % t-interval.
+Usage: python benchmarks/byo_robot.py [--steps 50000] [--seeds 5] [--tasks gym:Hopper-v5,...]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from rl_baselines import fmt_ci
+
+from embodia.core.atomic import atomic_write_text
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -79,7 +84,7 @@ def train_with_auto_defaults(task: str, steps: int, seed: int = 0) -> dict:
     return {"steps": steps, "train_seconds": seconds, "final_return": final_return, "final_success": final_success,
             "curve": [*[point for point in curve if point[0] < steps], (steps, final_return)],
             "config": {k: getattr(config, k) for k in ("num_envs", "num_steps", "learning_rate", "update_epochs",
-                                                        "num_minibatches", "init_log_std")}}
+                                                        "num_minibatches", "init_log_std", "gamma", "gae_lambda")}}
 
 
 def plot(results: dict, path: Path) -> None:
@@ -91,8 +96,11 @@ def plot(results: dict, path: Path) -> None:
 
     fig, axes = plt.subplots(1, len(results), figsize=(4 * len(results), 3.2))
     for axis, (task, result) in zip(np.atleast_1d(axes), results.items()):
-        steps, returns = zip(*result["ppo"]["curve"])
-        axis.plot(steps, returns, marker="o", label="PPO (automatic defaults)")
+        points = min(len(run["curve"]) for run in result["ppo"])
+        steps = np.mean([[p[0] for p in run["curve"][:points]] for run in result["ppo"]], axis=0)
+        returns = np.array([[p[1] for p in run["curve"][:points]] for run in result["ppo"]])
+        axis.plot(steps, returns.mean(axis=0), marker="o", label=f"PPO (automatic defaults, {len(returns)} seeds)")
+        axis.fill_between(steps, returns.min(axis=0), returns.max(axis=0), alpha=0.2)
         axis.axhline(result["random"][0], color="grey", linestyle="--", label="random")
         axis.axhline(result["zero"][0], color="black", linestyle=":", label="zero action")
         axis.set_title(short_name(task), fontsize=9)
@@ -107,49 +115,57 @@ def short_name(task: str) -> str:
     return "tutorial URDF arm (ReachArm)" if task == TUTORIAL_TASK else task
 
 
-def write_markdown(results: dict, seconds: float, steps: int) -> str:
+def write_markdown(results: dict, seconds: float, steps: int, seeds: int) -> str:
     """The results file: what was run, the table, the curves."""
+    one, five, _ = os.getloadavg()
     lines = ["# Bring your own robot: PPO with automatic defaults (issue 10)", "",
-             f"`python benchmarks/byo_robot.py --steps {steps}` — {seconds:.0f} s in all on the shared 2-core VM. "
+             (f"`python benchmarks/byo_robot.py --steps {steps} --seeds {seeds}` — {seconds:.0f} s in all on the "
+             f"shared 2-core VM (load average {one:.1f} / {five:.1f} at the end, 1/5 min). "
              "No task here ships a PPO config: each one gets `embodia/learn/auto_config.py`'s settings (2048 samples "
-             "a rollout cut by episode length, 8 epochs x 16 minibatches, lr 1e-3 annealed, exploration std from "
-             "episode length). One seed; returns are deterministic means over 8 episodes (seed 12345) through "
-             "embodia's `BatchEnv` (`gym:<id>` runs Gymnasium's own reward), the same evaluation for every row.", "",
-             "| task | env steps | PPO return | random | zero action | PPO success | auto config (envs x steps, log std) "
-             "| train time |", "|---|---:|---:|---:|---:|---:|---|---:|"]
+             "a rollout cut by episode length, 8 epochs x 16 minibatches, lr 1e-3 annealed, discount, GAE lambda and "
+             f"exploration std from episode length). {seeds} seeds; each return is the deterministic mean over 8 "
+             "episodes (seed 12345), the table shows mean ± 95 % t-interval over seeds, through "
+             "embodia's `BatchEnv` (`gym:<id>` runs Gymnasium's own reward), the same evaluation for every row."), "",
+             ("| task | env steps | PPO return (per seed) | random | zero action | PPO success | auto config "
+              "(envs x steps, gamma, lambda, log std) | train time per seed |"), "|---|---:|---:|---:|---:|---:|---|---:|"]
     for task, result in results.items():
-        ppo, config = result["ppo"], result["ppo"]["config"]
-        success = "-" if np.isnan(ppo["final_success"]) else f"{ppo['final_success']:.0%}"
-        lines.append(f"| {short_name(task)} | {ppo['steps']:,} | **{ppo['final_return']:.1f}** | "
-                     f"{result['random'][0]:.1f} | {result['zero'][0]:.1f} | {success} | "
-                     f"{config['num_envs']} x {config['num_steps']}, {config['init_log_std']} | {ppo['train_seconds']:.0f} s |")
-    lines += ["", "Learning curves (deterministic return at each evaluation):", "",
+        runs, config = result["ppo"], result["ppo"][0]["config"]
+        returns = [run["final_return"] for run in runs]
+        successes = [run["final_success"] for run in runs]
+        success = "-" if np.isnan(successes).any() else f"{np.mean(successes):.0%}"
+        lines.append(f"| {short_name(task)} | {runs[0]['steps']:,} | **{fmt_ci(returns, 1)}** "
+                     f"({', '.join(f'{r:.1f}' for r in returns)}) | {result['random'][0]:.1f} | {result['zero'][0]:.1f} "
+                     f"| {success} | {config['num_envs']} x {config['num_steps']}, {config['gamma']}, "
+                     f"{config['gae_lambda']}, {config['init_log_std']} "
+                     f"| {np.mean([run['train_seconds'] for run in runs]):.0f} s |")
+    lines += ["", "Learning curves (deterministic return at each evaluation; mean over seeds, band = min..max):", "",
               "![learning curves](byo_robot.png)", ""]
     for task, result in results.items():
-        points = ", ".join(f"{s // 1000}k: {r:.1f}" for s, r in result["ppo"]["curve"])
-        lines.append(f"- {short_name(task)}: {points}")
+        points = min(len(run["curve"]) for run in result["ppo"])
+        means = [(result["ppo"][0]["curve"][i][0], np.mean([run["curve"][i][1] for run in result["ppo"]]))
+                 for i in range(points)]
+        lines.append(f"- {short_name(task)}: " + ", ".join(f"{s // 1000}k: {r:.1f}" for s, r in means))
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=50_000, help="PPO env steps per Gymnasium task")
+    parser.add_argument("--seeds", type=int, default=5, help="PPO seeds per task")
     parser.add_argument("--tasks", default=",".join(TASKS), help="comma-separated task names")
     args = parser.parse_args()
-    import os
-
     os.chdir(ROOT)  # the tutorial task is named by its path from the repository root
     start = time.perf_counter()
     results = {}
     for task in args.tasks.split(","):
         steps = int(args.steps * TASKS.get(task, 1.0))
         results[task] = {"random": baseline(task, "random"), "zero": baseline(task, "zero"),
-                         "ppo": train_with_auto_defaults(task, steps)}
+                         "ppo": [train_with_auto_defaults(task, steps, seed) for seed in range(args.seeds)]}
         print(task, json.dumps(results[task]), flush=True)
     seconds = time.perf_counter() - start
     RESULTS.mkdir(parents=True, exist_ok=True)
     plot(results, RESULTS / "byo_robot.png")
-    (RESULTS / "byo_robot.md").write_text(write_markdown(results, seconds, args.steps))
+    atomic_write_text(RESULTS / "byo_robot.md", write_markdown(results, seconds, args.steps, args.seeds))
     print((RESULTS / "byo_robot.md").read_text())
 
 

@@ -1,233 +1,173 @@
-"""embodia PPO vs Stable-Baselines3 PPO at equal env steps: env-steps/s, final return, raw-simulation ceiling.
+"""embodia PPO vs Stable-Baselines3 PPO at equal env steps, against the strongest SB3 anchor (issue 11).
 
-Runs every contender in this one process, one after another, so the ratios share the machine's load.
-Usage: python benchmarks/ppo_vs_sb3.py [--steps 100000] [--seeds 2] [--no-gym]
+Contenders, run seed by seed in one process (round r: ceiling, then each contender with seed r), so every
+paired ratio shares one stretch of machine load:
+- embodia PPO on cheetah-run (HalfCheetah-v5's robot and reward; shipped `cheetah-run_ppo.yaml`);
+- embodia PPO on Gymnasium's own HalfCheetah-v5 (same settings, through the Gymnasium adapter);
+- SB3 PPO with rl-zoo's tuned HalfCheetah hyperparameters (VecNormalize, 1 env, 256x256 ReLU, 20 epochs ...)
+  on Gymnasium's HalfCheetah-v5 — the anchor;
+- SB3 PPO compute-matched to embodia (16 envs, 2048 samples a rollout, 8 epochs of minibatches of 128,
+  lr 1e-3 annealed, VecNormalize) on Gymnasium's HalfCheetah-v5.
+The ceiling is the shared fast raw `mujoco.rollout` (benchmarks/_ceiling.py) on the cheetah model at embodia's
+128 envs. Final return = mean deterministic return over 8 episodes (seed 12345), the same code for everyone.
+Usage: python benchmarks/ppo_vs_sb3.py [--steps 20480] [--seeds 5] [--sb3-defaults]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
+from rl_baselines import (
+    COMPUTE_MATCHED_PPO,
+    RESULTS,
+    fmt_ci,
+    load_line,
+    mean_ci,
+    paired_speed_ratio,
+    plot_curves,
+    run_embodia,
+    run_sb3,
+    zoo_hyperparams,
+)
 
-RESULTS = Path(__file__).parent / "results"
-EVAL_EPISODES = 8
-EVAL_SEED = 12345
+from embodia.core.atomic import atomic_write_text
+
+CHEETAH, GYM_CHEETAH = "cheetah-run", "gym:HalfCheetah-v5"
+SPEEDUP_TARGET, GYM_SPEEDUP_TARGET, CEILING_TARGET = 10.0, 5.0, 0.50
 
 
-def raw_sim_ceiling(task: str, num_envs: int, steps: int = 300) -> float:
-    """Env-steps/s of bare `mujoco.rollout` on the task's model: one call per control step, random controls."""
-    import mujoco
-    import mujoco.rollout
+def ceiling_sps(num_envs: int, nthread: int, seconds: float = 2.0) -> float:
+    """Env-steps/s of the shared fast raw-rollout ceiling on the cheetah model (benchmarks/_ceiling.py)."""
+    from _ceiling import RawRollout, steps_per_second
 
+    raw = RawRollout(CHEETAH, num_envs, nthread)
+    try:
+        return steps_per_second(raw.step, num_envs, seconds)
+    finally:
+        raw.close()
+
+
+def shipped_cheetah_settings() -> dict:
+    """cheetah-run's shipped PPO settings, reused on Gymnasium's HalfCheetah-v5 (same robot and reward)."""
+    from embodia.learn.config import config_path, read_yaml
+
+    settings = read_yaml(config_path(CHEETAH, "ppo"))
+    settings.pop("total_steps", None)
+    return settings
+
+
+def contenders(with_defaults: bool) -> dict:
+    """name -> callable(steps, seed, eval_every) returning a run result."""
+    shipped = shipped_cheetah_settings()
+    zoo_key, zoo = zoo_hyperparams("ppo", "HalfCheetah-v5")
+    runs = {
+        "embodia PPO, cheetah-run": lambda s, seed, e: run_embodia(CHEETAH, "ppo", s, seed, eval_every=e),
+        "embodia PPO, HalfCheetah-v5": lambda s, seed, e: run_embodia(GYM_CHEETAH, "ppo", s, seed, shipped, e),
+        f"SB3 PPO rl-zoo tuned ({zoo_key}), HalfCheetah-v5": lambda s, seed, e: run_sb3(GYM_CHEETAH, "ppo", s, seed, zoo, e),
+        "SB3 PPO compute-matched, HalfCheetah-v5": lambda s, seed, e: run_sb3(GYM_CHEETAH, "ppo", s, seed,
+                                                                              COMPUTE_MATCHED_PPO, e),
+    }
+    if with_defaults:
+        runs["SB3 PPO defaults, HalfCheetah-v5"] = lambda s, seed, e: run_sb3(GYM_CHEETAH, "ppo", s, seed, None, e)
+    return runs
+
+
+def run_rounds(steps: int, seeds: int, with_defaults: bool, out_json) -> dict:
+    """Every contender once per seed, interleaved; the ceiling measured at the start of each round."""
     from embodia.tasks.env import BatchEnv
 
-    env = BatchEnv(task, num_envs=num_envs)
-    model, frame_skip, nthread = env.model, env.sim.frame_skip, env.sim.nthread
-    state = np.tile(env.sim.initial_state, (num_envs, 1))
-    env.close()
-    datas = [mujoco.MjData(model) for _ in range(nthread)]
-    rollout = mujoco.rollout.Rollout(nthread=nthread if nthread > 1 else 0)
-    ctrl = np.random.default_rng(0).uniform(-1, 1, (steps, num_envs, frame_skip, model.nu))
-    out_state = np.zeros((num_envs, frame_skip, state.shape[1]))
-    start = time.perf_counter()
-    for step in range(steps):
-        rollout.rollout([model] * num_envs, datas, state, ctrl[step], nstep=frame_skip, state=out_state)
-        state = out_state[:, -1].copy()
-    elapsed = time.perf_counter() - start
-    rollout.close()
-    return num_envs * steps / elapsed
+    num_envs = shipped_cheetah_settings()["num_envs"]
+    probe = BatchEnv(CHEETAH, num_envs=num_envs)
+    nthread = probe.sim.nthread
+    probe.close()
+    runs = contenders(with_defaults)
+    record: dict = {"steps": steps, "seeds": seeds, "num_envs": num_envs, "nthread": nthread, "ceiling": [],
+                    "load": [], "runs": {name: [] for name in runs}}
+    eval_every = max(2048, steps // 4)
+    for seed in range(seeds):
+        record["load"].append(load_line())
+        record["ceiling"].append(ceiling_sps(num_envs, nthread))
+        for name, run in runs.items():
+            record["runs"][name].append(run(steps, seed, eval_every))
+            print(f"seed {seed} {name}: {record['runs'][name][-1]['sps']:,.0f} env-steps/s, "
+                  f"return {record['runs'][name][-1]['final_return']:.1f}  ({load_line()})", flush=True)
+        atomic_write_text(out_json, json.dumps(record))  # partial results survive an interrupted run
+    return record
 
 
-def evaluate(act, source: str, num_episodes: int = EVAL_EPISODES) -> float:
-    """Mean deterministic return over `num_episodes` (an embodia task or gym:<id>), one batch of envs."""
-    if not source.startswith("gym:"):
-        from embodia.learn.rollout import episode_returns
-
-        return float(episode_returns(act, source, num_envs=num_episodes, seed=EVAL_SEED)[0].mean())
-    import gymnasium as gym
-
-    env = gym.make_vec(source[4:], num_envs=num_episodes, vectorization_mode="sync",
-                       vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.DISABLED})
-    obs, _ = env.reset(seed=EVAL_SEED)
-    returns, alive = np.zeros(num_episodes), np.ones(num_episodes, dtype=bool)
-    while alive.any():
-        obs, reward, terminated, truncated, _ = env.step(np.asarray(act(obs), dtype=np.float32))
-        returns += np.where(alive, reward, 0.0)
-        alive &= ~(terminated | truncated)
-    env.close()
-    return float(returns.mean())
-
-
-EVAL_EVERY = 20_480  # env steps between the learning-curve evaluations (their time is not counted as training)
-
-
-def run_embodia(source: str, algo: str, steps: int, seed: int, overrides: dict | None = None) -> dict:
-    """Train with embodia; returns steps/s (training wall-clock), final return and the evaluation curve."""
-    from embodia.learn import load_policy
-    from embodia.learn.train import train
-    from embodia.learn.trainer import live_policy
-
-    curve: list[tuple[int, float]] = []
-    eval_seconds = [0.0]
-
-    def evaluate_now(trainer) -> bool:
-        if trainer.global_step // EVAL_EVERY > (trainer.global_step - trainer.batch_size) // EVAL_EVERY:
-            began = time.perf_counter()
-            curve.append((trainer.global_step, evaluate(live_policy(trainer).act, source)))
-            eval_seconds[0] += time.perf_counter() - began
-        return False
-
-    with tempfile.TemporaryDirectory() as out:
-        start = time.perf_counter()
-        run = train(source, algo, total_steps=steps, seed=seed, out=Path(out), callback=evaluate_now,
-                    overrides={"progress": False, "tensorboard": False, **(overrides or {})})
-        elapsed = time.perf_counter() - start - eval_seconds[0]
-        policy = load_policy(run)
-        steps_done = json.loads((run / "checkpoints" / "final" / "state.json").read_text())["global_step"]
-        final = evaluate(policy.act, source)
-        return {"steps": steps_done, "seconds": elapsed, "sps": steps_done / elapsed,
-                "final_return": final, "curve": [*curve, (steps_done, final)]}
+def report(record: dict, seconds: float) -> str:
+    """The markdown results section: table, paired ratios, targets met or not."""
+    runs, ceiling = record["runs"], record["ceiling"]
+    names = list(runs)
+    ours, ours_gym, zoo, matched = (runs[n] for n in names[:4])
+    lines = ["# PPO vs SB3 PPO (issue 11)", "",
+             (f"`python benchmarks/ppo_vs_sb3.py --steps {record['steps']} --seeds {record['seeds']}` — "
+             f"**{record['steps']:,} env steps per run, {record['seeds']} seeds per contender**, {seconds:.0f} s in all; "
+             f"{record['load'][0]} at the start, {record['load'][-1]} at the last round. Round r runs the ceiling and "
+             "then every contender with seed r, so ratios are per-seed pairs from one stretch of load; "
+             "the figure is their median (min–max). Return: mean ± 95 % t-interval over seeds of the deterministic "
+             "return on 8 episodes (seed 12345), the same evaluation for every contender. The step budget is small "
+             "(2 shared cores): rl-zoo's tuned settings are tuned for 1M steps, so the return column says who learns "
+             "faster at this budget, not who ends higher."), "",
+             "| contender | env-steps/s (mean) | final return (mean ± 95 % CI) | per seed |", "|---|---:|---:|---|"]
+    lines.append(f"| fast raw `mujoco.rollout` ceiling, cheetah model, {record['num_envs']} envs, "
+                 f"{record['nthread']} threads | {np.mean(ceiling):,.0f} | – | – |")
+    for name, result in runs.items():
+        returns = [r["final_return"] for r in result]
+        lines.append(f"| {name} | {np.mean([r['sps'] for r in result]):,.0f} | {fmt_ci(returns)} | "
+                     f"{', '.join(f'{v:.0f}' for v in returns)} |")
+    lines += ["", "Targets (issue 11):", ""]
+    for label, value, target, unit in [
+        ("cheetah-run: embodia env-steps/s vs rl-zoo-tuned SB3", paired_speed_ratio(ours, zoo), SPEEDUP_TARGET, "x"),
+        ("cheetah-run: embodia env-steps/s as a share of the fast ceiling",
+         _ceiling_share(ours, ceiling), CEILING_TARGET, ""),
+        ("HalfCheetah-v5: embodia env-steps/s vs rl-zoo-tuned SB3", paired_speed_ratio(ours_gym, zoo),
+         GYM_SPEEDUP_TARGET, "x")]:
+        median, low, high = value
+        shown = (f"{median:.1f}x ({low:.1f}–{high:.1f})" if unit else f"{median:.0%} ({low:.0%}–{high:.0%})")
+        goal = f">= {target:.0f}x" if unit else f">= {target:.0%}"
+        lines.append(f"- **{'met' if median >= target else 'NOT MET'}** — {label}: {shown}, target {goal}")
+    for label, a, b in [("cheetah-run", ours, zoo), ("HalfCheetah-v5", ours_gym, zoo)]:
+        ma, ha = mean_ci([r["final_return"] for r in a])
+        mb, hb = mean_ci([r["final_return"] for r in b])
+        verdict = "met" if ma >= mb else "NOT MET"
+        lines.append(f"- **{verdict}** — {label}: embodia return {ma:.0f} ± {ha:.0f} vs rl-zoo-tuned SB3 "
+                     f"{mb:.0f} ± {hb:.0f} (target: not below SB3's mean)")
+    ratio = paired_speed_ratio(ours, matched)
+    lines += [(f"- For reference: embodia on cheetah-run vs SB3 compute-matched: {ratio[0]:.1f}x "
+              f"({ratio[1]:.1f}–{ratio[2]:.1f}) env-steps/s."), "",
+              "Learning curves (mean over seeds, band = min..max over seeds): `ppo_halfcheetah.png`", "",
+              "![PPO learning curves](ppo_halfcheetah.png)", ""]
+    return "\n".join(lines)
 
 
-def _sb3_env(source: str):
-    import gymnasium as gym
-
-    if source.startswith("gym:"):
-        return gym.make(source[4:])
-    from embodia.tasks.gym_envs import GYM_IDS, register_envs
-
-    register_envs()
-    gym_id = next(k for k, v in GYM_IDS.items() if v == source)
-    return gym.make(gym_id)
-
-
-def run_sb3(source: str, algo: str, steps: int, seed: int) -> dict:
-    """Train Stable-Baselines3 with its defaults on one env (its standard setup); same measurements."""
-    import stable_baselines3 as sb3
-    from stable_baselines3.common.callbacks import BaseCallback
-
-    class Curve(BaseCallback):
-        def __init__(self) -> None:
-            super().__init__()
-            self.points: list[tuple[int, float]] = []
-            self.seconds = 0.0
-
-        def _on_step(self) -> bool:
-            if self.num_timesteps % EVAL_EVERY == 0:
-                began = time.perf_counter()
-                act = lambda obs: self.model.predict(obs, deterministic=True)[0]  # noqa: E731
-                self.points.append((self.num_timesteps, evaluate(act, source)))
-                self.seconds += time.perf_counter() - began
-            return True
-
-    model = getattr(sb3, algo.upper())("MlpPolicy", _sb3_env(source), seed=seed, verbose=0, device="cpu")
-    curve = Curve()
-    start = time.perf_counter()
-    model.learn(steps, callback=curve)
-    elapsed = time.perf_counter() - start - curve.seconds
-    act = lambda obs: model.predict(obs, deterministic=True)[0]  # noqa: E731
-    final = evaluate(act, source)
-    return {"steps": steps, "seconds": elapsed, "sps": steps / elapsed, "final_return": final,
-            "curve": [*curve.points, (model.num_timesteps, final)]}
-
-
-def plot_curves(results: dict[str, list[dict]], title: str, path: Path) -> None:
-    """Deterministic evaluation return vs env steps, one line per contender and seed."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for (name, runs), color in zip(results.items(), plt.rcParams["axes.prop_cycle"].by_key()["color"]):
-        for i, run in enumerate(runs):
-            if run["curve"]:
-                x, y = zip(*run["curve"])
-                ax.plot(x, y, color=color, alpha=0.9, marker="o", ms=3, label=name if i == 0 else None)
-    ax.set_xlabel("env steps")
-    ax.set_ylabel(f"deterministic return ({EVAL_EPISODES} episodes)")
-    ax.set_title(title)
-    ax.legend()
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
-def summarize(name: str, runs: list[dict]) -> str:
-    sps = np.mean([r["sps"] for r in runs])
-    ret = [r["final_return"] for r in runs]
-    return f"{name:34s} {sps:10,.0f} env-steps/s   final return {np.mean(ret):8.1f} (seeds: {', '.join(f'{v:.0f}' for v in ret)})"
-
-
-def compare(source: str, algo: str, steps: int, seeds: int, embodia_overrides: dict | None = None) -> dict[str, list[dict]]:
-    """Both contenders on one env, every seed; prints a summary and the ratios."""
-    ours = [run_embodia(source, algo, steps, seed, embodia_overrides) for seed in range(seeds)]
-    theirs = [run_sb3(source, algo, steps, seed) for seed in range(seeds)]
-    print(summarize(f"embodia {algo} on {source}", ours))
-    print(summarize(f"SB3 {algo} on {source}", theirs))
-    ratio = np.mean([r["sps"] for r in ours]) / np.mean([r["sps"] for r in theirs])
-    print(f"  -> speed ratio embodia / SB3 = {ratio:.1f}x; return difference = "
-          f"{np.mean([r['final_return'] for r in ours]) - np.mean([r['final_return'] for r in theirs]):+.1f}")
-    return {f"embodia {algo}": ours, f"SB3 {algo}": theirs}
+def _ceiling_share(ours: list[dict], ceiling: list[float]) -> tuple[float, float, float]:
+    shares = [r["sps"] / c for r, c in zip(ours, ceiling, strict=True)]
+    return float(np.median(shares)), float(min(shares)), float(max(shares))
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--steps", type=int, default=100_000, help="env steps per training run")
-    parser.add_argument("--seeds", type=int, default=2, help="seeds per contender")
-    parser.add_argument("--no-gym", action="store_true", help="skip Gymnasium HalfCheetah-v5")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=20_480, help="env steps per training run")
+    parser.add_argument("--seeds", type=int, default=5, help="seeds per contender")
+    parser.add_argument("--sb3-defaults", action="store_true", help="also run SB3's defaults (1 env, no normalization)")
+    parser.add_argument("--report-only", action="store_true", help="rebuild the report from results/rl_ppo.json")
     args = parser.parse_args()
     began = time.perf_counter()
-    shipped = _cheetah_ppo_overrides()
-    ceiling = raw_sim_ceiling("cheetah-run", shipped["num_envs"])
-    print(f"raw mujoco.rollout ceiling, cheetah model, {shipped['num_envs']} envs: {ceiling:,.0f} env-steps/s")
-    rows = [("raw `mujoco.rollout`, cheetah model", f"ceiling ({shipped['num_envs']} envs)", ceiling, None)]
-    results = compare("cheetah-run", "ppo", args.steps, args.seeds)
-    rows += _report_targets("cheetah-run", results, ceiling)
     RESULTS.mkdir(exist_ok=True)
-    plot_curves(results, f"PPO on cheetah-run, {args.steps:,} env steps", RESULTS / "ppo_cheetah_run.png")
-    if not args.no_gym:
-        gym_results = compare("gym:HalfCheetah-v5", "ppo", args.steps, args.seeds, embodia_overrides=shipped)
-        rows += _report_targets("Gymnasium HalfCheetah-v5 (our adapter)", gym_results, ceiling)
-        plot_curves(gym_results, f"PPO on Gymnasium HalfCheetah-v5, {args.steps:,} env steps",
-                    RESULTS / "ppo_halfcheetah_v5.png")
-    print(f"\n{args.steps:,} env steps per run, {args.seeds} seed(s), {time.perf_counter() - began:.0f} s in all\n")
-    print("| env | contender | env-steps/s | final return (per seed) |\n|---|---|---:|---:|")
-    for env, name, sps, returns in rows:
-        ret = "–" if returns is None else f"{np.mean(returns):.0f} ({', '.join(f'{r:.0f}' for r in returns)})"
-        print(f"| {env} | {name} | {sps:,.0f} | {ret} |")
-
-
-SPEEDUP_TARGET, CEILING_TARGET = 10.0, 0.40
-
-
-def _report_targets(env: str, results: dict[str, list[dict]], ceiling: float) -> list[tuple]:
-    """Print whether embodia meets the issue's targets against SB3 on this env; returns the table rows."""
-    ours, theirs = results["embodia ppo"], results["SB3 ppo"]
-    ours_sps, sb3_sps = np.mean([r["sps"] for r in ours]), np.mean([r["sps"] for r in theirs])
-    ours_ret, sb3_ret = np.mean([r["final_return"] for r in ours]), np.mean([r["final_return"] for r in theirs])
-    checks = {f">= {SPEEDUP_TARGET:.0f}x SB3 env-steps/s": (ours_sps / sb3_sps, ours_sps / sb3_sps >= SPEEDUP_TARGET),
-              f">= {100 * CEILING_TARGET:.0f}% of the raw ceiling": (ours_sps / ceiling, ours_sps / ceiling >= CEILING_TARGET),
-              "final return >= SB3's": (ours_ret - sb3_ret, ours_ret >= sb3_ret)}
-    for name, (value, met) in checks.items():
-        print(f"  [{'met' if met else 'NOT MET'}] {env}: {name} ({value:.2f})")
-    return [(env, "embodia PPO (shipped config)", ours_sps, [r["final_return"] for r in ours]),
-            (env, "SB3 PPO (defaults)", sb3_sps, [r["final_return"] for r in theirs])]
-
-
-def _cheetah_ppo_overrides() -> dict:
-    """cheetah-run's shipped PPO settings, reused for Gymnasium's HalfCheetah-v5 (same robot and reward)."""
-    from embodia.learn.config import config_path, read_yaml
-
-    settings = read_yaml(config_path("cheetah-run", "ppo"))
-    settings.pop("total_steps", None)
-    return settings
+    if args.report_only:
+        record = json.loads((RESULTS / "rl_ppo.json").read_text())
+        record["seeds"] = len(record["ceiling"])  # an interrupted run: the rounds that finished
+    else:
+        record = run_rounds(args.steps, args.seeds, args.sb3_defaults, RESULTS / "rl_ppo.json")
+    plot_curves(record["runs"], f"PPO, {record['steps']:,} env steps, {record['seeds']} seeds",
+                RESULTS / "ppo_halfcheetah.png")
+    text = report(record, time.perf_counter() - began)
+    atomic_write_text(RESULTS / "rl_ppo.md", text)
+    print(text)
 
 
 if __name__ == "__main__":

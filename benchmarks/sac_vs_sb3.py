@@ -1,30 +1,97 @@
-"""embodia SAC vs Stable-Baselines3 SAC at equal env steps on cheetah-run: env-steps/s and final return.
+"""embodia SAC vs Stable-Baselines3 SAC at the same update-to-data ratio (1 gradient step per env step).
 
-Both in this one process, one after the other, so the ratio shares the machine's load.
-Usage: python benchmarks/sac_vs_sb3.py [--steps 20000] [--seeds 1]
+embodia: shipped `cheetah-run_sac.yaml` with `utd_ratio: 1` and the actor updated every step (SB3's schedule),
+on cheetah-run. SB3: rl-zoo's HalfCheetah SAC entry (SB3's defaults with `learning_starts: 10000`) on Gymnasium's
+own HalfCheetah-v5. Both start learning after the same `--learning-starts` env steps (rl-zoo's 10,000 would leave
+nothing to learn in a small budget, and timing random steps says nothing about the learner). Seeds interleaved:
+round r runs both with seed r; the speed figure is the median of the per-seed ratios.
+Usage: python benchmarks/sac_vs_sb3.py [--steps 6000] [--seeds 5] [--learning-starts 1000]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import time
 
 import numpy as np
+from rl_baselines import (
+    RESULTS,
+    fmt_ci,
+    load_line,
+    paired_speed_ratio,
+    plot_curves,
+    run_embodia,
+    run_sb3,
+    zoo_hyperparams,
+)
 
-from ppo_vs_sb3 import RESULTS, compare, plot_curves
+from embodia.core.atomic import atomic_write_text
+
+SPEED_TARGET = 2.0
+
+
+def run_rounds(steps: int, seeds: int, learning_starts: int) -> dict:
+    """Both contenders once per seed, interleaved; stored after every round."""
+    zoo_key, zoo = zoo_hyperparams("sac", "HalfCheetah-v5")
+    zoo = {**zoo, "learning_starts": learning_starts}
+    ours_settings = {"utd_ratio": 1.0, "policy_frequency": 1, "learning_starts": learning_starts}
+    names = ("embodia SAC, cheetah-run", f"SB3 SAC rl-zoo ({zoo_key}), HalfCheetah-v5")
+    record: dict = {"steps": steps, "seeds": seeds, "learning_starts": learning_starts, "load": [],
+                    "runs": {name: [] for name in names}}
+    eval_every = max(1000, steps // 3)
+    for seed in range(seeds):
+        record["load"].append(load_line())
+        record["runs"][names[0]].append(run_embodia("cheetah-run", "sac", steps, seed, ours_settings, eval_every))
+        record["runs"][names[1]].append(run_sb3("gym:HalfCheetah-v5", "sac", steps, seed, zoo, eval_every))
+        for name in names:
+            print(f"seed {seed} {name}: {record['runs'][name][-1]['sps']:,.1f} env-steps/s, "
+                  f"return {record['runs'][name][-1]['final_return']:.1f} ({load_line()})", flush=True)
+        atomic_write_text(RESULTS / "rl_sac.json", json.dumps(record))
+    return record
+
+
+def report(record: dict) -> str:
+    """The markdown results section."""
+    ours, theirs = record["runs"].values()
+    median, low, high = paired_speed_ratio(ours, theirs)
+    ours_mean, sb3_mean = np.mean([r["final_return"] for r in ours]), np.mean([r["final_return"] for r in theirs])
+    lines = ["# SAC vs SB3 SAC at update-to-data 1 (issue 11)", "",
+             (f"`python benchmarks/sac_vs_sb3.py --steps {record['steps']} --seeds {len(ours)} --learning-starts "
+             f"{record['learning_starts']}` — **{record['steps']:,} env steps per run** ({record['steps'] - record['learning_starts']:,} "
+             f"of them learning, one gradient step each, batch 256, 256x256 networks for both), {len(ours)} seeds, "
+             f"interleaved; {record['load'][0]} at the start, {record['load'][-1]} at the last round."), "",
+             "| contender | env-steps/s (mean) | final return (mean ± 95 % CI) | per seed |", "|---|---:|---:|---|"]
+    for name, runs in record["runs"].items():
+        returns = [r["final_return"] for r in runs]
+        lines.append(f"| {name} | {np.mean([r['sps'] for r in runs]):,.1f} | {fmt_ci(returns)} | "
+                     f"{', '.join(f'{v:.0f}' for v in returns)} |")
+    lines += ["", (f"- **{'met' if median >= SPEED_TARGET else 'NOT MET'}** — speed at utd 1: {median:.2f}x "
+              f"({low:.2f}–{high:.2f}) SB3, target >= {SPEED_TARGET:.0f}x"),
+              (f"- **{'met' if ours_mean >= sb3_mean else 'NOT MET'}** — return {ours_mean:.0f} vs SB3 {sb3_mean:.0f} "
+              "(target: not below SB3's mean; at this budget both are close to the start)"), "",
+              "![SAC learning curves](sac_cheetah.png)", ""]
+    return "\n".join(lines)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--steps", type=int, default=20_000, help="env steps per training run")
-    parser.add_argument("--seeds", type=int, default=1, help="seeds per contender")
-    parser.add_argument("--task", default="cheetah-run", help="embodia task or gym:<id>")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=6_000, help="env steps per training run")
+    parser.add_argument("--seeds", type=int, default=5, help="seeds per contender")
+    parser.add_argument("--learning-starts", type=int, default=1_000, help="random env steps before learning, both")
+    parser.add_argument("--report-only", action="store_true", help="rebuild the report from results/rl_sac.json")
     args = parser.parse_args()
-    results = compare(args.task, "sac", args.steps, args.seeds)
     RESULTS.mkdir(exist_ok=True)
-    name = args.task.replace("gym:", "").replace("-", "_").lower()
-    plot_curves(results, f"SAC on {args.task}, {args.steps:,} env steps", RESULTS / f"sac_{name}.png")
-    ratio = np.mean([r["sps"] for r in results["embodia sac"]]) / np.mean([r["sps"] for r in results["SB3 sac"]])
-    print(f"SAC speed ratio {ratio:.1f}x (target >= 2x)")
+    if args.report_only:
+        record = json.loads((RESULTS / "rl_sac.json").read_text())
+    else:
+        began = time.perf_counter()
+        record = run_rounds(args.steps, args.seeds, args.learning_starts)
+        print(f"{time.perf_counter() - began:.0f} s")
+    plot_curves(record["runs"], f"SAC at utd 1, {record['steps']:,} env steps", RESULTS / "sac_cheetah.png")
+    text = report(record)
+    atomic_write_text(RESULTS / "rl_sac.md", text)
+    print(text)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,175 @@
+"""Gymnasium MuJoCo suite: embodia PPO with its automatic defaults vs SB3 PPO (rl-zoo tuned, and SB3's defaults)
+at the same env-step budget (issues 10 and 11).
+
+embodia trains through `gym:<id>` tasks with `embodia/learn/auto_config.py`'s defaults (no per-task tuning);
+SB3 trains on Gymnasium's own env with rl-zoo's tuned hyperparameters (`rl_zoo3/hyperparams/ppo.yml`, v4/v2 entry
+of the same robot; Pusher has none, so rl-zoo's generic MuJoCo setting: VecNormalize over SB3's defaults) and
+with SB3's plain defaults (issue 10's bar). Per task, round r runs every contender with seed r, so speed ratios
+are per-seed pairs. Results are kept per task and contender in `results/gymnasium_suite.json`, so a run of some
+tasks or contenders (`--tasks`, `--contenders`) updates those and the report is rebuilt from everything stored.
+Usage: python benchmarks/gymnasium_suite.py [--steps 20480] [--seeds 5] [--tasks Reacher-v5,...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+from rl_baselines import (
+    RESULTS,
+    evaluate,
+    fmt_ci,
+    load_line,
+    mean_ci,
+    paired_speed_ratio,
+    plot_curves,
+    run_embodia,
+    run_sb3,
+    zoo_hyperparams,
+)
+
+from embodia.core.atomic import atomic_write_text
+
+TASKS = ["Hopper-v5", "Walker2d-v5", "HalfCheetah-v5", "Ant-v5", "Reacher-v5", "Pusher-v5",
+         "InvertedDoublePendulum-v5"]
+EMBODIA, ZOO, DEFAULTS = "embodia (auto defaults)", "SB3 rl-zoo tuned", "SB3 defaults"
+SPEED_TARGET = 5.0
+STORE = RESULTS / "gymnasium_suite.json"
+
+
+def run_contender(name: str, env_id: str, steps: int, seed: int) -> dict:
+    """One training run of contender `name` on Gymnasium's `env_id`."""
+    source, eval_every = f"gym:{env_id}", max(2048, steps // 4)
+    if name == EMBODIA:
+        return run_embodia(source, "ppo", steps, seed, eval_every=eval_every)
+    hyperparams = zoo_hyperparams("ppo", env_id)[1] if name == ZOO else None
+    return run_sb3(source, "ppo", steps, seed, hyperparams, eval_every=eval_every)
+
+
+def zero_action_return(env_id: str) -> float:
+    """Deterministic return of the zero action: the 'hold still' bar short reaching tasks must beat."""
+    import gymnasium as gym
+
+    env = gym.make(env_id)
+    shape = env.action_space.shape
+    env.close()
+    return evaluate(lambda obs: np.zeros((len(obs), *shape)), f"gym:{env_id}")
+
+
+def run_task(env_id: str, names: list[str], steps: int, seeds: int, store: dict) -> None:
+    """Every named contender on one task, interleaved seed by seed; stored after each round."""
+    entry = store.setdefault(env_id, {})
+    entry["zero_action"] = zero_action_return(env_id)
+    batch = time.strftime("%Y-%m-%d %H:%M:%S")  # contenders of one batch ran interleaved
+    for name in names:
+        entry[name] = {"steps": steps, "batch": batch, "runs": []}
+    for seed in range(seeds):
+        for name in names:
+            result = run_contender(name, env_id, steps, seed)
+            result["load"] = load_line()
+            entry[name]["runs"].append(result)
+            print(f"{env_id} seed {seed} {name}: return {result['final_return']:.1f}, "
+                  f"{result['sps']:,.0f} env-steps/s ({result['load']})", flush=True)
+        atomic_write_text(STORE, json.dumps(store))
+
+
+def report(store: dict) -> str:
+    """The markdown results section from everything stored."""
+    lines = ["# Gymnasium MuJoCo suite: embodia PPO (automatic defaults) vs SB3 PPO (issues 10, 11)", "",
+             ("`python benchmarks/gymnasium_suite.py` — per task, every contender at the **same env-step budget** "
+             "(column 'steps'), seeds 0..n-1 interleaved (round r runs each contender with seed r). Return: mean ± 95 % "
+             "t-interval over seeds of the deterministic return on 8 episodes (seed 12345) of Gymnasium's own env, the "
+             "same evaluation for every contender. Speed: median of the per-seed env-steps/s ratios (training, "
+             "learning included). The budget is small (2 shared cores): rl-zoo's settings are tuned for 1M steps, so "
+             "this says who learns faster in the first tens of thousands of steps, not who ends higher."), "",
+             (f"| task | steps x seeds | zero action | {EMBODIA} | {ZOO} | {DEFAULTS} | embodia / tuned env-steps/s "
+              "| embodia / defaults env-steps/s | return >= tuned | >= defaults | speed >= 5x tuned |"),
+             "|---|---|---:|---:|---:|---:|---:|---:|---|---|---|"]
+    for env_id in TASKS:
+        entry = store.get(env_id)
+        if not entry or EMBODIA not in entry:
+            lines.append(f"| {env_id} | not run | | | | | | | | | |")
+            continue
+        lines.append(_task_row(env_id, entry))
+    lines += ["", "† embodia and SB3 ran in separate batches (not interleaved): that ratio compares different loads.",
+              "Load while each run finished (1/5/15-min averages) is stored per run in `gymnasium_suite.json`.", "",
+              "![suite learning curves](gymnasium_suite.png)", ""]
+    return "\n".join(lines)
+
+
+def _task_row(env_id: str, entry: dict) -> str:
+    ours = entry[EMBODIA]["runs"]
+    cells, verdicts = [], []
+    for name in (EMBODIA, ZOO, DEFAULTS):
+        runs = entry.get(name, {}).get("runs")
+        cells.append(fmt_ci([r["final_return"] for r in runs], 1) if runs else "not run")
+    mine = mean_ci([r["final_return"] for r in ours])[0]
+    for name in (ZOO, DEFAULTS):
+        runs = entry.get(name, {}).get("runs")
+        verdicts.append(("met" if mine >= mean_ci([r["final_return"] for r in runs])[0] else "**NOT MET**")
+                        if runs and len(runs) == len(ours) else "–")
+    speed, speed_ok = _speed_cell(entry, ZOO)
+    speed_defaults, _ = _speed_cell(entry, DEFAULTS)
+    budget = f"{entry[EMBODIA]['steps']:,} x {len(ours)}"
+    return (f"| {env_id} | {budget} | {entry['zero_action']:.1f} | {cells[0]} | {cells[1]} | {cells[2]} | {speed} "
+            f"| {speed_defaults} | {verdicts[0]} | {verdicts[1]} | {speed_ok} |")
+
+
+def _speed_cell(entry: dict, name: str) -> tuple[str, str]:
+    """(embodia / `name` paired env-steps/s ratio, speed-target verdict); † when not run interleaved."""
+    ours, theirs = entry[EMBODIA]["runs"], entry.get(name, {}).get("runs")
+    if not theirs or len(theirs) != len(ours):
+        return "–", "–"
+    median, low, high = paired_speed_ratio(ours, theirs)
+    apart = "" if entry[EMBODIA].get("batch") == entry[name].get("batch") else " †"
+    return f"{median:.1f}x ({low:.1f}–{high:.1f}){apart}", "met" if median >= SPEED_TARGET else "**NOT MET**"
+
+
+def plot(store: dict) -> None:
+    """One panel per task run: mean deterministic return vs env steps, min..max band over seeds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    done = [t for t in TASKS if t in store and EMBODIA in store[t]]
+    if not done:
+        return
+    fig, axes = plt.subplots(1, len(done), figsize=(3.6 * len(done), 3.2), squeeze=False)
+    for ax, env_id in zip(axes[0], done):
+        runs = {name: store[env_id][name]["runs"] for name in (EMBODIA, ZOO, DEFAULTS) if name in store[env_id]}
+        plot_curves(runs, env_id, RESULTS / "gymnasium_suite.png", ax=ax)
+        ax.axhline(store[env_id]["zero_action"], color="black", linestyle=":", lw=1)
+    fig.tight_layout()
+    fig.savefig(RESULTS / "gymnasium_suite.png", dpi=90)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=20_480, help="env steps per training run, every contender")
+    parser.add_argument("--seeds", type=int, default=5, help="seeds per contender")
+    parser.add_argument("--tasks", default=",".join(TASKS), help="comma-separated Gymnasium ids")
+    parser.add_argument("--contenders", default=f"{EMBODIA},{ZOO},{DEFAULTS}", help="comma-separated contender names")
+    parser.add_argument("--report-only", action="store_true", help="rebuild the report from the stored results")
+    args = parser.parse_args()
+    store = json.loads(STORE.read_text()) if STORE.exists() else {}
+    if not args.report_only:
+        names = args.contenders.split(",")
+        unknown = sorted(set(names) - {EMBODIA, ZOO, DEFAULTS}) + sorted(set(args.tasks.split(",")) - set(TASKS))
+        if unknown:
+            raise SystemExit(f"unknown contender or task {unknown}; contenders: {[EMBODIA, ZOO, DEFAULTS]}, tasks: {TASKS}")
+        began = time.perf_counter()
+        for env_id in args.tasks.split(","):
+            run_task(env_id, names, args.steps, args.seeds, store)
+        print(f"{time.perf_counter() - began:.0f} s")
+    plot(store)
+    text = report(store)
+    atomic_write_text(RESULTS / "gymnasium_suite.md", text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
