@@ -217,6 +217,7 @@ class TeleopSession:
         self.out = Path(out)
         self._check_out()
         self.env = _make_env(self.config)
+        self.renderer = None
         try:
             self.renderer = _make_renderer(self.env, self.config)
             self.view_to_world = view_axes(_camera_rotation(self.env, self.config.camera))
@@ -224,6 +225,8 @@ class TeleopSession:
                                          self.config.video, {"task": self.config.task, "teleop": self._settings()})
             self.staging = StagingArea.create(staging_dir(self.out), self.spec)
         except BaseException:
+            if self.renderer is not None:
+                self.renderer.close()
             self.env.close()
             raise
         self.recorder = EpisodeRecorder(1, [self.config.camera])
