@@ -101,7 +101,8 @@ def run_attempt_on_node(job_id: int, attempt: int, worker: str, env: dict[str, s
         labels = " ".join(f"{k}={v}" for k, v in sorted(node["node_labels"].items()) if not k.startswith("ray."))
         log.write(f"== ray node {node['node_id']} ({labels or 'no labels'})\n".encode())
         log.flush()
-        process_env = {**os.environ, **env, WORKER_PID_ENV: str(os.getpid())}  # it dies with this Ray worker
+        process_env = {**os.environ, **env, WORKER_PID_ENV: str(os.getpid()),  # it dies with this Ray worker
+                       "RAY_ADDRESS": context.gcs_address}  # a sharded stage sends its shards to this cluster
         command = workers.attempt_command(job_id, attempt, worker)
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                    env=process_env, start_new_session=True)

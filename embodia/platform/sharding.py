@@ -64,12 +64,13 @@ def shard_map() -> ShardMap:
         import ray
     except ImportError:
         return map_in_process
-    if ray.is_initialized():
-        return ray_map
-    if os.environ.get("RAY_ADDRESS"):
+    if not ray.is_initialized() and os.environ.get("RAY_ADDRESS"):
         ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=False)
-        return ray_map
-    return map_in_process
+    if not ray.is_initialized():
+        print("shards run one after another in this process (Ray is not reachable: no RAY_ADDRESS)", flush=True)
+        return map_in_process
+    print(f"shards run as Ray tasks on the cluster at {ray.get_runtime_context().gcs_address}", flush=True)
+    return ray_map
 
 
 def run_generate(config: Mapping[str, Any], out: str | Path, *, inputs: Mapping[str, Any] | None = None,

@@ -25,6 +25,7 @@ from embodia.platform.store import Store
 GATE_FILE = "gate.json"
 JOB_ATTEMPTS = 2      # a pipeline step's job is retried once after an internal error (a user error never is)
 JOB_POLL_S = 0.2
+SHARD_COORDINATOR_CPUS = 0.25  # a step with `shards` > 1 mostly waits: its shards' Ray tasks hold the CPUs
 
 
 @dataclass
@@ -65,14 +66,22 @@ def probe_stage(ctx: StepContext, step: Step, inputs: dict[str, StepOutput], key
 
 def execute_stage(ctx: StepContext, step: Step, inputs: dict[str, StepOutput], key: str) -> StepOutput:
     """Run the stage as a queued job, then record the step's cache key on the artifact it registered."""
-    info = run_as_job(ctx, step.type, step.effective_config(), {n: input_path(o) for n, o in inputs.items()})
+    config = step.effective_config()
+    info = run_as_job(ctx, step.type, config, {n: input_path(o) for n, o in inputs.items()},
+                      cpus=SHARD_COORDINATOR_CPUS if _shards(config) > 1 else None)
     registry.set_cache_key(ctx.store, info.sha256, key)
     return output_of(info)
 
 
-def run_as_job(ctx: StepContext, stage: str, config: dict[str, Any], inputs: dict[str, str]) -> registry.ArtifactInfo:
+def _shards(config: dict[str, Any]) -> int:
+    shards = config.get("shards", 1)
+    return shards if isinstance(shards, int) and not isinstance(shards, bool) else 1
+
+
+def run_as_job(ctx: StepContext, stage: str, config: dict[str, Any], inputs: dict[str, str], *,
+               cpus: float | None = None) -> registry.ArtifactInfo:
     """Submit one stage job and wait for it (a local or remote worker runs it); its registered output."""
-    job = queue.submit(ctx.store, stage, config, inputs=inputs, project=ctx.project, cpus=ctx.threads,
+    job = queue.submit(ctx.store, stage, config, inputs=inputs, project=ctx.project, cpus=cpus or ctx.threads,
                        max_attempts=JOB_ATTEMPTS)
     _emit(ctx, {"event": "job", "job": job.id})
     try:

@@ -74,3 +74,25 @@ def test_sharded_evaluation_on_ray_equals_the_unsharded_report(ray_cluster, tmp_
     names = sorted(file_hashes(tmp_path / "three"))
     assert names == sorted(file_hashes(tmp_path / "one"))
     assert sum(name.startswith("videos/") for name in names) == 6  # best and worst per scenario, rendered once
+
+
+@pytest.mark.slow
+def test_a_pipeline_step_with_shards_runs_them_as_ray_tasks_and_registers_the_one_process_dataset(
+        ray_cluster, sqlite_store, tmp_path):
+    from embodia.platform import queue, registry
+    from embodia.platform.pipeline import parse_pipeline
+    from embodia.platform.ray_executor import RayExecutor
+    from embodia.platform.runner import PipelineRunner
+
+    config = {"task": "arm-reach", "episodes": 4, "envs_per_worker": 2, "cameras": ["front"], "image_size": 32,
+              "policy": "expert", "seed": 2}
+    steps = {"demos": {"type": "generate", "config": {**config, "shards": 2}}}
+    results = PipelineRunner(parse_pipeline({"name": "sharded", "steps": steps}), sqlite_store,
+                             executor=RayExecutor()).run()
+    assert results["demos"].status == "ran", results
+    artifact = registry.get_artifact(sqlite_store, results["demos"].output.sha256)
+    log = queue.attempt_log(sqlite_store, artifact.creator_job_id, 1).read_text()
+    assert "shards run as Ray tasks on the cluster" in log, log
+    assert queue.get_job(sqlite_store, artifact.creator_job_id).cpus < 1  # the coordinator waits; shards hold CPUs
+    single = run(GenerateConfig(**config), tmp_path / "single")
+    assert artifact.sha256 == single.content_sha256  # registered by content: the one-process dataset's hash
