@@ -233,3 +233,45 @@ def test_log_stream_sends_the_log_then_ends(app, two_projects):
     client = _signed_in(app, "alpha", "read")
     body = client.get(f"/console/jobs/{jobs['alpha']}/log-stream").text
     assert body.startswith("event: status") and '"cancelled"' in body and "event: end" in body
+
+
+def test_ab_comparison_page_shows_each_scenario_verdict_and_both_sides_videos(app, tmp_path):
+    from embodia.core.stage import StageResult, run_stage
+    from embodia.platform import registry
+    from embodia.platform.models import ProjectArtifact
+
+    decision = {"metric": "success", "baseline": 0.9, "candidate": 0.5, "difference": -0.4, "difference_low": -0.6,
+                "difference_high": -0.2, "p_value": 0.01, "p_adjusted": 0.02, "verdict": "worse", "test": "mcnemar"}
+    comparison = {"metric": "success", "margin": 0.05, "alpha": 0.05, "verdict": "worse", "baseline": "A.onnx",
+                  "candidate": "B.onnx", "overall": {"name": "all", "success": decision, "verdict": "worse"},
+                  "scenarios": [{"name": "laggy", "success": decision, "verdict": "worse"}]}
+
+    def body(staging, reporter):
+        (staging / "comparison.json").write_text(json.dumps(comparison))
+        for side in ("baseline", "candidate"):
+            (staging / side / "videos").mkdir(parents=True)
+            (staging / side / "videos" / "laggy_best.mp4").write_bytes(b"\0" * 32)
+        return StageResult(seeds=[0], summary={"verdict": "worse", "gate_failed": True})
+
+    run_stage("compare", "comparison", {}, tmp_path / "cmp", body)
+    sha = registry.register_artifact(app.state.store, tmp_path / "cmp").sha256
+    with app.state.store.session() as session:
+        session.add(ProjectArtifact(project="alpha", sha256=sha))
+    page = _signed_in(app, "alpha", "read").get(f"/console/reports/{sha}").text
+    assert "A/B per scenario" in page and "laggy" in page and "-40.0\u202f%" in page
+    assert 'class="state worse"' in page
+    assert "candidate · laggy · best" in page and "baseline · laggy · best" in page
+
+
+def test_learning_curve_is_the_mean_over_seeds_with_a_min_max_band():
+    from embodia.platform.api.console.artifacts import _curve_chart
+
+    curves = {"a": [{"step": 0, "loss": 1.0}, {"step": 10, "loss": 0.5}],
+              "b": [{"step": 0, "loss": 3.0}, {"step": 10, "loss": 0.7}, {"step": 20, "loss": 0.1}]}
+    chart = _curve_chart("loss", curves)
+    steps, mean, low, high = chart["data"]
+    assert steps == [0.0, 10.0, 20.0] and mean == [2.0, 0.6, 0.1]
+    assert low == [1.0, 0.5, 0.1] and high == [3.0, 0.7, 0.1]
+    assert chart["series"][0]["band"] and "mean of 2 seeds" in chart["series"][0]["label"]
+    single = _curve_chart("loss", {"a": curves["a"]})
+    assert len(single["data"]) == 2 and not single["series"][0]["band"]

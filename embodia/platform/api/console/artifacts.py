@@ -297,9 +297,8 @@ def report_page(request: Request, sha256: str = SHA) -> Response:
     results = _json_file(root / "results.json")
     gate = _json_file(root / "gate.json")
     comparison = _json_file(root / "comparison.json")
-    videos = [{"name": name.removeprefix("videos/").removesuffix(".mp4").replace("_", " · "),
-               "src": _file_url(sha256, index)}
-              for name, index in detail["file_index"].items() if name.startswith("videos/") and name.endswith(".mp4")]
+    videos = [{"name": _video_caption(name), "src": _file_url(sha256, index)}
+              for name, index in detail["file_index"].items() if _is_report_video(name)]
     html_report = detail["file_index"].get("report.html")
     models = [v for v in routes.list_models(request, name=None, caller=caller)
               if sha256 in (v["report_sha256"], v["artifact_sha256"])]
@@ -307,6 +306,17 @@ def report_page(request: Request, sha256: str = SHA) -> Response:
                   artifact=detail, summary=detail["manifest"].get("summary") or {},
                   scenarios=(results or {}).get("scenarios", []), gate=gate, models=models, comparison=comparison, videos=videos,
                   html_report=_file_url(sha256, html_report) if html_report is not None else None)
+
+
+def _is_report_video(name: str) -> bool:
+    """A report's `videos/<scenario>_<best|worst>.mp4`, or either side's in an A/B comparison."""
+    return name.endswith(".mp4") and (name.startswith("videos/") or name.split("/")[1:2] == ["videos"])
+
+
+def _video_caption(name: str) -> str:
+    """`candidate/videos/nominal_best.mp4` -> `candidate · nominal · best`."""
+    return name.replace("/videos/", "/").removeprefix("videos/").removesuffix(".mp4").replace("/", " · ").replace(
+        "_", " · ")
 
 
 def _json_file(path: Path) -> Any:
