@@ -156,3 +156,13 @@ def test_a_session_nobody_drives_ends_with_a_message(app):
             if message.get("text") and json.loads(message["text"])["type"] == "error":
                 assert "no key or gamepad input" in json.loads(message["text"])["message"]
                 break
+
+
+def test_a_third_simultaneous_session_is_refused_until_one_ends(app):
+    client = TestClient(app, base_url=BASE)
+    with client.websocket_connect(WS, headers=_bearer(app)) as first, \
+            client.websocket_connect(WS, headers=_bearer(app)) as second:
+        assert first.receive_json()["type"] == "ready" and second.receive_json()["type"] == "ready"
+        assert "sessions are running" in _refusal(app, _bearer(app))
+    with client.websocket_connect(WS, headers=_bearer(app)) as again:  # the slots came back
+        assert again.receive_json()["type"] == "ready"
