@@ -181,7 +181,9 @@ class RayExecutor:
             if self.address:
                 ray.init(address=self.address, log_to_driver=False)
             else:
-                ray.init(num_cpus=num_cpus or default_parallelism(), include_dashboard=False, log_to_driver=False)
+                # "local": a new Ray of our own, never one that RAY_ADDRESS or /tmp/ray/ray_current_cluster names
+                ray.init(address="local", num_cpus=num_cpus or default_parallelism(), include_dashboard=False,
+                         log_to_driver=False)
             self._connected_here = True
         except Exception as error:  # noqa: BLE001 - Ray raises bare Exception when its processes do not come up
             message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
