@@ -124,6 +124,10 @@ def test_record_two_episodes_in_the_browser_and_find_them_in_the_registry(server
     assert info.manifest["summary"]["episodes"] == 2
     page.goto(f"{base}/console/")  # the project page counts it among its datasets
     assert page.locator("a.tile[href='/console/datasets'] .big").inner_text() == "1"
+    page.goto(f"{base}/console/datasets")  # listed, and its page opens with both episodes
+    page.click(f"a[href='/console/datasets/{sha256}']")
+    expect(page.locator("main")).to_contain_text("pick up the cube")
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
     context.close()
     assert problems == []
 
