@@ -133,6 +133,17 @@ def artifacts_show(ref: str = typer.Argument(..., help="artifact reference")) ->
     print(json.dumps(registry.info_dict(registry.resolve(_store(), ref)), indent=2, default=str))
 
 
+@artifacts_app.command("residency")
+def artifacts_residency(ref: str = typer.Argument(..., help="artifact reference"),
+                        jurisdiction: str = typer.Argument(..., help="jurisdiction tag(s), e.g. BR or EU,JP")) -> None:
+    """Tag an artifact (and everything already derived from it) with data-residency jurisdictions."""
+    from embodia.platform import registry
+
+    info = registry.set_jurisdiction(_store(), ref, jurisdiction)
+    console.print(f"{info.ref}: residency {info.jurisdiction} (placement keeps it and what derives from it in "
+                  "the regions the policy allows)")
+
+
 @artifacts_app.command("delete")
 def artifacts_delete(ref: str = typer.Argument(..., help="artifact reference"),
                      force: bool = typer.Option(False, help="delete even if other artifacts derive from it")) -> None:

@@ -123,6 +123,11 @@ def _info(cls, row):
     return cls(**{f.name: getattr(row, f.name) for f in fields(cls)})
 
 
+def job_info(row: Job) -> JobInfo:
+    """A `jobs` row (ORM object or result row) as plain data."""
+    return _info(JobInfo, row)
+
+
 def _positive_finite(name: str, value: float) -> float:
     if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
         raise UserError(f"{name}={value!r}: expected a finite number > 0")

@@ -59,6 +59,8 @@ def test_regions_down_and_up_move_jobs_and_unknown_names_are_one_line_errors(wor
     invoke("regions", "down", "eu-france")
     assert queue.get_job(workspace, job.id).status == "held"
     assert "is up: 1 placed" in invoke("regions", "up", "eu-france").output
+    out = invoke("artifacts", "residency", data.ref, "br").output
+    assert "residency BR,EU" in out
     bad = invoke("regions", "down", "mars-1", code=2)
     lines = bad.stderr.strip().splitlines()
     assert len(lines) == 1 and "unknown region 'mars-1'; known regions: home, sa-brazil" in lines[0]

@@ -8,6 +8,7 @@ workspace state kept beside the store (`regions down NAME`), layered over the ca
 from __future__ import annotations
 
 import re
+from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
@@ -93,12 +94,12 @@ class Catalog(BaseModel):
             raise ValueError(f"home: {self.home!r} is not one of the regions ({', '.join(names)})")
         return self
 
-    @property
+    @cached_property
     def names(self) -> list[str]:
         """Region names in catalog order (the column order of every placement matrix)."""
         return [region.name for region in self.regions]
 
-    @property
+    @cached_property
     def kinds(self) -> list[str]:
         """Every pool kind across regions: 'cpu' first, then accelerator kinds sorted."""
         return [CPU] + sorted({kind for region in self.regions for kind in region.accelerators})

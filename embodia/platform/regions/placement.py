@@ -66,6 +66,8 @@ class JobBatch:
     data_gb: np.ndarray  # (J,) float
     data_region: np.ndarray  # (J,) int, region index holding the inputs
     priority: np.ndarray  # (J,) int
+    allreduce_gb: np.ndarray | None = None  # (J,) GB all-reduced per step (data-parallel), 0 = none
+    step_s: np.ndarray | None = None  # (J,) compute seconds per step
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -76,7 +78,9 @@ class JobBatch:
                         projects=self.projects, project_index=self.project_index[index],
                         residency_sets=self.residency_sets, residency_index=self.residency_index[index],
                         units=self.units[index], hours=self.hours[index], data_gb=self.data_gb[index],
-                        data_region=self.data_region[index], priority=self.priority[index])
+                        data_region=self.data_region[index], priority=self.priority[index],
+                        allreduce_gb=None if self.allreduce_gb is None else self.allreduce_gb[index],
+                        step_s=None if self.step_s is None else self.step_s[index])
 
 
 def _codes(values: list, known: list | None = None) -> tuple[list, np.ndarray]:
@@ -100,10 +104,11 @@ def job_batch(specs: list[JobSpec], catalog: Catalog, policy: Policy) -> JobBatc
             raise UserError(f"job {spec.id}: its data lives in unknown region {spec.data_region!r}; "
                             f"known: {', '.join(catalog.names)}")
         data_region[i] = home if spec.data_region is None else region_of[spec.data_region]
-    units = np.array([spec.count if spec.count is not None else policy.needs(spec.type).count for spec in specs],
-                     dtype=float)
-    hours = np.array([spec.hours if spec.hours is not None else policy.needs(spec.type).hours for spec in specs],
-                     dtype=float)
+    needs = [policy.needs(job_type) for job_type in types]
+    units = np.array([np.nan if spec.count is None else spec.count for spec in specs], dtype=float)
+    units = np.where(np.isnan(units), np.array([n.count for n in needs], dtype=float)[type_index], units)
+    hours = np.array([np.nan if spec.hours is None else spec.hours for spec in specs], dtype=float)
+    hours = np.where(np.isnan(hours), np.array([n.hours for n in needs], dtype=float)[type_index], hours)
     data_gb = np.array([spec.data_gb for spec in specs], dtype=float)
     for name, column in (("count", units), ("hours", hours), ("data_gb", data_gb)):
         bad = ~np.isfinite(column) | (column < 0) | ((column == 0) & (name != "data_gb"))
@@ -114,7 +119,9 @@ def job_batch(specs: list[JobSpec], catalog: Catalog, policy: Policy) -> JobBatc
     return JobBatch(ids=np.array([spec.id for spec in specs], dtype=np.int64), types=types, type_index=type_index,
                     projects=projects, project_index=project_index, residency_sets=residency_sets,
                     residency_index=residency_index, units=units, hours=hours, data_gb=data_gb,
-                    data_region=data_region, priority=np.array([spec.priority for spec in specs], dtype=np.int64))
+                    data_region=data_region, priority=np.array([spec.priority for spec in specs], dtype=np.int64),
+                    allreduce_gb=np.array([n.allreduce_gb for n in needs], dtype=float)[type_index],
+                    step_s=np.array([n.step_s for n in needs], dtype=float)[type_index])
 
 
 @dataclass
@@ -149,17 +156,8 @@ class Problem:
     budget_left: np.ndarray  # (P,) USD, inf = no cap
     quota_left: np.ndarray  # (P,) accelerators, inf = no cap
     wait_penalty: np.ndarray  # (J,) USD
-
-    @property
-    def total(self) -> np.ndarray:
-        """(J, R, K) cost of each legal option, inf where illegal."""
-        cost = self.compute + self.egress[:, :, None] + self.queue
-        return np.where(self.legal, cost, np.inf)
-
-    @property
-    def money(self) -> np.ndarray:
-        """(J, R, K) what an option is charged (compute + egress), the quantity budgets cap."""
-        return self.compute + self.egress[:, :, None]
+    money: np.ndarray  # (J, R, K) what an option is charged (compute + egress), the quantity budgets cap
+    total: np.ndarray  # (J, R, K) money + queueing of each legal option, inf where illegal
 
 
 def build_problem(batch: JobBatch, catalog: Catalog, policy: Policy, state: FleetState | None = None) -> Problem:
@@ -179,17 +177,31 @@ def build_problem(batch: JobBatch, catalog: Catalog, policy: Policy, state: Flee
     legal = allowed & fits & arrays.up[None, :, None] & residency[:, :, None]
     reasons = np.select([~arrays.up[None, :], ~residency, ~pool.any(-1), ~allowed.any(-1), ~(allowed & fits).any(-1)],
                         [DOWN, RESIDENCY, NO_POOL, EXPORT, TOO_BIG], LEGAL).astype(np.int8)
-    compute = (batch.units * batch.hours)[:, None, None] * arrays.price[None]
+    compute = (batch.units * batch.hours)[:, None, None] * arrays.price[None] * _allreduce_slowdown(batch, catalog)
     moves = batch.data_region[:, None] != np.arange(len(arrays.names))[None]
     egress = (batch.data_gb * arrays.egress[batch.data_region])[:, None] * moves
     queue = np.broadcast_to(state.wait_h[None] * policy.queue_cost_per_hour, compute.shape)
-    problem = Problem(batch=batch, catalog=catalog, policy=policy, legal=legal, reasons=reasons, compute=compute,
-                      egress=egress, queue=queue, free=np.asarray(state.free, dtype=float),
-                      budget_left=np.zeros(0), quota_left=np.zeros(0), wait_penalty=np.zeros(len(batch)))
-    problem.budget_left, problem.quota_left = _tenant_caps(batch, policy, state)
-    dearest = np.where(legal, problem.total, -np.inf).reshape(len(batch), -1).max(axis=1, initial=0.0)
-    problem.wait_penalty = WAIT_PENALTY_FACTOR * (1.0 + np.maximum(dearest, 0)) * (1 + np.clip(batch.priority, 0, 100))
-    return problem
+    money = compute + egress[:, :, None]
+    total = np.where(legal, money + queue, np.inf)
+    budget_left, quota_left = _tenant_caps(batch, policy, state)
+    dearest = np.where(legal, total, -np.inf).reshape(len(batch), -1).max(axis=1, initial=0.0)
+    wait_penalty = WAIT_PENALTY_FACTOR * (1.0 + np.maximum(dearest, 0)) * (1 + np.clip(batch.priority, 0, 100))
+    return Problem(batch=batch, catalog=catalog, policy=policy, legal=legal, reasons=reasons, compute=compute,
+                   egress=egress, queue=queue, free=np.asarray(state.free, dtype=float), budget_left=budget_left,
+                   quota_left=quota_left, wait_penalty=wait_penalty, money=money, total=total)
+
+
+def _allreduce_slowdown(batch: JobBatch, catalog: Catalog) -> np.ndarray:
+    """(J, R, 1) factor on a data-parallel job's hours in each region: its steps wait for all-reduces over that
+    region's fabric (1 for single-unit jobs or jobs without gradients to exchange)."""
+    from embodia.platform.regions.network import slowdown
+
+    factor = np.ones((len(batch), len(catalog.regions), 1))
+    if batch.allreduce_gb is None or not (batch.allreduce_gb > 0).any():
+        return factor
+    for r, region in enumerate(catalog.regions):
+        factor[:, r, 0] = slowdown(batch.allreduce_gb, batch.units, batch.step_s, region.network)
+    return factor
 
 
 def _tenant_caps(batch: JobBatch, policy: Policy, state: FleetState) -> tuple[np.ndarray, np.ndarray]:
@@ -308,13 +320,12 @@ def _grouped_cumsum(group: np.ndarray, rank: np.ndarray, values: np.ndarray) -> 
 
 
 def solve_heuristic(problem: Problem) -> Assignment:
-    """Regret-greedy under a few bidding orders (regret per unit, regret, priority); the cheapest answer wins."""
+    """Regret-greedy under three bidding orders (regret per unit fixed up front; re-read every round from the
+    pools still open; priority first); the cheapest answer wins."""
     J = len(problem.batch)
     cost = problem.total.reshape(J, -1)
-    orders = [_bid_rank(cost, problem.wait_penalty, problem.batch.units),
-              _bid_rank(cost, problem.wait_penalty, np.ones(J)),
-              _priority_rank(cost, problem.batch.priority)]
-    answers = [_greedy(problem, rank) for rank in orders]
+    answers = [_greedy(problem, _bid_rank(cost, problem.wait_penalty, problem.batch.units)), _greedy(problem, None),
+               _greedy(problem, _priority_rank(cost, problem.batch.priority))]
     return min(answers, key=lambda answer: _objective(problem, answer))
 
 
@@ -326,7 +337,7 @@ def _objective(problem: Problem, answer: Assignment) -> float:
     return float(chosen + problem.wait_penalty[waiting].sum())
 
 
-def _greedy(problem: Problem, rank: np.ndarray) -> Assignment:
+def _greedy(problem: Problem, rank: np.ndarray | None) -> Assignment:
     """Vectorized rounds: every unplaced job bids for its cheapest open option; within each (region, kind) pool
     the bids are taken in `rank` order while units, the tenant's budget and its accelerator quota last; losers
     try their next option, and a job with none left waits."""
@@ -342,7 +353,17 @@ def _greedy(problem: Problem, rank: np.ndarray) -> Assignment:
     outcome = np.where(np.isfinite(cost).any(axis=1), PLACED, HELD).astype(np.int8)
     last_reason = np.full(J, WAIT_CAPACITY, dtype=np.int8)
     open_jobs = np.flatnonzero(outcome == PLACED)
+    dynamic = rank is None
     while len(open_jobs):
+        if dynamic:  # regret re-read every round from what is still open (full pools closed first)
+            cost[open_jobs] = np.where(free[None, :] < units[open_jobs, None] - 1e-9, np.inf, cost[open_jobs])
+            rank = np.zeros(J, dtype=np.int64)
+            rank[open_jobs] = _bid_rank(cost[open_jobs], problem.wait_penalty[open_jobs], units[open_jobs])
+            stuck = ~np.isfinite(cost[open_jobs]).any(axis=1)
+            outcome[open_jobs[stuck]] = last_reason[open_jobs[stuck]]
+            open_jobs = open_jobs[~stuck]
+            if not len(open_jobs):
+                break
         choice = cost[open_jobs].argmin(axis=1)
         fits_pool = _grouped_cumsum(choice, rank[open_jobs], units[open_jobs]) <= free[choice] + 1e-9
         take, took = open_jobs[fits_pool], choice[fits_pool]
@@ -486,7 +507,7 @@ def _rule_text(problem: Problem, j: int, r: int, code: int) -> str:
         return "region is down"
     if code == RESIDENCY:
         tags = sorted(batch.residency_sets[batch.residency_index[j]])
-        allowed = [name for name, ok in zip(catalog.names, policy.residency_mask(catalog, tags)) if ok]
+        allowed = _allowed_names(problem, int(batch.residency_index[j]))
         return (f"data residency: its data is under {', '.join(tags)}, which may be read (and what derives from it "
                 f"stored) only in {', '.join(allowed) or 'no region'}; this region is {region.jurisdiction}")
     if code == NO_POOL:
@@ -498,6 +519,16 @@ def _rule_text(problem: Problem, j: int, r: int, code: int) -> str:
                 f"(allowed there: {', '.join(allowed) or 'nothing'})")
     largest = max((pool.count for kind, pool in region.pools().items() if kind in needs.kinds), default=0)
     return f"needs {batch.units[j]:g} units at once; the largest allowed pool here has {largest}"
+
+
+def _allowed_names(problem: Problem, residency_index: int) -> list[str]:
+    """Regions where data of one residency set may go (memoized on the problem: explanations repeat it)."""
+    cache = problem.__dict__.setdefault("_allowed_names", {})
+    if residency_index not in cache:
+        tags = problem.batch.residency_sets[residency_index]
+        mask = problem.policy.residency_mask(problem.catalog, tags)
+        cache[residency_index] = [name for name, ok in zip(problem.catalog.names, mask) if ok]
+    return cache[residency_index]
 
 
 def _explain(decision: Decision, j: int) -> dict[str, Any]:
@@ -518,6 +549,9 @@ def _explain(decision: Decision, j: int) -> dict[str, Any]:
         "decision": OUTCOME_NAMES[outcome], "method": decision.method, "region": None, "kind": None}
     if chosen_r >= 0:
         k = int(assignment.option[j] % K)
+        if batch.allreduce_gb is not None and batch.allreduce_gb[j] > 0 and batch.units[j] > 1:
+            base = batch.units[j] * batch.hours[j] * catalog.regions[chosen_r].pools()[catalog.kinds[k]].price_per_hour
+            info["allreduce_slowdown"] = round(float(problem.compute[j, chosen_r, k] / base), 4) if base else 1.0
         info.update(region=catalog.names[chosen_r], kind=catalog.kinds[k], cost_usd={
             "compute": round(float(problem.compute[j, chosen_r, k]), 4),
             "egress": round(float(problem.egress[j, chosen_r]), 4),

@@ -39,6 +39,10 @@ class JobNeeds(BaseModel):
     kinds: list[str] = Field(min_length=1, description="pool kinds that can run it (cpu, l4, a100, h100, ...)")
     count: int = Field(1, ge=1, le=100_000, description="units of the kind (accelerators, or CPU cores)")
     hours: float = Field(1.0, gt=0, le=10_000, allow_inf_nan=False, description="expected run time, hours")
+    allreduce_gb: float = Field(0.0, ge=0, le=10_000, allow_inf_nan=False,
+                                description="data-parallel gradients all-reduced each step, GB (0: none)")
+    step_s: float = Field(0.0, ge=0, le=86_400, allow_inf_nan=False,
+                          description="compute seconds per step between all-reduces")
 
 
 class Accelerators(BaseModel):

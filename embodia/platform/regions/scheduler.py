@@ -187,18 +187,13 @@ def explain_job(store: Store, rules: Rules, job_id: int) -> dict[str, Any]:
 
 
 def _affected(store: Store, region: str) -> tuple[list[queue.JobInfo], list[queue.JobInfo]]:
-    """Jobs of a region: (queued ones and running ones with a checkpoint, running ones without)."""
+    """Jobs of a region: (queued ones and running ones with a checkpoint, running ones without), one query."""
     with store.session() as session:
-        ids = list(session.scalars(select(Job.id).where(Job.region == region,
-                                                         Job.status.in_(("queued", "running")))))
-    movable, stuck = [], []
-    for job_id in ids:
-        job = queue.get_job(store, job_id)
-        if job.status == "queued" or (job.metrics or {}).get(CHECKPOINT_METRIC):
-            movable.append(job)
-        else:
-            stuck.append(job)
-    return movable, stuck
+        rows = session.scalars(select(Job).where(Job.region == region, Job.status.in_(("queued", "running")))
+                               .order_by(Job.id))
+        jobs = [queue.job_info(row) for row in rows]
+    can_move = [job.status == "queued" or bool((job.metrics or {}).get(CHECKPOINT_METRIC)) for job in jobs]
+    return ([job for job, ok in zip(jobs, can_move) if ok], [job for job, ok in zip(jobs, can_move) if not ok])
 
 
 def fail_region(store: Store, rules: Rules, name: str, *, method: Method = "auto") -> dict[str, Any]:
@@ -211,7 +206,9 @@ def fail_region(store: Store, rules: Rules, name: str, *, method: Method = "auto
         if job.status == "running":
             queue.release(store, job.id, job.lease_owner or "", f"region {name} went down; resuming elsewhere from "
                                                                  f"checkpoint {job.metrics.get(CHECKPOINT_METRIC)}")
-    decision = place_jobs(store, rules, [queue.get_job(store, job.id) for job in movable], method=method)
+    released = {job.id for job in movable if job.status == "running"}
+    movable = [queue.get_job(store, job.id) if job.id in released else job for job in movable]
+    decision = place_jobs(store, rules, movable, method=method)
     counts = decision.counts() if decision else {"placed": 0, "held": 0, "waiting": 0}
     return {"region": name, "moved": len(movable), **counts, "running_without_checkpoint": [j.id for j in stuck]}
 

@@ -224,3 +224,26 @@ def test_the_heuristic_is_within_one_percent_of_the_optimum_when_capacity_is_amp
     assert 0 <= relative_gap(greedy, exact) < 0.01
     assert place(problem).method == "milp"  # auto: exact at this size
     assert place(problem, exact_max_jobs=100).method == "heuristic"
+
+
+def test_data_parallel_jobs_prefer_the_faster_fabric_and_all_reduce_costs_grow_with_scale():
+    from embodia.platform.regions.catalog import Network
+    from embodia.platform.regions.network import allreduce_s, slowdown
+
+    fabric = Network(accelerators_per_node=8, node_gbps=400, nodes_per_leaf=2, spine_oversubscription=4)
+    one_node, two_nodes, across_spine = allreduce_s(1.0, [8, 16, 64], fabric)
+    assert allreduce_s(1.0, 1, fabric) == 0 and one_node < two_nodes < across_spine
+    assert allreduce_s(1e-6, 64, fabric, "tree") < allreduce_s(1e-6, 64, fabric, "ring")  # small: latency-bound
+    assert slowdown(1.0, 16, 0.5, fabric) == pytest.approx(1 + two_nodes / 0.5)
+    slow = Network(accelerators_per_node=8, node_gbps=25, nodes_per_leaf=1, spine_oversubscription=8)
+    catalog = Catalog(home="a", regions=[
+        _region("a", "X", g1=(64, 2.0)).model_copy(update={"network": slow}),
+        _region("b", "X", g1=(64, 2.1))])
+    policy = Policy.model_validate({"jobs": {"default": {"kinds": ["cpu"]},
+                                             "ddp": {"kinds": ["g1"], "count": 32, "hours": 1.0,
+                                                     "allreduce_gb": 0.5, "step_s": 0.2}}})
+    decision = _decide([JobSpec(1, "ddp")], catalog=catalog, policy=policy)
+    info = decision.explain(0)
+    assert info["region"] == "b" and info["allreduce_slowdown"] > 1  # a's cheaper g1 loses to its slow fabric
+    single = _decide([JobSpec(1, "ddp", count=1)], catalog=catalog, policy=policy).explain(0)
+    assert single["region"] == "a" and "allreduce_slowdown" not in single
