@@ -94,6 +94,7 @@ def teleop_command(
     seed: int = typer.Option(0, min=0, max=MAX_SEED, help="episode k starts from the k-th seed of this one"),
     operator: str = typer.Option("", help="who drives (recorded in the manifest; default: your user name)"),
     project: str = typer.Option("", help="also register the dataset in the workspace's registry for this project"),
+    window: bool = typer.Option(False, help="also show the camera in a matplotlib window (needs a display)"),
 ) -> None:
     """Drive an arm from the keyboard and record the episodes as a LeRobot dataset (same format as data generate)."""
     from embodia.core.config import validate_config
@@ -113,17 +114,25 @@ def teleop_command(
                                             "max_episode_s": max_episode_s, "operator": operator or current_user(),
                                             "project": project},
                              flags=True)
+    if window and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        raise UserError("--window needs a display (DISPLAY or WAYLAND_DISPLAY is unset); drop --window to use the "
+                        "status line only")
     keys = terminal_keys()
     session = TeleopSession(config, out)
+    picture = None
     try:
+        picture = PictureWindow(session) if window else None
+        on_status = _status_writer(sys.stderr, picture)
         sys.stderr.write("keys: " + "; ".join(f"{key}: {what}" for key, what in KEY_HELP) + "; Esc: stop\n")
         with keys if hasattr(keys, "__enter__") else contextlib.nullcontext():
-            kept = drive_with_keys(session, keys, episodes=episodes, on_status=_status_writer(sys.stderr))
+            kept = drive_with_keys(session, keys, episodes=episodes, on_status=on_status)
         sys.stderr.write("\n")
         if kept == 0:
             raise UserError("no episode was kept (press Enter to end an episode and keep it); nothing written")
         manifest = session.save()
     finally:
+        if picture is not None:
+            picture.close()
         session.close()
     summary = manifest.summary
     print(f"wrote {out}: {summary['episodes']} episodes, {summary['frames']} frames, "
@@ -143,12 +152,42 @@ def _register(out: Path, project: str) -> str:
         store.close()
 
 
-def _status_writer(stream):
-    """Rewrites one status line in place (carriage return, clear to the end of the line)."""
+def _status_writer(stream, picture: PictureWindow | None = None):
+    """Rewrites one status line in place (carriage return, clear to the end of the line); redraws the window."""
     def write(status) -> None:
         stream.write("\r" + status.line() + "\x1b[K")
         stream.flush()
+        if picture is not None:
+            picture.update()
     return write
+
+
+class PictureWindow:
+    """The session's camera picture in a matplotlib window, redrawn every `every` control steps (drawing costs
+    about as much as a step). Keys are still read from the terminal: keep it focused."""
+
+    def __init__(self, session, every: int = 2) -> None:
+        import matplotlib.pyplot as plt
+
+        plt.ion()
+        self.plt, self.session, self.every, self.count = plt, session, every, 0
+        self.figure, axes = plt.subplots(figsize=(4, 4))
+        axes.set_axis_off()
+        axes.set_title(f"{session.config.task}: {session.config.camera} camera")
+        self.image = axes.imshow(session.frame)
+        self.figure.canvas.draw_idle()
+
+    def update(self) -> None:
+        """Show the session's newest frame (every `every`-th call)."""
+        self.count += 1
+        if self.count % self.every:
+            return
+        self.image.set_data(self.session.frame)
+        self.figure.canvas.draw_idle()
+        self.figure.canvas.flush_events()
+
+    def close(self) -> None:
+        self.plt.close(self.figure)
 
 
 def register(app: typer.Typer) -> None:

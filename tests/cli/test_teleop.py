@@ -53,6 +53,33 @@ def test_a_bad_project_name_is_refused_before_recording(tmp_path):
     assert result.exit_code == 2 and "project name" in result.stderr and not (tmp_path / "demo").exists()
 
 
+def test_window_shows_the_newest_frame_when_a_display_exists(tmp_path, monkeypatch):
+    import matplotlib
+
+    matplotlib.use("Agg")  # a display is faked: the figure is drawn off screen
+    monkeypatch.setenv("DISPLAY", ":99")
+    shown = []
+    original = teleop_cli.PictureWindow.update
+
+    def update(window):
+        original(window)
+        shown.append(window.image.get_array().copy())
+
+    monkeypatch.setattr(teleop_cli.PictureWindow, "update", update)
+    monkeypatch.setattr(teleop_cli, "terminal_keys", lambda: ScriptedKeys([["w"]] * 4 + [["enter"]]))
+    result = CliRunner().invoke(app, ["teleop", "--out", str(tmp_path / "demo"), "--image-size", "64", "--window"])
+    assert result.exit_code == 0, result.output
+    assert len(shown) == 5 and shown[-1].shape == (64, 64, 3)
+    assert not (shown[1] == shown[3]).all()  # redrawn every second step, and the arm moved in between
+
+
+def test_window_without_a_display_is_one_error_line(tmp_path, monkeypatch):
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    result = CliRunner().invoke(app, ["teleop", "--out", str(tmp_path / "demo"), "--window"])
+    assert result.exit_code == 2 and "needs a display" in result.stderr and not (tmp_path / "demo").exists()
+
+
 def test_escape_before_any_kept_episode_writes_nothing(tmp_path, monkeypatch):
     monkeypatch.setattr(teleop_cli, "terminal_keys", lambda: ScriptedKeys([["w"], ["escape"]]))
     out = tmp_path / "demo"
