@@ -31,3 +31,35 @@ def ray_cluster() -> Iterator[object]:
     finally:
         ray.shutdown()
         cluster.shutdown()
+
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="session")
+def phone_browser():
+    """Real headless Chromium (Debian `chromium`, driven by Playwright) with a 390 px wide phone viewport: a
+    function that opens a static HTML file and returns (page width in px, console and page errors)."""
+    import shutil
+
+    if not os.path.exists(CHROMIUM) and shutil.which("chromium") is None:
+        pytest.skip("Debian chromium is not installed (make install adds it)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--headless", "--no-sandbox",
+                                                                               "--disable-gpu"])
+
+        def open_page(path) -> tuple[int, list[str]]:
+            context = browser.new_context(viewport={"width": 390, "height": 844})
+            page = context.new_page()
+            errors: list[str] = []
+            page.on("console", lambda msg: msg.type == "error" and errors.append(msg.text))
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            page.goto(f"file://{path}", wait_until="load")
+            width = page.evaluate("Math.max(document.documentElement.scrollWidth, document.body.scrollWidth)")
+            context.close()
+            return width, errors
+
+        yield open_page
+        browser.close()

@@ -20,7 +20,7 @@ import numpy as np
 
 from embodia.core.atomic import atomic_write_text
 from embodia.core.errors import UserError
-from embodia.core.pages import literal_text
+from embodia.core.pages import literal_text, number
 from embodia.core.pages import render_page as render_template
 from embodia.data import format as fmt
 from embodia.data.reader import Dataset
@@ -118,7 +118,7 @@ def _video_src(frames: np.ndarray, fps: int) -> str:
 
 
 def _numbers(values: Any) -> list[str]:
-    return [f"{v:.3g}" for v in np.asarray(values, dtype=np.float64).ravel()[:STAT_DIMS]]
+    return [number(v) for v in np.asarray(values, dtype=np.float64).ravel()[:STAT_DIMS]]
 
 
 def _summary_rows(ds: Dataset) -> list[tuple[str, str]]:
@@ -154,7 +154,8 @@ def render_page(ds: Dataset, max_episodes: int = 12, files_base: str | None = No
     `files_base` is the URL of the dataset's root as seen from the page (links to its metadata files)."""
     stats = ds.stats
     return render_template(
-        "dataset.html", title=f"embodia dataset {ds.root.name}: {ds.num_episodes} episodes",
+        "dataset.html", title=f"Dataset {ds.root.name}: {ds.num_episodes:,} episodes, "
+                             f"{ds.info['total_frames']:,} frames at {ds.info['fps']} fps",
         name=ds.root.name, root=str(ds.root), version=ds.info.get("codebase_version", ""),
         summary=_summary_rows(ds), files=_file_links(files_base), summary_plot=summary_plot(ds), stat_dims=STAT_DIMS,
         stats=[{"feature": key, "mean": _numbers(stats[key]["mean"]), "std": _numbers(stats[key]["std"])}

@@ -27,7 +27,8 @@ def write_report(results: Results, out_dir: str | Path) -> Path:
     chart = _bar_chart([results], [results.policy])
     (out_dir / "chart.png").write_bytes(chart)
     text = render_page(
-        "report.html", title=f"embodia eval: {results.policy} on {results.suite.name}", suite=results.suite.name,
+        "report.html", title=f"Evaluation of {results.policy} on suite {results.suite.name}: success and return of "
+              f"{len(results.scenarios)} scenarios", suite=results.suite.name,
         task=results.suite.task, policy=results.policy, seed=results.suite.seed, criterion=results.suite.success_criterion,
         summary=_summary_table(results), chart=_b64(chart), learning=_learning_section(results, out_dir),
         scenarios=_scenario_sections(results, out_dir, prefix=""))
@@ -42,7 +43,8 @@ def write_comparison_report(comparison: Comparison, out_dir: str | Path) -> Path
     chart = _bar_chart([a, b], [f"A: {a.policy}", f"B: {b.policy}"])
     (out_dir / "chart.png").write_bytes(chart)
     text = render_page(
-        "comparison.html", title=f"embodia compare: {a.policy} vs {b.policy} on {a.suite.name}",
+        "comparison.html", title=f"A/B comparison on suite {a.suite.name}: {b.policy} (B) against {a.policy} (A), "
+              f"gate {comparison.verdict}",
         suite=a.suite.name, task=a.suite.task, baseline=a.policy, candidate=b.policy, metric=comparison.metric,
         margin=comparison.margin, alpha=comparison.alpha, verdict=comparison.verdict,
         exit_code=1 if comparison.worse else 0, rule=comparison.to_dict()["rule"],
@@ -58,12 +60,12 @@ def _table(head: tuple[str, ...], rows: list[list], numeric: tuple[int, ...]) ->
 
 
 def _summary_table(results: Results) -> dict:
-    head = ("scenario", "episodes", "success rate [95 % CI]", "mean return [95 % CI]", "mean length",
+    head = ("scenario", "episodes", "success rate [95 % CI]", "mean return [95 % CI]", "mean length (steps)",
             "time to success (s)", "failure modes")
     rows = []
     for scenario in results.scenarios:
         s = scenario.summary()
-        rows.append([scenario.name, str(s["episodes"]), _rate(s), _ret(s), f"{s['length_mean']:.1f}",
+        rows.append([scenario.name, f"{s['episodes']:,}", _rate(s), _ret(s), f"{s['length_mean']:.1f}",
                      _seconds(s["time_to_success_s_mean"]), _modes(s["failure_modes"])])
     return _table(head, rows, numeric=(1, 2, 3, 4, 5))
 
@@ -88,7 +90,7 @@ def _side_by_side(comparison: Comparison, out_dir: Path) -> list[dict]:
     for a, b in zip(comparison.baseline.scenarios, comparison.candidate.scenarios):
         sa, sb = a.summary(), b.summary()
         rows = [["success rate [95 % CI]", _rate(sa), _rate(sb)], ["mean return [95 % CI]", _ret(sa), _ret(sb)],
-                ["mean length", f"{sa['length_mean']:.1f}", f"{sb['length_mean']:.1f}"],
+                ["mean length (steps)", f"{sa['length_mean']:.1f}", f"{sb['length_mean']:.1f}"],
                 ["time to success (s)", _seconds(sa["time_to_success_s_mean"]), _seconds(sb["time_to_success_s_mean"])],
                 ["failure modes", _modes(sa["failure_modes"]), _modes(sb["failure_modes"])]]
         sections.append({"name": a.name, "table": _table(("", "A (baseline)", "B (candidate)"), rows, numeric=(1, 2)),

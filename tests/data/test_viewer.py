@@ -65,7 +65,19 @@ def test_page_reads_on_a_phone_and_loads_videos_on_demand(synthetic_dataset, tmp
     assert len(videos) == 4 and all('preload="none"' in v and "autoplay" not in v for v in videos)
     assert "white-space:nowrap" in text and "tabular-nums" in text
     stats_row = re.search(r"<td>observation.state</td><td>(.*?)</td>", text).group(1)
-    assert re.fullmatch(r'(<span class="n">-?[0-9.e+-]+</span>)+', stats_row)  # numbers wrap only between values
+    values = re.findall(r'<span class="n">([^<]*)</span>', stats_row)
+    assert "".join(f'<span class="n">{v}</span>' for v in values) == stats_row  # numbers wrap only between values
+    for value in values:  # rounded to 3 significant digits, thousands separated, never 1.23e+03
+        assert re.fullmatch(r"-?\d{1,3}(,\d{3})*(\.\d+)?", value) and len(value.replace(",", "").replace(".", "")
+                                                                            .replace("-", "").strip("0")) <= 3
+
+
+def test_page_fits_a_phone_in_chromium_without_errors(hostile_dataset, tmp_path, phone_browser):
+    page = write_page(hostile_dataset, tmp_path / "page.html", max_episodes=2)
+    assert re.search(r"<title>Dataset .*: \d+ episodes, [\d,]+ frames at \d+ fps</title>", page.read_text())
+    width, errors = phone_browser(page)
+    assert width <= 390, f"the dataset page is {width} px wide on a 390 px phone (the body scrolls sideways)"
+    assert errors == []
 
 
 def test_plot_lines_carry_feature_names(hostile_dataset, tmp_path):

@@ -48,3 +48,23 @@ def test_report_videos_load_on_demand(lqr_run, tmp_path):
     videos = re.findall(r"<video[^>]*>", text)
     assert videos and all('preload="none"' in v and "autoplay" not in v for v in videos)
     assert "white-space:nowrap" in text
+
+
+def test_reports_say_what_they_show_with_rounded_numbers(lqr_run, tmp_path):
+    text = write_report(lqr_run, tmp_path / "run").read_text()
+    title = re.search(r"<title>(.*?)</title>", text).group(1)
+    assert title.startswith(f"Evaluation of {lqr_run.policy} on suite ") and "scenarios" in title
+    cells = re.findall(r'<td class="num">(.*?)</td>', text)
+    assert cells and not any(re.search(r"\d\.\d{4,}|e[+-]\d", cell) for cell in cells)  # rounded, never 1e-05
+    comparison = write_comparison_report(compare_results(lqr_run, lqr_run), tmp_path / "ab").read_text()
+    assert re.search(r"<title>A/B comparison on suite .*gate \w+</title>", comparison)
+
+
+def test_reports_fit_a_phone_in_chromium_without_errors(lqr_run, tmp_path, phone_browser):
+    run = write_report(_hostile_copy(lqr_run, IMG + SCRIPT), tmp_path / "run")
+    ab = write_comparison_report(compare_results(_hostile_copy(lqr_run, SCRIPT), _hostile_copy(lqr_run, IMG)),
+                                 tmp_path / "ab")
+    for page in (run, ab):
+        width, errors = phone_browser(page)
+        assert width <= 390, f"{page} is {width} px wide on a 390 px phone (the body scrolls sideways)"
+        assert errors == []

@@ -9,9 +9,9 @@ import re
 import pytest
 from fastapi.testclient import TestClient
 
+from embodia.core import pages as fmt
 from embodia.platform.api.app import create_app
 from embodia.platform.api.auth import create_token
-from embodia.platform.api.console import format as fmt
 from embodia.platform.api.console import login_link
 from embodia.platform.api.console.graphs import Node, layered
 from embodia.platform.api.console.session import COOKIE

@@ -14,9 +14,9 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from embodia.core.errors import UserError
+from embodia.core.pages import page_environment
 from embodia.platform.api import routes
 from embodia.platform.api.auth import AuthError, Caller, authenticate
-from embodia.platform.api.console import format as fmt
 from embodia.platform.api.console import session
 from embodia.platform.api.console.session import (
     LoginNeeded,
@@ -37,14 +37,7 @@ router = APIRouter(prefix="/console", include_in_schema=False)
 
 @functools.cache
 def _environment():
-    import jinja2
-
-    loader = jinja2.ChoiceLoader([jinja2.FileSystemLoader(HERE / "templates"),
-                                  jinja2.PackageLoader("embodia", "templates")])
-    env = jinja2.Environment(loader=loader, autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True,
-                      lstrip_blocks=True)
-    env.filters.update(fmt.FILTERS)
-    return env
+    return page_environment([HERE / "templates"])
 
 
 def render(request: Request, template: str, caller: Caller | None, *, status: int = 200, section: str = "",
