@@ -7,8 +7,9 @@ baseline revision's code (`git archive --baseline` into a temp dir) and from thi
 in THIS process send `--requests` requests each to GET /api/v1/jobs?limit=50 (list) and GET /api/v1/jobs/{id}
 (status); when the Go load generator `hey` is on PATH (Debian package `hey`) it sends the same number of
 requests with the same concurrency too (a client that costs far less CPU than Python's; skipped, saying so,
-when absent). Prints p50/p99 per server, route and client, the paired B/A ratio of each round, and the load
-average; `--write` puts the tables into benchmarks/results/api.md.
+when absent). Prints p50/p99 per server, route and client, the server's CPU time per request (its process group,
+from /proc: what the machine's load moves least), the paired ratio to A of each round, and the load average;
+`--write` puts the tables into benchmarks/results/api.md after its `<!-- api_load -->` line.
 
 `--console-pages` instead times the web console's pages (`console_page_loads`): each page's HTML against the API
 route that returns the same data (baseline), interleaved A,B,A,B with the paired ratio, and the page's full load
@@ -75,6 +76,21 @@ def _seed(home: Path, code_root: Path, jobs: int) -> tuple[str, list[int]]:
         raise RuntimeError(f"seeding {home} with the code of {code_root} failed:\n{done.stderr[-2000:]}")
     seeded = json.loads(done.stdout.strip().splitlines()[-1])
     return seeded["token"], seeded["ids"]
+
+
+def _group_cpu_s(group: int) -> float:
+    """CPU seconds (user + system) used so far by every live process of process group `group` (the server and,
+    with --workers, its worker processes): per-request server cost that, unlike latency, the load barely moves."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == group:  # fields after the name: state, ppid, pgrp, ..., utime (11), stime (12)
+            total += int(fields[11]) + int(fields[12])
+    return total / ticks
 
 
 def _export_baseline(rev: str, into: Path) -> Path:
@@ -173,7 +189,7 @@ def main() -> None:
         return
     hey = shutil.which("hey")
     rows: list[str] = []
-    samples: dict[tuple[str, str, str], list[tuple[float, float]]] = defaultdict(list)  # (server, route, client)
+    samples: dict[tuple[str, str, str], list[tuple[float, float, float]]] = defaultdict(list)  # p50, p99, CPU
     with tempfile.TemporaryDirectory() as tmp:
         servers = {f"A baseline {args.baseline}": (_export_baseline(args.baseline, Path(tmp) / "baseline"), 1),
                    "B this tree": (ROOT, 1)}
@@ -193,14 +209,18 @@ def main() -> None:
                     for route in ROUTES:
                         before = _load()
                         paths = [_paths(route, ids, i, args.requests) for i in range(args.clients)]
+                        cpu = _group_cpu_s(server.pid)
                         latencies = asyncio.run(_httpx_run(base, token, paths))
-                        result = {"httpx": (_pct(latencies, 0.5), _pct(latencies, 0.99))}
+                        result = {"httpx": (_pct(latencies, 0.5), _pct(latencies, 0.99), _group_cpu_s(server.pid) - cpu)}
                         if hey:
-                            result["hey"] = _hey_run(base + paths[0][0], token, args.clients, total)
-                        for client, (p50, p99) in result.items():
-                            samples[(server_name, route, client)].append((p50, p99))
+                            cpu = _group_cpu_s(server.pid)
+                            p50, p99 = _hey_run(base + paths[0][0], token, args.clients, total)
+                            result["hey"] = (p50, p99, _group_cpu_s(server.pid) - cpu)
+                        for client, (p50, p99, cpu_s) in result.items():
+                            samples[(server_name, route, client)].append((p50, p99, cpu_s * 1000 / total))
                             rows.append(f"| {round_index} | {server_name} | {route} | {client} | {total} | "
-                                        f"{p50:.0f} | {p99:.0f} | {before} -> {_load()} |")
+                                        f"{p50:.0f} | {p99:.0f} | {cpu_s * 1000 / total:.2f} | "
+                                        f"{before} -> {_load()} |")
                             print(rows[-1], flush=True)
                 finally:
                     _stop(server)
@@ -215,18 +235,14 @@ def _report(args, rows, samples, servers, hey) -> None:
             base = samples[(names[0], route, client)]
             for other in names[1:]:
                 ours = samples[(other, route, client)]
-                ratio50 = [b[0] / a[0] for a, b in zip(base, ours)]
-                ratio99 = [b[1] / a[1] for a, b in zip(base, ours)]
-                summary.append(f"| {route} | {client} | {other[0]}/A | "
-                               f"{statistics.median(a[0] for a in base):.0f} -> "
-                               f"{statistics.median(b[0] for b in ours):.0f} | "
-                               f"{statistics.median(a[1] for a in base):.0f} -> "
-                               f"{statistics.median(b[1] for b in ours):.0f} | "
-                               f"{', '.join(f'{r:.2f}' for r in ratio50)} | {', '.join(f'{r:.2f}' for r in ratio99)} |")
-    head = ("| route | client | servers | p50 ms (median of rounds) | p99 ms | p50 ratio per round | "
-            "p99 ratio per round |\n|---|---|---|---|---|---|---|")
-    table = ("| round | server | route | client | requests | p50 ms | p99 ms | load before -> after |\n"
-             "|---|---|---|---|---|---|---|---|\n" + "\n".join(rows))
+                cells = [f"{statistics.median(a[k] for a in base):.{d}f} -> {statistics.median(b[k] for b in ours):.{d}f}"
+                         for k, d in ((0, 0), (1, 0), (2, 2))]
+                ratios = [", ".join(f"{b[k] / a[k]:.2f}" for a, b in zip(base, ours)) for k in range(3)]
+                summary.append(f"| {route} | {client} | {other[0]}/A | {' | '.join(cells)} | {' | '.join(ratios)} |")
+    head = ("| route | client | servers | p50 ms (median of rounds) | p99 ms | server CPU ms/request | "
+            "p50 ratio per round | p99 ratio | CPU ratio |\n|---|---|---|---|---|---|---|---|---|")
+    table = ("| round | server | route | client | requests | p50 ms | p99 ms | server CPU ms/request "
+             "| load before -> after |\n|---|---|---|---|---|---|---|---|---|\n" + "\n".join(rows))
     text = f"{head}\n" + "\n".join(summary) + "\n\nEvery measurement:\n\n" + table + "\n"
     print("\n" + text)
     if args.write:

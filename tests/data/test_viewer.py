@@ -64,7 +64,7 @@ def test_page_reads_on_a_phone_and_loads_videos_on_demand(synthetic_dataset, tmp
     videos = re.findall(r"<video[^>]*>", text)
     assert len(videos) == 4 and all('preload="none"' in v and "autoplay" not in v for v in videos)
     assert "white-space:nowrap" in text and "tabular-nums" in text
-    stats_row = re.search(r"<td>observation.state</td><td>(.*?)</td>", text).group(1)
+    stats_row = re.search(r'<td>observation.state</td><td><span class="nums">(.*?)</span></td>', text).group(1)
     values = re.findall(r'<span class="n">([^<]*)</span>', stats_row)
     assert "".join(f'<span class="n">{v}</span>' for v in values) == stats_row  # numbers wrap only between values
     for value in values:  # rounded to 3 significant digits, thousands separated, never 1.23e+03
