@@ -16,7 +16,8 @@ PARTS = [("Simulation (issue 2)", "sim.md"), ("Scripted experts (issue 3)", "arm
          ("Web console page loads (issue 13)", "console.md"),
          ("Teleoperation stream (issue 13)", "teleop.md"),
          ("Single-environment step cost (issue 11)", "single_env.md"),
-         ("Ray executor (issue 14)", "ray.md")]
+         ("Ray executor (issue 14)", "ray.md"),
+         ("Sharded generation on Ray (issue 14)", "sharded.md")]
 
 
 def section(title: str, name: str) -> str:
