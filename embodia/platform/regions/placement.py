@@ -337,6 +337,15 @@ def _objective(problem: Problem, answer: Assignment) -> float:
     return float(chosen + problem.wait_penalty[waiting].sum())
 
 
+def _fits_cap(project: np.ndarray, rank: np.ndarray, use: np.ndarray, left: np.ndarray) -> np.ndarray:
+    """Which bids stay within their tenant's cap (budget or quota), taken in rank order; uncapped tenants pass."""
+    capped = np.isfinite(left[project])
+    fits = np.ones(len(project), dtype=bool)
+    if capped.any():
+        fits[capped] = _grouped_cumsum(project[capped], rank[capped], use[capped]) <= left[project[capped]] + 1e-9
+    return fits
+
+
 def _greedy(problem: Problem, rank: np.ndarray | None) -> Assignment:
     """Vectorized rounds: every unplaced job bids for its cheapest open option; within each (region, kind) pool
     the bids are taken in `rank` order while units, the tenant's budget and its accelerator quota last; losers
@@ -369,8 +378,8 @@ def _greedy(problem: Problem, rank: np.ndarray | None) -> Assignment:
         take, took = open_jobs[fits_pool], choice[fits_pool]
         spend = money[take, took]
         held = units[take] * accelerator_col[took]
-        fits_budget = _grouped_cumsum(project[take], rank[take], spend) <= budget[project[take]] + 1e-9
-        fits_quota = _grouped_cumsum(project[take], rank[take], held) <= quota[project[take]] + 1e-9
+        fits_budget = _fits_cap(project[take], rank[take], spend, budget)
+        fits_quota = _fits_cap(project[take], rank[take], held, quota)
         won = fits_budget & fits_quota
         option[take[won]] = took[won]
         np.subtract.at(free, took[won], units[take[won]])
@@ -381,8 +390,9 @@ def _greedy(problem: Problem, rank: np.ndarray | None) -> Assignment:
         cost[take[over_budget], took[over_budget]] = np.inf
         last_reason[take[over_budget]] = WAIT_BUDGET
         over_quota = fits_budget & ~fits_quota & (held > quota[project[take]] + 1e-9)
-        cost[np.ix_(take[over_quota], np.flatnonzero(accelerator_col))] = np.inf
-        last_reason[take[over_quota]] = WAIT_QUOTA
+        if over_quota.any():
+            cost[np.ix_(take[over_quota], np.flatnonzero(accelerator_col))] = np.inf
+            last_reason[take[over_quota]] = WAIT_QUOTA
         lost, lost_choice = open_jobs[~fits_pool], choice[~fits_pool]
         full = free[lost_choice] < units[lost] - 1e-9
         cost[lost[full], lost_choice[full]] = np.inf
