@@ -19,10 +19,10 @@ from embodia.core.errors import UserError
 from embodia.core.manifest import Manifest
 from embodia.core.reporter import Reporter
 from embodia.core.stage import ShardMap, map_in_process
+from embodia.platform.ray_executor import GL_ENV_VARS
 from embodia.platform.worker import thread_env
 
 SHARD_CPUS = 1
-GL_ENV_VARS = ("MUJOCO_GL", "PYOPENGL_PLATFORM")
 
 
 def _ray() -> Any:
