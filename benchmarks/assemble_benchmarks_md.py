@@ -6,7 +6,7 @@ Usage: python benchmarks/assemble_benchmarks_md.py   (after updating a results f
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
-PARTS = [("Simulation (issue 2)", "sim.md"), ("Scripted experts (issue 3)", "arm.md"), ("Data generation (issue 3)", "data.md"),
+PARTS = [("Simulation: ceiling, EnvPool, Gymnasium (issues 2, 11)", "sim.md"), ("Scripted experts (issue 3)", "arm.md"), ("Data generation (issue 3)", "data.md"),
          ("Reinforcement learning (issue 4)", "rl.md"), ("Imitation learning (issue 4)", "il.md"),
          ("Evaluation (issue 5)", "eval.md"), ("Serving (issue 5)", "serve.md"),
          ("Platform: job queue and pipelines (issue 12)", "platform.md"),
@@ -17,7 +17,9 @@ PARTS = [("Simulation (issue 2)", "sim.md"), ("Scripted experts (issue 3)", "arm
          ("Teleoperation stream (issue 13)", "teleop.md"),
          ("Single-environment step cost (issue 11)", "single_env.md"),
          ("Ray executor (issue 14)", "ray.md"),
-         ("Sharded generation on Ray (issue 14)", "sharded.md")]
+         ("Sharded generation on Ray (issue 14)", "sharded.md"),
+         ("Start-up cost (issue 11)", "startup.md"),
+         ("MuJoCo version cost (issue 11)", "mujoco_versions.md")]
 
 
 def section(title: str, name: str) -> str:

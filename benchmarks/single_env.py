@@ -1,91 +1,100 @@
-"""Single-environment step cost (µs/step), contenders interleaved in one run, best of several rounds.
+"""Single-environment step cost: Gymnasium HalfCheetah-v5 vs embodia's one-env fast path, and arm tasks at N=1.
 
-Gymnasium `HalfCheetah-v5` vs embodia `BatchEnv("cheetah-run", 1)` vs `gym.make("embodia/CheetahRun-v0")`, and
-embodia arm-reach at N=1 (its IK/FK runs every step). Prints each figure, the ratios to Gymnasium and the load.
+Contenders, interleaved (A, B, C, A, B, C ...) for `--rounds` rounds of `--seconds` each: Gymnasium
+`gym.make("HalfCheetah-v5")`, `gym.make("embodia/CheetahRun-v0")` (mj_step on a private MjData + scalar
+bookkeeping), `BatchEnv("cheetah-run", 1)`, and arm-reach / arm-pick-place at N=1 (`gym.make`, FK/IK through
+mj_kinematics). Ratios are medians of per-round ratios; the load average is printed. Every contender is one
+thread, so `--clock cpu` (the default) times CPU time: on a machine loaded beyond its cores wall time measures
+the scheduler; `--clock wall` times wall time.
 
-Usage: python benchmarks/single_env.py [--steps 2000] [--rounds 5] [--markdown benchmarks/results/single_env.md]
+Usage: python benchmarks/single_env.py [--seconds 1] [--rounds 7] [--clock cpu|wall] [--markdown benchmarks/results/single_env.md]
 """
 
 from __future__ import annotations
 
 import argparse
-import os
+import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
-
-import embodia  # noqa: F401  (picks the GL backend before mujoco loads)
 import gymnasium as gym
 import mujoco
+import numpy as np
+from _ceiling import interleave, load_line, median_ratio, steps_per_second
+
 from embodia.tasks import BatchEnv
-from embodia.tasks.gym_ids import register_envs
+
+GYMNASIUM = "Gymnasium `gym.make('HalfCheetah-v5')`"
+CHEETAH = "embodia `gym.make('embodia/CheetahRun-v0')`"
+ARM_TARGET_STEPS_PER_S = 2000
 
 
-def gym_stepper(env_id: str) -> Callable[[np.ndarray], None]:
-    """One step of a Gymnasium env made by `gym.make(env_id)`, resetting at episode ends."""
+def gym_stepper(env_id: str) -> Callable[[], None]:
+    """One step of `gym.make(env_id)` under a uniform random action, resetting at episode ends."""
     env = gym.make(env_id)
     env.reset(seed=0)
+    rng = np.random.default_rng(0)
+    low, high = env.action_space.low, env.action_space.high
 
-    def step(action: np.ndarray) -> None:
-        _, _, terminated, truncated, _ = env.step(action)
+    def step() -> None:
+        _, _, terminated, truncated, _ = env.step(rng.uniform(low, high).astype(np.float32))
         if terminated or truncated:
             env.reset()
 
     return step
 
 
-def batch_stepper(task: str) -> Callable[[np.ndarray], None]:
+def batch_stepper(task: str) -> Callable[[], None]:
     """One step of `BatchEnv(task, num_envs=1)` (autoreset inside)."""
     env = BatchEnv(task, num_envs=1, seed=0)
     env.reset(seed=0)
-    return lambda action: env.step(action[None])
-
-
-def micros_per_step(step: Callable[[np.ndarray], None], actions: np.ndarray) -> float:
-    """Mean wall time of one `step` over `actions`, in microseconds."""
-    step(actions[0])  # warm up
-    start = time.perf_counter()
-    for action in actions:
-        step(action)
-    return (time.perf_counter() - start) / len(actions) * 1e6
+    rng = np.random.default_rng(0)
+    shape = (1, env.action_dim)
+    return lambda: env.step(rng.uniform(-1, 1, shape))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=2000, help="steps per contender per round (arm-reach: a fifth)")
-    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds; the best of each is kept")
-    parser.add_argument("--markdown", type=Path, default=None, help="also write the results table here")
+    parser.add_argument("--seconds", type=float, default=1.0, help="length of one measurement window")
+    parser.add_argument("--rounds", type=int, default=7, help="interleaved rounds")
+    parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu", help="CPU time or wall time")
+    parser.add_argument("--markdown", type=Path, default=None, help="also write the results page here")
     args = parser.parse_args()
-    register_envs()
-    rng = np.random.default_rng(0)
-    cheetah_actions = rng.uniform(-1, 1, (args.steps, 6)).astype(np.float32)
-    arm_actions = rng.uniform(-1, 1, (max(1, args.steps // 5), 3)).astype(np.float32)
-    contenders = {
-        "Gymnasium `gym.make('HalfCheetah-v5')`": (gym_stepper("HalfCheetah-v5"), cheetah_actions),
-        "embodia `BatchEnv('cheetah-run', 1)`": (batch_stepper("cheetah-run"), cheetah_actions),
-        "embodia `gym.make('embodia/CheetahRun-v0')`": (gym_stepper("embodia/CheetahRun-v0"), cheetah_actions),
-        "embodia `BatchEnv('arm-reach', 1)`": (batch_stepper("arm-reach"), arm_actions),
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
+    steppers = {
+        GYMNASIUM: gym_stepper("HalfCheetah-v5"),
+        CHEETAH: gym_stepper("embodia/CheetahRun-v0"),
+        "embodia `BatchEnv('cheetah-run', 1)`": batch_stepper("cheetah-run"),
+        "embodia `gym.make('embodia/ArmReach-v0')`": gym_stepper("embodia/ArmReach-v0"),
+        "embodia `gym.make('embodia/ArmPickPlace-v0')`": gym_stepper("embodia/ArmPickPlace-v0"),
     }
-    best = {name: float("inf") for name in contenders}
-    load_before = os.getloadavg()
-    for _ in range(args.rounds):  # A, B, C, D, A, B, ...: every contender sees the same load pattern
-        for name, (step, actions) in contenders.items():
-            best[name] = min(best[name], micros_per_step(step, actions))
-    load_after = os.getloadavg()
-    baseline = best["Gymnasium `gym.make('HalfCheetah-v5')`"]
-    rows = [f"| {name} | {us:,.0f} | {1e6 / us:,.0f} | {baseline / us:.2f}× |" for name, us in best.items()]
-    table = "\n".join(["| contender (1 env, random actions) | µs/step | steps/s | speed vs Gymnasium |",
+    load_before = load_line()
+    samples = interleave({name: (lambda s=step: steps_per_second(s, 1, args.seconds, clock))
+                          for name, step in steppers.items()}, args.rounds)
+    load_after = load_line()
+    rows = []
+    for name, rates in samples.items():
+        rate = statistics.median(rates)
+        ratio = median_ratio(rates, samples[GYMNASIUM])
+        rows.append(f"| {name} | {1e6 / rate:,.0f} | {rate:,.0f} | {ratio:.2f}× |")
+    table = "\n".join(["| contender (1 env, random actions) | µs/step | steps/s | vs Gymnasium (paired median) |",
                        "|---|---:|---:|---:|", *rows])
-    load = (f"load average {load_before[0]:.2f} before, {load_after[0]:.2f} after ({os.cpu_count()} CPUs); "
-            f"MuJoCo {mujoco.__version__}, Gymnasium {gym.__version__}; {args.rounds} interleaved rounds of "
-            f"{args.steps} steps (arm-reach {len(arm_actions)}), best round kept")
-    print(table)
-    print(load)
+    cheetah_ratio = median_ratio(samples[CHEETAH], samples[GYMNASIUM])
+    arm = {name: statistics.median(rates) for name, rates in samples.items() if "Arm" in name}
+    verdict = (f"- `gym.make('embodia/CheetahRun-v0')` vs `HalfCheetah-v5`: **{cheetah_ratio:.2f}×** (target ≥ 1.0×) — "
+               f"**{'met' if cheetah_ratio >= 1.0 else 'not met'}**.\n"
+               "- arm tasks at N=1: " + ", ".join(f"{name.split('/')[1][:-6]} {rate:,.0f} steps/s"
+                                                   for name, rate in arm.items())
+               + f" (target ≥ {ARM_TARGET_STEPS_PER_S:,}) — **"
+               + ("met" if min(arm.values()) >= ARM_TARGET_STEPS_PER_S else "not met") + "**.")
+    setup = (f"{load_before} before, {load_after} after; MuJoCo {mujoco.__version__}, Gymnasium {gym.__version__}; "
+             f"{args.rounds} interleaved rounds of {args.seconds} s ({args.clock} time) per contender; medians.")
+    print(table, verdict, setup, sep="\n")
     if args.markdown is not None:
-        args.markdown.write_text(f"# Single-environment step cost (issue 11)\n\n{load}.\n"
-                                 f"Command: `python benchmarks/single_env.py --markdown {args.markdown}`\n\n{table}\n")
+        args.markdown.write_text(f"# Single-environment step cost (issue 11)\n\n{setup}\n"
+                                 f"Command: `python benchmarks/single_env.py --clock {args.clock} --markdown {args.markdown}`\n\n"
+                                 f"{table}\n\n{verdict}\n")
 
 
 if __name__ == "__main__":
