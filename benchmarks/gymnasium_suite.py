@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 from rl_baselines import (
@@ -58,7 +59,7 @@ def zero_action_return(env_id: str) -> float:
     return evaluate(lambda obs: np.zeros((len(obs), *shape)), f"gym:{env_id}")
 
 
-def run_task(env_id: str, names: list[str], steps: int, seeds: int, store: dict) -> None:
+def run_task(env_id: str, names: list[str], steps: int, seeds: int, store: dict, path: Path = STORE) -> None:
     """Every named contender on one task, interleaved seed by seed; stored after each round."""
     entry = store.setdefault(env_id, {})
     entry["zero_action"] = zero_action_return(env_id)
@@ -72,7 +73,14 @@ def run_task(env_id: str, names: list[str], steps: int, seeds: int, store: dict)
             entry[name]["runs"].append(result)
             print(f"{env_id} seed {seed} {name}: return {result['final_return']:.1f}, "
                   f"{result['sps']:,.0f} env-steps/s ({result['load']})", flush=True)
-        atomic_write_text(STORE, json.dumps(store))
+        save_task(path, env_id, entry)
+
+
+def save_task(path: Path, env_id: str, entry: dict) -> None:
+    """Write one task's entry into the stored results, keeping what other runs stored for other tasks."""
+    stored = json.loads(path.read_text()) if path.exists() else {}
+    stored[env_id] = entry
+    atomic_write_text(path, json.dumps(stored))
 
 
 def report(store: dict) -> str:
@@ -154,8 +162,9 @@ def main() -> None:
     parser.add_argument("--tasks", default=",".join(TASKS), help="comma-separated Gymnasium ids")
     parser.add_argument("--contenders", default=f"{EMBODIA},{ZOO},{DEFAULTS}", help="comma-separated contender names")
     parser.add_argument("--report-only", action="store_true", help="rebuild the report from the stored results")
+    parser.add_argument("--store", type=Path, default=STORE, help="results file (JSON) read and updated")
     args = parser.parse_args()
-    store = json.loads(STORE.read_text()) if STORE.exists() else {}
+    store = json.loads(args.store.read_text()) if args.store.exists() else {}
     if not args.report_only:
         names = args.contenders.split(",")
         unknown = sorted(set(names) - {EMBODIA, ZOO, DEFAULTS}) + sorted(set(args.tasks.split(",")) - set(TASKS))
@@ -163,7 +172,7 @@ def main() -> None:
             raise SystemExit(f"unknown contender or task {unknown}; contenders: {[EMBODIA, ZOO, DEFAULTS]}, tasks: {TASKS}")
         began = time.perf_counter()
         for env_id in args.tasks.split(","):
-            run_task(env_id, names, args.steps, args.seeds, store)
+            run_task(env_id, names, args.steps, args.seeds, store, args.store)
         print(f"{time.perf_counter() - began:.0f} s")
     plot(store)
     text = report(store)

@@ -84,7 +84,8 @@ def run_rounds(steps: int, seeds: int, with_defaults: bool, out_json) -> dict:
     nthread = probe.sim.nthread
     probe.close()
     runs = contenders(with_defaults)
-    record: dict = {"steps": steps, "seeds": seeds, "num_envs": num_envs, "nthread": nthread, "ceiling": [],
+    began = time.perf_counter()
+    record: dict = {"steps": steps, "seeds": seeds, "planned_seeds": seeds, "num_envs": num_envs, "nthread": nthread, "ceiling": [],
                     "load": [], "runs": {name: [] for name in runs}}
     eval_every = max(2048, steps // 4)
     for seed in range(seeds):
@@ -94,18 +95,23 @@ def run_rounds(steps: int, seeds: int, with_defaults: bool, out_json) -> dict:
             record["runs"][name].append(run(steps, seed, eval_every))
             print(f"seed {seed} {name}: {record['runs'][name][-1]['sps']:,.0f} env-steps/s, "
                   f"return {record['runs'][name][-1]['final_return']:.1f}  ({load_line()})", flush=True)
+        record["seconds"] = time.perf_counter() - began
         atomic_write_text(out_json, json.dumps(record))  # partial results survive an interrupted run
     return record
 
 
-def report(record: dict, seconds: float) -> str:
+def report(record: dict) -> str:
     """The markdown results section: table, paired ratios, targets met or not."""
-    runs, ceiling = record["runs"], record["ceiling"]
+    runs, ceiling, seconds = record["runs"], record["ceiling"], record.get("seconds", float("nan"))
+    planned = record.get("planned_seeds", record["seeds"])
+    stopped = (f" (**{record['seeds']} of {planned} planned seeds**: the run was stopped for lack of CPU; "
+               "intervals need >= 2)") if record["seeds"] < planned else ""
     names = list(runs)
     ours, ours_gym, zoo, matched = (runs[n] for n in names[:4])
     lines = ["# PPO vs SB3 PPO (issue 11)", "",
-             (f"`python benchmarks/ppo_vs_sb3.py --steps {record['steps']} --seeds {record['seeds']}` — "
-             f"**{record['steps']:,} env steps per run, {record['seeds']} seeds per contender**, {seconds:.0f} s in all; "
+             (f"`python benchmarks/ppo_vs_sb3.py --steps {record['steps']} --seeds {planned}` — "
+             f"**{record['steps']:,} env steps per run, {record['seeds']} seed(s) per contender**{stopped}, "
+              f"{seconds:.0f} s in all; "
              f"{record['load'][0]} at the start, {record['load'][-1]} at the last round. Round r runs the ceiling and "
              "then every contender with seed r, so ratios are per-seed pairs from one stretch of load; "
              "the figure is their median (min–max). Return: mean ± 95 % t-interval over seeds of the deterministic "
@@ -131,11 +137,10 @@ def report(record: dict, seconds: float) -> str:
         goal = f">= {target:.0f}x" if unit else f">= {target:.0%}"
         lines.append(f"- **{'met' if median >= target else 'NOT MET'}** — {label}: {shown}, target {goal}")
     for label, a, b in [("cheetah-run", ours, zoo), ("HalfCheetah-v5", ours_gym, zoo)]:
-        ma, ha = mean_ci([r["final_return"] for r in a])
-        mb, hb = mean_ci([r["final_return"] for r in b])
-        verdict = "met" if ma >= mb else "NOT MET"
-        lines.append(f"- **{verdict}** — {label}: embodia return {ma:.0f} ± {ha:.0f} vs rl-zoo-tuned SB3 "
-                     f"{mb:.0f} ± {hb:.0f} (target: not below SB3's mean)")
+        mine, theirs = [r["final_return"] for r in a], [r["final_return"] for r in b]
+        verdict = "met" if mean_ci(mine)[0] >= mean_ci(theirs)[0] else "NOT MET"
+        lines.append(f"- **{verdict}** — {label}: embodia return {fmt_ci(mine)} vs rl-zoo-tuned SB3 {fmt_ci(theirs)} "
+                     "(target: not below SB3's mean)")
     ratio = paired_speed_ratio(ours, matched)
     lines += [(f"- For reference: embodia on cheetah-run vs SB3 compute-matched: {ratio[0]:.1f}x "
               f"({ratio[1]:.1f}–{ratio[2]:.1f}) env-steps/s."), "",
@@ -156,16 +161,16 @@ def main() -> None:
     parser.add_argument("--sb3-defaults", action="store_true", help="also run SB3's defaults (1 env, no normalization)")
     parser.add_argument("--report-only", action="store_true", help="rebuild the report from results/rl_ppo.json")
     args = parser.parse_args()
-    began = time.perf_counter()
     RESULTS.mkdir(exist_ok=True)
     if args.report_only:
         record = json.loads((RESULTS / "rl_ppo.json").read_text())
         record["seeds"] = len(record["ceiling"])  # an interrupted run: the rounds that finished
+        record.setdefault("planned_seeds", args.seeds)
     else:
         record = run_rounds(args.steps, args.seeds, args.sb3_defaults, RESULTS / "rl_ppo.json")
     plot_curves(record["runs"], f"PPO, {record['steps']:,} env steps, {record['seeds']} seeds",
                 RESULTS / "ppo_halfcheetah.png")
-    text = report(record, time.perf_counter() - began)
+    text = report(record)
     atomic_write_text(RESULTS / "rl_ppo.md", text)
     print(text)
 

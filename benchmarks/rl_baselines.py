@@ -109,8 +109,9 @@ def evaluate(act: Callable[[np.ndarray], np.ndarray], source: str, num_episodes:
         return float(episode_returns(act, source, num_envs=num_episodes, seed=EVAL_SEED)[0].mean())
     import gymnasium as gym
 
+    # next-step autoreset: an env that ended resets on its next step, which the `alive` mask leaves out
     env = gym.make_vec(source[4:], num_envs=num_episodes, vectorization_mode="sync",
-                       vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.DISABLED})
+                       vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.NEXT_STEP})
     obs, _ = env.reset(seed=EVAL_SEED)
     returns, alive = np.zeros(num_episodes), np.ones(num_episodes, dtype=bool)
     while alive.any():
