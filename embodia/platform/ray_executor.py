@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -34,6 +35,7 @@ REGION_LABEL = "region"
 GL_ENV_VARS = ("MUJOCO_GL", "PYOPENGL_PLATFORM")  # the node renders the way this machine was told to
 ALLOCATION_ENV_VARS = (*workers.THREAD_ENV_VARS, "EMBODIA_JOB_CPUS")
 KILL_WAIT_S = 30.0
+RECHECK_S = 5.0  # how often a waiting attempt checks that a live node can still take it
 
 
 def _ray() -> Any:
@@ -117,20 +119,32 @@ def run_attempt_on_node(job_id: int, attempt: int, worker: str, env: dict[str, s
 class RayAttempt:
     """An attempt running as a Ray task (the `RunningAttempt` of the worker)."""
 
-    def __init__(self, ref: Any) -> None:
-        self.ref = ref
+    def __init__(self, ref: Any, job: queue.JobInfo) -> None:
+        self.ref, self.job = ref, job
         self.result: dict[str, Any] = {}
         self._failure: str | None = None
         self._code: int | None = None
+        self._checked = time.monotonic()
 
     def wait(self, timeout_s: float) -> int | None:
         if self._code is not None:
             return self._code
         ready, _ = _ray().wait([self.ref], timeout=timeout_s)
         if not ready:
+            self._recheck()
             return None
         self._code = self._collect()
         return self._code
+
+    def _recheck(self) -> None:
+        """Its region's nodes may have gone since submission: Ray would keep the task pending without a word."""
+        if time.monotonic() - self._checked < RECHECK_S:
+            return
+        self._checked = time.monotonic()
+        refusal = placement_refusal(self.job, alive_nodes())
+        if refusal is not None:
+            self.kill()
+            raise PlacementRefused(f"{refusal} (its nodes went away while the attempt was submitted or running)")
 
     def _collect(self) -> int:
         ray = _ray()
@@ -206,7 +220,7 @@ class RayExecutor:
         log.flush()
         ref = self._task().options(**options).remote(claim.job.id, claim.attempt, worker, workspace,
                                                      str(claim.log_path), self.grace_s)
-        return RayAttempt(ref)
+        return RayAttempt(ref, claim.job)
 
     def _task(self) -> Any:
         if self._remote is None:

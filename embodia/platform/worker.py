@@ -72,7 +72,8 @@ class RunningAttempt(Protocol):
     """An attempt process started by an executor."""
 
     def wait(self, timeout_s: float) -> int | None:
-        """Its exit code once it ended, None while it still runs after `timeout_s`."""
+        """Its exit code once it ended, None while it still runs after `timeout_s` (PlacementRefused when it can
+        no longer run anywhere: it was stopped)."""
 
     def interrupt(self, grace_s: float) -> None:
         """Ask it to stop at a safe point (it records itself cancelled); kill it after `grace_s`."""
@@ -214,6 +215,9 @@ class Worker:
                     if self.abort.is_set():  # stopped from another thread (run_slots): as Ctrl-C here
                         raise KeyboardInterrupt
                     state = self._heartbeat(claim.job.id)
+                except PlacementRefused as refused:  # its nodes went away (Ray would keep the task pending)
+                    log.write(f"stopped: {refused}\n".encode())
+                    return queue.Outcome("failed", "placement", str(refused))
                 except KeyboardInterrupt:  # the worker is stopped: the stage keeps its partial work, the job goes back
                     process.interrupt(self.grace_s)
                     queue.release(self.store, claim.job.id, self.name, f"worker {self.name} was stopped (Ctrl-C)")

@@ -16,13 +16,14 @@ from embodia.platform import queue, registry
 from embodia.platform.models import Job
 from embodia.platform.pipeline import parse_pipeline
 from embodia.platform.ray_executor import (
+    RayAttempt,
     RayExecutor,
     RayNode,
     placement_refusal,
     task_options,
 )
 from embodia.platform.runner import PipelineRunner
-from embodia.platform.worker import Worker, run_slots
+from embodia.platform.worker import PlacementRefused, Worker, run_slots
 
 NODE_LINE = re.compile(r"== ray node (\w+) \(([^)]*)\)")
 
@@ -158,6 +159,48 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+@pytest.mark.slow
+def test_a_node_that_dies_mid_attempt_fails_it_as_internal_and_the_job_is_retried(sqlite_store, executor,
+                                                                                   ray_cluster, monkeypatch):
+    monkeypatch.setattr(queue, "BACKOFF_S", 0.0)
+    doomed = ray_cluster.add_node(num_cpus=1, object_store_memory=80_000_000, labels={"region": "xx-doomed"})
+    job = queue.submit(sqlite_store, "sleep", {"seconds": 120, "steps": 120}, region="xx-doomed").id
+    log = queue.attempt_log(sqlite_store, job, 1)
+    ended: list = []
+    runner = threading.Thread(target=lambda: ended.append(_worker(sqlite_store, executor).run_one()))
+    runner.start()
+    try:
+        _wait_for(lambda: log.is_file() and "start sleep" in log.read_text(), 90, "the stage to start on its node")
+    finally:
+        ray_cluster.remove_node(doomed, allow_graceful=False)
+    runner.join(timeout=120)
+    assert not runner.is_alive()
+    attempt = queue.attempts(sqlite_store, job)[0]
+    # the task's error or the worker's own recheck of the live nodes, whichever sees it first; both are retried
+    assert attempt.status == "failed" and attempt.error_type in ("internal", "placement"), attempt.error
+    assert "ended without a result" in attempt.error or "went away" in attempt.error
+    assert ended[0].status == "queued"  # retried: its region may come back
+    again = _worker(sqlite_store, executor).run_one()  # ... but it has not: refused before submission
+    assert (again.id, again.error_type, again.attempts) == (job, "placement", 2)
+    assert "no alive Ray node labelled region=xx-doomed" in again.error
+
+
+def test_a_waiting_attempt_whose_region_has_no_live_node_is_stopped(ray_cluster):
+    """Ray would keep a task whose nodes went away pending forever; the attempt rechecks and stops it."""
+
+    def sleep_long() -> None:
+        time.sleep(300)
+
+    ref = ray.remote(sleep_long).options(num_cpus=1, label_selector={"region": "eu-france"}).remote()
+    gone = queue.JobInfo(**{**_job_fields(), "region": "xx-gone"})  # as if its region's nodes had just died
+    attempt = RayAttempt(ref, gone)
+    attempt._checked = 0.0  # due for its recheck now
+    with pytest.raises(PlacementRefused, match="region=xx-gone .*went away"):
+        attempt.wait(0.1)
+    with pytest.raises(ray.exceptions.RayError):  # cancelled (or its worker killed): stopped, its CPU freed
+        ray.get(ref, timeout=60)
 
 
 def test_internal_errors_are_retried_through_ray(sqlite_store, executor, monkeypatch):
