@@ -18,9 +18,7 @@ from torch import nn
 from embodia.core.errors import CheckpointError, UserError
 from embodia.core.policy import OnnxPolicy, check_obs
 from embodia.learn.checkpoint import CONFIG_FILE, load_checkpoint, policy_section
-from embodia.learn.il_common import read_il_checkpoint
 from embodia.learn.registry import get_algorithm
-from embodia.learn.vision import resize_images
 
 
 class TorchPolicy:
@@ -62,6 +60,8 @@ class TorchPolicy:
         missing = [key for key in self.image_keys if key not in images]
         if missing:
             raise UserError(f"missing image {missing[0]!r}; this policy needs {list(self.image_keys)}")
+        from embodia.learn.vision import resize_images  # the imitation stack: only for camera policies
+
         tensors = []
         for key in self.image_keys:
             frames = np.asarray(images[key])
@@ -103,5 +103,7 @@ def build_deployed_actor(model: dict[str, torch.Tensor], normalizer: dict[str, n
 
 def load_trained_policy(path: str | Path) -> nn.Module:
     """An imitation policy (BC, vision BC, diffusion) with its action-chunk queue, from its checkpoint."""
+    from embodia.learn.il_common import read_il_checkpoint  # pyarrow, MuJoCo: only for imitation checkpoints
+
     spec, model, normalizers = read_il_checkpoint(path)
     return get_algorithm(spec["algo"], kind="imitation").policy_from_parts(spec, model, normalizers)

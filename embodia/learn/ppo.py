@@ -19,11 +19,11 @@ from embodia.core.errors import CheckpointError
 from embodia.learn.config import LayerWidth, RunConfig
 from embodia.learn.nets import DeployedActor, GaussianActor, mlp
 from embodia.learn.normalize import ObsNormalizer, RewardScaler
-from embodia.learn.vec_env import TrainEnv
 
 if TYPE_CHECKING:
     from embodia.learn.hooks import TrainingHooks
     from embodia.learn.logger import RunLogger
+    from embodia.learn.vec_env import TrainEnv  # Gymnasium and the tasks: not needed to rebuild an actor
 
 
 # ---------------------------------------------------------------------------------------------- config

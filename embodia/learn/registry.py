@@ -1,18 +1,22 @@
-"""The one table of learning algorithms: name -> kind, config class, trainer (RL) or fit (imitation), and the
-hooks that rebuild a policy from a checkpoint. Adding an algorithm is one entry here and one module beside it."""
+"""The one table of learning algorithms: name -> kind and where its parts live ("module:attr"), imported only when
+that algorithm is asked for (so exporting an MLP does not import the imitation stack). Adding an algorithm is one
+entry here and one module beside it."""
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
-from typing import Any, Callable, Literal
-
-from pydantic import BaseModel
-from torch import nn
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any, Callable, Literal
 
 from embodia.core.errors import ConfigError
-from embodia.learn import bc, diffusion, ppo, sac
-from embodia.learn.hooks import Trainer
-from embodia.learn.il_common import Fitted
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+    from torch import nn
+
+    from embodia.learn.hooks import Trainer
+    from embodia.learn.il_common import Fitted
 
 AlgorithmKind = Literal["rl", "imitation"]
 
@@ -30,25 +34,57 @@ class Algorithm:
     policy_from_parts: Callable[..., nn.Module] | None = None  # imitation: the policy with its chunk queue
 
 
-ALGORITHMS: dict[str, Algorithm] = {
-    "ppo": Algorithm("ppo", "rl", ppo.PPOConfig, ppo.deployed_actor, trainer_cls=ppo.PPOTrainer),
-    "sac": Algorithm("sac", "rl", sac.SACConfig, sac.deployed_actor, trainer_cls=sac.SACTrainer),
-    "bc": Algorithm("bc", "imitation", bc.BCConfig, bc.deployed_actor, fit=bc.fit_bc,
-                    policy_from_parts=bc.policy_from_parts),
-    "diffusion": Algorithm("diffusion", "imitation", diffusion.DiffusionConfig, diffusion.deployed_actor,
-                           fit=diffusion.fit_diffusion, policy_from_parts=diffusion.policy_from_parts),
+@dataclass(frozen=True)
+class AlgorithmEntry:
+    """Where an algorithm's parts live, as "module:attr" strings (resolved by `get_algorithm`)."""
+
+    kind: AlgorithmKind
+    config_cls: str
+    deployed_actor: str
+    trainer_cls: str | None = None
+    fit: str | None = None
+    policy_from_parts: str | None = None
+
+
+ALGORITHMS: dict[str, AlgorithmEntry] = {
+    "ppo": AlgorithmEntry("rl", "embodia.learn.ppo:PPOConfig", "embodia.learn.ppo:deployed_actor",
+                          trainer_cls="embodia.learn.ppo:PPOTrainer"),
+    "sac": AlgorithmEntry("rl", "embodia.learn.sac:SACConfig", "embodia.learn.sac:deployed_actor",
+                          trainer_cls="embodia.learn.sac:SACTrainer"),
+    "bc": AlgorithmEntry("imitation", "embodia.learn.bc:BCConfig", "embodia.learn.bc:deployed_actor",
+                         fit="embodia.learn.bc:fit_bc", policy_from_parts="embodia.learn.bc:policy_from_parts"),
+    "diffusion": AlgorithmEntry("imitation", "embodia.learn.diffusion:DiffusionConfig",
+                                "embodia.learn.diffusion:deployed_actor", fit="embodia.learn.diffusion:fit_diffusion",
+                                policy_from_parts="embodia.learn.diffusion:policy_from_parts"),
 }
 
 
 def algorithms(kind: AlgorithmKind | None = None) -> list[str]:
-    """Registered algorithm names, of one kind or all."""
-    return [name for name, algo in ALGORITHMS.items() if kind is None or algo.kind == kind]
+    """Registered algorithm names, of one kind or all (imports nothing)."""
+    return [name for name, entry in ALGORITHMS.items() if kind is None or entry.kind == kind]
 
 
 def get_algorithm(name: Any, kind: AlgorithmKind | None = None) -> Algorithm:
-    """The registered algorithm `name`; a `ConfigError` lists the valid names (of `kind`, when given)."""
-    algorithm = ALGORITHMS.get(name) if isinstance(name, str) else None
-    if algorithm is None or (kind is not None and algorithm.kind != kind):
+    """The registered algorithm `name`, its module imported now; a `ConfigError` lists the valid names (of `kind`)."""
+    entry = ALGORITHMS.get(name) if isinstance(name, str) else None
+    if entry is None or (kind is not None and entry.kind != kind):
         which = {"rl": " (RL on a task)", "imitation": " (imitation from a dataset)", None: ""}[kind]
         raise ConfigError(f"unknown algo {name!r}; use one of {', '.join(algorithms(kind))}{which}")
-    return algorithm
+    return _load(name)
+
+
+@lru_cache(maxsize=None)
+def _load(name: str) -> Algorithm:
+    """Import the parts of one registered algorithm (once)."""
+    entry = ALGORITHMS[name]
+    return Algorithm(name, entry.kind, _resolve(entry.config_cls), _resolve(entry.deployed_actor),
+                     trainer_cls=_resolve(entry.trainer_cls), fit=_resolve(entry.fit),
+                     policy_from_parts=_resolve(entry.policy_from_parts))
+
+
+def _resolve(target: str | None) -> Any:
+    """The object named by "module:attr" (None stays None)."""
+    if target is None:
+        return None
+    module_name, attr = target.split(":")
+    return getattr(importlib.import_module(module_name), attr)

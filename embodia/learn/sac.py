@@ -18,12 +18,12 @@ from embodia.core.errors import CheckpointError
 from embodia.learn.config import LayerWidth, RunConfig
 from embodia.learn.nets import DeployedActor, SquashedGaussianActor, TwinQ
 from embodia.learn.normalize import ObsNormalizer
-from embodia.learn.vec_env import TrainEnv
 from embodia.sim.batch import rng_from_array, rng_to_array
 
 if TYPE_CHECKING:
     from embodia.learn.hooks import TrainingHooks
     from embodia.learn.logger import RunLogger
+    from embodia.learn.vec_env import TrainEnv  # Gymnasium and the tasks: not needed to rebuild an actor
 
 
 # ---------------------------------------------------------------------------------------------- config
