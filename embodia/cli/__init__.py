@@ -107,7 +107,9 @@ def _fail(message: str) -> NoReturn:
 
 
 app = typer.Typer(name="embodia", help="Open Physical AI platform: simulate, generate data, train, evaluate, serve.",
-                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False, cls=EmbodiaGroup)
+                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False, cls=EmbodiaGroup,
+                  rich_markup_mode=None)  # plain Click help (every group and command inherits it): Typer's Rich
+                                          # help formatter imports rich.markdown/traceback, most of `--help`'s time
 
 # (module, attribute, mount name or None to merge top-level commands)
 _AREAS = [

@@ -13,8 +13,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import typer
@@ -179,6 +177,9 @@ def _wait_for_link(server: subprocess.Popen, log_path: Path, port: int) -> str:
 
 
 def _answers(url: str) -> bool:
+    import urllib.error  # with http.client and ssl: only when the console is started
+    import urllib.request
+
     try:
         with urllib.request.urlopen(url, timeout=2) as reply:
             return reply.status == 200

@@ -60,7 +60,8 @@ class TorchPolicy:
         missing = [key for key in self.image_keys if key not in images]
         if missing:
             raise UserError(f"missing image {missing[0]!r}; this policy needs {list(self.image_keys)}")
-        from embodia.learn.vision import resize_images  # the imitation stack: only for camera policies
+        # the imitation stack (pyarrow, MuJoCo): imported only for camera policies
+        from embodia.learn.vision import resize_images
 
         tensors = []
         for key in self.image_keys:
@@ -103,7 +104,8 @@ def build_deployed_actor(model: dict[str, torch.Tensor], normalizer: dict[str, n
 
 def load_trained_policy(path: str | Path) -> nn.Module:
     """An imitation policy (BC, vision BC, diffusion) with its action-chunk queue, from its checkpoint."""
-    from embodia.learn.il_common import read_il_checkpoint  # pyarrow, MuJoCo: only for imitation checkpoints
+    # pyarrow, MuJoCo: imported only for imitation checkpoints
+    from embodia.learn.il_common import read_il_checkpoint
 
     spec, model, normalizers = read_il_checkpoint(path)
     return get_algorithm(spec["algo"], kind="imitation").policy_from_parts(spec, model, normalizers)

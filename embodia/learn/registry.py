@@ -5,9 +5,10 @@ entry here and one module beside it."""
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
-from typing import TYPE_CHECKING, Any, Callable, Literal
+from functools import cache
+from typing import TYPE_CHECKING, Any, Literal
 
 from embodia.core.errors import ConfigError
 
@@ -73,7 +74,7 @@ def get_algorithm(name: Any, kind: AlgorithmKind | None = None) -> Algorithm:
     return _load(name)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _load(name: str) -> Algorithm:
     """Import the parts of one registered algorithm (once)."""
     entry = ALGORITHMS[name]

@@ -23,7 +23,7 @@ from embodia.sim.batch import rng_from_array, rng_to_array
 if TYPE_CHECKING:
     from embodia.learn.hooks import TrainingHooks
     from embodia.learn.logger import RunLogger
-    from embodia.learn.vec_env import TrainEnv  # Gymnasium and the tasks: not needed to rebuild an actor
+    from embodia.learn.vec_env import TrainEnv
 
 
 # ---------------------------------------------------------------------------------------------- config
