@@ -20,6 +20,7 @@ PARTS = [("Simulation: ceiling, EnvPool, Gymnasium (issues 2, 11)", "sim.md"), (
          ("Single-environment step cost (issue 11)", "single_env.md"),
          ("Ray executor (issue 14)", "ray.md"),
          ("Sharded generation on Ray (issue 14)", "sharded.md"),
+         ("Placement over regions (issue 14)", "placement.md"),
          ("Start-up cost (issue 11)", "startup.md"),
          ("MuJoCo version cost (issue 11)", "mujoco_versions.md")]
 
