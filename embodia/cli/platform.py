@@ -12,6 +12,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from rich.tree import Tree
 
@@ -21,9 +22,12 @@ from embodia.core.errors import UserError
 artifacts_app = typer.Typer(help="Registered artifacts (datasets, checkpoints, models, reports).", no_args_is_help=True)
 models_app = typer.Typer(help="Model versions and their aliases (staging, production, ...).", no_args_is_help=True)
 jobs_app = typer.Typer(help="The durable job queue.", no_args_is_help=True)
+runs_app = typer.Typer(help="Pipeline runs of this workspace (from embodia run, quickstart and the API).",
+                       no_args_is_help=True)
 console = Console(soft_wrap=True)
 _STATUS_STYLE = {"queued": "cyan", "held": "bright_red", "running": "yellow", "succeeded": "green", "failed": "red",
-                 "cancelled": "magenta"}
+                 "cancelled": "magenta", "interrupted": "bright_red", "ran": "green", "cached": "cyan",
+                 "blocked": "yellow", "skipped": "dim", "pending": "dim"}
 
 
 def _store():
@@ -382,6 +386,54 @@ def worker_command(lease_s: float = typer.Option(30.0, min=1.0, max=86_400.0, he
         runs_on.close()
 
 
+@runs_app.command("list")
+def runs_list(project: str = typer.Option(None, help="only this project"),
+              limit: int = typer.Option(50, min=1, max=MAX_LIST, help="at most this many, newest first")) -> None:
+    """List pipeline runs: state (interrupted = its process died), steps, where they came from."""
+    from embodia.platform import runs
+
+    store = _store()
+    try:
+        rows = runs.list_runs(store, project, limit=limit)
+    finally:
+        store.close()
+    table = _table(f"{len(rows)} pipeline runs", ("id", "pipeline", "project", "status", "steps", "from", "started"))
+    for run in rows:
+        done = sum(state in ("ran", "cached") for state in run["steps"].values())
+        table.add_row(str(run["id"]), run["name"], run["project"], _status(run["status"]),
+                      f"{done}/{len(run['steps'])} done", run["origin"], run["started_at"][:19].replace("T", " "))
+    console.print(table)
+
+
+@runs_app.command("show")
+def runs_show(run_id: int = typer.Argument(..., min=1, max=MAX_ID, help="pipeline run id (see embodia runs list)"),
+              as_json: bool = typer.Option(False, "--json", help="print JSON")) -> None:
+    """Show a pipeline run: each step's state, job, cache hit, artifact and message."""
+    from embodia.platform import runs
+
+    store = _store()
+    try:
+        run = runs.find_run(store, run_id)
+    finally:
+        store.close()
+    if as_json:
+        print(json.dumps(run, indent=2))
+        return
+    console.print(f"pipeline run {run['id']} [bold]{run['name']}[/] ({run['project']}, from {run['origin']} "
+                  f"{escape(run['source'])}): {_status(run['status'])}", highlight=False)
+    console.print(f"started {run['started_at'][:19]} UTC" + (f", ended {run['finished_at'][:19]} UTC"
+                                                             if run["finished_at"] else ""), highlight=False)
+    if run["error"]:
+        console.print(f"[red]{escape(run['error'])}[/]", highlight=False)
+    table = _table("steps", ("step", "type", "status", "job", "cache", "artifact", "message"))
+    for name, state in run["steps"].items():
+        job = run["jobs"].get(name)
+        table.add_row(name, run["types"][name], _status(state), str(job) if job else "-",
+                      "hit" if run["cached"][name] else "-", (run["outputs"].get(name) or "-")[:12],
+                      escape(run["messages"].get(name, "")[:100]))
+    console.print(table)
+
+
 def register(app: typer.Typer) -> None:
     """Mount the platform commands on the main app."""
     app.command("lineage")(lineage_command)
@@ -389,3 +441,4 @@ def register(app: typer.Typer) -> None:
     app.add_typer(artifacts_app, name="artifacts")
     app.add_typer(models_app, name="models")
     app.add_typer(jobs_app, name="jobs")
+    app.add_typer(runs_app, name="runs")

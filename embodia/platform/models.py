@@ -3,7 +3,8 @@
 Tables: `artifacts` (one row per content hash, manifest kept whole) and `lineage_edges` (an artifact and the
 sha256 of each input it was made from, so lineage resolves whatever order things were registered in);
 `model_versions`, `model_aliases` and `alias_events` (who moved which alias, when and why); `deployments`;
-`projects` (quotas), `jobs` and `job_attempts` (the durable queue). Times are timezone-aware UTC.
+`projects` (quotas), `jobs` and `job_attempts` (the durable queue); `pipeline_runs` and `pipeline_run_steps` (every
+pipeline run, whoever started it, with each step's state). Times are timezone-aware UTC.
 """
 
 from __future__ import annotations
@@ -239,3 +240,54 @@ class ProjectArtifact(Base):
     project: Mapped[str] = mapped_column(String(200), primary_key=True)
     sha256: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)
     added_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class PipelineRunRecord(Base):
+    """One run of a pipeline (from the CLI, quickstart or the API): its project, YAML, state and heartbeat.
+
+    `state` is running, succeeded, failed or cancelled; a running run whose `heartbeat_at` is older than
+    `embodia.platform.runs.RUN_STALE_S` is shown as interrupted (the process running it died)."""
+
+    __tablename__ = "pipeline_runs"
+    __table_args__ = (Index("ix_pipeline_runs_project_id", "project", "id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project: Mapped[str] = mapped_column(String(200), default="default")
+    name: Mapped[str] = mapped_column(String(200))
+    source: Mapped[str] = mapped_column(Text, default="")  # the YAML file's path, or 'api'
+    origin: Mapped[str] = mapped_column(String(32), default="cli")  # cli or api
+    yaml_sha256: Mapped[str] = mapped_column(String(64), default="")
+    yaml_text: Mapped[str] = mapped_column(Text, default="")
+    state: Mapped[str] = mapped_column(String(16), default="running")
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    host: Mapped[str] = mapped_column(String(200), default="")
+    pid: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    steps: Mapped[list[PipelineRunStep]] = relationship(back_populates="run", cascade="all, delete-orphan",
+                                                          order_by="PipelineRunStep.position")
+
+
+class PipelineRunStep(Base):
+    """One step of a pipeline run: its state (pending, running, cached, ran, blocked, skipped, failed), the steps it
+    waits for, its queue job, whether it was a cache hit, its output artifact and its one-line message."""
+
+    __tablename__ = "pipeline_run_steps"
+    __table_args__ = (UniqueConstraint("run_id", "name", name="uq_pipeline_run_steps_run_id_name"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("pipeline_runs.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    type: Mapped[str] = mapped_column(String(32))
+    needs: Mapped[list[str]] = mapped_column(JSON, default=list)
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    cache_key: Mapped[str] = mapped_column(String(128), default="")
+    cache_hit: Mapped[bool] = mapped_column(Boolean, default=False)
+    job_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    output_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    artifact_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    message: Mapped[str] = mapped_column(Text, default="")
+    seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    run: Mapped[PipelineRunRecord] = relationship(back_populates="steps")

@@ -121,6 +121,7 @@ class Pipeline:
     order: list[str]
     source: str = "<pipeline>"
     project: str = "default"
+    text: str = ""  # the YAML it was read from (kept with each recorded run)
 
     def dependents(self, names: set[str]) -> set[str]:
         """`names` and every step downstream of them."""
@@ -140,7 +141,9 @@ def load_pipeline(path: str | Path) -> Pipeline:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
-    return parse_pipeline(data, str(path))
+    pipeline = parse_pipeline(data, str(path))
+    pipeline.text = path.read_text()
+    return pipeline
 
 
 def parse_pipeline(data: Any, source: str = "<pipeline>") -> Pipeline:

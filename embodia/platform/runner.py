@@ -7,6 +7,7 @@ attempt, retried after an internal error and resumed after a crash like any othe
 worker per parallel slot (threads here) so a laptop needs nothing else running; each runs its attempts through
 the run's executor: subprocesses here (the default), or tasks on a Ray cluster (`RayExecutor`), whose CPUs then
 set the parallelism and each step's threads. `local_workers=False` leaves the jobs to `embodia worker` processes.
+Every run is recorded in the store as it goes (`embodia.platform.runs`), so the API and console list it live.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any, Callable
 
 from embodia.core.errors import Cancelled, UserError
 from embodia.platform import registry, steps
+from embodia.platform.runs import RunRecorder
 from embodia.platform.stages import STAGES
 from embodia.platform.worker import Executor, LocalExecutor, Worker
 from embodia.platform.pipeline import (Pipeline, PlannedStep, Step, StepOutput, StepResult, cache_key,
@@ -44,6 +46,7 @@ class PipelineRunner:
     on_event: EventCallback = _ignore
     local_workers: bool = True
     executor: Executor | None = None
+    origin: str = "cli"  # who started the run (cli or api), kept in its record
 
     def __post_init__(self) -> None:
         unknown = sorted(self.force - set(self.pipeline.steps))
@@ -56,6 +59,7 @@ class PipelineRunner:
         self.parallel = self.parallel or self.total_cpus
         self.registry_outputs = self._resolve_registry_inputs()
         self.cancel = threading.Event()
+        self.recorder = RunRecorder(self.store, self.pipeline, self.origin)
 
     def _capacity(self) -> tuple[int, int]:
         """The CPUs the run's workers use (this machine, or the Ray cluster) and the most one step's job may ask."""
@@ -94,7 +98,12 @@ class PipelineRunner:
     def _context(self, step: Step, threads: int) -> steps.StepContext:
         return steps.StepContext(store=self.store, pipeline=self.pipeline.name, project=self.pipeline.project,
                                  threads=threads, cancel=self.cancel,
-                                 on_event=lambda event: self.on_event(step.name, "progress", event))
+                                 on_event=lambda event: self._event(step.name, "progress", event))
+
+    def _event(self, step: str, event: str, payload: dict[str, Any]) -> None:
+        """Record the event in the run's store record, then pass it to the caller's `on_event`."""
+        self.recorder.on_event(step, event, payload)
+        self.on_event(step, event, payload)
 
     # ------------------------------------------------------------------------------------------ dry run
     def plan(self) -> list[PlannedStep]:
@@ -125,13 +134,26 @@ class PipelineRunner:
         return rows
 
     # ------------------------------------------------------------------------------------------ run
+    def begin(self) -> int:
+        """Record the run in the store (state running, steps pending) and return its id; `run` calls it."""
+        return self.recorder.begin()
+
     def run(self) -> dict[str, StepResult]:
         """Run every step (in parallel where the DAG allows); returns each step's result by name."""
-        workers = self._start_workers()
+        self.begin()
+        self.recorder.start_heartbeat()
+        results: dict[str, StepResult] | None = None
         try:
-            return self._run_dag()
-        finally:
-            self._stop_workers(workers)
+            workers = self._start_workers()
+            try:
+                results = self._run_dag()
+            finally:
+                self._stop_workers(workers)
+        except BaseException as error:
+            self.recorder.finish(None, error)
+            raise
+        self.recorder.finish(results)
+        return results
 
     def _run_dag(self) -> dict[str, StepResult]:
         results: dict[str, StepResult] = {}
@@ -163,7 +185,7 @@ class PipelineRunner:
             for future in finished:
                 result = future.result()
                 results[running.pop(future)] = result
-                self.on_event(result.name, "end", {"result": result})
+                self._event(result.name, "end", {"result": result})
 
     def _start_workers(self) -> list[tuple[threading.Thread, threading.Event]]:
         """Local workers for this run's jobs, one per parallel slot, polling often (they stop with the run)."""
@@ -195,14 +217,14 @@ class PipelineRunner:
                 why = "gate blocked" if cause.status == "blocked" else cause.status
                 results[name] = StepResult(name, self.pipeline.steps[name].type, "skipped",
                                            message=f"not run: {stopped[0]} {why}")
-                self.on_event(name, "end", {"result": results[name]})
+                self._event(name, "end", {"result": results[name]})
 
     def _run_step(self, name: str, results: dict[str, StepResult], threads: int) -> StepResult:
         step = self.pipeline.steps[name]
         inputs = self._inputs(step, {n: r.output for n, r in results.items() if r.output is not None})
         key = self._key(step, inputs)
         context = self._context(step, threads)
-        self.on_event(name, "start", {"type": step.type, "key": key, "threads": threads})
+        self._event(name, "start", {"type": step.type, "key": key, "threads": threads})
         start = time.perf_counter()
         try:
             cached = None if name in self.forced else steps.probe(context, step, inputs, key)

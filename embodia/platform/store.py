@@ -33,7 +33,7 @@ from embodia.platform.artifacts import ArtifactStore, LocalArtifactStore
 HOME_ENV = "EMBODIA_HOME"
 DB_URL_ENV = "EMBODIA_DB_URL"
 DEFAULT_HOME = ".embodia"
-HEAD_REVISION = "0004"
+HEAD_REVISION = "0005"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 SQLITE_POOL_SIZE, SQLITE_MAX_OVERFLOW = 8, 32  # an API server's thread pool (40) reads in parallel
 READ_ONLY_OPTION = "embodia_read_only"

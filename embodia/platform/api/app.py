@@ -141,7 +141,7 @@ def create_app(store: Store, *, max_body_bytes: int = DEFAULT_MAX_BODY,
     app.state.store = store
     app.state.limiter = RateLimiter(rate_per_minute)
     app.state.tokens = TokenCache()
-    app.state.runs = PipelineRuns()
+    app.state.runs = PipelineRuns(store)
     _add_handlers(app)
     app.include_router(router)
     if console:

@@ -334,7 +334,7 @@ def _pipeline(store: Store, caller: Caller, body: PipelineIn) -> Pipeline:
     except yaml.YAMLError as error:
         raise UserError(f"pipeline: not valid YAML ({str(error).splitlines()[0]})") from None
     pipeline = parse_pipeline(data, "pipeline")
-    pipeline.project = caller.project
+    pipeline.project, pipeline.text = caller.project, body.yaml
     return pipeline
 
 
@@ -504,16 +504,17 @@ def run_pipeline(request: Request, body: PipelineIn, caller: Caller = require("r
     store = _store(request)
     pipeline = _pipeline(store, caller, body)
     absent = _check_registry_inputs(store, caller, pipeline)
-    runner = PipelineRunner(pipeline, store)
+    runner = PipelineRunner(pipeline, store, origin="api")
     for key in absent:
         runner.registry_outputs[key] = None
-    return request.app.state.runs.start(runner, pipeline).out()
+    return request.app.state.runs.start(runner)
 
 
 @router.get("/pipelines/runs", response_model=list[PipelineRunOut], tags=["pipelines"])
-def list_runs(request: Request, caller: Caller = require("read")) -> list[dict[str, Any]]:
-    """The project's pipeline runs since the server started, newest first."""
-    return [run.out() for run in request.app.state.runs.of(caller.project)]
+def list_runs(request: Request, limit: int = Query(200, ge=1, le=1000),
+              caller: Caller = require("read")) -> list[dict[str, Any]]:
+    """The project's pipeline runs, newest first: those started here and by `embodia run` or `quickstart`."""
+    return request.app.state.runs.of(caller.project, limit)
 
 
 @router.get("/pipelines/runs/{run_id}", response_model=PipelineRunOut, tags=["pipelines"])
@@ -522,4 +523,4 @@ def get_run(request: Request, run_id: int = PathParam(ge=1, le=2**31 - 1), calle
     run = request.app.state.runs.get(caller.project, run_id)
     if run is None:
         raise NotFound(f"no pipeline run {run_id} in this project")
-    return run.out()
+    return run

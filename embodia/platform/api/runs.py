@@ -1,96 +1,52 @@
 """Pipeline runs started through the API: each runs in a background thread of the server with local workers
-(its stage jobs go to the durable queue under the caller's project); the step states are kept in memory."""
+(its stage jobs go to the durable queue under the caller's project). Their state, like that of runs started by
+`embodia run` or `embodia quickstart`, lives in the store (`embodia.platform.runs`), so every run of a project is
+listed, live, by any server process and after a restart."""
 
 from __future__ import annotations
 
-import itertools
 import logging
 import threading
-from dataclasses import dataclass, field
 from typing import Any
 
 from embodia.core.errors import UserError
-from embodia.platform.pipeline import Pipeline
+from embodia.platform import runs
 from embodia.platform.runner import PipelineRunner
+from embodia.platform.store import Store
 
 log = logging.getLogger("embodia.api")
-FAILED_STEPS = ("blocked", "failed")
-
-
-@dataclass
-class PipelineRun:
-    """One run: its project, name, step states and outcome."""
-
-    id: int
-    project: str
-    name: str
-    steps: dict[str, str]
-    needs: dict[str, list[str]] = field(default_factory=dict)
-    jobs: dict[str, int] = field(default_factory=dict)
-    outputs: dict[str, str] = field(default_factory=dict)
-    status: str = "running"
-    error: str | None = None
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def on_event(self, step: str, event: str, payload: dict[str, Any]) -> None:
-        """The runner's callback: a step started, queued its job, or ended (with its artifact)."""
-        with self.lock:
-            if event == "start":
-                self.steps[step] = "running"
-            elif event == "progress" and payload.get("event") == "job":
-                self.jobs[step] = int(payload["job"])
-            elif event == "end":
-                result = payload["result"]
-                self.steps[step] = result.status
-                if result.output is not None:
-                    self.outputs[step] = result.output.sha256
-
-    def out(self) -> dict[str, Any]:
-        """The run as the API answers it."""
-        with self.lock:
-            return {"id": self.id, "name": self.name, "status": self.status, "steps": dict(self.steps),
-                    "needs": {name: list(deps) for name, deps in self.needs.items()}, "jobs": dict(self.jobs),
-                    "outputs": dict(self.outputs), "error": self.error}
 
 
 class PipelineRuns:
-    """The server's pipeline runs, by id."""
+    """The workspace's pipeline runs (read from the store) and the threads of those this server started."""
 
-    def __init__(self) -> None:
-        self._runs: dict[int, PipelineRun] = {}
-        self._ids = itertools.count(1)
-        self._lock = threading.Lock()
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._threads: dict[int, threading.Thread] = {}
 
-    def start(self, runner: PipelineRunner, pipeline: Pipeline) -> PipelineRun:
-        """Start `runner` in a background thread and return its run record."""
-        with self._lock:
-            steps = dict.fromkeys(pipeline.order, "pending")
-            needs = {name: sorted(pipeline.steps[name].needs) for name in pipeline.order}
-            run = PipelineRun(next(self._ids), pipeline.project, pipeline.name, steps, needs)
-            self._runs[run.id] = run
-        runner.on_event = run.on_event
-        threading.Thread(target=_run, args=(runner, run), name=f"pipeline-{run.id}", daemon=True).start()
-        return run
+    def start(self, runner: PipelineRunner) -> dict[str, Any]:
+        """Record the run, start `runner` in a background thread and return the run as the API answers it."""
+        runner.origin = runner.recorder.origin = "api"
+        run_id = runner.begin()
+        thread = threading.Thread(target=_run, args=(runner, run_id), name=f"pipeline-{run_id}", daemon=True)
+        self._threads[run_id] = thread
+        thread.start()
+        return runs.get_run(self.store, run_id)
 
-    def get(self, project: str, run_id: int) -> PipelineRun | None:
+    def get(self, project: str, run_id: int) -> dict[str, Any] | None:
         """Run `run_id` if it belongs to `project`."""
-        run = self._runs.get(run_id)
-        return run if run is not None and run.project == project else None
+        return runs.get_run(self.store, run_id, project)
 
-    def of(self, project: str) -> list[PipelineRun]:
+    def of(self, project: str, limit: int = 200) -> list[dict[str, Any]]:
         """The project's runs, newest first."""
-        return [run for run in reversed(list(self._runs.values())) if run.project == project]
+        return runs.list_runs(self.store, project, limit=limit)
 
 
-def _run(runner: PipelineRunner, run: PipelineRun) -> None:
+def _run(runner: PipelineRunner, run_id: int) -> None:
+    """The run's thread: the runner records its own outcome; here only what it raised is logged."""
     try:
-        results = runner.run()
-        failed = [name for name, result in results.items() if result.status in FAILED_STEPS]
-        status, error = ("failed", f"steps {', '.join(failed)} did not succeed") if failed else ("succeeded", None)
+        runner.run()
     except UserError as problem:
-        status, error = "failed", str(problem)
+        log.info("pipeline run %s failed: %s", run_id, problem)
     except Exception:
-        log.exception("pipeline run %s failed", run.id)
-        status, error = "failed", "internal error (logged on the server)"
-    with run.lock:
-        run.status, run.error = status, error
+        log.exception("pipeline run %s failed", run_id)

@@ -186,18 +186,28 @@ class DeployIn(BaseModel):
 
 
 class PipelineRunOut(BaseModel):
-    """A pipeline run started by the API: each step's state (pending, running, cached, ran, blocked, skipped,
-    failed), the steps each one waits for (`needs`: the DAG's edges), each step's job id once queued and artifact
-    once done, and the run's status (running, succeeded, failed) with its error."""
+    """A pipeline run of the project, started here or by `embodia run` / `embodia quickstart` (`origin` cli or api):
+    each step's state (pending, running, cached, ran, blocked, skipped, failed, cancelled, interrupted), the steps
+    each one waits for (`needs`: the DAG's edges), each step's job id once queued, artifact once done, whether it
+    was a cache hit and its message, and the run's status (running, succeeded, failed, cancelled, or interrupted:
+    the process running it died) with its error."""
 
     id: int
     name: str
     status: str
     steps: dict[str, str]
     needs: dict[str, list[str]] = {}
+    types: dict[str, str] = {}
     jobs: dict[str, int] = {}
     outputs: dict[str, str] = {}
+    cached: dict[str, bool] = {}
+    messages: dict[str, str] = {}
     error: str | None
+    origin: str = "api"
+    source: str = ""
+    yaml_sha256: str = ""
+    started_at: str | None = None
+    finished_at: str | None = None
 
 
 class MemberIn(BaseModel):

@@ -130,7 +130,7 @@ def project_page(request: Request) -> Response:
     caller = console_caller(request)
     project = routes.get_project(request, caller=caller)
     limit = 500
-    tiles = [("pipeline runs", "/console/pipelines", len(routes.list_runs(request, caller=caller))),
+    tiles = [("pipeline runs", "/console/pipelines", len(routes.list_runs(request, limit=1000, caller=caller))),
              ("jobs", "/console/jobs", len(routes.list_jobs(request, status=None, limit=limit, caller=caller))),
              ("datasets", "/console/datasets", _count(request, caller, "dataset")),
              ("reports", "/console/reports", _count(request, caller, "report")),

@@ -45,7 +45,7 @@ def pipelines_page(request: Request) -> Response:
 
 def _pipelines(request: Request, caller: Caller, *, yaml_text: str, error: str | None,
                status: int = 200) -> Response:
-    runs = routes.list_runs(request, caller=caller)
+    runs = routes.list_runs(request, limit=200, caller=caller)
     return render(request, "pipelines.html", caller, status=status, section="Pipelines", title="Pipelines",
                   runs=runs, yaml_text=yaml_text, error=error, can_run=caller.allows("run"))
 
