@@ -273,6 +273,7 @@ def test_pipeline_run_through_the_api(sqlite_store):
         assert time.monotonic() < deadline, body
         time.sleep(0.5)
     assert body["status"] == "succeeded" and body["steps"] == {"demos": "ran"}, body
+    assert body["origin"] == "api" and body["source"] == "pipeline" and set(body["jobs"]) == {"demos"}, body
     jobs = client.get("/api/v1/jobs", headers=run).json()
     assert [j["type"] for j in jobs] == ["generate"] and jobs[0]["status"] == "succeeded"
     assert client.get("/api/v1/jobs", headers=other).json() == []
