@@ -155,7 +155,7 @@ def test_a_running_cli_run_is_live_in_the_console(sqlite_store):
 
 
 def test_runs_cli_lists_and_shows_a_run_and_rejects_an_unknown_id(cli_run, monkeypatch, capsys):
-    store, _, path = cli_run
+    store, _, _ = cli_run
     monkeypatch.setenv("EMBODIA_HOME", str(store.home))
     monkeypatch.setenv("EMBODIA_DB_URL", store.url)
     listed = CliRunner().invoke(cli_app, ["runs", "list"], catch_exceptions=False)
