@@ -136,7 +136,7 @@ class _Frames:
         self.per_env: list[list[np.ndarray]] = [[] for _ in self.ids]
         self.every = 1
         if self.ids.size:
-            self.every = max(1, int(np.ceil((env.max_episode_steps + 1) / video.max_frames)))
+            self.every = frame_every(env.max_episode_steps, env.sim.dt, video.fps, video.max_frames)
 
     def capture(self, alive: np.ndarray, step: int = 0) -> None:
         if not self.ids.size or step % self.every:
@@ -145,9 +145,15 @@ class _Frames:
         if not wanted:
             return
         images = self.env.render(self.ids[wanted], camera=self.video.camera, width=self.video.width,
-                                 height=self.video.height)
+                                 height=self.video.height, multisample=self.video.multisample)
         for k, image in zip(wanted, images):
             self.per_env[k].append(image)
+
+
+def frame_every(max_episode_steps: int, control_dt: float, fps: float, max_frames: int) -> int:
+    """Control steps between video frames: the video's frame rate, and at most `max_frames` frames an episode."""
+    at_fps = max(1, round(1.0 / (control_dt * fps)))
+    return max(at_fps, int(np.ceil((max_episode_steps + 1) / max_frames)))
 
 
 def _bind(policy: Any, env: BatchEnv) -> None:
@@ -227,7 +233,7 @@ def render_videos(suite: Suite, scenario: Scenario, policy: Any, result: Scenari
     for label, index in picks.items():
         k = int(np.flatnonzero(indices == index)[0])
         name = f"videos/{_slug(scenario.name)}_{label}.mp4"
-        write_video(out_dir / name, np.stack(replay.frames[k]), fps=fps)
+        write_video(out_dir / name, np.stack(replay.frames[k]), fps=fps, preset="veryfast")
         result.videos[label] = name
         recorded, replayed = result.episodes.episode_return[index], replay.outcomes.episode_return[k]
         result.replay[label] = {"episode": index, "seed": int(seeds[k]), "return": float(recorded),

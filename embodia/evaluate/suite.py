@@ -126,6 +126,10 @@ class ReportVideoConfig(_Strict):
     width: int = Field(240, ge=16, le=1920, description="frame width in pixels")
     height: int = Field(180, ge=16, le=1080, description="frame height in pixels")
     max_frames: int = Field(400, ge=1, description="cap on rendered frames per video (every k-th step is kept)")
+    fps: float = Field(25.0, gt=0, le=1000, allow_inf_nan=False,
+                       description="video frame rate: every k-th control step is rendered, k = 1 / (control dt * fps)")
+    multisample: int = Field(0, ge=0, le=16, description="anti-aliasing samples; 0 (off) renders ~3x faster on "
+                                                         "software GL")
 
 
 class Suite(_Strict):

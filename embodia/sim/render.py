@@ -45,6 +45,7 @@ class BatchRenderer:
         if width > model.vis.global_.offwidth or height > model.vis.global_.offheight:
             model.vis.global_.offwidth = max(width, model.vis.global_.offwidth)
             model.vis.global_.offheight = max(height, model.vis.global_.offheight)
+        model_samples = model.vis.quality.offsamples
         if multisample is not None:
             if not 0 <= multisample <= 16:
                 raise UserError(f"multisample={multisample}: use 0 (off) to 16 anti-aliasing samples")
@@ -56,6 +57,8 @@ class BatchRenderer:
                 f"cannot open an offscreen GL context with MUJOCO_GL={os.environ.get('MUJOCO_GL')!r}: {error}. "
                 + gl_failure_hint()
             ) from None
+        finally:  # the samples live in this renderer's GL buffers; other renderers of the model keep the model's
+            model.vis.quality.offsamples = model_samples
         self._data = mujoco.MjData(model)
         self._option = mujoco.MjvOption()
         self._apply_quality()

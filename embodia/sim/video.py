@@ -9,8 +9,10 @@ import numpy as np
 from embodia.core.atomic import atomic_file
 
 
-def write_video(path: str | Path, frames: np.ndarray, fps: int = 30, codec: str = "libx264", crf: int = 23) -> Path:
-    """Encode (T, H, W, 3) uint8 frames to `path`; returns the path. Even sizes are required by yuv420p."""
+def write_video(path: str | Path, frames: np.ndarray, fps: int = 30, codec: str = "libx264", crf: int = 23,
+                preset: str | None = None) -> Path:
+    """Encode (T, H, W, 3) uint8 frames to `path`; returns the path. Even sizes are required by yuv420p.
+    `preset` is libx264's speed/size trade-off (None: its default, "medium"; "veryfast" encodes ~2x faster)."""
     import av
 
     path = Path(path)
@@ -22,7 +24,7 @@ def write_video(path: str | Path, frames: np.ndarray, fps: int = 30, codec: str 
         stream = container.add_stream(codec, rate=int(fps))
         stream.width, stream.height = width - width % 2, height - height % 2
         stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": str(crf)} if codec == "libx264" else {}
+        stream.options = ({"crf": str(crf)} | ({"preset": preset} if preset else {})) if codec == "libx264" else {}
         for frame in frames:
             image = av.VideoFrame.from_ndarray(frame[: stream.height, : stream.width], format="rgb24")
             for packet in stream.encode(image):

@@ -49,6 +49,7 @@ class BatchEnv:
             raise UserError(f"autoreset_mode={autoreset_mode!r}; use 'same_step', 'next_step' or 'disabled'")
         self.autoreset_mode = autoreset_mode
         self.model = self.task.build_model()
+        self._renderers: dict[tuple, Any] = {}  # (width, height, multisample) -> BatchRenderer, made on first use
         self.sim = BatchSim(
             self.model,
             num_envs,
@@ -265,18 +266,20 @@ class BatchEnv:
         return obs
 
     # ------------------------------------------------------------------ rendering
-    def render(self, env_ids=None, camera: str | int = -1, width: int = 128, height: int = 128, depth: bool = False) -> np.ndarray:
-        """RGB uint8 (k, height, width, 3) (or float32 depth) of `env_ids` from a named camera."""
+    def render(self, env_ids=None, camera: str | int = -1, width: int = 128, height: int = 128, depth: bool = False,
+               multisample: int | None = None) -> np.ndarray:
+        """RGB uint8 (k, height, width, 3) (or float32 depth) of `env_ids` from a named camera; `multisample`
+        sets the anti-aliasing samples (None: the model's; 0: off, cheapest)."""
         from embodia.sim.render import BatchRenderer
 
-        key = (width, height)
-        if getattr(self, "_renderer", None) is None or self._renderer.size != key:
-            self._renderer = BatchRenderer(self.sim, width=width, height=height)
+        key = (width, height, multisample)  # one renderer each: a camera policy and a video render in turn
+        if key not in self._renderers:
+            self._renderers[key] = BatchRenderer(self.sim, width=width, height=height, multisample=multisample)
         ids = np.arange(self.num_envs) if env_ids is None else np.atleast_1d(env_ids)
-        return self._renderer.render(ids, camera=camera, depth=depth)
+        return self._renderers[key].render(ids, camera=camera, depth=depth)
 
     def close(self) -> None:
-        if getattr(self, "_renderer", None) is not None:
-            self._renderer.close()
-            self._renderer = None
+        for renderer in self._renderers.values():
+            renderer.close()
+        self._renderers.clear()
         self.sim.close()
