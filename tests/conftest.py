@@ -36,14 +36,16 @@ def ray_cluster() -> Iterator[object]:
 CHROMIUM = "/usr/bin/chromium"
 
 
-@pytest.fixture(scope="session")
+# module scope: a live sync Playwright owns the thread's event loop, so it must end before other modules run
+# asyncio.run() or start their own Playwright
+@pytest.fixture(scope="module")
 def phone_browser():
     """Real headless Chromium (Debian `chromium`, driven by Playwright) with a 390 px wide phone viewport: a
     function that opens a static HTML file and returns (page width in px, console and page errors)."""
     import shutil
 
     if not os.path.exists(CHROMIUM) and shutil.which("chromium") is None:
-        pytest.skip("Debian chromium is not installed (make install adds it)")
+        pytest.fail("Debian chromium is not installed: run `make install` (it adds it) or apt-get install chromium")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
