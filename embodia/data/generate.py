@@ -43,6 +43,13 @@ from embodia.sim.backend import BackendName
 FAILED_DIR = "failed"  # staging/failed/<attempt>: attempts filtered out, so resume does not redo them
 
 
+def even_image_size(value: int) -> int:
+    """A camera image side must be even: the dataset's videos are yuv420p (shared by every recording config)."""
+    if value % 2:
+        raise ValueError(f"image_size={value} must be even (yuv420p video)")
+    return value
+
+
 class GenerateConfig(BaseModel):
     """Everything `embodia data generate` needs; its data settings are saved in info.json under embodia.generate."""
 
@@ -68,12 +75,7 @@ class GenerateConfig(BaseModel):
     video: VideoConfig = Field(default_factory=VideoConfig, description="camera stream encoding")
     backend: BackendName = Field("cpu", description="physics backend of the worker envs: cpu, mjx or warp")
 
-    @field_validator("image_size")
-    @classmethod
-    def _even(cls, value: int) -> int:
-        if value % 2:
-            raise ValueError(f"image_size={value} must be even (yuv420p video)")
-        return value
+    _even = field_validator("image_size")(even_image_size)
 
 
 def episode_seed(seed: int, attempt: int) -> int:

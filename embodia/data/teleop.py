@@ -29,6 +29,7 @@ from embodia.data.generate import (
     EpisodeRecorder,
     env_dataset_spec,
     episode_seed,
+    even_image_size,
     task_description,
 )
 from embodia.data.video import VideoConfig
@@ -66,12 +67,7 @@ class TeleopConfig(BaseModel):
     project: str = Field("", max_length=100, description="the platform project the recording belongs to")
     video: VideoConfig = Field(default_factory=VideoConfig, description="camera stream encoding in the dataset")
 
-    @field_validator("image_size")
-    @classmethod
-    def _even(cls, value: int) -> int:
-        if value % 2:
-            raise ValueError(f"image_size={value} must be even (yuv420p video)")
-        return value
+    _even = field_validator("image_size")(even_image_size)
 
 
 @dataclass(frozen=True)
