@@ -77,8 +77,8 @@ def regions_down(name: str = typer.Argument(..., help="region name (`embodia reg
     console.print(f"region {name} is down: {report['moved']} jobs re-placed -> {report['placed']} placed, "
                   f"{report['waiting']} waiting, {report['held']} held (no legal region)")
     if report["running_without_checkpoint"]:
-        console.print(f"running without a checkpoint (not moved; retried when their lease expires): "
-                      f"{', '.join(map(str, report['running_without_checkpoint']))}")
+        for job_id, reason in report["not_moved"].items():
+            console.print(f"job {job_id}: {reason}")
 
 
 @regions_app.command("up")

@@ -108,8 +108,9 @@ def resolve_inputs(store: Store, inputs: dict[str, str]) -> dict[str, Path]:
     return resolved
 
 
-def _has_partial_work(out: Path) -> bool:
-    """True when an earlier attempt left files in the stage's staging directory (what `resume` continues)."""
+def has_partial_work(out: Path) -> bool:
+    """True when an earlier attempt left files in the stage's staging directory (what `resume` continues; for a
+    training stage, its checkpoints: failover moves a running job to another region only when this holds)."""
     staging = staging_dir(out)
     return staging.is_dir() and any(staging.iterdir())
 
@@ -122,7 +123,7 @@ def _run_stage(store: Store, job: queue.JobInfo, attempt: int) -> Manifest:
     stage = get_job_type(job.type)
     kwargs: dict[str, Any] = {"inputs": resolve_inputs(store, job.inputs),
                               "reporter": JobReporter(store, job.id, attempt)}
-    if "resume" in inspect.signature(stage).parameters and _has_partial_work(out):
+    if "resume" in inspect.signature(stage).parameters and has_partial_work(out):
         kwargs["resume"] = True
     manifest = stage(dict(job.config), out, **kwargs)
     kwargs["reporter"].flush_metrics()

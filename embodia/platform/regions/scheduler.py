@@ -20,15 +20,25 @@ from sqlalchemy import select
 
 from embodia.core.atomic import atomic_write_json
 from embodia.core.errors import UserError
+from embodia.core.stage import staging_dir
 from embodia.platform import queue
 from embodia.platform.models import Job
 from embodia.platform.regions.catalog import DEFAULT_CATALOG, Catalog, load_catalog
-from embodia.platform.regions.placement import (HELD, PLACED, Decision, FleetState, JobSpec, Method, build_problem,
-                                                job_batch, place)
+from embodia.platform.regions.placement import (
+    HELD,
+    PLACED,
+    Decision,
+    FleetState,
+    JobSpec,
+    Method,
+    build_problem,
+    job_batch,
+    place,
+)
 from embodia.platform.regions.policy import DEFAULT_POLICY, Policy, load_policy
+from embodia.platform.runjob import has_partial_work, job_output_dir
 from embodia.platform.store import Store
 
-CHECKPOINT_METRIC = "checkpoint"  # a running job whose metrics name a checkpoint can resume in another region
 PLACEABLE = ("queued", "held")
 
 
@@ -187,30 +197,40 @@ def explain_job(store: Store, rules: Rules, job_id: int) -> dict[str, Any]:
 
 
 def _affected(store: Store, region: str) -> tuple[list[queue.JobInfo], list[queue.JobInfo]]:
-    """Jobs of a region: (queued ones and running ones with a checkpoint, running ones without), one query."""
+    """Jobs of a region: (queued ones and running ones with a checkpoint, running ones without), one query.
+    A running job is checkpointed when its stage left partial work (checkpoints) in its staging output, the same
+    check `runjob` uses to resume it, so whichever worker claims it next continues from there."""
     with store.session() as session:
         rows = session.scalars(select(Job).where(Job.region == region, Job.status.in_(("queued", "running")))
                                .order_by(Job.id))
         jobs = [queue.job_info(row) for row in rows]
-    can_move = [job.status == "queued" or bool((job.metrics or {}).get(CHECKPOINT_METRIC)) for job in jobs]
+    can_move = [job.status == "queued" or has_partial_work(job_output_dir(store, job.id)) for job in jobs]
     return ([job for job, ok in zip(jobs, can_move) if ok], [job for job, ok in zip(jobs, can_move) if not ok])
 
 
 def fail_region(store: Store, rules: Rules, name: str, *, method: Method = "auto") -> dict[str, Any]:
     """Mark a region down and re-place its queued and running-but-checkpointed jobs elsewhere within the rules
     (a running one is released by its worker's lease and resumes from its checkpoint), or hold them with the
-    reason when no legal region is left. Running jobs without a checkpoint are reported, not moved."""
+    reason when no legal region is left. Running jobs without a checkpoint are listed with the reason, not moved
+    (their lease expiring retries them from the start)."""
     set_region_status(store, rules, name, "down")
     movable, stuck = _affected(store, name)
     for job in movable:
         if job.status == "running":
             queue.release(store, job.id, job.lease_owner or "", f"region {name} went down; resuming elsewhere from "
-                                                                 f"checkpoint {job.metrics.get(CHECKPOINT_METRIC)}")
+                                                                 f"its checkpoint in {_staging(store, job.id)}")
     released = {job.id for job in movable if job.status == "running"}
     movable = [queue.get_job(store, job.id) if job.id in released else job for job in movable]
     decision = place_jobs(store, rules, movable, method=method)
     counts = decision.counts() if decision else {"placed": 0, "held": 0, "waiting": 0}
-    return {"region": name, "moved": len(movable), **counts, "running_without_checkpoint": [j.id for j in stuck]}
+    return {"region": name, "moved": len(movable), **counts, "running_without_checkpoint": [j.id for j in stuck],
+            "not_moved": {j.id: f"running with no checkpoint in {_staging(store, j.id)}; not moved, retried from "
+                                "the start when its lease expires" for j in stuck}}
+
+
+def _staging(store: Store, job_id: int) -> Path:
+    """Where a job's stage keeps its partial work (checkpoints) between attempts."""
+    return staging_dir(job_output_dir(store, job_id))
 
 
 def restore_region(store: Store, rules: Rules, name: str, *, method: Method = "auto") -> dict[str, Any]:

@@ -5,10 +5,17 @@ from __future__ import annotations
 import pytest
 
 from embodia.core.errors import UserError
-from embodia.core.stage import StageResult, run_stage
+from embodia.core.stage import StageResult, run_stage, staging_dir
 from embodia.platform import queue, registry
-from embodia.platform.regions.scheduler import (explain_job, fail_region, load_rules, place_queued, region_status,
-                                                restore_region)
+from embodia.platform.regions.scheduler import (
+    explain_job,
+    fail_region,
+    load_rules,
+    place_queued,
+    region_status,
+    restore_region,
+)
+from embodia.platform.runjob import job_output_dir
 
 
 def _dataset(store, tmp_path, name, jurisdiction=None, inputs=None):
@@ -17,6 +24,13 @@ def _dataset(store, tmp_path, name, jurisdiction=None, inputs=None):
         return StageResult(seeds=[0], summary={})
     run_stage("generate", "dataset", {"name": name}, tmp_path / name, body, inputs=inputs)
     return registry.register_artifact(store, tmp_path / name, jurisdiction=jurisdiction)
+
+
+def _checkpoint_on_disk(store, job_id):
+    staging = staging_dir(job_output_dir(store, job_id))
+    (staging / "checkpoints" / "step_000100").mkdir(parents=True)
+    (staging / "checkpoints" / "step_000100" / "model.safetensors").write_bytes(b"weights")
+    (staging / "checkpoints" / "latest").write_text("step_000100")
 
 
 def test_queued_jobs_are_placed_within_the_residency_their_inputs_inherit(store, tmp_path):
@@ -47,7 +61,8 @@ def test_failover_moves_queued_and_checkpointed_jobs_and_holds_what_has_nowhere_
     assert {queue.get_job(store, j.id).region for j in (checkpointed, plain)} == {"eu-netherlands"}
     assert queue.claim(store, "w1").job.id == stuck.id
     assert queue.claim(store, "w2").job.id == checkpointed.id
-    queue.heartbeat(store, checkpointed.id, "w2", metrics={"checkpoint": "step_000100"})
+    _checkpoint_on_disk(store, checkpointed.id)  # what a training stage leaves in its staging output
+    queue.heartbeat(store, checkpointed.id, "w2", metrics={"step": 100})  # metrics alone do not make it movable
     queue.release(store, stuck.id, "w1", "test")  # queued again, in sa-brazil
     report = fail_region(store, rules, "sa-brazil")
     assert region_status(store) == {"sa-brazil": "down"}
@@ -57,8 +72,11 @@ def test_failover_moves_queued_and_checkpointed_jobs_and_holds_what_has_nowhere_
     assert held.placement["reason"].startswith("held: no region satisfies")
     assert held.placement["rejected"]["sa-brazil"] == "region is down"
     assert queue.claim(store, "w3").job.id == plain.id and queue.claim(store, "w3") is None  # held: not claimed
+    assert queue.get_job(store, plain.id).status == "running"
     moved = fail_region(store, rules, "eu-netherlands")
     assert moved["moved"] == 1 and moved["placed"] == 1 and moved["running_without_checkpoint"] == [plain.id]
+    assert "no checkpoint in" in moved["not_moved"][plain.id] and f"job-{plain.id}" in moved["not_moved"][plain.id]
+    assert queue.get_job(store, plain.id).status == "running"  # not moved: retried when its lease expires
     resumed = queue.get_job(store, checkpointed.id)
     assert resumed.status == "queued" and resumed.region == "eu-france"  # resumes from its checkpoint there
     assert queue.attempts(store, checkpointed.id)[-1].status == "released"
