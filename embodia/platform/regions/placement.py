@@ -360,19 +360,24 @@ def _greedy(problem: Problem, rank: np.ndarray | None) -> Assignment:
     accelerator_col = np.arange(R * K) % K != 0
     option = np.full(J, -1)
     outcome = np.where(np.isfinite(cost).any(axis=1), PLACED, HELD).astype(np.int8)
-    last_reason = np.full(J, WAIT_CAPACITY, dtype=np.int8)
+    last_reason = _close_unaffordable(cost, money, units, project, budget, quota, accelerator_col)
     open_jobs = np.flatnonzero(outcome == PLACED)
     dynamic = rank is None
     while len(open_jobs):
-        if dynamic:  # regret re-read every round from what is still open (full pools closed first)
-            cost[open_jobs] = np.where(free[None, :] < units[open_jobs, None] - 1e-9, np.inf, cost[open_jobs])
+        # full pools closed to every open job first (it would lose there anyway: free units only shrink)
+        sub = cost[open_jobs]
+        full = (free[None, :] < units[open_jobs, None] - 1e-9) & np.isfinite(sub)
+        last_reason[open_jobs[full.any(axis=1)]] = WAIT_CAPACITY
+        sub[full] = np.inf
+        cost[open_jobs] = sub
+        stuck = ~np.isfinite(sub).any(axis=1)
+        outcome[open_jobs[stuck]] = last_reason[open_jobs[stuck]]
+        open_jobs = open_jobs[~stuck]
+        if not len(open_jobs):
+            break
+        if dynamic:  # regret re-read every round from what is still open
             rank = np.zeros(J, dtype=np.int64)
             rank[open_jobs] = _bid_rank(cost[open_jobs], problem.wait_penalty[open_jobs], units[open_jobs])
-            stuck = ~np.isfinite(cost[open_jobs]).any(axis=1)
-            outcome[open_jobs[stuck]] = last_reason[open_jobs[stuck]]
-            open_jobs = open_jobs[~stuck]
-            if not len(open_jobs):
-                break
         choice = cost[open_jobs].argmin(axis=1)
         fits_pool = _grouped_cumsum(choice, rank[open_jobs], units[open_jobs]) <= free[choice] + 1e-9
         take, took = open_jobs[fits_pool], choice[fits_pool]
@@ -402,6 +407,20 @@ def _greedy(problem: Problem, rank: np.ndarray | None) -> Assignment:
         outcome[open_jobs[out_of_options]] = last_reason[open_jobs[out_of_options]]
         open_jobs = open_jobs[~out_of_options]
     return Assignment(option=option, outcome=outcome, optimal=False)
+
+
+def _close_unaffordable(cost: np.ndarray, money: np.ndarray, units: np.ndarray, project: np.ndarray,
+                        budget: np.ndarray, quota: np.ndarray, accelerator_col: np.ndarray) -> np.ndarray:
+    """Close (in place) each option over its tenant's whole budget or accelerator quota left before any bid, so
+    a backlog of capped jobs costs one pass, not a round per option; returns each job's wait reason so far."""
+    over_budget = money > budget[project][:, None] + 1e-9
+    over_quota = (units[:, None] > quota[project][:, None] + 1e-9) & accelerator_col[None, :]
+    finite = np.isfinite(cost)
+    reason = np.full(len(cost), WAIT_CAPACITY, dtype=np.int8)
+    reason[(finite & over_quota).any(axis=1)] = WAIT_QUOTA
+    reason[(finite & over_budget).any(axis=1)] = WAIT_BUDGET
+    cost[over_budget | over_quota] = np.inf
+    return reason
 
 
 def _priority_rank(cost: np.ndarray, priority: np.ndarray) -> np.ndarray:
