@@ -90,3 +90,16 @@ def test_fleet_simulate_reports_zero_violations_near_the_optimum_with_plots(tmp_
     assert set(summary["utilization"]) >= {"sa-brazil", "eu-france", "ae-dubai"}
     assert (out / "fleet.png").stat().st_size > 10_000
     assert "0 violations" in result.output
+
+
+def test_fleet_windows_over_the_exact_limit_are_checked_on_a_sample():
+    from embodia.platform.regions.catalog import load_catalog
+    from embodia.platform.regions.fleet import SimConfig, simulate
+    from embodia.platform.regions.policy import load_policy
+
+    catalog = load_catalog()
+    result = simulate(catalog, load_policy(None, catalog),
+                      SimConfig(jobs=600, jobs_per_window=120, check_windows=5, exact_max_jobs=40, outages=1))
+    assert len(result.checked) == 5 and all(c["sampled"] == 1.0 and c["jobs"] == 40 for c in result.checked)
+    assert all(c["ours"] >= c["optimum"] - 1e-6 and c["gap"] < 0.05 for c in result.checked)
+    assert not result.violations

@@ -21,9 +21,23 @@ import numpy as np
 from embodia.core.errors import UserError
 from embodia.core.reporter import NullReporter, Reporter
 from embodia.platform.regions.catalog import CPU, Catalog
-from embodia.platform.regions.placement import (HELD, PLACED, WAIT_BUDGET, WAIT_CAPACITY, WAIT_QUOTA, Decision,
-                                                FleetState, JobBatch, JobSpec, Method, Problem, build_problem,
-                                                job_batch, place, relative_gap)
+from embodia.platform.regions.placement import (
+    HELD,
+    PLACED,
+    WAIT_BUDGET,
+    WAIT_CAPACITY,
+    WAIT_QUOTA,
+    Decision,
+    FleetState,
+    JobBatch,
+    JobSpec,
+    Method,
+    Problem,
+    build_problem,
+    job_batch,
+    place,
+    relative_gap,
+)
 from embodia.platform.regions.policy import Policy, Tenant
 
 TYPE_MIX = {"train": 0.15, "generate": 0.35, "evaluate": 0.35, "export": 0.15}
@@ -198,7 +212,8 @@ class SimResult:
         ours = sum(c["ours"] for c in self.checked)
         best = sum(c["optimum"] for c in self.checked)
         worst = max(c["gap"] for c in self.checked)
-        return {"windows": len(self.checked), "ours": ours, "optimum": best,
+        return {"windows": len(self.checked), "sampled": int(sum(c.get("sampled", 0) for c in self.checked)),
+                "ours": ours, "optimum": best,
                 "gap": (ours - best) / best if best else 0.0, "worst_window_gap": worst}
 
     def summary(self) -> dict[str, Any]:
@@ -391,7 +406,7 @@ def _check_against_optimum(problem: Problem, decision: Decision, batch: JobBatch
     exactly, on a seeded random sample of `exact_max_jobs` of its jobs (same free units, spend and quotas)."""
     sampled = len(batch) > config.exact_max_jobs
     if sampled:
-        rng = np.random.default_rng([config.seed, int(round(now * 1000))])
+        rng = np.random.default_rng([config.seed, round(now * 1000)])
         rows = np.sort(rng.choice(len(batch), config.exact_max_jobs, replace=False))
         problem = build_problem(batch.take(rows), window_catalog, policy, state)
         decision = place(problem, method="heuristic")

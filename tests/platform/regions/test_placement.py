@@ -11,8 +11,18 @@ from hypothesis import strategies as st
 
 from embodia.platform.regions.catalog import Catalog, Region, Resource
 from embodia.platform.regions.fleet import violations
-from embodia.platform.regions.placement import (HELD, PLACED, WAIT_BUDGET, WAIT_QUOTA, FleetState, JobSpec,
-                                                build_problem, job_batch, place, relative_gap)
+from embodia.platform.regions.placement import (
+    HELD,
+    PLACED,
+    WAIT_BUDGET,
+    WAIT_QUOTA,
+    FleetState,
+    JobSpec,
+    build_problem,
+    job_batch,
+    place,
+    relative_gap,
+)
 from embodia.platform.regions.policy import Policy
 
 
@@ -247,3 +257,20 @@ def test_data_parallel_jobs_prefer_the_faster_fabric_and_all_reduce_costs_grow_w
     assert info["region"] == "b" and info["allreduce_slowdown"] > 1  # a's cheaper g1 loses to its slow fabric
     single = _decide([JobSpec(1, "ddp", count=1)], catalog=catalog, policy=policy).explain(0)
     assert single["region"] == "a" and "allreduce_slowdown" not in single
+
+
+def test_a_backlog_of_capped_jobs_waits_with_its_reason_and_leaves_the_others_as_the_milp_places_them():
+    # 'poor' has $0.50 of budget left and 'small' holds its one accelerator: before any bid their options close
+    catalog, _ = _world()
+    state = FleetState.empty(catalog)
+    state.spent_usd["poor"] = 2.5
+    state.accelerators_held["small"] = 1.0
+    specs = [JobSpec(i, "train", project="poor") for i in range(40)]
+    specs += [JobSpec(100 + i, "train", project="small") for i in range(40)]
+    specs += [JobSpec(200 + i, "train", jurisdictions=frozenset({"EU"}), data_region="eu-b") for i in range(5)]
+    heuristic = _decide(specs, "heuristic", state=state)
+    exact = _decide(specs, "milp", state=state)
+    outcome = heuristic.assignment.outcome
+    assert (outcome[:40] == WAIT_BUDGET).all() and (outcome[40:80] == WAIT_QUOTA).all()
+    assert outcome[80:].tolist() == exact.assignment.outcome[80:].tolist()
+    assert relative_gap(heuristic, exact) < 1e-9
