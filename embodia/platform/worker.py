@@ -260,28 +260,34 @@ def run_slots(workers: list[Worker], *, max_jobs: int | None = None, until_idle:
     if len(workers) == 1:  # in this thread: Ctrl-C reaches its attempt loop at once
         return workers[0].run(max_jobs=max_jobs, until_idle=until_idle)
     stop, ran, lock = threading.Event(), [0], threading.Lock()
+    # each thread says it has ended through its own event: a Thread.join() that Ctrl-C interrupts can leave the
+    # thread marked stopped while it still runs (CPython < 3.13), and the process would exit mid-release
+    ended = [threading.Event() for _ in workers]
 
-    def serve(worker: Worker) -> None:
+    def serve(worker: Worker, done: threading.Event) -> None:
         try:
             count = worker.run(max_jobs=max_jobs, until_idle=until_idle, stop=stop)
+            with lock:
+                ran[0] += count
         except KeyboardInterrupt:  # our abort: its job is already released
             return
-        with lock:
-            ran[0] += count
+        finally:
+            done.set()
 
-    threads = [threading.Thread(target=serve, args=(worker,), name=worker.name, daemon=True) for worker in workers]
+    threads = [threading.Thread(target=serve, args=(worker, done), name=worker.name, daemon=True)
+               for worker, done in zip(workers, ended)]
     for thread in threads:
         thread.start()
     try:
-        for thread in threads:
-            while thread.is_alive():
-                thread.join(timeout=0.5)
+        for done in ended:
+            while not done.wait(timeout=0.5):
+                pass
     except KeyboardInterrupt:
         stop.set()
         for worker in workers:
             worker.abort.set()
-        for thread in threads:
-            thread.join()
+        for done in ended:
+            done.wait()
         raise
     return ran[0]
 
