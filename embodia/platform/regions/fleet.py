@@ -38,7 +38,7 @@ from embodia.platform.regions.placement import (
     place,
     relative_gap,
 )
-from embodia.platform.regions.policy import Policy, Tenant
+from embodia.platform.regions.policy import PlacementPolicy, Tenant
 
 TYPE_MIX = {"train": 0.15, "generate": 0.35, "evaluate": 0.35, "export": 0.15}
 TENANTS = ("lab-a", "lab-b", "lab-c", "startup", "student")
@@ -87,19 +87,19 @@ class Trace:
     outages: list[tuple[str, float, float]]  # (region, start_h, end_h)
 
 
-def sim_policy(policy: Policy) -> Policy:
+def sim_policy(policy: PlacementPolicy) -> PlacementPolicy:
     """The policy with caps for the simulator's capped tenants added where the policy has none of its own."""
     tenants = {**SIM_TENANT_CAPS, **policy.tenants}
     return policy.model_copy(update={"tenants": tenants})
 
 
-def _legal_home(catalog: Catalog, policy: Policy, tags: frozenset[str], rng: np.random.Generator) -> str:
+def _legal_home(catalog: Catalog, policy: PlacementPolicy, tags: frozenset[str], rng: np.random.Generator) -> str:
     """A region a dataset under `tags` may be stored in (home when no region allows it)."""
     allowed = np.flatnonzero(policy.residency_mask(catalog, tags))
     return catalog.names[int(rng.choice(allowed))] if len(allowed) else catalog.home
 
 
-def make_trace(catalog: Catalog, policy: Policy, config: SimConfig) -> Trace:
+def make_trace(catalog: Catalog, policy: PlacementPolicy, config: SimConfig) -> Trace:
     """Draw the workload: Poisson-ish arrivals, a type mix, datasets with residency tags, lognormal run times."""
     rng = np.random.default_rng(config.seed)
     n = config.jobs
@@ -141,7 +141,7 @@ def _outages(catalog: Catalog, config: SimConfig, horizon_h: float,
 # ----------------------------------------------------------------------------------------------- checking
 
 
-def violations(catalog: Catalog, policy: Policy, batch: JobBatch, index: np.ndarray, regions: np.ndarray,
+def violations(catalog: Catalog, policy: PlacementPolicy, batch: JobBatch, index: np.ndarray, regions: np.ndarray,
                kinds: np.ndarray, up: dict[str, bool]) -> list[str]:
     """Each placement that breaks a hard rule, re-read from the YAML rules one job at a time (independent of the
     vectorized masks placement used): the region is up, holds the job's data's jurisdictions, has the kind,
@@ -257,7 +257,7 @@ class _Running:
             setattr(self, name, getattr(self, name)[mask])
 
 
-def simulate(catalog: Catalog, policy: Policy, config: SimConfig | None = None,
+def simulate(catalog: Catalog, policy: PlacementPolicy, config: SimConfig | None = None,
              reporter: Reporter | None = None) -> SimResult:
     """Run the trace window by window through `placement.place`; see the module docstring."""
     config = config or SimConfig()
@@ -365,7 +365,7 @@ def _state(catalog: Catalog, running: _Running, spent: dict[str, float], trace: 
     return FleetState(free=free.astype(float), wait_h=wait_h, spent_usd=dict(spent), accelerators_held=held)
 
 
-def _place_window(catalog: Catalog, policy: Policy, config: SimConfig, trace: Trace, pending: np.ndarray,
+def _place_window(catalog: Catalog, policy: PlacementPolicy, config: SimConfig, trace: Trace, pending: np.ndarray,
                   running: _Running, up: dict[str, bool], spent: dict[str, float], now: float,
                   remaining_h: np.ndarray, first_start: np.ndarray, result: SimResult, *, check: bool) -> np.ndarray:
     """Place the pending jobs as one batch; start the placed ones; return those still pending."""
@@ -401,7 +401,8 @@ def _place_window(catalog: Catalog, policy: Policy, config: SimConfig, trace: Tr
 
 
 def _check_against_optimum(problem: Problem, decision: Decision, batch: JobBatch, window_catalog: Catalog,
-                           policy: Policy, state: FleetState, config: SimConfig, now: float) -> dict[str, float]:
+                           policy: PlacementPolicy, state: FleetState, config: SimConfig,
+                           now: float) -> dict[str, float]:
     """The heuristic's objective against the exact MILP's on this window; when the backlog is too large to solve
     exactly, on a seeded random sample of `exact_max_jobs` of its jobs (same free units, spend and quotas)."""
     sampled = len(batch) > config.exact_max_jobs
@@ -416,7 +417,7 @@ def _check_against_optimum(problem: Problem, decision: Decision, batch: JobBatch
 
 
 def _capacity_violations(catalog: Catalog, state: FleetState, region: np.ndarray, kind: np.ndarray,
-                         units: np.ndarray, policy: Policy, trace: Trace, rows: np.ndarray,
+                         units: np.ndarray, policy: PlacementPolicy, trace: Trace, rows: np.ndarray,
                          money: np.ndarray) -> list[str]:
     """Pools over capacity, tenants over budget or accelerator quota after this window's placements."""
     found = []
@@ -438,7 +439,7 @@ def _capacity_violations(catalog: Catalog, state: FleetState, region: np.ndarray
     return found
 
 
-def _final_outcomes(catalog: Catalog, policy: Policy, trace: Trace, pending: np.ndarray, up: dict[str, bool],
+def _final_outcomes(catalog: Catalog, policy: PlacementPolicy, trace: Trace, pending: np.ndarray, up: dict[str, bool],
                     spent: dict[str, float]) -> np.ndarray:
     """Why the jobs still pending at the end were not placed (held = no legal region even with every unit free)."""
     if not len(pending):

@@ -20,7 +20,7 @@ import numpy as np
 
 from embodia.core.errors import UserError
 from embodia.platform.regions.catalog import CPU, Catalog
-from embodia.platform.regions.policy import Policy
+from embodia.platform.regions.policy import PlacementPolicy
 
 EXACT_MAX_JOBS = 400
 MILP_TIME_LIMIT_S = 60.0
@@ -91,7 +91,7 @@ def _codes(values: list, known: list | None = None) -> tuple[list, np.ndarray]:
     return list(lookup), index
 
 
-def job_batch(specs: list[JobSpec], catalog: Catalog, policy: Policy) -> JobBatch:
+def job_batch(specs: list[JobSpec], catalog: Catalog, policy: PlacementPolicy) -> JobBatch:
     """Columns of `specs`, with each job's needs filled in from the policy and every number checked."""
     types, type_index = _codes([spec.type for spec in specs])
     projects, project_index = _codes([spec.project for spec in specs])
@@ -146,7 +146,7 @@ class Problem:
 
     batch: JobBatch
     catalog: Catalog
-    policy: Policy
+    policy: PlacementPolicy
     legal: np.ndarray  # (J, R, K) bool
     reasons: np.ndarray  # (J, R) int8, LEGAL or the first rule a region breaks
     compute: np.ndarray  # (J, R, K) USD, inf where no pool
@@ -160,7 +160,8 @@ class Problem:
     total: np.ndarray  # (J, R, K) money + queueing of each legal option, inf where illegal
 
 
-def build_problem(batch: JobBatch, catalog: Catalog, policy: Policy, state: FleetState | None = None) -> Problem:
+def build_problem(batch: JobBatch, catalog: Catalog, policy: PlacementPolicy,
+                  state: FleetState | None = None) -> Problem:
     """Legality masks, rejection reasons and cost matrices of a batch, all vectorized over (J, R, K)."""
     state = state or FleetState.empty(catalog)
     arrays = catalog.arrays()
@@ -204,7 +205,7 @@ def _allreduce_slowdown(batch: JobBatch, catalog: Catalog) -> np.ndarray:
     return factor
 
 
-def _tenant_caps(batch: JobBatch, policy: Policy, state: FleetState) -> tuple[np.ndarray, np.ndarray]:
+def _tenant_caps(batch: JobBatch, policy: PlacementPolicy, state: FleetState) -> tuple[np.ndarray, np.ndarray]:
     """(P,) budget left in USD and (P,) accelerators still allowed, inf where a tenant has no cap."""
     budget, quota = np.full(len(batch.projects), np.inf), np.full(len(batch.projects), np.inf)
     for p, project in enumerate(batch.projects):

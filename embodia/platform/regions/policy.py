@@ -60,7 +60,7 @@ class Tenant(BaseModel):
     max_accelerators: int | None = Field(None, ge=0, le=10_000_000, description="accelerators held at once")
 
 
-class Policy(BaseModel):
+class PlacementPolicy(BaseModel):
     """Every placement rule."""
 
     model_config = ConfigDict(extra="forbid")
@@ -78,7 +78,7 @@ class Policy(BaseModel):
         return {key.upper(): rule for key, rule in value.items()}
 
     @model_validator(mode="after")
-    def _has_default_job(self) -> Policy:
+    def _has_default_job(self) -> PlacementPolicy:
         if "default" not in self.jobs:
             raise ValueError("jobs: add a 'default' entry (the needs of job types not listed)")
         return self
@@ -133,10 +133,11 @@ def _check_kinds(listed: list[str], known: set[str], where: str) -> None:
             raise ConfigError(f"{where}: unknown pool kind {kind!r}; the catalog has {', '.join(sorted(known))}")
 
 
-def load_policy(path: str | Path | None = None, catalog: Catalog | None = None) -> Policy:
+def load_policy(path: str | Path | None = None, catalog: Catalog | None = None) -> PlacementPolicy:
     """Read and validate a policy file (the shipped default when None), checked against `catalog` if given."""
     path = Path(path) if path is not None else DEFAULT_POLICY
-    policy = validate_config(Policy, read_yaml(path, what="placement policy"), where=f"placement policy {path}")
+    policy = validate_config(PlacementPolicy, read_yaml(path, what="placement policy"),
+                             where=f"placement policy {path}")
     if catalog is not None:
         policy.check_against(catalog, where=f"placement policy {path}")
     return policy

@@ -35,7 +35,7 @@ from embodia.platform.regions.placement import (
     job_batch,
     place,
 )
-from embodia.platform.regions.policy import DEFAULT_POLICY, Policy, load_policy
+from embodia.platform.regions.policy import DEFAULT_POLICY, PlacementPolicy, load_policy
 from embodia.platform.runjob import has_partial_work, job_output_dir
 from embodia.platform.store import Store
 
@@ -47,7 +47,7 @@ class Rules:
     """A workspace's catalog (with its up/down state applied) and policy."""
 
     catalog: Catalog
-    policy: Policy
+    policy: PlacementPolicy
 
 
 def _status_file(store: Store) -> Path:

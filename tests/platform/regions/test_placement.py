@@ -23,7 +23,7 @@ from embodia.platform.regions.placement import (
     place,
     relative_gap,
 )
-from embodia.platform.regions.policy import Policy
+from embodia.platform.regions.policy import PlacementPolicy
 
 
 def _region(name, jurisdiction, cpu=(8, 0.05), egress=0.1, status="up", **accelerators):
@@ -39,7 +39,7 @@ def _world():
         _region("eu-b", "EU", cpu=(8, 0.04), g1=(4, 2.5)),
         _region("br", "BR", g2=(4, 3.0)),
         _region("ae", "AE", cpu=(8, 0.01), g1=(8, 1.0), g2=(8, 1.0))])
-    policy = Policy.model_validate({
+    policy = PlacementPolicy.model_validate({
         "residency": {"EU": {"jurisdictions": ["EU"]}, "BR": {"jurisdictions": ["BR"], "regions": ["home"]}},
         "accelerators": {"allowed": {"ae": ["cpu", "g1"]}},
         "jobs": {"default": {"kinds": ["cpu"], "count": 1, "hours": 1.0},
@@ -72,7 +72,7 @@ def test_export_rules_keep_forbidden_kinds_out_of_a_region():
     decision = _decide([JobSpec(1, "train", count=1)], state=None)
     info = decision.explain(0)
     assert info["region"] == "ae" and info["kind"] == "g1"  # g2 is as cheap there but not allowed
-    only_g2 = Policy.model_validate({"accelerators": {"allowed": {"ae": ["cpu", "g1"]}},
+    only_g2 = PlacementPolicy.model_validate({"accelerators": {"allowed": {"ae": ["cpu", "g1"]}},
                                      "jobs": {"default": {"kinds": ["cpu"]}, "train": {"kinds": ["g2"]}}})
     info = _decide([JobSpec(1, "train")], policy=only_g2).explain(0)
     assert info["region"] == "br" and info["kind"] == "g2"
@@ -175,7 +175,7 @@ def worlds(draw):
     allowed = {name: draw(st.lists(st.sampled_from(["cpu", "g1", "g2"]), max_size=3))
                for name in draw(st.sets(st.sampled_from(names), max_size=3))}
     kinds = [k for k in catalog.kinds]
-    policy = Policy.model_validate({
+    policy = PlacementPolicy.model_validate({
         "residency": residency, "accelerators": {"allowed": {n: [k for k in a if k in kinds] for n, a in allowed.items()}},
         "jobs": {"default": {"kinds": ["cpu"]}, "train": {"kinds": [k for k in ["g1", "g2"] if k in kinds] or ["cpu"]},
                  "eval": {"kinds": [k for k in ["cpu", "g1"] if k in kinds]}},
@@ -249,7 +249,7 @@ def test_data_parallel_jobs_prefer_the_faster_fabric_and_all_reduce_costs_grow_w
     catalog = Catalog(home="a", regions=[
         _region("a", "X", g1=(64, 2.0)).model_copy(update={"network": slow}),
         _region("b", "X", g1=(64, 2.1))])
-    policy = Policy.model_validate({"jobs": {"default": {"kinds": ["cpu"]},
+    policy = PlacementPolicy.model_validate({"jobs": {"default": {"kinds": ["cpu"]},
                                              "ddp": {"kinds": ["g1"], "count": 32, "hours": 1.0,
                                                      "allreduce_gb": 0.5, "step_s": 0.2}}})
     decision = _decide([JobSpec(1, "ddp")], catalog=catalog, policy=policy)
