@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import sys
 import tempfile
@@ -30,6 +29,7 @@ import numpy as np
 from _ceiling import interleave, load_line, median_ratio
 
 from embodia.data.teleop import TeleopCommand, TeleopSession
+from embodia.platform.deploy import free_port
 from embodia.sim.render import BatchRenderer
 
 RESULTS = Path(__file__).resolve().parent / "results" / "teleop.md"
@@ -67,11 +67,6 @@ def measure_ticks(rounds: int, ticks: int) -> dict[str, list[float]]:
 
 
 # ---------------------------------------------------------------------------------------------- end to end
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
 
 def start_server(home: Path):
     import uvicorn
@@ -83,7 +78,7 @@ def start_server(home: Path):
     store = open_store(home / "ws", f"sqlite:///{home / 'embodia.db'}")
     app = create_app(store, rate_per_minute=10**6)
     token = create_token(store, "bench", "run", name="benchmark")
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     threading.Thread(target=server.run, daemon=True).start()
     while not server.started:

@@ -5,13 +5,14 @@ errors and no request leaves 127.0.0.1."""
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from urllib.parse import urlsplit
 
 import playwright.sync_api as playwright_api
 import pytest
+
+from embodia.platform.deploy import free_port
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
@@ -53,11 +54,6 @@ steps:
 
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
 
 @pytest.fixture
 def server(sqlite_store):
@@ -68,7 +64,7 @@ def server(sqlite_store):
     from embodia.platform.api.app import create_app
 
     app = create_app(sqlite_store, rate_per_minute=10**6)
-    port = _free_port()
+    port = free_port()
     uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
     thread = threading.Thread(target=uv.run, daemon=True)
     thread.start()

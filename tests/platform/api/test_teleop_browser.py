@@ -4,7 +4,6 @@ errors and no request leaving 127.0.0.1. The stream's frame rate is printed to t
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from urllib.parse import urlsplit
@@ -15,16 +14,12 @@ from playwright.sync_api import expect
 from embodia.platform import registry
 from embodia.platform.api.app import create_app
 from embodia.platform.api.auth import create_token
+from embodia.platform.deploy import free_port
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 pytestmark = pytest.mark.slow
 
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture
@@ -33,7 +28,7 @@ def server(sqlite_store):
     import uvicorn
 
     app = create_app(sqlite_store, rate_per_minute=10**6)
-    port = _free_port()
+    port = free_port()
     uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=uv.run, daemon=True)
     thread.start()
