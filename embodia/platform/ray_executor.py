@@ -38,13 +38,19 @@ KILL_WAIT_S = 30.0
 RECHECK_S = 5.0  # how often a waiting attempt checks that a live node can still take it
 
 
-def _ray() -> Any:
-    """The `ray` module, or a one-line error saying how to install it."""
+def ray_module(needed_by: str = "--executor ray") -> Any:
+    """The `ray` module, or a one-line error saying that `needed_by` needs Ray and how to install it."""
     try:
         import ray
     except ImportError:
-        raise UserError("--executor ray needs Ray: install embodia[ray] (pip install 'embodia[ray]')") from None
+        raise UserError(f"{needed_by} needs Ray: install embodia[ray] (pip install 'embodia[ray]')") from None
     return ray
+
+
+def task_env_vars(cpus: float) -> dict[str, str]:
+    """Environment of a Ray task given `cpus` CPUs: thread counts equal to them and this machine's GL backend."""
+    env_vars = {name: os.environ[name] for name in GL_ENV_VARS if name in os.environ}
+    return env_vars | thread_env(cpus)
 
 
 @dataclass(frozen=True)
@@ -59,7 +65,7 @@ class RayNode:
 def alive_nodes() -> list[RayNode]:
     """The cluster's alive nodes, their labels and CPUs (a GCS query; the driver must be connected)."""
     return [RayNode(node["NodeID"], dict(node.get("Labels") or {}), float(node["Resources"].get("CPU", 0.0)))
-            for node in _ray().nodes() if node["Alive"]]
+            for node in ray_module().nodes() if node["Alive"]]
 
 
 def placement_refusal(job: queue.JobInfo, nodes: list[RayNode]) -> str | None:
@@ -80,8 +86,7 @@ def placement_refusal(job: queue.JobInfo, nodes: list[RayNode]) -> str | None:
 
 def task_options(job: queue.JobInfo, env: dict[str, str] | None = None) -> dict[str, Any]:
     """Ray options for one attempt of `job`: its CPUs, its region's label selector, thread counts and MUJOCO_GL."""
-    env_vars = {name: os.environ[name] for name in GL_ENV_VARS if name in os.environ}
-    env_vars |= {**thread_env(job.cpus), "EMBODIA_JOB_CPUS": f"{job.cpus:g}"}
+    env_vars = task_env_vars(job.cpus) | {"EMBODIA_JOB_CPUS": f"{job.cpus:g}"}
     env_vars |= {name: value for name, value in (env or {}).items() if name in ALLOCATION_ENV_VARS}
     options: dict[str, Any] = {"num_cpus": job.cpus, "max_retries": 0, "retry_exceptions": False,
                                "runtime_env": {"env_vars": env_vars}, "name": f"embodia-job-{job.id}"}
@@ -95,7 +100,7 @@ def run_attempt_on_node(job_id: int, attempt: int, worker: str, env: dict[str, s
     """The body of the Ray task: run the attempt process on this node, its output appended to the attempt log.
 
     Returns the exit code, the CPU time used and where it ran (node id and labels)."""
-    ray = _ray()
+    ray = ray_module()
     context = ray.get_runtime_context()
     node = {"node_id": context.get_node_id(), "node_labels": dict(context.get_node_labels())}
     cpu_before = workers.children_cpu_s()
@@ -129,7 +134,7 @@ class RayAttempt:
     def wait(self, timeout_s: float) -> int | None:
         if self._code is not None:
             return self._code
-        ready, _ = _ray().wait([self.ref], timeout=timeout_s)
+        ready, _ = ray_module().wait([self.ref], timeout=timeout_s)
         if not ready:
             self._recheck()
             return None
@@ -147,7 +152,7 @@ class RayAttempt:
             raise PlacementRefused(f"{refusal} (its nodes went away while the attempt was submitted or running)")
 
     def _collect(self) -> int:
-        ray = _ray()
+        ray = ray_module()
         try:
             self.result = ray.get(self.ref)
         except ray.exceptions.TaskCancelledError:
@@ -159,13 +164,13 @@ class RayAttempt:
         return int(self.result["exit_code"])
 
     def interrupt(self, grace_s: float) -> None:
-        ray = _ray()
+        ray = ray_module()
         ray.cancel(self.ref, force=False)  # KeyboardInterrupt in the task: it passes SIGINT on, then kills
         if not ray.wait([self.ref], timeout=grace_s + 5.0)[0]:
             self.kill()
 
     def kill(self) -> None:
-        ray = _ray()
+        ray = ray_module()
         ray.cancel(self.ref, force=True)  # kills the Ray worker; the attempt process dies with it (PDEATHSIG)
         ray.wait([self.ref], timeout=KILL_WAIT_S)
 
@@ -188,7 +193,7 @@ class RayExecutor:
         self._connect(num_cpus)
 
     def _connect(self, num_cpus: int | None) -> None:
-        ray = _ray()
+        ray = ray_module()
         if ray.is_initialized():
             return
         try:
@@ -224,7 +229,7 @@ class RayExecutor:
 
     def _task(self) -> Any:
         if self._remote is None:
-            self._remote = _ray().remote(run_attempt_on_node)
+            self._remote = ray_module().remote(run_attempt_on_node)
         return self._remote
 
     def capacity(self) -> tuple[float, float]:
@@ -235,5 +240,5 @@ class RayExecutor:
     def close(self) -> None:
         """Disconnect if this executor connected (a local Ray it started stops; a remote cluster keeps running)."""
         if self._connected_here:
-            _ray().shutdown()
+            ray_module().shutdown()
             self._connected_here = False

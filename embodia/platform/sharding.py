@@ -19,30 +19,20 @@ from embodia.core.errors import UserError
 from embodia.core.manifest import Manifest
 from embodia.core.reporter import Reporter
 from embodia.core.stage import ShardMap, map_in_process
-from embodia.platform.ray_executor import GL_ENV_VARS
-from embodia.platform.worker import thread_env
+from embodia.platform.ray_executor import ray_module, task_env_vars
 
 SHARD_CPUS = 1
 
 
-def _ray() -> Any:
-    try:
-        import ray
-    except ImportError:
-        raise UserError("shards on Ray need Ray: install embodia[ray] (pip install 'embodia[ray]')") from None
-    return ray
-
-
 def shard_runtime_env() -> dict[str, Any]:
     """The runtime env of a shard task: thread counts equal to its CPUs, and this machine's GL backend."""
-    env_vars = {name: os.environ[name] for name in GL_ENV_VARS if name in os.environ}
-    return {"env_vars": {**env_vars, **thread_env(SHARD_CPUS)}}
+    return {"env_vars": task_env_vars(SHARD_CPUS)}
 
 
 def ray_map(function: Callable[..., Any], calls: list[tuple]) -> list[Any]:
     """`[function(*args) for args in calls]` as one Ray task a call (SHARD_CPUS CPU each), results in call order;
     a shard that raises re-raises here with its own message."""
-    ray = _ray()
+    ray = ray_module("a sharded step on Ray")
     remote = ray.remote(function).options(num_cpus=SHARD_CPUS, runtime_env=shard_runtime_env(),
                                           name=f"embodia-shard-{getattr(function, '__name__', 'call')}")
     refs = [remote.remote(*args) for args in calls]
