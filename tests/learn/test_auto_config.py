@@ -1,21 +1,43 @@
 """Automatic PPO defaults for tasks without a shipped config: scaled from the task, under every explicit layer."""
 
-from embodia.learn.auto_config import auto_ppo_config, discount_for, task_shape
+import math
+
+from embodia.learn.auto_config import (
+    NUM_MINIBATCHES,
+    ROLLOUT_SAMPLES,
+    auto_ppo_config,
+    discount_for,
+    rollout_envs,
+    task_shape,
+)
 from embodia.learn.trainer import load_config
 
 
 def test_short_and_long_episodes_get_their_own_rollout_shape():
     short, long = auto_ppo_config("gym:Reacher-v5"), auto_ppo_config("gym:Hopper-v5")
     assert task_shape("gym:Reacher-v5") == (50, 2) and task_shape("gym:Hopper-v5") == (1000, 3)
-    assert (short["num_envs"], short["num_steps"]) == (128, 16) and (long["num_envs"], long["num_steps"]) == (32, 64)
+    assert (short["num_envs"], short["num_steps"]) == (40, 50) and (long["num_envs"], long["num_steps"]) == (32, 64)
     assert short["init_log_std"] < long["init_log_std"] < 0
-    for config in (short, long):
-        assert config["num_envs"] * config["num_steps"] == 2048
+    assert long["num_envs"] * long["num_steps"] == 2048 and short["num_envs"] * short["num_steps"] == 2000
+
+
+def test_short_episodes_are_rolled_out_whole_with_raw_rewards():
+    pusher, hopper = auto_ppo_config("gym:Pusher-v5"), auto_ppo_config("gym:Hopper-v5")
+    assert (pusher["num_envs"], pusher["num_steps"], pusher["norm_reward"]) == (20, 100, False)
+    assert hopper["norm_reward"] is True  # long episodes keep the scaled rewards locomotion was tuned with
+
+
+def test_rollout_envs_always_split_into_the_minibatches_within_the_sample_budget():
+    for num_steps in [16, 17, 33, 50, 64, 70, 99, 100, 127, 2048, 5000]:
+        envs = rollout_envs(num_steps)
+        assert envs >= 1 and (envs * num_steps) % NUM_MINIBATCHES == 0, num_steps
+        fewest = NUM_MINIBATCHES // math.gcd(num_steps, NUM_MINIBATCHES)  # a longer rollout gets the fewest envs
+        assert envs * num_steps <= ROLLOUT_SAMPLES or envs == fewest, num_steps
 
 
 def test_auto_defaults_apply_only_without_a_shipped_config_and_yield_to_set():
     auto = load_config("gym:Reacher-v5", "ppo")
-    assert auto.num_steps == 16 and auto.update_epochs == 8
+    assert auto.num_steps == 50 and auto.update_epochs == 8 and auto.norm_reward is False
     assert load_config("gym:Reacher-v5", "ppo", overrides={"num_steps": 32}).num_steps == 32
     shipped = load_config("cheetah-run", "ppo")
     assert shipped.num_envs == 128 and shipped.init_log_std == 0.0  # the tuned file, not the automatic layer
