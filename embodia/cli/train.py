@@ -118,7 +118,7 @@ def export_command(
     out: Optional[Path] = typer.Option(None, file_okay=False, help="output directory for policy.onnx and its "
                                                                    "manifest (default: exports/<model name>)"),
 ) -> None:
-    """Export a trained policy (state or camera) to ONNX with normalization folded in; verifies it against PyTorch."""
+    """Export a trained policy (state or camera) to ONNX with normalization folded in; verifies its actions."""
     if not onnx:
         raise UserError("only ONNX export exists; pass --onnx")
     if out is not None:
@@ -129,8 +129,8 @@ def export_command(
     manifest = export_stage.run({"verify": True}, target, inputs={"checkpoint": model}, reporter=RichReporter())
     summary = manifest.summary
     console.print(f"wrote [bold]{target / summary['file']}[/] ({summary['task'] or summary['algo']}, obs "
-                  f"{summary['obs_dim']} -> action {summary['act_dim']}); max |onnx - torch| on random inputs = "
-                  f"{summary['max_abs_diff']:.1e}")
+                  f"{summary['obs_dim']} -> action {summary['act_dim']}); max |onnx - {summary['reference']}| on random "
+                  f"inputs = {summary['max_abs_diff']:.1e}")
 
 
 def register(app: typer.Typer) -> None:

@@ -12,18 +12,22 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import safetensors
 import safetensors.numpy
-import safetensors.torch
-import torch
 
 from embodia.core.atomic import atomic_dir, atomic_write_json, atomic_write_text
 from embodia.core.errors import CheckpointError
 
+if TYPE_CHECKING:
+    import torch
+
+# torch is imported inside the functions that need it, so that the torch-free MLP export
+# (`embodia.learn.mlp_export`) can resolve and read checkpoints without paying for it
 MODEL_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 NORMALIZER_FILE = "normalizer.safetensors"
@@ -44,6 +48,8 @@ def save_checkpoint(directory: str | Path, *, model: dict[str, torch.Tensor], no
                     env_state: dict[str, np.ndarray] | None = None,
                     replay: dict[str, np.ndarray] | None = None) -> Path:
     """Write one checkpoint directory atomically (a crash leaves the previous one, never a mix)."""
+    import safetensors.torch
+
     directory = Path(directory)
     if directory.exists() and not directory.is_dir():
         raise CheckpointError(f"{directory} exists and is not a checkpoint directory; choose another path")
@@ -76,6 +82,8 @@ def save_run_checkpoint(run_dir: str | Path, name: str, *, keep: int = 3, **part
 def pack_state(value: Any) -> tuple[dict[str, torch.Tensor], Any]:
     """Split nested optimizer/RNG state into flat tensors and a JSON skeleton naming them (the inverse of
     `unpack_state`); NumPy arrays are stored as tensors and come back as arrays."""
+    import torch
+
     tensors: dict[str, torch.Tensor] = {}
 
     def walk(item: Any) -> Any:
@@ -138,21 +146,38 @@ def resolve_checkpoint(path: str | Path) -> Path:
 def load_checkpoint(path: str | Path, *, training_state: bool = True, with_replay: bool = True) -> dict[str, Any]:
     """Read a checkpoint (resolved from a run directory too): weights, normalizer, config, state, and with
     `training_state` the optimizer/RNG, env and replay states. Errors name the missing or damaged file."""
-    ckpt = resolve_checkpoint(path)
-    required = RESUME_FILES if training_state else POLICY_FILES
-    for file_name in required:
-        if not (ckpt / file_name).is_file():
-            raise CheckpointError(_missing_message(ckpt, file_name))
-    loaded: dict[str, Any] = {"path": ckpt}
-    loaded["model"] = _read(ckpt / MODEL_FILE, safetensors.torch.load_file)
-    loaded["normalizer"] = _read(ckpt / NORMALIZER_FILE, safetensors.numpy.load_file)
-    loaded["config"] = _read(ckpt / CONFIG_FILE, _read_json_object)
-    loaded["state"] = _read(ckpt / STATE_FILE, _read_json_object) if (ckpt / STATE_FILE).is_file() else {}
+    import safetensors.torch
+
+    ckpt = _present(resolve_checkpoint(path), RESUME_FILES if training_state else POLICY_FILES)
+    loaded = _read_policy_files(ckpt, safetensors.torch.load_file)
     if not training_state:
         return loaded
     loaded["optimizer"] = _read(ckpt / OPTIMIZER_FILE, _read_packed)
     loaded["env_state"] = _optional(ckpt / ENV_STATE_FILE)
     loaded["replay"] = _optional(ckpt / REPLAY_FILE) if with_replay else None
+    return loaded
+
+
+def load_policy_arrays(path: str | Path) -> dict[str, Any]:
+    """What rebuilds a deployable policy (weights, normalizer, config, state), weights as NumPy arrays: the
+    torch-free reader of `load_checkpoint(path, training_state=False)`."""
+    return _read_policy_files(_present(resolve_checkpoint(path), POLICY_FILES), safetensors.numpy.load_file)
+
+
+def _present(ckpt: Path, files: tuple[str, ...]) -> Path:
+    """`ckpt`, once each of `files` is found there (else the error names the first missing one)."""
+    for file_name in files:
+        if not (ckpt / file_name).is_file():
+            raise CheckpointError(_missing_message(ckpt, file_name))
+    return ckpt
+
+
+def _read_policy_files(ckpt: Path, read_weights) -> dict[str, Any]:
+    loaded: dict[str, Any] = {"path": ckpt}
+    loaded["model"] = _read(ckpt / MODEL_FILE, read_weights)
+    loaded["normalizer"] = _read(ckpt / NORMALIZER_FILE, safetensors.numpy.load_file)
+    loaded["config"] = _read(ckpt / CONFIG_FILE, _read_json_object)
+    loaded["state"] = _read(ckpt / STATE_FILE, _read_json_object) if (ckpt / STATE_FILE).is_file() else {}
     return loaded
 
 
@@ -181,6 +206,8 @@ def _read_json_object(path: Path) -> dict[str, Any]:
 
 
 def _read_packed(path: Path) -> Any:
+    import safetensors.torch
+
     with safetensors.safe_open(str(path), framework="pt") as handle:
         structure = json.loads((handle.metadata() or {})[_STRUCTURE_KEY])
     return unpack_state(safetensors.torch.load_file(path), structure)
@@ -208,7 +235,8 @@ def _plain(value: Any) -> Any:
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
-    if isinstance(value, (np.ndarray, torch.Tensor)):
+    torch_module = sys.modules.get("torch")  # not imported: the value cannot be a tensor
+    if isinstance(value, np.ndarray) or (torch_module is not None and isinstance(value, torch_module.Tensor)):
         return value.tolist()
     if isinstance(value, (np.integer, np.floating, np.bool_)):
         return value.item()

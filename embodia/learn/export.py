@@ -1,40 +1,86 @@
 """The export stage: a checkpoint (any algorithm, state or camera policy) -> an ONNX file in its own output
-directory, checked against PyTorch, with the embodia contract (see `embodia.core.policy`)."""
+directory, checked against a reference forward pass, with the embodia contract (see `embodia.core.policy`).
+
+MLP policies (PPO, SAC, state BC) export without PyTorch (`embodia.learn.mlp_export`: about a second less than
+importing torch alone); camera BC and diffusion policies are traced by `torch.onnx`."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from embodia.core.errors import CheckpointError, ConfigError, UserError
+from embodia.core.errors import CheckpointError, ConfigError
 from embodia.core.manifest import Manifest
 from embodia.core.policy import OnnxPolicy
 from embodia.core.reporter import Reporter
 from embodia.core.stage import StageResult, run_stage
-from embodia.learn.onnx_io import export_actor
-from embodia.learn.policy import TorchPolicy, load_policy
+from embodia.learn.mlp_export import (
+    MlpPolicy,
+    mlp_parity,
+    read_mlp_policy,
+    write_mlp_onnx,
+)
+
+if TYPE_CHECKING:
+    from embodia.learn.policy import TorchPolicy
 
 POLICY_FILE = "policy.onnx"
 MAX_ABS_DIFF = 1e-5
 
 
 def export_onnx(policy: TorchPolicy | str | Path, out: str | Path, verify: bool = True) -> Path:
-    """Write `out` (.onnx) atomically; with `verify`, refuse a file whose actions differ from PyTorch's by more
-    than 1e-5 on 1,000 random observations (and images)."""
-    if not isinstance(policy, TorchPolicy):
-        policy = load_policy(policy)
-        if not isinstance(policy, TorchPolicy):
-            raise UserError("the model is already an ONNX file; pass a checkpoint or run directory to export")
+    """Write `out` (.onnx) atomically; with `verify`, refuse a file whose actions differ from the reference
+    forward pass by more than 1e-5 on 1,000 random observations (and images).
 
-    def check_parity(onnx_path: Path) -> None:
-        max_diff = parity(policy, onnx_path)
-        if max_diff > MAX_ABS_DIFF:
-            raise RuntimeError(f"ONNX export of {policy.task or policy.algo} differs from PyTorch by {max_diff:.2e} "
-                               f"(> {MAX_ABS_DIFF:g}); this is a bug")
+    A checkpoint path of an MLP policy exports without PyTorch (the reference is NumPy); a `TorchPolicy`, or a
+    checkpoint of a camera or diffusion policy, is traced by `torch.onnx` (the reference is PyTorch)."""
+    write_checked(policy_to_export(policy), out, verify)
+    return Path(out)
 
-    return export_actor(policy.actor, policy.spec, out, verify=check_parity if verify else None)
+
+def policy_to_export(policy: TorchPolicy | str | Path) -> MlpPolicy | TorchPolicy:
+    """The arrays of an MLP checkpoint (no torch), else the checkpoint's `TorchPolicy`."""
+    from_path = isinstance(policy, (str, Path))
+    if from_path and Path(policy).suffix == ".onnx":
+        raise CheckpointError(f"{policy} is already an ONNX file; pass a checkpoint or run directory to export")
+    mlp = read_mlp_policy(policy) if from_path else None
+    if mlp is not None:
+        return mlp
+    from embodia.learn.policy import (  # torch: only for what is not a plain MLP
+        TorchPolicy,
+        load_policy,
+    )
+
+    return policy if isinstance(policy, TorchPolicy) else load_policy(policy)
+
+
+def write_checked(policy: MlpPolicy | TorchPolicy, out: str | Path, verify: bool) -> float | None:
+    """Write `policy` as `out`; with `verify`, return the max |ONNX Runtime - reference| and refuse (keep the
+    previous `out`) above 1e-5. The reference is NumPy for an `MlpPolicy`, PyTorch otherwise."""
+    diffs: list[float] = []
+
+    def check(onnx_path: Path) -> None:
+        diff = mlp_parity(policy, onnx_path) if isinstance(policy, MlpPolicy) else parity(policy, onnx_path)
+        if not diff <= MAX_ABS_DIFF:  # NaN refused too
+            raise RuntimeError(f"ONNX export of {policy.spec.get('task') or policy.spec['algo']} differs from "
+                               f"{reference_name(policy)} by {diff:.2e} (> {MAX_ABS_DIFF:g}); this is a bug")
+        diffs.append(diff)
+
+    if isinstance(policy, MlpPolicy):
+        write_mlp_onnx(policy, out, verify=check if verify else None)
+    else:
+        from embodia.learn.onnx_io import export_actor
+
+        export_actor(policy.actor, policy.spec, out, verify=check if verify else None)
+    return diffs[0] if diffs else None
+
+
+def reference_name(policy: MlpPolicy | TorchPolicy) -> str:
+    """What the exported file's actions are checked against."""
+    return "NumPy" if isinstance(policy, MlpPolicy) else "PyTorch"
 
 
 def parity(policy: TorchPolicy, onnx_path: str | Path, num_obs: int = 1000, seed: int = 0) -> float:
@@ -63,20 +109,19 @@ def run(config: Mapping[str, Any] | None, out: str | Path, *, inputs: Mapping[st
         raise ConfigError(f"unknown export config field {unknown[0]!r}; valid fields: verify")
     if "checkpoint" not in inputs:
         raise ConfigError("the export stage needs inputs={'checkpoint': <run or checkpoint directory>}")
-    policy = load_policy(inputs["checkpoint"])
-    if not isinstance(policy, TorchPolicy):
-        raise CheckpointError(f"{inputs['checkpoint']} is already an ONNX file; pass a checkpoint or run directory")
+    policy = policy_to_export(inputs["checkpoint"])
+    spec = policy.spec
     verify = bool(config.get("verify", True))
 
     def body(staging: Path, stage_reporter: Reporter) -> StageResult:
         stage_reporter.start("export", total=1, unit="files")
-        path = export_onnx(policy, staging / POLICY_FILE, verify=verify)
-        diff = parity(policy, path) if verify else None
-        stage_reporter.update(1, message=f"{POLICY_FILE} ({policy.obs_dim} -> {policy.act_dim})")
+        diff = write_checked(policy, staging / POLICY_FILE, verify)
+        stage_reporter.update(1, message=f"{POLICY_FILE} ({spec['obs_dim']} -> {spec['act_dim']})")
         stage_reporter.finish()
-        return StageResult(summary={"file": POLICY_FILE, "algo": policy.algo, "task": policy.task,
-                                    "obs_dim": policy.obs_dim, "act_dim": policy.act_dim,
-                                    "image_keys": list(policy.image_keys), "max_abs_diff": diff})
+        return StageResult(summary={"file": POLICY_FILE, "algo": spec["algo"], "task": spec.get("task") or "",
+                                    "obs_dim": int(spec["obs_dim"]), "act_dim": int(spec["act_dim"]),
+                                    "image_keys": list(spec.get("image_keys") or ()), "max_abs_diff": diff,
+                                    "reference": reference_name(policy)})
 
     return run_stage("export", "model", {"verify": verify}, out, body,
                      inputs={"checkpoint": inputs["checkpoint"]}, reporter=reporter)

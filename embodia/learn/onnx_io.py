@@ -5,15 +5,16 @@ and the `embodia.*` metadata written by `PolicyMetadata.to_onnx()` (the one writ
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
-
-import onnx
-import torch
+from typing import TYPE_CHECKING, Any
 
 from embodia import __version__
 from embodia.core.atomic import atomic_file
 from embodia.core.policy import ACTION_OUTPUT, OBS_INPUT, PolicyMetadata
+
+if TYPE_CHECKING:
+    import torch
 
 OPSET = 17
 
@@ -24,6 +25,9 @@ def write_onnx(module: torch.nn.Module, example_inputs: tuple[torch.Tensor, ...]
 
     `verify(tmp_path)` may refuse the written file by raising; the previous `out` is then left untouched.
     """
+    import onnx  # imported here, not at the top: `metadata_from_spec` serves the torch-free export too
+    import torch
+
     input_names = [OBS_INPUT, *metadata.image_keys]
     if len(example_inputs) != len(input_names):
         raise ValueError(f"{len(example_inputs)} example inputs for ONNX inputs {input_names}")
@@ -56,6 +60,8 @@ def metadata_from_spec(spec: dict[str, Any]) -> PolicyMetadata:
 
 def example_inputs(spec: dict[str, Any], batch: int = 2) -> tuple[torch.Tensor, ...]:
     """Zero inputs of the contract's shapes: obs (batch, obs_dim) [+ (batch, size, size, 3) uint8 per image key]."""
+    import torch
+
     size = spec.get("image_size")
     images = [torch.zeros(batch, size, size, 3, dtype=torch.uint8) for _ in spec.get("image_keys") or ()]
     return (torch.zeros(batch, int(spec["obs_dim"])), *images)
