@@ -3,6 +3,7 @@ and state_indices) its ONNX file gives the torch-traced file's actions to 1e-5, 
 valid ONNX model, serves, and a damaged or unknown checkpoint is a clear error."""
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -19,6 +20,8 @@ from embodia.learn.export import export_onnx
 from embodia.learn.export import run as export_stage
 from embodia.learn.mlp_export import MlpPolicy, onnx_bytes, read_mlp_policy
 from embodia.learn.train import train
+from embodia.serve.client import PolicyClient
+from embodia.serve.server import serve_in_background
 
 TINY_RL = {"progress": False, "tensorboard": False}
 
@@ -88,12 +91,9 @@ def test_export_stage_writes_a_servable_file_without_importing_torch(runs, tmp_p
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
     reference, diff, torch_loaded, onnx_loaded = done.stdout.split()
     assert reference == "NumPy" and float(diff) <= 1e-5 and torch_loaded == onnx_loaded == "False"
-    from embodia.serve.client import PolicyClient  # the policy server answers with the file's actions
-    from embodia.serve.server import serve_in_background
-
     served = OnnxPolicy(tmp_path / "out" / "policy.onnx")
     obs = np.random.default_rng(0).normal(size=(4, served.obs_dim)).astype(np.float32)
-    url, stop = serve_in_background(tmp_path / "out" / "policy.onnx", port=0)
+    url, stop = serve_in_background(tmp_path / "out" / "policy.onnx", port=0)  # the server answers the file's actions
     try:
         np.testing.assert_allclose(PolicyClient(url).act(obs), served.act(obs), atol=1e-6)
     finally:
@@ -101,8 +101,6 @@ def test_export_stage_writes_a_servable_file_without_importing_torch(runs, tmp_p
 
 
 def test_damaged_weights_are_a_clear_error(runs, tmp_path):
-    import shutil
-
     checkpoint = tmp_path / "ckpt"
     shutil.copytree(runs["ppo"] / "checkpoints" / "final", checkpoint)
     (checkpoint / "model.safetensors").write_bytes(b"\x00" * 40)
@@ -111,8 +109,6 @@ def test_damaged_weights_are_a_clear_error(runs, tmp_path):
 
 
 def test_weights_of_another_network_are_a_clear_error(runs, tmp_path):
-    import shutil
-
     checkpoint = tmp_path / "ckpt"
     shutil.copytree(runs["ppo"] / "checkpoints" / "final", checkpoint)
     config = json.loads((checkpoint / "config.json").read_text())
