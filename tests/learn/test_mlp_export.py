@@ -100,6 +100,15 @@ def test_export_stage_writes_a_servable_file_without_importing_torch(runs, tmp_p
         stop()
 
 
+def test_export_command_imports_neither_torch_nor_onnx(runs, tmp_path):
+    command = [sys.executable, "-X", "importtime", "-m", "embodia", "export", str(runs["ppo"]), "--out", str(tmp_path / "x")]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=True)
+    imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
+    assert "embodia.learn.mlp_export" in imported and "onnxruntime" in imported
+    assert not {"torch", "onnx", "ml_dtypes", "embodia.learn.policy"} & imported
+    assert "max |onnx - NumPy|" in " ".join(done.stdout.split()) and (tmp_path / "x" / "policy.onnx").is_file()
+
+
 def test_damaged_weights_are_a_clear_error(runs, tmp_path):
     checkpoint = tmp_path / "ckpt"
     shutil.copytree(runs["ppo"] / "checkpoints" / "final", checkpoint)
