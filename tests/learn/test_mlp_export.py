@@ -77,9 +77,10 @@ def test_torch_free_onnx_is_a_valid_model_with_the_same_contract(runs, kind):
     assert [o.version for o in ours.opset_import] == [o.version for o in traced.opset_import]
 
 
-def test_camera_bc_keeps_the_torch_exporter(tmp_path):
-    config = {"policy": {"algo": "bc", "obs_dim": 3, "act_dim": 1, "action_low": [-1.0], "action_high": [1.0],
-                         "bc": {"image_keys": ["observation.images.front"], "hidden_sizes": [8]}}}
+@pytest.mark.parametrize("algo, extra", [("bc", {"bc": {"image_keys": ["observation.images.front"]}}),
+                                         ("diffusion", {"diffusion": {}})])
+def test_camera_bc_and_diffusion_keep_the_torch_exporter(tmp_path, algo, extra):
+    config = {"policy": {"algo": algo, "obs_dim": 3, "act_dim": 1, "action_low": [-1.0], "action_high": [1.0], **extra}}
     checkpoint = _checkpoint(tmp_path / "ckpt", config, model={"body.0.weight": np.zeros((1, 3), np.float32)})
     assert read_mlp_policy(checkpoint) is None
 
