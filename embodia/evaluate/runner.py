@@ -1,9 +1,11 @@
 """Run a scenario suite: every scenario's seeded episodes in one batched env, then per-scenario statistics.
 
 Episodes run with autoreset disabled and fixed episode seeds, so results repeat exactly and two policies
-face identical initial states, pushes and noise. Best and worst episodes are replayed from their seeds
-to render videos. A sharded run splits each scenario's seeds into ranges (`evaluate_shard`, one Ray task each on
-a cluster), concatenates their outcomes in seed order and renders the videos once: the same results.
+face identical initial states, pushes and noise. With videos, every episode's physics state is recorded at the
+video's frame rate while it runs, and the best and worst are drawn from those states afterwards (one GL context
+for the whole run, encoding on a background thread). A sharded run splits each scenario's seeds into ranges
+(`evaluate_shard`, one Ray task each on a cluster), concatenates their outcomes in seed order and replays the
+best and worst episodes from their seeds to draw them: the same results, and the same videos.
 """
 
 from __future__ import annotations
@@ -57,14 +59,13 @@ def make_env(suite: Suite, scenario: Scenario, num_envs: int) -> BatchEnv:
 @dataclass
 class _Rollout:
     outcomes: EpisodeOutcomes
-    frames: list[list[np.ndarray]]  # per rendered env, its frames
-    frame_every: int  # env steps between rendered frames
+    frames: _Frames  # the recorded video frames (physics states) of the envs asked for
 
 
 class _ScenarioHooks(RolloutHooks):
     """A scenario's conditions around the shared rollout loop, plus failure modes, video frames and progress."""
 
-    def __init__(self, env: BatchEnv, conditions: ScenarioConditions, criterion: str, frames: "_Frames",
+    def __init__(self, env: BatchEnv, conditions: ScenarioConditions, criterion: str, frames: _Frames,
                  on_step: Callable[[], None] | None) -> None:
         self.env, self.conditions, self.criterion, self.frames, self.on_step = env, conditions, criterion, frames, on_step
         self.success = np.zeros(env.num_envs, dtype=bool)
@@ -95,10 +96,11 @@ class _ScenarioHooks(RolloutHooks):
 
 
 def rollout(env: BatchEnv, conditions: ScenarioConditions, policy: Any, seeds: np.ndarray, criterion: str,
-            render_ids: np.ndarray | None = None, video=None, on_step=None) -> _Rollout:
-    """Run one episode per env from `seeds` until every episode ended; optionally render some envs."""
+            record_ids: np.ndarray | None = None, video=None, on_step=None) -> _Rollout:
+    """Run one episode per env from `seeds` until every episode ended; optionally record video frames of the
+    envs `record_ids` (their physics states, drawn later by `write_episode_video`)."""
     _bind(policy, env)
-    frames = _Frames(env, render_ids, video)
+    frames = _Frames(env, record_ids, video)
     hooks = _ScenarioHooks(env, conditions, criterion, frames, on_step)
     result = rollout_episodes(env, policy, seeds, hooks=hooks, name=policy_name(policy))
     success = hooks.success
@@ -106,7 +108,7 @@ def rollout(env: BatchEnv, conditions: ScenarioConditions, policy: Any, seeds: n
     outcomes = EpisodeOutcomes(seeds=np.asarray(seeds, dtype=np.int64), success=success,
                                episode_return=result.episode_return, length=result.length,
                                time_to_success_s=time_to_success, failure_mode=hooks.failure.tolist())
-    return _Rollout(outcomes=outcomes, frames=frames.per_env, frame_every=frames.every)
+    return _Rollout(outcomes=outcomes, frames=frames)
 
 
 def _finish(env: BatchEnv, done, terminated, info, first_success, criterion, success, failure) -> None:
@@ -127,27 +129,32 @@ def _finish(env: BatchEnv, done, terminated, info, first_success, criterion, suc
 
 
 class _Frames:
-    """Collects rendered frames of a few envs, every k-th step, until each one's episode ended."""
+    """The video frames of a few envs, every k-th step until each one's episode ended, kept as physics states
+    (a few hundred bytes each): cheap to record for every episode, drawn only for the best and the worst."""
 
-    def __init__(self, env: BatchEnv, render_ids: np.ndarray | None, video) -> None:
-        self.env = env
-        self.ids = np.asarray([] if render_ids is None else render_ids, dtype=np.int64)
-        self.video = video
-        self.per_env: list[list[np.ndarray]] = [[] for _ in self.ids]
-        self.every = 1
+    def __init__(self, env: BatchEnv, record_ids: np.ndarray | None, video) -> None:
+        sim = env.sim
+        self.ids = np.asarray([] if record_ids is None else record_ids, dtype=np.int64)
+        self.models = [sim.models[i] for i in self.ids]  # each env's (randomized) model, kept after the env closes
+        self.sim, self.video, self.every = sim, video, 1
+        self.alive: list[np.ndarray] = []  # per frame: (len(ids),) bool, which envs it holds
+        self.states: list[np.ndarray] = []  # per frame: (len(ids), nstate)
+        self.mocap: list[tuple[np.ndarray, np.ndarray]] = []  # per frame: mocap positions and quaternions
         if self.ids.size:
-            self.every = frame_every(env.max_episode_steps, env.sim.dt, video.fps, video.max_frames)
+            self.every = frame_every(env.max_episode_steps, sim.dt, video.fps, video.max_frames)
 
     def capture(self, alive: np.ndarray, step: int = 0) -> None:
         if not self.ids.size or step % self.every:
             return
-        wanted = [k for k, env_id in enumerate(self.ids) if alive[env_id]]
-        if not wanted:
-            return
-        images = self.env.render(self.ids[wanted], camera=self.video.camera, width=self.video.width,
-                                 height=self.video.height, multisample=self.video.multisample)
-        for k, image in zip(wanted, images):
-            self.per_env[k].append(image)
+        self.alive.append(alive[self.ids])
+        self.states.append(self.sim.state[self.ids])  # fancy indexing: a copy
+        self.mocap.append((self.sim.mocap_pos[self.ids], self.sim.mocap_quat[self.ids]))
+
+    def of(self, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """States (T, nstate) and mocap poses of the k-th recorded env's frames."""
+        frames = [j for j, alive in enumerate(self.alive) if alive[k]]
+        return (np.stack([self.states[j][k] for j in frames]), np.stack([self.mocap[j][0][k] for j in frames]),
+                np.stack([self.mocap[j][1][k] for j in frames]))
 
 
 def frame_every(max_episode_steps: int, control_dt: float, fps: float, max_frames: int) -> int:
@@ -169,17 +176,37 @@ def _bind(policy: Any, env: BatchEnv) -> None:
 def run_scenario(suite: Suite, scenario: Scenario, policy: Any, on_step=None,
                  episodes: range | None = None) -> ScenarioResult:
     """All seeded episodes of one scenario (or those at indices `episodes`) in one batched env."""
+    return _run_scenario(suite, scenario, policy, on_step, episodes)[0]
+
+
+def _run_scenario(suite: Suite, scenario: Scenario, policy: Any, on_step=None, episodes: range | None = None,
+                  record_video: bool = False) -> tuple[ScenarioResult, _Frames | None]:
+    """`run_scenario`, also recording every episode's video frames when asked and they fit in memory."""
     seeds = suite.episode_seeds(scenario)
     if episodes is not None:
         seeds = seeds[episodes.start:episodes.stop]
     env = make_env(suite, scenario, len(seeds))
     try:
         conditions = ScenarioConditions(scenario, env)
-        result = rollout(env, conditions, policy, seeds, suite.success_criterion, on_step=on_step)
-        return ScenarioResult(name=scenario.name, description=scenario.description, episodes=result.outcomes,
-                              control_dt_s=env.sim.dt)
+        record = record_video and recording_bytes(env, suite.video) <= RECORD_LIMIT_BYTES
+        result = rollout(env, conditions, policy, seeds, suite.success_criterion, on_step=on_step,
+                         record_ids=np.arange(len(seeds)) if record else None, video=suite.video)
+        return (ScenarioResult(name=scenario.name, description=scenario.description, episodes=result.outcomes,
+                               control_dt_s=env.sim.dt), result.frames if record else None)
     finally:
         env.close()
+
+
+# above this a scenario's frames are not recorded while it runs; its best and worst are replayed from their seeds
+RECORD_LIMIT_BYTES = 512 * 2**20
+
+
+def recording_bytes(env: BatchEnv, video) -> int:
+    """Memory that recording every episode's video frames (physics state and mocap poses) of `env` takes."""
+    frames = int(np.ceil((env.max_episode_steps + 1) / frame_every(env.max_episode_steps, env.sim.dt, video.fps,
+                                                                    video.max_frames))) + 1
+    per_frame = env.sim.state.shape[1] + 7 * env.sim.model.nmocap
+    return frames * env.num_envs * per_frame * 8
 
 
 def evaluate_shard(suite: Suite, scenario: str, episodes: range, policy: Any) -> ScenarioResult:
@@ -215,31 +242,90 @@ def best_and_worst(outcomes: EpisodeOutcomes) -> dict[str, int]:
     return {"best": int(np.argmax(key)), "worst": int(np.argmin(key))}
 
 
-def render_videos(suite: Suite, scenario: Scenario, policy: Any, result: ScenarioResult, out_dir: Path) -> None:
-    """Replay the best and worst episode from their seeds with the same policy and write their MP4s."""
-    from embodia.sim.video import write_video
+class ReportVideos:
+    """Writes a run's best and worst episode videos, every scenario through one renderer (one GL context:
+    opening one costs ~0.2 s CPU on software GL), frames encoded on a background thread as they are drawn."""
 
-    picks = best_and_worst(result.episodes)
-    indices = np.array(sorted(set(picks.values())))
-    seeds = result.episodes.seeds[indices]
-    env = make_env(suite, scenario, len(indices))
-    try:
-        conditions = ScenarioConditions(scenario, env)
-        replay = rollout(env, conditions, policy, seeds, suite.success_criterion, render_ids=np.arange(len(indices)),
-                         video=suite.video)
-    finally:
-        env.close()
-    fps = max(1, round(1.0 / (result.control_dt_s * replay.frame_every)))
-    for label, index in picks.items():
-        k = int(np.flatnonzero(indices == index)[0])
-        name = f"videos/{_slug(scenario.name)}_{label}.mp4"
-        write_video(out_dir / name, np.stack(replay.frames[k]), fps=fps, preset="veryfast")
-        result.videos[label] = name
-        recorded, replayed = result.episodes.episode_return[index], replay.outcomes.episode_return[k]
-        result.replay[label] = {"episode": index, "seed": int(seeds[k]), "return": float(recorded),
-                                "replayed_return": float(replayed),
-                                "reproduced": bool(np.isclose(recorded, replayed, rtol=1e-6, atol=1e-6)
-                                                   and replay.outcomes.success[k] == result.episodes.success[index])}
+    def __init__(self, suite: Suite, out_dir: Path) -> None:
+        self.suite, self.out_dir = suite, out_dir
+        self.renderer = None
+
+    def write(self, scenario: Scenario, result: ScenarioResult, frames: _Frames | None, policy: Any) -> None:
+        """Draw the best and worst episode of `result` from its recorded `frames`, or (None) from a replay of
+        their seeds with the same policy, and note each video's path and source in the result."""
+        picks = best_and_worst(result.episodes)
+        source = "recorded" if frames is not None else "replayed"
+        if frames is None:
+            frames, picked = self._replay(scenario, result, policy, picks), sorted(set(picks.values()))
+            ids = {index: k for k, index in enumerate(picked)}
+        else:
+            ids = {index: index for index in picks.values()}
+        renderer = self._renderer_for(frames.sim)
+        fps = max(1, round(1.0 / (result.control_dt_s * frames.every)))
+        for index, k in ids.items():
+            labels = [label for label, picked in picks.items() if picked == index]
+            names = {label: f"videos/{_slug(scenario.name)}_{label}.mp4" for label in labels}
+            write_episode_video(renderer, frames, k, [self.out_dir / name for name in names.values()], fps,
+                                self.suite.video.camera)
+            for label in labels:
+                result.videos[label] = names[label]
+                result.replay.setdefault(label, {}).update(
+                    {"episode": index, "seed": int(result.episodes.seeds[index]),
+                     "return": float(result.episodes.episode_return[index]),
+                     "source": source})
+
+    def _replay(self, scenario: Scenario, result: ScenarioResult, policy: Any, picks: dict[str, int]) -> _Frames:
+        """Replay the picked episodes from their seeds, recording their frames; notes whether they reproduced."""
+        indices = np.array(sorted(set(picks.values())))
+        env = make_env(self.suite, scenario, len(indices))
+        try:
+            replay = rollout(env, ScenarioConditions(scenario, env), policy, result.episodes.seeds[indices],
+                             self.suite.success_criterion, record_ids=np.arange(len(indices)), video=self.suite.video)
+        finally:
+            env.close()
+        for label, index in picks.items():
+            k = int(np.flatnonzero(indices == index)[0])
+            recorded, replayed = result.episodes.episode_return[index], replay.outcomes.episode_return[k]
+            result.replay[label] = {"replayed_return": float(replayed),
+                                    "reproduced": bool(np.isclose(recorded, replayed, rtol=1e-6, atol=1e-6)
+                                                       and replay.outcomes.success[k] == result.episodes.success[index])}
+        return replay.frames
+
+    def _renderer_for(self, sim):
+        """The run's renderer, moved to `sim`; a new one only when the scene's meshes or textures differ."""
+        from embodia.sim.render import BatchRenderer
+
+        if self.renderer is not None and self.renderer.renders_like(sim.model):
+            self.renderer.use_sim(sim)
+            return self.renderer
+        self.close()
+        video = self.suite.video
+        self.renderer = BatchRenderer(sim, width=video.width, height=video.height, multisample=video.multisample)
+        return self.renderer
+
+    def close(self) -> None:
+        if self.renderer is not None:
+            self.renderer.close()
+            self.renderer = None
+
+
+def write_episode_video(renderer: Any, frames: _Frames, k: int, paths: list[Path], fps: int,
+                        camera: str | int) -> None:
+    """Draw the k-th recorded env's frames one by one and encode them into every path in `paths`."""
+    import contextlib
+
+    from embodia.sim.video import VideoWriter
+
+    states, mocap_pos, mocap_quat = frames.of(k)
+    model = [frames.models[k]]
+    width, height = renderer.size
+    with contextlib.ExitStack() as stack:
+        writers = [stack.enter_context(VideoWriter(path, width, height, fps=fps, preset="veryfast")) for path in paths]
+        for t in range(len(states)):
+            image = renderer.render_states(model, states[t:t + 1], mocap_pos[t:t + 1], mocap_quat[t:t + 1],
+                                           camera=camera)[0]
+            for writer in writers:
+                writer.write(image)
 
 
 def _slug(text: str) -> str:
@@ -260,13 +346,17 @@ def run_suite(suite: Any, policy: Any = None, out_dir: str | Path | None = None,
     out_path = Path(out_dir) if out_dir is not None else None
     if videos and out_path is not None:
         check_suite_video(suite)
+    report_videos = ReportVideos(suite, out_path) if videos and out_path is not None else None
     start = time.perf_counter()
-    if shards > 1:
-        results = _run_sharded_reported(suite, spec, resolved, shards, map_shards or map_in_process,
-                                        out_path if videos else None, reporter)
-    else:
-        results = [_run_reported(suite, scenario, resolved, out_path if videos else None, reporter)
-                   for scenario in suite.scenarios]
+    try:
+        if shards > 1:
+            results = _run_sharded_reported(suite, spec, resolved, shards, map_shards or map_in_process,
+                                            report_videos, reporter)
+        else:
+            results = [_run_reported(suite, scenario, resolved, report_videos, reporter) for scenario in suite.scenarios]
+    finally:
+        if report_videos is not None:
+            report_videos.close()
     learning = metrics_file(spec)
     outcome = Results(suite=suite, policy=policy_name(resolved, spec), scenarios=results,
                       wall_time_s=time.perf_counter() - start, metrics_jsonl=str(learning) if learning else None,
@@ -278,9 +368,9 @@ def run_suite(suite: Any, policy: Any = None, out_dir: str | Path | None = None,
     return outcome
 
 
-def _run_reported(suite: Suite, scenario: Scenario, policy: Any, video_dir: Path | None,
+def _run_reported(suite: Suite, scenario: Scenario, policy: Any, videos: ReportVideos | None,
                   reporter: Reporter) -> ScenarioResult:
-    """One scenario with progress in env steps, cancellable between steps; videos when `video_dir` is given."""
+    """One scenario with progress in env steps, cancellable between steps; its videos when `videos` is given."""
     reporter.start(f"evaluate {scenario.name}", total=suite.max_episode_steps or _task_steps(suite), unit="steps")
     steps = [0]
 
@@ -289,26 +379,26 @@ def _run_reported(suite: Suite, scenario: Scenario, policy: Any, video_dir: Path
         reporter.update(steps[0])
         check_cancelled(reporter, f"evaluation of {suite.name}")
 
-    result = run_scenario(suite, scenario, policy, on_step=on_step)
-    if video_dir is not None:
+    result, frames = _run_scenario(suite, scenario, policy, on_step=on_step, record_video=videos is not None)
+    if videos is not None:
         reporter.update(steps[0], message=f"{scenario.name}: rendering videos")
-        render_videos(suite, scenario, policy, result, video_dir)
+        videos.write(scenario, result, frames, policy)
     reporter.update(steps[0], metrics={"success_rate": result.summary()["success_rate"]})
     reporter.finish()
     return result
 
 
 def _run_sharded_reported(suite: Suite, spec: Any, policy: Any, shards: int, map_shards: ShardMap,
-                          video_dir: Path | None, reporter: Reporter) -> list[ScenarioResult]:
-    """All scenarios in shards, then each scenario's best and worst videos rendered once, here."""
+                          videos: ReportVideos | None, reporter: Reporter) -> list[ScenarioResult]:
+    """All scenarios in shards, then each scenario's best and worst replayed and rendered once, here."""
     reporter.start(f"evaluate {len(suite.scenarios)} scenario(s) in {shards} shards each", total=len(suite.scenarios),
                    unit="scenarios")
     results = run_sharded(suite, spec, shards, map_shards)
     for done, (scenario, result) in enumerate(zip(suite.scenarios, results), 1):
         check_cancelled(reporter, f"evaluation of {suite.name}")
-        if video_dir is not None:
+        if videos is not None:
             reporter.update(done - 1, message=f"{scenario.name}: rendering videos")
-            render_videos(suite, scenario, policy, result, video_dir)
+            videos.write(scenario, result, None, policy)
         reporter.update(done, metrics={"success_rate": result.summary()["success_rate"]})
     reporter.finish()
     return results

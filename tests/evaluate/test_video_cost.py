@@ -1,11 +1,12 @@
-"""Report videos stay cheap: frames at the video's frame rate (not every control step), no MSAA by default, and a
-renderer's sample count does not leak into the model other renderers (a camera policy's) are made from."""
+"""Report videos stay cheap: frames at the video's frame rate (not every control step), no MSAA by default, states
+recorded while episodes run (no replay), one renderer for a whole run, and a renderer's sample count does not leak
+into the model other renderers (a camera policy's) are made from. They still show the right episodes, and play."""
 
 import numpy as np
 import pytest
 
 from embodia.evaluate import run_suite
-from embodia.evaluate.runner import frame_every
+from embodia.evaluate.runner import frame_every, make_env
 from embodia.evaluate.suite import ReportVideoConfig
 from embodia.sim.video import read_video
 from embodia.tasks import BatchEnv
@@ -36,7 +37,64 @@ def test_suite_videos_are_written_at_the_video_rate(balance_suite, tmp_path):
     length = int(scenario.episodes.length[index])
     assert frames.shape[1:] == (72, 96, 3) and np.ptp(frames) > 0
     assert abs(frames.shape[0] - (length // every + 1)) <= 1  # the reset frame, then every k-th step
-    assert all(replay["reproduced"] for replay in scenario.replay.values())
+    assert all(replay["source"] == "recorded" for replay in scenario.replay.values())
+
+
+def test_a_report_video_plays_the_recorded_episode_from_its_reset_state(balance_suite, tmp_path):
+    results = run_suite(balance_suite, LQR_SPEC, tmp_path, videos=True, scenarios=["big-push"], episodes=4,
+                        report=False)
+    scenario, video = results.scenario("big-push"), balance_suite.video
+    for label in ("best", "worst"):
+        index = scenario.replay[label]["episode"]
+        frames = read_video(tmp_path / scenario.videos[label])
+        env = make_env(balance_suite, balance_suite.scenarios[1], 1)  # big-push: nothing moves before t = 1 s
+        try:
+            every = frame_every(env.max_episode_steps, scenario.control_dt_s, video.fps, video.max_frames)
+            assert frames.shape == (int(scenario.episodes.length[index]) // every + 1, video.height, video.width, 3)
+            env.reset(options={"episode_seeds": scenario.episodes.seeds[index:index + 1]})
+            fresh = env.render([0], camera=video.camera, width=video.width, height=video.height, multisample=0)[0]
+        finally:
+            env.close()
+        assert np.abs(frames[0].astype(int) - fresh).mean() < 2.0  # H.264 at crf 23: a few levels at the edges
+        assert np.abs(frames[-1].astype(int) - frames[0]).mean() > 0.1  # the episode moves on
+
+
+def test_replayed_videos_equal_the_recorded_ones(balance_suite, tmp_path, monkeypatch):
+    """A sharded run replays best and worst from their seeds (and a run too big to record does too): the same
+    episodes, the same pictures, and the replay reproduces the recorded returns."""
+    from embodia.evaluate import runner
+
+    recorded = run_suite(balance_suite, LQR_SPEC, tmp_path / "recorded", videos=True, scenarios=["big-push"],
+                         episodes=4, report=False).scenario("big-push")
+    sharded = run_suite(balance_suite, LQR_SPEC, tmp_path / "sharded", videos=True, scenarios=["big-push"],
+                        episodes=4, report=False, shards=2).scenario("big-push")
+    monkeypatch.setattr(runner, "RECORD_LIMIT_BYTES", 0)
+    too_big = run_suite(balance_suite, LQR_SPEC, tmp_path / "too-big", videos=True, scenarios=["big-push"],
+                        episodes=4, report=False).scenario("big-push")
+    for replayed, out in ((sharded, "sharded"), (too_big, "too-big")):
+        for label in ("best", "worst"):
+            assert replayed.replay[label]["source"] == "replayed" and replayed.replay[label]["reproduced"]
+            assert replayed.replay[label]["episode"] == recorded.replay[label]["episode"]
+            ours = read_video(tmp_path / "recorded" / recorded.videos[label])
+            theirs = read_video(tmp_path / out / replayed.videos[label])
+            assert ours.shape == theirs.shape and np.abs(ours.astype(int) - theirs).mean() < 0.5
+
+
+def test_one_renderer_draws_every_scenario_of_a_run(balance_suite, tmp_path, monkeypatch):
+    from embodia.sim import render
+
+    made = []
+    original = render.BatchRenderer.__init__
+
+    def counting_init(self, *args, **kwargs):
+        made.append(1)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(render.BatchRenderer, "__init__", counting_init)
+    results = run_suite(balance_suite, LQR_SPEC, tmp_path, videos=True, scenarios=["nominal", "big-push"],
+                        episodes=2, report=False)
+    assert len(made) == 1
+    assert all((tmp_path / name).is_file() for s in results.scenarios for name in s.videos.values())
 
 
 def test_renderer_samples_stay_in_the_renderer():

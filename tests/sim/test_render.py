@@ -88,3 +88,31 @@ def test_gl_backend_is_overridable_and_both_render_the_same_image():
         assert result.returncode == 0, result.stderr
         sums[backend] = int(result.stdout.split()[-1])
     assert sums["egl"] == sums["osmesa"] > 0
+
+
+def test_one_renderer_serves_another_batch_of_the_same_scene_and_recorded_states():
+    from embodia.sim.render import BatchRenderer, RenderError
+
+    first, second = BatchEnv("cartpole-swingup", num_envs=2), BatchEnv("cartpole-swingup", num_envs=3)
+    other = BatchEnv("cheetah-run", num_envs=1)
+    try:
+        first.reset(seed=0)
+        second.reset(seed=1)
+        second.sim.qpos[2, 0] = 0.8
+        renderer = BatchRenderer(first.sim, width=48, height=32, multisample=0)
+        assert renderer.renders_like(second.sim.model) and not renderer.renders_like(other.sim.model)
+        renderer.use_sim(second.sim)
+        shared = renderer.render(np.array([2, 0]), camera="fixed")
+        fresh = second.render([2, 0], camera="fixed", width=48, height=32, multisample=0)
+        np.testing.assert_array_equal(shared, fresh)
+        sim = second.sim  # a state drawn later, after the sim moved on, gives the same picture
+        state, mocap = sim.state[[2]].copy(), (sim.mocap_pos[[2]].copy(), sim.mocap_quat[[2]].copy())
+        sim.qpos[2, 0] = -0.8
+        later = renderer.render_states([sim.models[2]], state, *mocap, camera="fixed")
+        np.testing.assert_array_equal(later[0], fresh[0])
+        with pytest.raises(RenderError, match="another scene"):
+            renderer.use_sim(other.sim)
+        renderer.close()
+    finally:
+        for env in (first, second, other):
+            env.close()
