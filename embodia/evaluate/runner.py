@@ -252,44 +252,44 @@ class ReportVideos:
 
     def write(self, scenario: Scenario, result: ScenarioResult, frames: _Frames | None, policy: Any) -> None:
         """Draw the best and worst episode of `result` from its recorded `frames`, or (None) from a replay of
-        their seeds with the same policy, and note each video's path and source in the result."""
+        their seeds with the same policy, and note each video's path and episode in the result (the same
+        either way, so a sharded run's results.json equals the unsharded one)."""
         picks = best_and_worst(result.episodes)
-        source = "recorded" if frames is not None else "replayed"
+        for label, index in picks.items():
+            result.replay[label] = {"episode": index, "seed": int(result.episodes.seeds[index]),
+                                    "return": float(result.episodes.episode_return[index])}
         if frames is None:
-            frames, picked = self._replay(scenario, result, policy, picks), sorted(set(picks.values()))
-            ids = {index: k for k, index in enumerate(picked)}
+            frames, ids = self._replay(scenario, result, policy, picks)
         else:
             ids = {index: index for index in picks.values()}
         renderer = self._renderer_for(frames.sim)
         fps = max(1, round(1.0 / (result.control_dt_s * frames.every)))
         for index, k in ids.items():
-            labels = [label for label, picked in picks.items() if picked == index]
-            names = {label: f"videos/{_slug(scenario.name)}_{label}.mp4" for label in labels}
+            names = {label: f"videos/{_slug(scenario.name)}_{label}.mp4" for label, picked in picks.items()
+                     if picked == index}
             write_episode_video(renderer, frames, k, [self.out_dir / name for name in names.values()], fps,
                                 self.suite.video.camera)
-            for label in labels:
-                result.videos[label] = names[label]
-                result.replay.setdefault(label, {}).update(
-                    {"episode": index, "seed": int(result.episodes.seeds[index]),
-                     "return": float(result.episodes.episode_return[index]),
-                     "source": source})
+            result.videos.update(names)
 
-    def _replay(self, scenario: Scenario, result: ScenarioResult, policy: Any, picks: dict[str, int]) -> _Frames:
-        """Replay the picked episodes from their seeds, recording their frames; notes whether they reproduced."""
-        indices = np.array(sorted(set(picks.values())))
+    def _replay(self, scenario: Scenario, result: ScenarioResult, policy: Any,
+                picks: dict[str, int]) -> tuple[_Frames, dict[int, int]]:
+        """Replay the picked episodes from their seeds, recording their frames; a replay that did not reproduce
+        its episode is noted (`reproduced: false`, shown in the report). Returns the frames and, per picked
+        episode index, its env in the replay."""
+        indices = sorted(set(picks.values()))
         env = make_env(self.suite, scenario, len(indices))
         try:
             replay = rollout(env, ScenarioConditions(scenario, env), policy, result.episodes.seeds[indices],
                              self.suite.success_criterion, record_ids=np.arange(len(indices)), video=self.suite.video)
         finally:
             env.close()
+        ids = {index: k for k, index in enumerate(indices)}
         for label, index in picks.items():
-            k = int(np.flatnonzero(indices == index)[0])
-            recorded, replayed = result.episodes.episode_return[index], replay.outcomes.episode_return[k]
-            result.replay[label] = {"replayed_return": float(replayed),
-                                    "reproduced": bool(np.isclose(recorded, replayed, rtol=1e-6, atol=1e-6)
-                                                       and replay.outcomes.success[k] == result.episodes.success[index])}
-        return replay.frames
+            recorded, replayed = result.episodes.episode_return[index], replay.outcomes.episode_return[ids[index]]
+            if not (np.isclose(recorded, replayed, rtol=1e-6, atol=1e-6)
+                    and replay.outcomes.success[ids[index]] == result.episodes.success[index]):
+                result.replay[label].update({"reproduced": False, "replayed_return": float(replayed)})
+        return replay.frames, ids
 
     def _renderer_for(self, sim):
         """The run's renderer, moved to `sim`; a new one only when the scene's meshes or textures differ."""

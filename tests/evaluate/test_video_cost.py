@@ -37,7 +37,7 @@ def test_suite_videos_are_written_at_the_video_rate(balance_suite, tmp_path):
     length = int(scenario.episodes.length[index])
     assert frames.shape[1:] == (72, 96, 3) and np.ptp(frames) > 0
     assert abs(frames.shape[0] - (length // every + 1)) <= 1  # the reset frame, then every k-th step
-    assert all(replay["source"] == "recorded" for replay in scenario.replay.values())
+    assert all("reproduced" not in replay for replay in scenario.replay.values())  # drawn from the run itself
 
 
 def test_a_report_video_plays_the_recorded_episode_from_its_reset_state(balance_suite, tmp_path):
@@ -61,9 +61,12 @@ def test_a_report_video_plays_the_recorded_episode_from_its_reset_state(balance_
 
 def test_replayed_videos_equal_the_recorded_ones(balance_suite, tmp_path, monkeypatch):
     """A sharded run replays best and worst from their seeds (and a run too big to record does too): the same
-    episodes, the same pictures, and the replay reproduces the recorded returns."""
+    episodes, the same pictures, the replay reproduces the recorded returns, and results.json does not differ."""
     from embodia.evaluate import runner
 
+    replays = []
+    original = runner.ReportVideos._replay
+    monkeypatch.setattr(runner.ReportVideos, "_replay", lambda *args: replays.append(1) or original(*args))
     recorded = run_suite(balance_suite, LQR_SPEC, tmp_path / "recorded", videos=True, scenarios=["big-push"],
                          episodes=4, report=False).scenario("big-push")
     sharded = run_suite(balance_suite, LQR_SPEC, tmp_path / "sharded", videos=True, scenarios=["big-push"],
@@ -71,10 +74,10 @@ def test_replayed_videos_equal_the_recorded_ones(balance_suite, tmp_path, monkey
     monkeypatch.setattr(runner, "RECORD_LIMIT_BYTES", 0)
     too_big = run_suite(balance_suite, LQR_SPEC, tmp_path / "too-big", videos=True, scenarios=["big-push"],
                         episodes=4, report=False).scenario("big-push")
+    assert len(replays) == 2  # the sharded run and the one too big to record; the first recorded its frames
     for replayed, out in ((sharded, "sharded"), (too_big, "too-big")):
+        assert replayed.replay == recorded.replay  # same episodes, seeds, returns, nothing marked not reproduced
         for label in ("best", "worst"):
-            assert replayed.replay[label]["source"] == "replayed" and replayed.replay[label]["reproduced"]
-            assert replayed.replay[label]["episode"] == recorded.replay[label]["episode"]
             ours = read_video(tmp_path / "recorded" / recorded.videos[label])
             theirs = read_video(tmp_path / out / replayed.videos[label])
             assert ours.shape == theirs.shape and np.abs(ours.astype(int) - theirs).mean() < 0.5
