@@ -264,12 +264,11 @@ class ReportVideos:
             ids = {index: index for index in picks.values()}
         renderer = self._renderer_for(frames.sim)
         fps = max(1, round(1.0 / (result.control_dt_s * frames.every)))
-        for index, k in ids.items():
-            names = {label: f"videos/{_slug(scenario.name)}_{label}.mp4" for label, picked in picks.items()
-                     if picked == index}
-            write_episode_video(renderer, frames, k, [self.out_dir / name for name in names.values()], fps,
-                                self.suite.video.camera)
-            result.videos.update(names)
+        names = {label: f"videos/{_slug(scenario.name)}_{label}.mp4" for label in picks}
+        for index, k in ids.items():  # an episode both best and worst is drawn once, into both files
+            paths = [self.out_dir / names[label] for label, picked in picks.items() if picked == index]
+            write_episode_video(renderer, frames, k, paths, fps, self.suite.video.camera)
+        result.videos.update(names)
 
     def _replay(self, scenario: Scenario, result: ScenarioResult, policy: Any,
                 picks: dict[str, int]) -> tuple[_Frames, dict[int, int]]:
