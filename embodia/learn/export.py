@@ -50,10 +50,8 @@ def policy_to_export(policy: TorchPolicy | str | Path) -> MlpPolicy | TorchPolic
     mlp = read_mlp_policy(policy) if from_path else None
     if mlp is not None:
         return mlp
-    from embodia.learn.policy import (  # torch: only for what is not a plain MLP
-        TorchPolicy,
-        load_policy,
-    )
+    # torch: only for what is not a plain MLP
+    from embodia.learn.policy import TorchPolicy, load_policy
 
     return policy if isinstance(policy, TorchPolicy) else load_policy(policy)
 
@@ -65,9 +63,13 @@ def write_checked(policy: MlpPolicy | TorchPolicy, out: str | Path, verify: bool
 
     def check(onnx_path: Path) -> None:
         diff = mlp_parity(policy, onnx_path) if isinstance(policy, MlpPolicy) else parity(policy, onnx_path)
-        if not diff <= MAX_ABS_DIFF:  # NaN refused too
-            raise RuntimeError(f"ONNX export of {policy.spec.get('task') or policy.spec['algo']} differs from "
-                               f"{reference_name(policy)} by {diff:.2e} (> {MAX_ABS_DIFF:g}); this is a bug")
+        name = policy.spec.get("task") or policy.spec["algo"]
+        if not np.isfinite(diff):
+            raise CheckpointError(f"the {name} policy's actions on random observations are not finite (NaN or "
+                                  "infinite weights?): its training diverged; export an earlier checkpoint")
+        if diff > MAX_ABS_DIFF:
+            raise RuntimeError(f"ONNX export of {name} differs from {reference_name(policy)} by {diff:.2e} "
+                               f"(> {MAX_ABS_DIFF:g}); this is a bug")
         diffs.append(diff)
 
     if isinstance(policy, MlpPolicy):
