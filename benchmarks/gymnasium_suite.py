@@ -13,7 +13,9 @@ Usage: python benchmarks/gymnasium_suite.py [--steps 20480] [--seeds 5] [--tasks
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
+import os
 import time
 from pathlib import Path
 
@@ -38,6 +40,9 @@ TASKS = ["Hopper-v5", "Walker2d-v5", "HalfCheetah-v5", "Ant-v5", "Reacher-v5", "
 EMBODIA, ZOO, DEFAULTS = "embodia (auto defaults)", "SB3 rl-zoo tuned", "SB3 defaults"
 SPEED_TARGET = 5.0
 STORE = RESULTS / "gymnasium_suite.json"
+# one physics thread (torch already uses one): every contender is one thread, so env-steps per CPU-second compare
+# the work each does per step whatever the load of the shared machine
+os.environ.setdefault("EMBODIA_NUM_THREADS", "1")
 
 
 def run_contender(name: str, env_id: str, steps: int, seed: int) -> dict:
@@ -72,15 +77,21 @@ def run_task(env_id: str, names: list[str], steps: int, seeds: int, store: dict,
             result["load"] = load_line()
             entry[name]["runs"].append(result)
             print(f"{env_id} seed {seed} {name}: return {result['final_return']:.1f}, "
-                  f"{result['sps']:,.0f} env-steps/s ({result['load']})", flush=True)
-        save_task(path, env_id, entry)
+                  f"{result['sps']:,.0f} env-steps/s, {result['cpu_sps']:,.0f} per CPU-s ({result['load']})",
+                  flush=True)
+        save_task(path, env_id, entry, names)
 
 
-def save_task(path: Path, env_id: str, entry: dict) -> None:
-    """Write one task's entry into the stored results, keeping what other runs stored for other tasks."""
-    stored = json.loads(path.read_text()) if path.exists() else {}
-    stored[env_id] = entry
-    atomic_write_text(path, json.dumps(stored))
+def save_task(path: Path, env_id: str, entry: dict, names: list[str]) -> None:
+    """Store the contenders `names` of one task, keeping everything else stored, under a file lock: suite
+    processes running side by side (other tasks or other contenders) all update the same file."""
+    with open(path.with_suffix(".lock"), "w") as lock:  # git-ignored
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        stored = json.loads(path.read_text()) if path.exists() else {}
+        task = stored.setdefault(env_id, {})
+        task["zero_action"] = entry["zero_action"]
+        task.update({name: entry[name] for name in names})
+        atomic_write_text(path, json.dumps(stored))
 
 
 def report(store: dict) -> str:
@@ -174,6 +185,7 @@ def main() -> None:
         for env_id in args.tasks.split(","):
             run_task(env_id, names, args.steps, args.seeds, store, args.store)
         print(f"{time.perf_counter() - began:.0f} s")
+        store = json.loads(args.store.read_text())  # with what processes running alongside stored meanwhile
     plot(store)
     text = report(store)
     atomic_write_text(RESULTS / "gymnasium_suite.md", text)

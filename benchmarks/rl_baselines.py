@@ -137,24 +137,26 @@ def run_embodia(source: str, algo: str, steps: int, seed: int, overrides: dict |
     from embodia.learn.trainer import live_policy
 
     curve: list[tuple[int, float]] = []
-    eval_seconds, last_step = [0.0], [0]
+    eval_seconds, eval_cpu, last_step = [0.0], [0.0], [0]
 
     def evaluate_now(trainer) -> bool:
         batch, last_step[0] = trainer.global_step - last_step[0], trainer.global_step
         if curve_due(trainer.global_step, batch, eval_every):
-            began = time.perf_counter()
+            began, began_cpu = time.perf_counter(), time.process_time()
             curve.append((trainer.global_step, evaluate(live_policy(trainer).act, source)))
             eval_seconds[0] += time.perf_counter() - began
+            eval_cpu[0] += time.process_time() - began_cpu
         return False
 
     with tempfile.TemporaryDirectory() as out:
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         run = train(source, algo, total_steps=steps, seed=seed, out=Path(out), callback=evaluate_now,
                     overrides={"progress": False, "tensorboard": False, **(overrides or {})})
         elapsed = time.perf_counter() - start - eval_seconds[0]
+        cpu = time.process_time() - start_cpu - eval_cpu[0]
         steps_done = json.loads((run / "checkpoints" / "final" / "state.json").read_text())["global_step"]
         final = evaluate(load_policy(run).act, source)
-    return _result(steps_done, elapsed, final, curve)
+    return _result(steps_done, elapsed, final, curve, cpu)
 
 
 def sb3_env(source: str):
@@ -194,29 +196,36 @@ def run_sb3(source: str, algo: str, steps: int, seed: int, hyperparams: dict[str
         def __init__(self) -> None:
             super().__init__()
             self.points: list[tuple[int, float]] = []
-            self.seconds = 0.0
+            self.seconds, self.cpu_seconds = 0.0, 0.0
 
         def _on_step(self) -> bool:
             if curve_due(self.num_timesteps, n_envs, eval_every):
-                began = time.perf_counter()
+                began, began_cpu = time.perf_counter(), time.process_time()
                 self.points.append((self.num_timesteps, evaluate(act, source)))
                 self.seconds += time.perf_counter() - began
+                self.cpu_seconds += time.process_time() - began_cpu
             return True
 
     curve = Curve()
-    start = time.perf_counter()
+    start, start_cpu = time.perf_counter(), time.process_time()
     model.learn(steps, callback=curve)
     elapsed = time.perf_counter() - start - curve.seconds
-    result = _result(model.num_timesteps, elapsed, evaluate(act, source), curve.points)
+    cpu = time.process_time() - start_cpu - curve.cpu_seconds
+    result = _result(model.num_timesteps, elapsed, evaluate(act, source), curve.points, cpu)
     venv.close()
     return result
 
 
-def _result(steps: int, seconds: float, final: float, curve: list[tuple[int, float]]) -> dict:
+def _result(steps: int, seconds: float, final: float, curve: list[tuple[int, float]],
+            cpu_seconds: float | None = None) -> dict:
+    """One run's record; `cpu_sps` (env steps per CPU-second of this process, all its threads) when timed."""
     if not math.isfinite(final):
         raise ValueError(f"non-finite final return {final}")
-    return {"steps": steps, "seconds": seconds, "sps": steps / seconds, "final_return": final,
-            "curve": [*[p for p in curve if p[0] < steps], (steps, final)]}
+    result = {"steps": steps, "seconds": seconds, "sps": steps / seconds, "final_return": final,
+              "curve": [*[p for p in curve if p[0] < steps], (steps, final)]}
+    if cpu_seconds is not None:
+        result.update(cpu_seconds=cpu_seconds, cpu_sps=steps / cpu_seconds)
+    return result
 
 
 # ---------------------------------------------------------------------------------------------- statistics
@@ -236,9 +245,9 @@ def fmt_ci(values: list[float], digits: int = 0) -> str:
     return f"{mean:.{digits}f} ± {half:.{digits}f}" if math.isfinite(half) else f"{mean:.{digits}f}"
 
 
-def paired_speed_ratio(ours: list[dict], theirs: list[dict]) -> tuple[float, float, float]:
-    """(median, min, max) of the per-seed env-steps/s ratios of runs interleaved seed by seed."""
-    ratios = [a["sps"] / b["sps"] for a, b in zip(ours, theirs, strict=True)]
+def paired_speed_ratio(ours: list[dict], theirs: list[dict], key: str = "sps") -> tuple[float, float, float]:
+    """(median, min, max) of the per-seed ratios of `key` (env-steps/s; "cpu_sps": per CPU-second), seed by seed."""
+    ratios = [a[key] / b[key] for a, b in zip(ours, theirs, strict=True)]
     return float(np.median(ratios)), float(min(ratios)), float(max(ratios))
 
 
