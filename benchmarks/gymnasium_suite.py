@@ -100,8 +100,10 @@ def report(store: dict) -> str:
              ("`python benchmarks/gymnasium_suite.py` — per task, every contender at the **same env-step budget** "
              "(column 'steps'), seeds 0..n-1 interleaved (round r runs each contender with seed r). Return: mean ± 95 % "
              "t-interval over seeds of the deterministic return on 8 episodes (seed 12345) of Gymnasium's own env, the "
-             "same evaluation for every contender. Speed: median of the per-seed env-steps/s ratios (training, "
-             "learning included). The budget is small (2 shared cores): rl-zoo's settings are tuned for 1M steps, so "
+             "same evaluation for every contender. Speed: median (min–max) of the per-seed ratios of env steps per "
+             "CPU-second of training (learning included, evaluations excluded); every contender runs on one thread "
+             "(torch and MuJoCo), so CPU time measures the work per step whatever the load of the shared machine. "
+             "The budget is small (2 shared cores): rl-zoo's settings are tuned for 1M steps, so "
              "this says who learns faster in the first tens of thousands of steps, not who ends higher."), "",
              (f"| task | steps x seeds | zero action | {EMBODIA} | {ZOO} | {DEFAULTS} | embodia / tuned env-steps/s "
               "| embodia / defaults env-steps/s | return >= tuned | >= defaults | speed >= 5x tuned |"),
@@ -112,7 +114,9 @@ def report(store: dict) -> str:
             lines.append(f"| {env_id} | not run | | | | | | | | | |")
             continue
         lines.append(_task_row(env_id, entry))
-    lines += ["", "† embodia and SB3 ran in separate batches (not interleaved): that ratio compares different loads.",
+    lines += ["", ("† embodia and SB3 ran in separate batches (not interleaved): per CPU-second the ratio is little "
+                   "affected by load, but the two ran at different times."),
+              "‡ runs stored without CPU time: ratio of wall-clock env-steps/s, which depends on the load.",
               "Load while each run finished (1/5/15-min averages) is stored per run in `gymnasium_suite.json`.", "",
               "![suite learning curves](gymnasium_suite.png)", ""]
     return "\n".join(lines)
@@ -137,13 +141,15 @@ def _task_row(env_id: str, entry: dict) -> str:
 
 
 def _speed_cell(entry: dict, name: str) -> tuple[str, str]:
-    """(embodia / `name` paired env-steps/s ratio, speed-target verdict); † when not run interleaved."""
+    """(embodia / `name` paired ratio of env-steps per CPU-second, or of env-steps/s for runs stored without CPU
+    time, marked ‡; † when not run interleaved), speed-target verdict."""
     ours, theirs = entry[EMBODIA]["runs"], entry.get(name, {}).get("runs")
     if not theirs or len(theirs) != len(ours):
         return "–", "–"
-    median, low, high = paired_speed_ratio(ours, theirs)
-    apart = "" if entry[EMBODIA].get("batch") == entry[name].get("batch") else " †"
-    return f"{median:.1f}x ({low:.1f}–{high:.1f}){apart}", "met" if median >= SPEED_TARGET else "**NOT MET**"
+    key = "cpu_sps" if all("cpu_sps" in r for r in [*ours, *theirs]) else "sps"
+    median, low, high = paired_speed_ratio(ours, theirs, key)
+    marks = ("" if entry[EMBODIA].get("batch") == entry[name].get("batch") else " †") + ("" if key == "cpu_sps" else " ‡")
+    return f"{median:.1f}x ({low:.1f}–{high:.1f}){marks}", "met" if median >= SPEED_TARGET else "**NOT MET**"
 
 
 def plot(store: dict) -> None:
@@ -156,8 +162,12 @@ def plot(store: dict) -> None:
     done = [t for t in TASKS if t in store and EMBODIA in store[t]]
     if not done:
         return
-    fig, axes = plt.subplots(1, len(done), figsize=(3.6 * len(done), 3.2), squeeze=False)
-    for ax, env_id in zip(axes[0], done):
+    cols = min(4, len(done))
+    rows = -(-len(done) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.4 * rows), squeeze=False)
+    for ax in axes.flat[len(done):]:
+        ax.set_visible(False)
+    for ax, env_id in zip(axes.flat, done):
         runs = {name: store[env_id][name]["runs"] for name in (EMBODIA, ZOO, DEFAULTS) if name in store[env_id]}
         plot_curves(runs, env_id, RESULTS / "gymnasium_suite.png", ax=ax)
         ax.axhline(store[env_id]["zero_action"], color="black", linestyle=":", lw=1)

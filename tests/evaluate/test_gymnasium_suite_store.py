@@ -1,0 +1,61 @@
+"""The Gymnasium suite's result store: processes running side by side (other tasks or other contenders) all
+update one JSON file, and none loses what another stored."""
+
+import json
+import multiprocessing
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def suite():
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        import gymnasium_suite
+
+        yield gymnasium_suite
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+
+
+def _entry(name: str, runs: int) -> dict:
+    return {"zero_action": -1.0, name: {"steps": 10, "batch": "b", "runs": [{"final_return": float(i)}
+                                                                        for i in range(runs)]}}
+
+
+def _store_tasks(path: str, name: str, tasks: int) -> None:
+    """Store contender `name` on tasks T0..T<tasks-1>, one save each (a lost update loses a task's contender)."""
+    import gymnasium_suite
+
+    for task in range(tasks):
+        gymnasium_suite.save_task(Path(path), f"T{task}", _entry(name, 1), [name])
+
+
+def test_save_task_keeps_other_contenders_and_tasks(suite, tmp_path: Path) -> None:
+    path = tmp_path / "suite.json"
+    suite.save_task(path, "Hopper-v5", _entry(suite.ZOO, 5), [suite.ZOO])
+    suite.save_task(path, "Hopper-v5", _entry(suite.DEFAULTS, 3), [suite.DEFAULTS])
+    suite.save_task(path, "Ant-v5", _entry(suite.ZOO, 2), [suite.ZOO])
+    stored = json.loads(path.read_text())
+    assert len(stored["Hopper-v5"][suite.ZOO]["runs"]) == 5
+    assert len(stored["Hopper-v5"][suite.DEFAULTS]["runs"]) == 3
+    assert len(stored["Ant-v5"][suite.ZOO]["runs"]) == 2
+
+
+def test_two_processes_storing_side_by_side_lose_nothing(suite, tmp_path: Path) -> None:
+    path, tasks = tmp_path / "suite.json", 200
+    context = multiprocessing.get_context("spawn")  # the children find gymnasium_suite on the parent's sys.path
+    workers = [context.Process(target=_store_tasks, args=(str(path), name, tasks)) for name in (suite.ZOO, suite.DEFAULTS)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(120)
+        assert worker.exitcode == 0
+    stored = json.loads(path.read_text())
+    missing = [(task, name) for task in (f"T{t}" for t in range(tasks)) for name in (suite.ZOO, suite.DEFAULTS)
+               if name not in stored.get(task, {})]
+    assert missing == []
