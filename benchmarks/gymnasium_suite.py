@@ -45,9 +45,10 @@ STORE = RESULTS / "gymnasium_suite.json"
 os.environ.setdefault("EMBODIA_NUM_THREADS", "1")
 
 
-def run_contender(name: str, env_id: str, steps: int, seed: int) -> dict:
-    """One training run of contender `name` on Gymnasium's `env_id`."""
-    source, eval_every = f"gym:{env_id}", max(2048, steps // 4)
+def run_contender(name: str, env_id: str, steps: int, seed: int, eval_every: int | None = None) -> dict:
+    """One training run of contender `name` on Gymnasium's `env_id`; a learning-curve point every `eval_every`
+    steps (default: a quarter of the run)."""
+    source, eval_every = f"gym:{env_id}", eval_every or max(2048, steps // 4)
     if name == EMBODIA:
         return run_embodia(source, "ppo", steps, seed, eval_every=eval_every)
     hyperparams = zoo_hyperparams("ppo", env_id)[1] if name == ZOO else None
@@ -64,7 +65,8 @@ def zero_action_return(env_id: str) -> float:
     return evaluate(lambda obs: np.zeros((len(obs), *shape)), f"gym:{env_id}")
 
 
-def run_task(env_id: str, names: list[str], steps: int, seeds: int, store: dict, path: Path = STORE) -> None:
+def run_task(env_id: str, names: list[str], steps: int, seeds: int, store: dict, path: Path = STORE,
+             eval_every: int | None = None) -> None:
     """Every named contender on one task, interleaved seed by seed; stored after each round."""
     entry = store.setdefault(env_id, {})
     entry["zero_action"] = zero_action_return(env_id)
@@ -73,7 +75,7 @@ def run_task(env_id: str, names: list[str], steps: int, seeds: int, store: dict,
         entry[name] = {"steps": steps, "batch": batch, "runs": []}
     for seed in range(seeds):
         for name in names:
-            result = run_contender(name, env_id, steps, seed)
+            result = run_contender(name, env_id, steps, seed, eval_every)
             result["load"] = load_line()
             entry[name]["runs"].append(result)
             print(f"{env_id} seed {seed} {name}: return {result['final_return']:.1f}, "
@@ -182,6 +184,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5, help="seeds per contender")
     parser.add_argument("--tasks", default=",".join(TASKS), help="comma-separated Gymnasium ids")
     parser.add_argument("--contenders", default=f"{EMBODIA},{ZOO},{DEFAULTS}", help="comma-separated contender names")
+    parser.add_argument("--eval-every", type=int, default=None,
+                        help="env steps between learning-curve points (default: a quarter of --steps)")
     parser.add_argument("--report-only", action="store_true", help="rebuild the report from the stored results")
     parser.add_argument("--store", type=Path, default=STORE, help="results file (JSON) read and updated")
     args = parser.parse_args()
@@ -193,7 +197,7 @@ def main() -> None:
             raise SystemExit(f"unknown contender or task {unknown}; contenders: {[EMBODIA, ZOO, DEFAULTS]}, tasks: {TASKS}")
         began = time.perf_counter()
         for env_id in args.tasks.split(","):
-            run_task(env_id, names, args.steps, args.seeds, store, args.store)
+            run_task(env_id, names, args.steps, args.seeds, store, args.store, args.eval_every)
         print(f"{time.perf_counter() - began:.0f} s")
         store = json.loads(args.store.read_text())  # with what processes running alongside stored meanwhile
     plot(store)
