@@ -39,6 +39,7 @@ TASKS = ["Hopper-v5", "Walker2d-v5", "HalfCheetah-v5", "Ant-v5", "Reacher-v5", "
          "InvertedDoublePendulum-v5"]
 EMBODIA, ZOO, DEFAULTS = "embodia (auto defaults)", "SB3 rl-zoo tuned", "SB3 defaults"
 SPEED_TARGET = 5.0
+COLORS = {EMBODIA: "tab:blue", ZOO: "tab:orange", DEFAULTS: "tab:green"}
 STORE = RESULTS / "gymnasium_suite.json"
 # one physics thread (torch already uses one): every contender is one thread, so env-steps per CPU-second compare
 # the work each does per step whatever the load of the shared machine
@@ -171,7 +172,7 @@ def plot(store: dict) -> None:
         ax.set_visible(False)
     for ax, env_id in zip(axes.flat, done):
         runs = {name: store[env_id][name]["runs"] for name in (EMBODIA, ZOO, DEFAULTS) if name in store[env_id]}
-        plot_curves(runs, env_id, RESULTS / "gymnasium_suite.png", ax=ax)
+        plot_curves(runs, env_id, RESULTS / "gymnasium_suite.png", ax=ax, colors=COLORS)
         ax.axhline(store[env_id]["zero_action"], color="black", linestyle=":", lw=1)
     fig.tight_layout()
     fig.savefig(RESULTS / "gymnasium_suite.png", dpi=90)

@@ -258,8 +258,10 @@ def load_line() -> str:
 
 
 # ---------------------------------------------------------------------------------------------- plots
-def plot_curves(results: dict[str, list[dict]], title: str, path: Path, ax=None) -> None:
-    """Deterministic return vs env steps: mean over seeds as a line, min..max over seeds as a band."""
+def plot_curves(results: dict[str, list[dict]], title: str, path: Path, ax=None,
+                colors: dict[str, str] | None = None) -> None:
+    """Deterministic return vs env steps: mean over seeds as a line, min..max over seeds as a band; `colors`
+    keeps one colour per contender across panels."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -268,8 +270,9 @@ def plot_curves(results: dict[str, list[dict]], title: str, path: Path, ax=None)
     own = ax is None
     if own:
         fig, ax = plt.subplots(figsize=(7, 4))
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for (name, runs), color in zip(results.items(), colors):
+    cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for (name, runs), color in zip(results.items(), cycle):
+        color = (colors or {}).get(name, color)
         points = min(len(run["curve"]) for run in runs)
         steps = np.mean([[s for s, _ in run["curve"][:points]] for run in runs], axis=0)
         values = np.array([[v for _, v in run["curve"][:points]] for run in runs])
