@@ -4,7 +4,9 @@ the tutorial's URDF arm, against random and zero-action baselines.
 Every return is the mean deterministic return of 8 episodes (seed 12345) through embodia's BatchEnv (`gym:<id>`
 runs Gymnasium's own reward and termination), the same code for the trained policy and the baselines.
 Every task trains with seeds 0..n-1 (`--seeds`, 5 by default); returns are the mean with a 95 % t-interval.
-Usage: python benchmarks/byo_robot.py [--steps 50000] [--seeds 5] [--tasks gym:Hopper-v5,...]
+Results are kept per task in `results/byo_robot.json`, so runs of some tasks (`--tasks`, e.g. two processes at
+once) update those and the report is rebuilt from everything stored.
+Usage: python benchmarks/byo_robot.py [--steps 50000] [--seeds 5] [--tasks gym:Hopper-v5,...] [--report-only]
 """
 
 from __future__ import annotations
@@ -25,10 +27,11 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 TUTORIAL_TASK = "examples/your_robot/task.py:ReachArm"
 TASKS = {"gym:Hopper-v5": 1.0, "gym:Walker2d-v5": 1.0, "gym:Reacher-v5": 1.0, "gym:Pusher-v5": 1.0,
-         TUTORIAL_TASK: 2.0}  # task -> multiple of --steps (the tutorial arm is cheap to simulate)
+         TUTORIAL_TASK: 4.0}  # task -> multiple of --steps (the tutorial arm at its documented 200k at the default)
 EVAL_EPISODES = 8
 EVAL_SEED = 12345
 CURVE_POINTS = 5
+STORE = RESULTS / "byo_robot.json"
 
 
 def evaluate(policy, task: str) -> tuple[float, float]:
@@ -84,7 +87,8 @@ def train_with_auto_defaults(task: str, steps: int, seed: int = 0) -> dict:
     return {"steps": steps, "train_seconds": seconds, "final_return": final_return, "final_success": final_success,
             "curve": [*[point for point in curve if point[0] < steps], (steps, final_return)],
             "config": {k: getattr(config, k) for k in ("num_envs", "num_steps", "learning_rate", "update_epochs",
-                                                        "num_minibatches", "init_log_std", "gamma", "gae_lambda")}}
+                                                        "num_minibatches", "init_log_std", "gamma", "gae_lambda",
+                                                        "norm_reward")}}
 
 
 def plot(results: dict, path: Path) -> None:
@@ -115,19 +119,24 @@ def short_name(task: str) -> str:
     return "tutorial URDF arm (ReachArm)" if task == TUTORIAL_TASK else task
 
 
-def write_markdown(results: dict, seconds: float, steps: int, seeds: int) -> str:
+def write_markdown(results: dict) -> str:
     """The results file: what was run, the table, the curves."""
-    one, five, _ = os.getloadavg()
+    seeds = sorted({len(result["ppo"]) for result in results.values()})
+    runs = "; ".join(f"{short_name(task)} {result['date']}, {result['seconds']:.0f} s, load average "
+                     f"{result['load'][0]:.1f} / {result['load'][1]:.1f} (1/5 min) at the end"
+                     for task, result in results.items())
     lines = ["# Bring your own robot: PPO with automatic defaults (issue 10)", "",
-             (f"`python benchmarks/byo_robot.py --steps {steps} --seeds {seeds}` — {seconds:.0f} s in all on the "
-             f"shared 2-core VM (load average {one:.1f} / {five:.1f} at the end, 1/5 min). "
+             (f"`python benchmarks/byo_robot.py --tasks ... --steps N --seeds {'/'.join(map(str, seeds))}` on the "
+             f"shared 2-core VM ({runs}). "
              "No task here ships a PPO config: each one gets `embodia/learn/auto_config.py`'s settings (2048 samples "
-             "a rollout cut by episode length, 8 epochs x 16 minibatches, lr 1e-3 annealed, discount, GAE lambda and "
-             f"exploration std from episode length). {seeds} seeds; each return is the deterministic mean over 8 "
+             "a rollout cut by episode length, 8 epochs x 16 minibatches, lr 1e-3 annealed, discount, GAE lambda, "
+             "reward scaling and exploration std from episode length). Seeds 0..n-1; each return is the deterministic "
+             "mean over 8 "
              "episodes (seed 12345), the table shows mean ± 95 % t-interval over seeds, through "
              "embodia's `BatchEnv` (`gym:<id>` runs Gymnasium's own reward), the same evaluation for every row."), "",
              ("| task | env steps | PPO return (per seed) | random | zero action | PPO success | auto config "
-              "(envs x steps, gamma, lambda, log std) | train time per seed |"), "|---|---:|---:|---:|---:|---:|---|---:|"]
+              "(envs x steps, gamma, lambda, reward scaling, log std) | train time per seed |"),
+             "|---|---:|---:|---:|---:|---:|---|---:|"]
     for task, result in results.items():
         runs, config = result["ppo"], result["ppo"][0]["config"]
         returns = [run["final_return"] for run in runs]
@@ -136,7 +145,8 @@ def write_markdown(results: dict, seconds: float, steps: int, seeds: int) -> str
         lines.append(f"| {short_name(task)} | {runs[0]['steps']:,} | **{fmt_ci(returns, 1)}** "
                      f"({', '.join(f'{r:.1f}' for r in returns)}) | {result['random'][0]:.1f} | {result['zero'][0]:.1f} "
                      f"| {success} | {config['num_envs']} x {config['num_steps']}, {config['gamma']}, "
-                     f"{config['gae_lambda']}, {config['init_log_std']} "
+                     f"{config['gae_lambda']}, {'scaled' if config['norm_reward'] else 'raw'}, "
+                     f"{config['init_log_std']} "
                      f"| {np.mean([run['train_seconds'] for run in runs]):.0f} s |")
     lines += ["", "Learning curves (deterministic return at each evaluation; mean over seeds, band = min..max):", "",
               "![learning curves](byo_robot.png)", ""]
@@ -153,20 +163,38 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=50_000, help="PPO env steps per Gymnasium task")
     parser.add_argument("--seeds", type=int, default=5, help="PPO seeds per task")
     parser.add_argument("--tasks", default=",".join(TASKS), help="comma-separated task names")
+    parser.add_argument("--report-only", action="store_true", help="rebuild the report from the stored results")
     args = parser.parse_args()
     os.chdir(ROOT)  # the tutorial task is named by its path from the repository root
-    start = time.perf_counter()
-    results = {}
-    for task in args.tasks.split(","):
-        steps = int(args.steps * TASKS.get(task, 1.0))
-        results[task] = {"random": baseline(task, "random"), "zero": baseline(task, "zero"),
-                         "ppo": [train_with_auto_defaults(task, steps, seed) for seed in range(args.seeds)]}
-        print(task, json.dumps(results[task]), flush=True)
-    seconds = time.perf_counter() - start
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    tasks = [] if args.report_only else args.tasks.split(",")
+    for task in tasks:
+        steps, start = int(args.steps * TASKS.get(task, 1.0)), time.perf_counter()
+        result = {"random": baseline(task, "random"), "zero": baseline(task, "zero"),
+                  "ppo": [train_with_auto_defaults(task, steps, seed) for seed in range(args.seeds)]}
+        result.update(seconds=time.perf_counter() - start, load=os.getloadavg()[:2],
+                      date=time.strftime("%Y-%m-%d %H:%M"))
+        save_task(task, result)
+        print(task, json.dumps(result), flush=True)
+    results = stored_results()
+    if not results:
+        raise SystemExit(f"no stored results in {STORE}; run without --report-only first")
     plot(results, RESULTS / "byo_robot.png")
-    atomic_write_text(RESULTS / "byo_robot.md", write_markdown(results, seconds, args.steps, args.seeds))
+    atomic_write_text(RESULTS / "byo_robot.md", write_markdown(results))
     print((RESULTS / "byo_robot.md").read_text())
+
+
+def stored_results() -> dict:
+    """Every task's stored result, in TASKS order (then any other task)."""
+    stored = json.loads(STORE.read_text()) if STORE.exists() else {}
+    return {task: stored[task] for task in [*[t for t in TASKS if t in stored], *[t for t in stored if t not in TASKS]]}
+
+
+def save_task(task: str, result: dict) -> None:
+    """Write one task's result into the store, re-reading it so a concurrent run's other tasks are kept."""
+    stored = json.loads(STORE.read_text()) if STORE.exists() else {}
+    stored[task] = result
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(STORE, json.dumps(stored, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -66,7 +66,9 @@ class ReachArm(Task):
         return self.goal - sim.sensordata[:, self.tip_cols]
 
     def observe(self, sim: BatchSim) -> np.ndarray:
-        return np.concatenate([np.cos(sim.qpos), np.sin(sim.qpos), sim.qvel, self._tip_to_goal(sim)[:, :2]], axis=1)
+        # the goal itself, not only the tip-to-goal offset: a position servo's target is a function of the goal
+        return np.concatenate([np.cos(sim.qpos), np.sin(sim.qpos), sim.qvel, self.goal[:, :2],
+                               self._tip_to_goal(sim)[:, :2]], axis=1)
 
     def reward_terms(self, sim: BatchSim, action: np.ndarray, before: np.ndarray) -> dict[str, np.ndarray]:
         return {"distance": -np.linalg.norm(self._tip_to_goal(sim), axis=1),
