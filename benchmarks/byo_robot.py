@@ -32,6 +32,7 @@ EVAL_EPISODES = 8
 EVAL_SEED = 12345
 CURVE_POINTS = 5
 STORE = RESULTS / "byo_robot.json"
+READING_MARK = "<!-- reading, written by hand; byo_robot.py keeps it -->"
 
 
 def evaluate(policy, task: str) -> tuple[float, float]:
@@ -141,7 +142,8 @@ def write_markdown(results: dict) -> str:
         runs, config = result["ppo"], result["ppo"][0]["config"]
         returns = [run["final_return"] for run in runs]
         successes = [run["final_success"] for run in runs]
-        success = "-" if np.isnan(successes).any() else f"{np.mean(successes):.0%}"
+        success = "-" if np.isnan(successes).any() else (f"{np.mean(successes):.0%} "
+                                                        f"({', '.join(f'{x:.0%}' for x in successes)})")
         lines.append(f"| {short_name(task)} | {runs[0]['steps']:,} | **{fmt_ci(returns, 1)}** "
                      f"({', '.join(f'{r:.1f}' for r in returns)}) | {result['random'][0]:.1f} | {result['zero'][0]:.1f} "
                      f"| {success} | {config['num_envs']} x {config['num_steps']}, {config['gamma']}, "
@@ -155,7 +157,14 @@ def write_markdown(results: dict) -> str:
         means = [(result["ppo"][0]["curve"][i][0], np.mean([run["curve"][i][1] for run in result["ppo"]]))
                  for i in range(points)]
         lines.append(f"- {short_name(task)}: " + ", ".join(f"{s // 1000}k: {r:.1f}" for s, r in means))
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n" + kept_reading()
+
+
+def kept_reading() -> str:
+    """The hand-written reading of the results (everything from READING_MARK on in the current file), kept."""
+    current = RESULTS / "byo_robot.md"
+    text = current.read_text() if current.exists() else ""
+    return "\n" + text[text.index(READING_MARK):] if READING_MARK in text else ""
 
 
 def main() -> None:
