@@ -103,9 +103,11 @@ def test_one_renderer_draws_every_scenario_of_a_run(balance_suite, tmp_path, mon
 def test_renderer_samples_stay_in_the_renderer():
     env = BatchEnv("cartpole-balance", num_envs=1)
     try:
-        samples = env.sim.model.vis.quality.offsamples
-        plain = env.render(camera=-1, width=32, height=32, multisample=0)
-        assert env.sim.model.vis.quality.offsamples == samples
+        model = env.sim.model
+        samples, buffer = model.vis.quality.offsamples, (model.vis.global_.offwidth, model.vis.global_.offheight)
+        plain = env.render(camera=-1, width=32, height=32, multisample=0)  # in a 32x32 offscreen buffer
+        assert model.vis.quality.offsamples == samples
+        assert (model.vis.global_.offwidth, model.vis.global_.offheight) == buffer == (640, 480)
         smooth = env.render(camera=-1, width=32, height=32)  # the model's samples: a second renderer, not the first
         assert plain.shape == smooth.shape == (1, 32, 32, 3) and len(env._renderers) == 2
     finally:

@@ -116,3 +116,30 @@ def test_one_renderer_serves_another_batch_of_the_same_scene_and_recorded_states
     finally:
         for env in (first, second, other):
             env.close()
+
+
+def test_a_frame_sized_offscreen_buffer_draws_the_same_pixels_as_the_models_640x480_one():
+    import mujoco
+
+    from embodia.sim.render import BatchRenderer
+
+    env = BatchEnv("cartpole-swingup", num_envs=1)
+    try:
+        env.reset(seed=3)
+        model = env.sim.model
+        ours = BatchRenderer(env.sim, width=96, height=72, multisample=0)
+        assert ours._renderer._mjr_context.offWidth == 96 and model.vis.global_.offwidth == 640
+        model.vis.quality.offsamples = 0
+        theirs = mujoco.Renderer(model, height=72, width=96)  # MuJoCo's own buffer, the model's 640x480
+        assert theirs._mjr_context.offWidth == 640
+        for flag in (mujoco.mjtRndFlag.mjRND_SHADOW, mujoco.mjtRndFlag.mjRND_REFLECTION, mujoco.mjtRndFlag.mjRND_SKYBOX):
+            theirs.scene.flags[flag] = False  # the fast look BatchRenderer draws
+        data = mujoco.MjData(model)
+        env.sim.load_data(0, data)
+        mujoco.mj_forward(model, data)
+        theirs.update_scene(data, camera="fixed")
+        np.testing.assert_array_equal(ours.render(np.array([0]), camera="fixed")[0], theirs.render())
+        ours.close()
+        theirs.close()
+    finally:
+        env.close()
