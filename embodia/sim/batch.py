@@ -43,6 +43,7 @@ DIVERGENCE_STOP = 0.2
 # a joint speed no sane model reaches (m/s or rad/s): beyond it the integration has blown up even while finite
 # (MJX and Warp do not reset unstable envs themselves, and float32 may stay finite for a while)
 MAX_QVEL = 1e5
+MAX_QVEL_SQUARED = MAX_QVEL**2
 # physics threads of a job: the platform's workers set it to the job's CPU allocation (local or a Ray task's CPUs)
 THREADS_ENV = "EMBODIA_NUM_THREADS"
 
@@ -187,6 +188,9 @@ class BatchSim:
         self._time_index = self.layout["time"].start
         self._qvel_columns = self.layout["qvel"]
         self._single_data = None
+        # env 0's qpos and qvel as 1-D views, made once: what a one-env task reads (`Task.observe_one` ...)
+        self.qpos_one, self.qvel_one = self.state[0, self.layout["qpos"]], self.state[0, self.layout["qvel"]]
+        self._ctrl_one = np.zeros(self.model.nu)
         if self.num_envs != 1 or self.backend.name != "cpu":
             return
         data = self._single_data = mujoco.MjData(self.model)
@@ -194,8 +198,7 @@ class BatchSim:
         self._single_ctrl, self._single_warmstart = data.ctrl, data.qacc_warmstart
         self._single_warnings, self._single_data_sensordata = data.warning.number, data.sensordata
         self._single_state, self._single_sensordata = self.state[0], self.sensordata[0]
-        self._healthy = np.zeros(1, dtype=bool)
-        self._healthy.setflags(write=False)
+        self._single_qvel = self._single_state[self._qvel_columns]
 
     def close(self) -> None:
         """Stop the physics threads."""
@@ -314,7 +317,7 @@ class BatchSim:
             ctrl = self._delay(ctrl)
         self.ctrl[:] = ctrl
         if self._single_data is not None:
-            return self._step_single(ctrl[0])
+            return StepInfo(diverged=np.array([self._step_single(ctrl[0])]))
         expected_time = self.time + self.dt
         parts = [ctrl]
         if self.perturbations:
@@ -327,6 +330,21 @@ class BatchSim:
         self.sensordata[:] = sensordata
         return StepInfo(diverged=self._diverged(expected_time))
 
+    def step_one(self, ctrl: np.ndarray, unit_noise: np.ndarray | None = None) -> bool:
+        """`step` of a one-env batch from one env's controls (nu,); returns whether it diverged. Without action
+        noise or latency on the CPU backend it checks and clips into a preallocated row and calls `mj_step`
+        directly; otherwise it is `step` itself."""
+        if self._single_data is None or unit_noise is not None or self._history.shape[1] > 1:
+            noise = None if unit_noise is None else unit_noise.reshape(1, -1)
+            return bool(self.step(np.asarray(ctrl, dtype=np.float64)[None], noise).diverged[0])
+        if ctrl.shape != self._ctrl_one.shape:
+            raise UserError(f"control has shape {ctrl.shape}, expected {self._ctrl_one.shape} (nu,)")
+        if not math.isfinite(np.add.reduce(ctrl)) and not np.isfinite(ctrl).all():
+            raise UserError("control contains NaN or inf for envs [0]")
+        ctrl = np.minimum(np.maximum(ctrl, self.ctrl_low, out=self._ctrl_one), self.ctrl_high, out=self._ctrl_one)
+        self.ctrl[0] = ctrl
+        return self._step_single(ctrl)
+
     def _delay(self, ctrl: np.ndarray) -> np.ndarray:
         """Push `ctrl` into each env's delay line and return the commands `latency` steps old."""
         # an episode's first command fills its whole delay line: a delayed arm holds its first command
@@ -337,21 +355,22 @@ class BatchSim:
         self._history[:, 0] = ctrl
         return self._history[np.arange(self.num_envs), self.latency]
 
-    def _step_single(self, ctrl: np.ndarray) -> StepInfo:
-        """Advance the one env `frame_skip` substeps with mj_step (N=1 fast path; bit-identical to the rollout)."""
+    def _step_single(self, ctrl: np.ndarray) -> bool:
+        """Advance the one env `frame_skip` substeps with mj_step (N=1 fast path; bit-identical to the rollout);
+        returns whether it diverged."""
         model, data, state = self.models[0], self._single_data, self._single_state
         expected_time = state[self._time_index] + self.dt
         self._load_single(model, data, ctrl)
         mujoco.mj_step(model, data, self.frame_skip)
-        if self._single_warnings.any():  # rollout stops at the first substep that warned: replay it its way
+        if np.count_nonzero(self._single_warnings):  # rollout stops at the first substep that warned: replay it its way
             self._load_single(model, data, ctrl)
             for _ in range(self.frame_skip):
-                if self._single_warnings.any():
+                if np.count_nonzero(self._single_warnings):
                     break
                 mujoco.mj_step(model, data)
         mujoco.mj_getState(model, data, state, STATE_SPEC)
         self._single_sensordata[:] = self._single_data_sensordata
-        return StepInfo(diverged=self._diverged_single(expected_time))
+        return self._diverged_single(expected_time)
 
     def _load_single(self, model: mujoco.MjModel, data: mujoco.MjData, ctrl: np.ndarray) -> None:
         """Set what mujoco.rollout sets before its substeps: state, inputs, zero warm start, no warnings."""
@@ -365,19 +384,21 @@ class BatchSim:
         self._single_warmstart[:] = 0.0
         self._single_warnings[:] = 0
 
-    def _diverged_single(self, expected_time: float) -> np.ndarray:
+    def _diverged_single(self, expected_time: float) -> bool:
         """`_diverged` for one env with scalar checks; anything unusual goes through the batch check.
 
         MuJoCo warns (and resets the data) on a non-finite or huge qpos, qvel or qacc, so a step without
         warnings has a finite, right-timed state; only the speed bound and activations are left to check.
+        |qvel|^2 < MAX_QVEL^2 bounds every joint speed in one dot product (the exact search only when it fails).
         """
-        state = self._single_state
-        if (not self._single_warnings.any() and np.maximum.reduce(np.abs(state[self._qvel_columns])) < MAX_QVEL
+        state, qvel = self._single_state, self._single_qvel
+        if (not np.count_nonzero(self._single_warnings)
+                and (np.dot(qvel, qvel) < MAX_QVEL_SQUARED or np.maximum.reduce(np.abs(qvel)) < MAX_QVEL)
                 and (self.model.na == 0 or math.isfinite(np.add.reduce(state)))):
             self._divergence_window[self._steps_taken % DIVERGENCE_WINDOW] = 0.0
             self._steps_taken += 1
-            return self._healthy
-        return self._diverged(np.array([expected_time]))
+            return False
+        return bool(self._diverged(np.array([expected_time]))[0])
 
     # ------------------------------------------------------------------ checkpointing
     def state_dict(self) -> dict[str, np.ndarray]:

@@ -97,12 +97,38 @@ class Task(ABC):
 
     def reward(self, sim: BatchSim, action: np.ndarray, before: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Weighted sum of the reward terms and the weighted terms themselves."""
-        terms = self.reward_terms(sim, action, before)
+        return self.weigh(self.reward_terms(sim, action, before))
+
+    def weigh(self, terms: dict):
+        """(sum, weighted terms) of reward terms times `config.reward_scales`: arrays for a batch, floats for one env."""
         scales = self.config.reward_scales
         # a scale of 1 leaves a term as it is (x * 1.0 == x exactly): one array operation less per term
         weighted = {name: value if (scale := scales.get(name, 1.0)) == 1.0 else scale * value
                     for name, value in terms.items()}
         return sum(weighted.values()), weighted
+
+    # ---- one env (N=1, `BatchEnv.step_one`): the batch methods on one env's values. Tasks may override them
+    # with the same formulas on scalars and 1-D views (`sim.qpos_one`): at N=1 each NumPy call costs about what
+    # the physics of a substep does. tests/tasks/test_single_env_fast_path.py holds overrides to the batch (1e-12).
+    def action_to_ctrl_one(self, sim: BatchSim, action: np.ndarray) -> np.ndarray:
+        """`action_to_ctrl` of env 0 of a one-env batch: controls (nu,) from one action (action_dim,)."""
+        return self.action_to_ctrl(sim, action[None])[0]
+
+    def observe_one(self, sim: BatchSim) -> np.ndarray:
+        """`observe` of env 0 of a one-env batch: (obs_dim,)."""
+        return self.observe(sim)[0]
+
+    def reward_terms_one(self, sim: BatchSim, action: np.ndarray, before: np.ndarray) -> dict[str, float]:
+        """`reward_terms` of env 0 of a one-env batch as floats; `action` (action_dim,), `before` (nstate,)."""
+        return {name: float(value[0]) for name, value in self.reward_terms(sim, action[None], before[None]).items()}
+
+    def success_one(self, sim: BatchSim) -> bool:
+        """`success` of env 0 of a one-env batch."""
+        return bool(self.success(sim)[0])
+
+    def terminated_one(self, sim: BatchSim) -> bool:
+        """`terminated` of env 0 of a one-env batch."""
+        return bool(self.terminated(sim)[0])
 
 
 class GymnasiumResetTask(Task):

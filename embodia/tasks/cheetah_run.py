@@ -36,3 +36,17 @@ class CheetahRun(GymnasiumResetTask):
         x_before = before[:, sim.layout["qpos"].start]
         x_velocity = (sim.qpos[:, 0] - x_before) / sim.dt
         return {"forward": x_velocity, "ctrl": -np.add.reduce(np.square(action), axis=1)}  # np.sum, less overhead
+
+    # one env (BatchEnv.step_one): the formulas above on env 0's 1-D views, with scalar arithmetic
+    def observe_one(self, sim: BatchSim) -> np.ndarray:
+        return np.concatenate((sim.qpos_one[1:], sim.qvel_one))  # (17,)
+
+    def reward_terms_one(self, sim: BatchSim, action: np.ndarray, before: np.ndarray) -> dict[str, float]:
+        x_velocity = (sim.qpos_one[0] - before[sim.layout["qpos"].start]) / sim.dt
+        return {"forward": x_velocity, "ctrl": -np.dot(action, action)}
+
+    def success_one(self, sim: BatchSim) -> bool:
+        return False  # as `success`: locomotion has no goal
+
+    def terminated_one(self, sim: BatchSim) -> bool:
+        return False  # as `terminated`: the cheetah never ends early, episodes are truncated

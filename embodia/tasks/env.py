@@ -79,6 +79,10 @@ class BatchEnv:
         self.obs_dim = obs.shape[1]
         self.single_observation_space = gym.spaces.Box(-np.inf, np.inf, (self.obs_dim,), dtype=np.float64)
         self._action_low, self._action_high = self.single_action_space.low, self.single_action_space.high
+        # step_one's buffers: the clipped action, the state before the step, float64 bounds (no mixed-type clip)
+        self._action_one, self._before_one = np.zeros(self._action_low.shape), np.zeros(self.sim.nstate)
+        self._low_one, self._high_one = self._action_low.astype(np.float64), self._action_high.astype(np.float64)
+        self._state_one = self.sim.state[0]
         self.action_space = gym.vector.utils.batch_space(self.single_action_space, self.num_envs)
         self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, self.num_envs)
 
@@ -163,30 +167,51 @@ class BatchEnv:
 
     def step_one(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         """`step` of a one-env batch without autoreset, as one env's values: (obs (obs_dim,), reward, terminated,
-        truncated, info). The same physics, reward and outcome code as `step`; only the bookkeeping is scalar,
-        which at N=1 costs less than the batch arrays (the single-env fast path behind Gymnasium's API)."""
+        truncated, info). The single-env fast path behind Gymnasium's API: the task's one-env methods
+        (`Task.observe_one` ...: the batch formulas on one env's values) and `BatchSim.step_one` (`mj_step`),
+        preallocated buffers, scalar bookkeeping; tests hold it to `step`'s values (1e-12)."""
         if self.num_envs != 1 or self.autoreset_mode != "disabled":
             raise UserError(f"step_one needs num_envs=1 and autoreset_mode='disabled' (this batch: num_envs="
                             f"{self.num_envs}, autoreset_mode={self.autoreset_mode!r}); use step()")
-        action = self.check_action(action)
-        before, diverged, reward, terms, success, terminated = self._advance(action)
-        self.episode_step[0] += 1
-        length = self.episode_step[0]
+        action = self._check_action_one(action)
+        sim, task = self.sim, self.task
+        before = self._before_one
+        before[:] = self._state_one
+        unit_noise = None
+        if sim.randomization.action_noise_std > 0:
+            unit_noise = hashed_normal(self.episode_seed, self.episode_step, STREAM_ACTION_NOISE, self.model.nu)
+        diverged = sim.step_one(task.action_to_ctrl_one(sim, action), unit_noise)
+        reward, terms = task.weigh(task.reward_terms_one(sim, action, before))
+        success, terminated = task.success_one(sim), task.terminated_one(sim)
+        length = self.episode_step[0] = self.episode_step[0] + 1
         truncated = bool(length >= self.max_episode_steps)
-        if diverged[0]:  # the state is garbage: no reward, truncated, the last good observation
-            reward = np.zeros(1)  # as `step`: the reward terms in info stay as computed
-            terminated, truncated = np.zeros(1, dtype=bool), True
-            obs = self._observe_state(before)[0]
+        if diverged:  # the state is garbage: no reward, truncated, the last good observation
+            reward, terminated, truncated = 0.0, False, True  # as `step`: the reward terms in info stay as computed
+            obs = self._observe_state(before[None])[0]
         else:
-            obs = self._observe()[0]
-        reward_value = float(reward[0])
-        self.episode_return[0] += reward_value
-        info: dict[str, Any] = {"success": success[0], "diverged": diverged[0], "episode_seed": self.episode_seed[0]}
+            obs = task.observe_one(sim)
+        std = sim.randomization.obs_noise_std
+        if std > 0:  # as `_observe`: drawn from (episode seed, step)
+            obs = obs + std * hashed_normal(self.episode_seed, self.episode_step, STREAM_OBS_NOISE, obs.shape[0])[0]
+        self.episode_return[0] += reward
+        info: dict[str, Any] = {"success": success, "diverged": diverged, "episode_seed": self.episode_seed[0]}
         for name, value in terms.items():
-            info[f"reward/{name}"] = value[0]
+            info[f"reward/{name}"] = value
         info["episode_return"] = self.episode_return[0]
         info["episode_length"] = length
-        return obs, reward_value, bool(terminated[0]), truncated, info
+        return obs, reward, terminated, truncated, info
+
+    def _check_action_one(self, action: np.ndarray) -> np.ndarray:
+        """`check_action` of one env's action (action_dim,) (or (1, action_dim)), clipped into a reused buffer."""
+        action = np.asarray(action, dtype=np.float64)
+        if action.shape != self._action_low.shape:
+            if action.shape != self.action_space.shape:
+                raise UserError(f"action has shape {action.shape}, expected {self._action_low.shape} (action_dim,)")
+            action = action[0]
+        if not math.isfinite(np.add.reduce(action)) and not np.isfinite(action).all():
+            raise UserError("action contains NaN or inf for envs [0]")
+        out = self._action_one
+        return np.minimum(np.maximum(action, self._low_one, out=out), self._high_one, out=out)
 
     def _advance(self, action: np.ndarray) -> tuple[np.ndarray, ...]:
         """Physics, reward and outcome of one control step: (state before, diverged, reward, terms, success,
