@@ -3,6 +3,8 @@ damped-least-squares IK, the home pose, and the tasks' common base class and def
 
 from __future__ import annotations
 
+import math
+
 import mujoco
 import numpy as np
 from pydantic import Field
@@ -22,6 +24,7 @@ CUBE_HALF_M = 0.02  # the cube is 4 cm wide
 TABLE_TOP_Z = 0.0
 # tool pointing straight down, fingers closing along world y
 TOOL_DOWN = np.diag([-1.0, 1.0, -1.0])
+TOOL_DOWN_ROWS = TOOL_DOWN.ravel().tolist()  # the same, as 9 row-major floats (one-env IK)
 # home pose: tool down, grip point at (0.4, 0, 0.2) m (elbow up); tests check it against FK
 HOME_QPOS = np.array([0.0, 0.26016, 1.66085, 1.22058, 0.0, 0.0])
 # where the IK may put the grip point (m): keeps the fingers above the table and the arm away from singularities
@@ -70,6 +73,26 @@ def orientation_error(rotation: np.ndarray, target: np.ndarray) -> np.ndarray:
     return 0.5 * cross3(*rows).sum(axis=1)  # the columns' cross products, summed
 
 
+def orientation_error_one(rotation: list[float], target: list[float]) -> tuple[float, float, float]:
+    """`orientation_error` of one rotation, both given as 9 row-major floats: sum_j col_j(R) x col_j(T) / 2 in
+    Python floats (the same products, differences and summation order as the batch, so the same values)."""
+    ex = ey = ez = 0.0
+    for j in range(3):
+        a0, a1, a2, b0, b1, b2 = rotation[j], rotation[3 + j], rotation[6 + j], target[j], target[3 + j], target[6 + j]
+        ex += a1 * b2 - a2 * b1
+        ey += a2 * b0 - a0 * b2
+        ez += a0 * b1 - a1 * b0
+    return 0.5 * ex, 0.5 * ey, 0.5 * ez
+
+
+def distance_one(a: list[float], b: list[float]) -> float:
+    """|a - b| of two points given as float lists: np.linalg.norm's sum of squares, in Python floats."""
+    total = 0.0
+    for x, y in zip(a, b):
+        total += (x - y) * (x - y)
+    return math.sqrt(total)
+
+
 def _quat_to_mat(quat: np.ndarray) -> np.ndarray:
     mat = np.zeros(9)
     mujoco.mju_quat2Mat(mat, quat)
@@ -97,6 +120,7 @@ class ArmKinematics:
         self._site_turn = _turn(self.site_rot)
         self._model = model
         self._data: mujoco.MjData | None = None  # one pose's FK by mj_kinematics (N=1), made on first use
+        self._posed: bytes | None = None  # the joint positions whose kinematics `_data` holds (one-pose methods)
         self._memo: tuple[bytes, tuple[np.ndarray, ...]] | None = None  # the last forward() input and result
 
     def _chain(self, model: mujoco.MjModel, joint_names: tuple[str, ...]) -> list[dict]:
@@ -141,13 +165,68 @@ class ArmKinematics:
         """`_forward` of one pose (1, n) by MuJoCo's own mj_kinematics: one C call instead of ~70 tiny NumPy
         operations. The same chain and the same rotations (hinge angle q - qpos0), so equal to ~1e-16."""
         if self._data is None:
-            self._data = mujoco.MjData(self._model)
-            self._site_xpos, self._site_xmat = self._data.site_xpos[self.site_id], self._data.site_xmat[self.site_id]
-            self._xanchor, self._xaxis = self._data.xanchor, self._data.xaxis
+            self._make_data()
         self._data.qpos[self.qpos_adr] = joint_pos[0]
         mujoco.mj_kinematics(self._model, self._data)
+        self._posed = None
         return (self._site_xpos[None].copy(), self._site_xmat.reshape(1, 3, 3).copy(),
                 self._xanchor[self.joint_ids][None], self._xaxis[self.joint_ids][None])
+
+    def _make_data(self) -> None:
+        self._data = mujoco.MjData(self._model)
+        self._site_xpos, self._site_xmat = self._data.site_xpos[self.site_id], self._data.site_xmat[self.site_id]
+        self._xanchor, self._xaxis = self._data.xanchor, self._data.xaxis
+        self._jac_one = np.zeros((6, self._model.nv))  # mj_jacSite's [linear; angular] rows, all dofs
+        from scipy.linalg.lapack import dgesv  # LAPACK's LU solve, as np.linalg.solve's, without its wrapper
+
+        self._lu_solve = dgesv
+
+    # ---- one pose (N=1, the one-env path): MuJoCo's kinematics on 1-D arrays, no batch axis, no memo bytes
+    def pose_one(self, joint_pos: np.ndarray) -> None:
+        """Put one pose (n,) into the private MjData and run mj_kinematics, unless it holds that pose already."""
+        key = joint_pos.tobytes()
+        if key == self._posed:
+            return
+        if self._data is None:
+            self._make_data()
+        self._data.qpos[self.qpos_adr] = joint_pos
+        mujoco.mj_kinematics(self._model, self._data)
+        self._posed = key
+
+    def site_pos_one(self, joint_pos: np.ndarray) -> np.ndarray:
+        """Site position (3,) of one pose (n,): `forward(joint_pos[None])[0][0]` by mj_kinematics."""
+        self.pose_one(joint_pos)
+        return self._site_xpos.copy()
+
+    def solve_ik_one(self, joint_pos: np.ndarray, target_pos: list[float], target_rot: list[float], *,
+                     damping: float = 0.03, iterations: int = 2, orientation_weight: float = 0.3,
+                     max_step_rad: float = 0.4) -> np.ndarray:
+        """`solve_ik` of one pose (n,) towards `target_pos` (3 floats) and `target_rot` (9 row-major floats):
+        the same damped-least-squares steps, the Jacobian from mj_jacSite, the same LAPACK LU solve (dgesv)
+        called directly (np.linalg.solve's checks cost 4x the solve of a 6x6 system)."""
+        weights = np.array([1.0, 1.0, 1.0, orientation_weight, orientation_weight, orientation_weight])
+        weight_rows = weights[:, None]
+        damping_eye = damping**2 * np.eye(6)
+        q = joint_pos.copy()
+        if self._data is None:
+            self._make_data()
+        model, data = self._model, self._data
+        for _ in range(iterations):
+            self.pose_one(q)
+            mujoco.mj_comPos(model, data)
+            mujoco.mj_jacSite(model, data, self._jac_one[:3], self._jac_one[3:], self.site_id)
+            jac = self._jac_one[:, self.dof_adr] * weight_rows
+            site = self._site_xpos.tolist()
+            rotation_error = orientation_error_one(self._site_xmat.tolist(), target_rot)
+            error = np.array((target_pos[0] - site[0], target_pos[1] - site[1], target_pos[2] - site[2],
+                              *rotation_error)) * weights
+            solution, info = self._lu_solve(jac @ jac.T + damping_eye, error)[2:]  # (J J^T + lambda^2 I) x = e
+            if info != 0:
+                raise np.linalg.LinAlgError("arm IK: singular damped least-squares system (ik_damping must be > 0)")
+            step = jac.T @ solution
+            q = q + np.minimum(np.maximum(step, -max_step_rad), max_step_rad)
+            q = np.minimum(np.maximum(q, self.lower), self.upper)
+        return q
 
     def _jacobian_one(self, joint_pos: np.ndarray) -> np.ndarray:
         """The site Jacobian (1, 6, n) of one pose by mj_jacSite (the same z_i x (p - p_i) and z_i to ~1e-16)."""
@@ -270,6 +349,7 @@ class ArmTask(Task):
         self.goal_qpos = model.jnt_qposadr[goal_ids].copy()
         self.ee_target = np.zeros((sim.num_envs, 3))
         self._target_stale = np.ones(sim.num_envs, dtype=bool)  # re-read the grip point at the first step
+        self._ctrl_one = np.zeros(model.nu)  # action_to_ctrl_one's output row
 
     # ---- state readers
     def joint_pos(self, sim: BatchSim) -> np.ndarray:
@@ -314,6 +394,31 @@ class ArmTask(Task):
         else:
             finger = np.full(sim.num_envs, 0.5 * FINGER_MAX_M)
         return np.concatenate([arm_ctrl, finger[:, None], finger[:, None]], axis=1)
+
+    # ---- one env (BatchEnv.step_one): the formulas above on env 0's values, kinematics by mj_kinematics
+    def ee_pos_one(self, sim: BatchSim) -> np.ndarray:
+        """`ee_pos` of env 0 (3,)."""
+        return self.kinematics.site_pos_one(sim.qpos_one[self.arm_qpos])
+
+    def action_to_ctrl_one(self, sim: BatchSim, action: np.ndarray) -> np.ndarray:
+        """`action_to_ctrl` of env 0: the held target moved and clipped in Python floats, then `solve_ik_one`."""
+        cfg = self.config
+        joint_pos = sim.qpos_one[self.arm_qpos]
+        ee = self.kinematics.site_pos_one(joint_pos).tolist()
+        if self._target_stale[0]:
+            self.ee_target[0] = ee
+            self._target_stale[0] = False
+        scale, lead = cfg.action_scale_m, cfg.max_target_lead_m
+        target = [min(max(min(max(held + scale * move, grip - lead), grip + lead), low), high)  # np.clip twice
+                  for held, move, grip, low, high in zip(self.ee_target[0].tolist(), action[:3].tolist(), ee,
+                                                         EE_LOW.tolist(), EE_HIGH.tolist())]
+        self.ee_target[0] = target
+        ctrl = self._ctrl_one
+        ctrl[:6] = self.kinematics.solve_ik_one(joint_pos, target, TOOL_DOWN_ROWS, damping=cfg.ik_damping,
+                                                iterations=cfg.ik_iterations,
+                                                orientation_weight=cfg.orientation_weight)
+        ctrl[6:] = 0.5 * (float(action[3]) + 1.0) * FINGER_MAX_M if self.uses_gripper else 0.5 * FINGER_MAX_M
+        return ctrl
 
     # ---- reset helpers
     def reset_arm(self, sim: BatchSim, env_ids: np.ndarray, rngs: list[np.random.Generator], finger_m: float) -> None:
@@ -382,6 +487,30 @@ class CubeTask(ArmTask):
         parts = [self.joint_pos(sim), self.joint_vel(sim), ee, self.gripper_opening(sim)[:, None], cube,
                  self.cube_quat(sim), self.cube_vel(sim), goal, cube - ee, goal - cube]
         return np.concatenate(parts, axis=1)  # (N, 38)
+
+    # ---- one env (BatchEnv.step_one): the formulas above on env 0's values, distances in Python floats
+    def observe_one(self, sim: BatchSim) -> np.ndarray:
+        qpos, qvel, c, v = sim.qpos_one, sim.qvel_one, self.cube_qpos, self.cube_dof
+        ee, cube, goal = self.ee_pos_one(sim), qpos[c : c + 3], qpos[self.goal_qpos]
+        opening = qpos[self.finger_qpos[0]] + qpos[self.finger_qpos[1]]
+        return np.concatenate((qpos[self.arm_qpos], qvel[self.arm_dof], ee, (opening,), cube, qpos[c + 3 : c + 7],
+                               qvel[v : v + 6], goal, cube - ee, goal - cube))  # (38,)
+
+    def holding_one(self, sim: BatchSim) -> bool:
+        """`holding` of env 0."""
+        opening = sim.qpos_one[self.finger_qpos[0]] + sim.qpos_one[self.finger_qpos[1]]
+        near = distance_one(sim.qpos_one[self.cube_qpos : self.cube_qpos + 3].tolist(), self.ee_pos_one(sim).tolist())
+        return near < 0.02 and 1.5 * CUBE_HALF_M < opening < 2.5 * CUBE_HALF_M
+
+    def cube_to_goal_one(self, sim: BatchSim) -> float:
+        """`cube_to_goal` of env 0."""
+        return distance_one(sim.qpos_one[self.goal_qpos].tolist(), sim.qpos_one[self.cube_qpos : self.cube_qpos + 3].tolist())
+
+    def success_one(self, sim: BatchSim) -> bool:
+        return self.cube_to_goal_one(sim) < self.config.success_radius_m
+
+    def terminated_one(self, sim: BatchSim) -> bool:
+        return bool(sim.qpos_one[self.cube_qpos + 2] < self.config.fall_height_m)
 
     # ---- reset
     def reset_cube(self, sim: BatchSim, env_ids: np.ndarray, rngs: list[np.random.Generator]) -> np.ndarray:

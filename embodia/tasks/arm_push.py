@@ -6,7 +6,7 @@ import numpy as np
 from pydantic import Field
 
 from embodia.sim.batch import BatchSim
-from embodia.tasks.arm_common import CUBE_HALF_M, FINGER_MAX_M, TABLE_TOP_Z, CubeTask, CubeTaskConfig
+from embodia.tasks.arm_common import CUBE_HALF_M, FINGER_MAX_M, TABLE_TOP_Z, CubeTask, CubeTaskConfig, distance_one
 from embodia.tasks.base import uniform
 
 
@@ -57,4 +57,17 @@ class ArmPush(CubeTask):
             "push": -self.cube_to_goal(sim),
             "success": self.success(sim).astype(np.float64),
             "action": -np.sum(np.square(action), axis=1),
+        }
+
+    def cube_to_goal_one(self, sim: BatchSim) -> float:
+        goal, cube = sim.qpos_one[self.goal_qpos[:2]].tolist(), sim.qpos_one[self.cube_qpos : self.cube_qpos + 2].tolist()
+        return distance_one(goal, cube)
+
+    def reward_terms_one(self, sim: BatchSim, action: np.ndarray, before: np.ndarray) -> dict[str, float]:
+        cube = sim.qpos_one[self.cube_qpos : self.cube_qpos + 3].tolist()
+        return {
+            "reach": -distance_one(cube, self.ee_pos_one(sim).tolist()),
+            "push": -self.cube_to_goal_one(sim),
+            "success": float(self.success_one(sim)),
+            "action": -np.dot(action, action),
         }

@@ -6,7 +6,7 @@ import numpy as np
 from pydantic import Field
 
 from embodia.sim.batch import BatchSim
-from embodia.tasks.arm_common import ArmTask, ArmTaskConfig, FINGER_MAX_M
+from embodia.tasks.arm_common import FINGER_MAX_M, ArmTask, ArmTaskConfig, distance_one
 from embodia.tasks.base import uniform
 
 
@@ -54,6 +54,23 @@ class ArmReach(ArmTask):
 
     def success(self, sim: BatchSim) -> np.ndarray:
         return self.distance(sim) < self.config.success_radius_m
+
+    # one env (BatchEnv.step_one): the formulas above on env 0's values
+    def observe_one(self, sim: BatchSim) -> np.ndarray:
+        ee, goal = self.ee_pos_one(sim), sim.qpos_one[self.goal_qpos]
+        return np.concatenate((sim.qpos_one[self.arm_qpos], sim.qvel_one[self.arm_dof], ee, goal, goal - ee))
+
+    def distance_one(self, sim: BatchSim) -> float:
+        """`distance` of env 0."""
+        return distance_one(sim.qpos_one[self.goal_qpos].tolist(), self.ee_pos_one(sim).tolist())
+
+    def reward_terms_one(self, sim: BatchSim, action: np.ndarray, before: np.ndarray) -> dict[str, float]:
+        distance = self.distance_one(sim)
+        return {"distance": -distance, "success": float(distance < self.config.success_radius_m),
+                "action": -np.dot(action, action)}
+
+    def success_one(self, sim: BatchSim) -> bool:
+        return self.distance_one(sim) < self.config.success_radius_m
 
     def failure_modes(self, sim: BatchSim) -> dict[str, np.ndarray]:
         return {}  # reaching never ends early: an unsuccessful episode simply times out

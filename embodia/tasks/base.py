@@ -123,12 +123,12 @@ class Task(ABC):
         return {name: float(value[0]) for name, value in self.reward_terms(sim, action[None], before[None]).items()}
 
     def success_one(self, sim: BatchSim) -> bool:
-        """`success` of env 0 of a one-env batch."""
-        return bool(self.success(sim)[0])
+        """`success` of env 0 of a one-env batch (False without computing when the task keeps the default)."""
+        return type(self).success is not Task.success and bool(self.success(sim)[0])
 
     def terminated_one(self, sim: BatchSim) -> bool:
-        """`terminated` of env 0 of a one-env batch."""
-        return bool(self.terminated(sim)[0])
+        """`terminated` of env 0 of a one-env batch (False without computing when the task keeps the default)."""
+        return type(self).terminated is not Task.terminated and bool(self.terminated(sim)[0])
 
 
 class GymnasiumResetTask(Task):

@@ -44,9 +44,3 @@ class CheetahRun(GymnasiumResetTask):
     def reward_terms_one(self, sim: BatchSim, action: np.ndarray, before: np.ndarray) -> dict[str, float]:
         x_velocity = (sim.qpos_one[0] - before[sim.layout["qpos"].start]) / sim.dt
         return {"forward": x_velocity, "ctrl": -np.dot(action, action)}
-
-    def success_one(self, sim: BatchSim) -> bool:
-        return False  # as `success`: locomotion has no goal
-
-    def terminated_one(self, sim: BatchSim) -> bool:
-        return False  # as `terminated`: the cheetah never ends early, episodes are truncated

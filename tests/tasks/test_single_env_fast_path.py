@@ -72,6 +72,77 @@ def test_step_one_equals_step_of_a_one_env_batch(task):
     assert truncated  # the last step of the episode truncates on both paths
 
 
+def assert_same_step(got: tuple, want: tuple) -> None:
+    """step_one's (obs, reward, terminated, truncated, info) equal a one-env batch step's env 0 (1e-12)."""
+    obs, reward, terminated, truncated, info = got
+    obs_b, reward_b, terminated_b, truncated_b, info_b = want
+    np.testing.assert_allclose(obs, obs_b[0], rtol=0, atol=TOL)
+    assert abs(reward - reward_b[0]) <= TOL, (reward, reward_b[0])
+    assert (terminated, truncated) == (bool(terminated_b[0]), bool(truncated_b[0]))
+    assert set(info) <= set(info_b)
+    for key, value in info.items():
+        np.testing.assert_allclose(value, info_b[key][0], rtol=0, atol=TOL, err_msg=key)
+
+
+# (task, task_config, steps): long enough for several episode ends; the ant's narrow healthy range makes it terminate
+ROLLOUTS = [("cheetah-run", None, 1100), ("ant-walk", {"healthy_z_range": (0.3, 1.0)}, 300),
+            ("cartpole-swingup", None, 250), ("arm-reach", None, 160), ("arm-push", None, 120),
+            ("arm-pick-place", None, 220)]
+
+
+@pytest.mark.parametrize("task,task_config,steps", ROLLOUTS)
+def test_step_one_equals_the_batched_step_on_random_rollouts_with_resets(task, task_config, steps):
+    # the one-env formulas (Task.*_one: 1-D views, Python floats, mj_kinematics IK with a Cholesky solve) against
+    # the batch formulas on the mujoco.rollout path, episode after episode from the same seeds
+    one = BatchEnv(task, 1, seed=0, autoreset_mode="disabled", task_config=task_config)
+    batch = batched_reference(task, seed=0, autoreset_mode="disabled", task_config=task_config)
+    rng = np.random.default_rng(4)
+    ends, seed = [], 100
+    for env in (one, batch):
+        env.reset(options={"episode_seeds": np.array([seed])})
+    for _ in range(steps):
+        action = rng.uniform(-1, 1, one.action_dim).astype(np.float32)
+        got = one.step_one(action)
+        assert_same_step(got, batch.step(action[None]))
+        if got[2] or got[3]:
+            ends.append("terminated" if got[2] else "truncated")
+            seed += 1
+            obs, _ = one.reset(options={"episode_seeds": np.array([seed])})
+            obs_b, _ = batch.reset(options={"episode_seeds": np.array([seed])})
+            np.testing.assert_allclose(obs[0], obs_b[0], rtol=0, atol=TOL)
+    assert len(ends) >= 1
+    if task == "ant-walk":
+        assert "terminated" in ends  # the termination path ran, not only truncations
+
+
+def test_step_one_with_randomization_noise_and_latency_equals_the_batched_step():
+    settings = {"action_noise_std": 0.05, "action_latency_steps": (0, 2), "obs_noise_std": 0.01,
+                "body_mass_scale": (0.9, 1.1)}
+    for task in ("cheetah-run", "arm-pick-place"):
+        one = BatchEnv(task, 1, seed=1, randomization=settings, autoreset_mode="disabled")
+        batch = batched_reference(task, seed=1, randomization=settings, autoreset_mode="disabled")
+        one.reset(seed=2)
+        batch.reset(seed=2)
+        rng = np.random.default_rng(1)
+        for _ in range(40):
+            action = rng.uniform(-1, 1, one.action_dim)
+            assert_same_step(one.step_one(action), batch.step(action[None]))
+
+
+def test_arm_ik_of_one_pose_equals_the_batched_ik():
+    from embodia.tasks.arm_common import ARM_JOINTS, GRIP_SITE, TOOL_DOWN, TOOL_DOWN_ROWS, ArmKinematics
+    from embodia.tasks.registry import make_task
+
+    kinematics = ArmKinematics(make_task("arm-reach").build_model(), ARM_JOINTS, GRIP_SITE)
+    rng = np.random.default_rng(5)
+    for _ in range(50):
+        pose = rng.uniform(kinematics.lower, kinematics.upper)
+        target = kinematics.site_pos_one(pose) + rng.uniform(-0.05, 0.05, 3)
+        got = kinematics.solve_ik_one(pose, target.tolist(), TOOL_DOWN_ROWS, iterations=3)
+        want = kinematics.solve_ik(np.stack([pose, pose]), np.stack([target, target]), TOOL_DOWN, iterations=3)
+        np.testing.assert_allclose(got, want[0], rtol=0, atol=TOL)
+
+
 def test_gym_make_cheetah_matches_gymnasium_halfcheetah_v5_observations():
     # cheetah-run mirrors HalfCheetah-v5: the same start state and actions give the same observations
     ours, theirs = gym.make("embodia/CheetahRun-v0"), gym.make("HalfCheetah-v5")
