@@ -199,6 +199,7 @@ class BatchSim:
         self._single_warnings, self._single_data_sensordata = data.warning.number, data.sensordata
         self._single_state, self._single_sensordata = self.state[0], self.sensordata[0]
         self._single_qvel = self._single_state[self._qvel_columns]
+        self._single_mocap, self._single_act = self.model.nmocap > 0, self.model.na > 0
 
     def close(self) -> None:
         """Stop the physics threads."""
@@ -330,18 +331,19 @@ class BatchSim:
         self.sensordata[:] = sensordata
         return StepInfo(diverged=self._diverged(expected_time))
 
-    def step_one(self, ctrl: np.ndarray, unit_noise: np.ndarray | None = None) -> bool:
+    def step_one(self, ctrl: np.ndarray, unit_noise: np.ndarray | None = None, *, checked: bool = False) -> bool:
         """`step` of a one-env batch from one env's controls (nu,); returns whether it diverged. Without action
-        noise or latency on the CPU backend it checks and clips into a preallocated row and calls `mj_step`
-        directly; otherwise it is `step` itself."""
+        noise or latency on the CPU backend it clips into a preallocated row and calls `mj_step` directly
+        (`checked`: the caller already clipped finite controls to the control range); otherwise it is `step`."""
         if self._single_data is None or unit_noise is not None or self._history.shape[1] > 1:
             noise = None if unit_noise is None else unit_noise.reshape(1, -1)
             return bool(self.step(np.asarray(ctrl, dtype=np.float64)[None], noise).diverged[0])
-        if ctrl.shape != self._ctrl_one.shape:
-            raise UserError(f"control has shape {ctrl.shape}, expected {self._ctrl_one.shape} (nu,)")
-        if not math.isfinite(np.add.reduce(ctrl)) and not np.isfinite(ctrl).all():
-            raise UserError("control contains NaN or inf for envs [0]")
-        ctrl = np.minimum(np.maximum(ctrl, self.ctrl_low, out=self._ctrl_one), self.ctrl_high, out=self._ctrl_one)
+        if not checked:
+            if ctrl.shape != self._ctrl_one.shape:
+                raise UserError(f"control has shape {ctrl.shape}, expected {self._ctrl_one.shape} (nu,)")
+            if not math.isfinite(np.add.reduce(ctrl)) and not np.isfinite(ctrl).all():
+                raise UserError("control contains NaN or inf for envs [0]")
+            ctrl = np.minimum(np.maximum(ctrl, self.ctrl_low, out=self._ctrl_one), self.ctrl_high, out=self._ctrl_one)
         self.ctrl[0] = ctrl
         return self._step_single(ctrl)
 
@@ -359,18 +361,22 @@ class BatchSim:
         """Advance the one env `frame_skip` substeps with mj_step (N=1 fast path; bit-identical to the rollout);
         returns whether it diverged."""
         model, data, state = self.models[0], self._single_data, self._single_state
-        expected_time = state[self._time_index] + self.dt
+        start_time = state[self._time_index]
         self._load_single(model, data, ctrl)
         mujoco.mj_step(model, data, self.frame_skip)
-        if np.count_nonzero(self._single_warnings):  # rollout stops at the first substep that warned: replay it its way
+        warned = np.count_nonzero(self._single_warnings)
+        if warned:  # rollout stops at the first substep that warned: replay it its way
             self._load_single(model, data, ctrl)
             for _ in range(self.frame_skip):
                 if np.count_nonzero(self._single_warnings):
                     break
                 mujoco.mj_step(model, data)
         mujoco.mj_getState(model, data, state, STATE_SPEC)
-        self._single_sensordata[:] = self._single_data_sensordata
-        return self._diverged_single(expected_time)
+        if self._single_sensordata.size:
+            self._single_sensordata[:] = self._single_data_sensordata
+        if not warned and self._healthy_single():
+            return False
+        return bool(self._diverged(np.array([start_time + self.dt]))[0])
 
     def _load_single(self, model: mujoco.MjModel, data: mujoco.MjData, ctrl: np.ndarray) -> None:
         """Set what mujoco.rollout sets before its substeps: state, inputs, zero warm start, no warnings."""
@@ -378,27 +384,27 @@ class BatchSim:
         self._single_ctrl[:] = ctrl
         if self.perturbations:
             data.xfrc_applied[:] = self.xfrc_applied[0]
-        if model.nmocap:
+        if self._single_mocap:
             data.mocap_pos[:] = self.mocap_pos[0]
             data.mocap_quat[:] = self.mocap_quat[0]
-        self._single_warmstart[:] = 0.0
-        self._single_warnings[:] = 0
+        self._single_warmstart.fill(0.0)
+        self._single_warnings.fill(0)
 
-    def _diverged_single(self, expected_time: float) -> bool:
-        """`_diverged` for one env with scalar checks; anything unusual goes through the batch check.
+    def _healthy_single(self) -> bool:
+        """`_diverged`'s checks for one env that stepped without MuJoCo warnings: scalar, counted as healthy.
 
         MuJoCo warns (and resets the data) on a non-finite or huge qpos, qvel or qacc, so a step without
         warnings has a finite, right-timed state; only the speed bound and activations are left to check.
         |qvel|^2 < MAX_QVEL^2 bounds every joint speed in one dot product (the exact search only when it fails).
         """
-        state, qvel = self._single_state, self._single_qvel
-        if (not np.count_nonzero(self._single_warnings)
-                and (np.dot(qvel, qvel) < MAX_QVEL_SQUARED or np.maximum.reduce(np.abs(qvel)) < MAX_QVEL)
-                and (self.model.na == 0 or math.isfinite(np.add.reduce(state)))):
-            self._divergence_window[self._steps_taken % DIVERGENCE_WINDOW] = 0.0
+        qvel = self._single_qvel
+        if ((np.dot(qvel, qvel) < MAX_QVEL_SQUARED or np.maximum.reduce(np.abs(qvel)) < MAX_QVEL)
+                and (not self._single_act or math.isfinite(np.add.reduce(self._single_state)))):
+            if self.divergence_count:  # the window holds only zeros until an env first diverges
+                self._divergence_window[self._steps_taken % DIVERGENCE_WINDOW] = 0.0
             self._steps_taken += 1
-            return False
-        return bool(self._diverged(np.array([expected_time]))[0])
+            return True
+        return False
 
     # ------------------------------------------------------------------ checkpointing
     def state_dict(self) -> dict[str, np.ndarray]:

@@ -38,9 +38,18 @@ class CheetahRun(GymnasiumResetTask):
         return {"forward": x_velocity, "ctrl": -np.add.reduce(np.square(action), axis=1)}  # np.sum, less overhead
 
     # one env (BatchEnv.step_one): the formulas above on env 0's 1-D views, with scalar arithmetic
+    def bind(self, sim: BatchSim) -> None:
+        super().bind(sim)
+        qpos, qvel = sim.layout["qpos"], sim.layout["qvel"]
+        self._x_column = qpos.start
+        # qpos[1:] ++ qvel is one run of the state vector (qvel follows qpos): env 0's observation is one copy
+        self._obs_one = sim.state[0, qpos.start + 1 : qvel.stop] if qpos.stop == qvel.start else None
+
     def observe_one(self, sim: BatchSim) -> np.ndarray:
-        return np.concatenate((sim.qpos_one[1:], sim.qvel_one))  # (17,)
+        if self._obs_one is None:
+            return np.concatenate((sim.qpos_one[1:], sim.qvel_one))  # (17,)
+        return self._obs_one.copy()
 
     def reward_terms_one(self, sim: BatchSim, action: np.ndarray, before: np.ndarray) -> dict[str, float]:
-        x_velocity = (sim.qpos_one[0] - before[sim.layout["qpos"].start]) / sim.dt
-        return {"forward": x_velocity, "ctrl": -np.dot(action, action)}
+        x_column = self._x_column
+        return {"forward": (sim.state[0, x_column] - before[x_column]) / sim.dt, "ctrl": -np.dot(action, action)}

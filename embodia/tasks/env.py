@@ -83,6 +83,14 @@ class BatchEnv:
         self._action_one, self._before_one = np.zeros(self._action_low.shape), np.zeros(self.sim.nstate)
         self._low_one, self._high_one = self._action_low.astype(np.float64), self._action_high.astype(np.float64)
         self._state_one = self.sim.state[0]
+        self._info_keys: dict[str, str] = {}  # reward term -> "reward/<term>", built once per term
+        # the task keeps the default identity control and the action bounds are the control range: step_one's
+        # clipped action goes to the physics as it is
+        task_type = type(self.task)
+        self._ctrl_is_action = (task_type.action_to_ctrl is Task.action_to_ctrl
+                                and task_type.action_to_ctrl_one is Task.action_to_ctrl_one
+                                and np.array_equal(self._low_one, self.sim.ctrl_low)
+                                and np.array_equal(self._high_one, self.sim.ctrl_high))
         self.action_space = gym.vector.utils.batch_space(self.single_action_space, self.num_envs)
         self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, self.num_envs)
 
@@ -180,7 +188,10 @@ class BatchEnv:
         unit_noise = None
         if sim.randomization.action_noise_std > 0:
             unit_noise = hashed_normal(self.episode_seed, self.episode_step, STREAM_ACTION_NOISE, self.model.nu)
-        diverged = sim.step_one(task.action_to_ctrl_one(sim, action), unit_noise)
+        if self._ctrl_is_action:  # the clipped action is the control: nothing to map or check again
+            diverged = sim.step_one(action, unit_noise, checked=True)
+        else:
+            diverged = sim.step_one(task.action_to_ctrl_one(sim, action), unit_noise)
         reward, terms = task.weigh(task.reward_terms_one(sim, action, before))
         success, terminated = task.success_one(sim), task.terminated_one(sim)
         length = self.episode_step[0] = self.episode_step[0] + 1
@@ -195,23 +206,26 @@ class BatchEnv:
             obs = obs + std * hashed_normal(self.episode_seed, self.episode_step, STREAM_OBS_NOISE, obs.shape[0])[0]
         self.episode_return[0] += reward
         info: dict[str, Any] = {"success": success, "diverged": diverged, "episode_seed": self.episode_seed[0]}
+        keys = self._info_keys
         for name, value in terms.items():
-            info[f"reward/{name}"] = value
+            info[keys.get(name) or keys.setdefault(name, f"reward/{name}")] = value
         info["episode_return"] = self.episode_return[0]
         info["episode_length"] = length
         return obs, reward, terminated, truncated, info
 
     def _check_action_one(self, action: np.ndarray) -> np.ndarray:
         """`check_action` of one env's action (action_dim,) (or (1, action_dim)), clipped into a reused buffer."""
-        action = np.asarray(action, dtype=np.float64)
-        if action.shape != self._action_low.shape:
-            if action.shape != self.action_space.shape:
-                raise UserError(f"action has shape {action.shape}, expected {self._action_low.shape} (action_dim,)")
-            action = action[0]
-        if not math.isfinite(np.add.reduce(action)) and not np.isfinite(action).all():
-            raise UserError("action contains NaN or inf for envs [0]")
         out = self._action_one
-        return np.minimum(np.maximum(action, self._low_one, out=out), self._high_one, out=out)
+        if getattr(action, "shape", None) == out.shape:
+            out[:] = action  # float32 or float64 (action_dim,): one cast into the buffer
+        else:
+            action = np.asarray(action, dtype=np.float64)
+            if action.shape != self.action_space.shape:
+                raise UserError(f"action has shape {action.shape}, expected {out.shape} (action_dim,)")
+            out[:] = action[0]
+        if not math.isfinite(np.add.reduce(out)) and not np.isfinite(out).all():
+            raise UserError("action contains NaN or inf for envs [0]")
+        return np.minimum(np.maximum(out, self._low_one, out=out), self._high_one, out=out)
 
     def _advance(self, action: np.ndarray) -> tuple[np.ndarray, ...]:
         """Physics, reward and outcome of one control step: (state before, diverged, reward, terms, success,
