@@ -6,7 +6,12 @@ import numpy as np
 from pydantic import Field
 
 from embodia.sim.batch import BatchSim
-from embodia.tasks.arm_common import FINGER_MAX_M, CubeTask, CubeTaskConfig, distance_one
+from embodia.tasks.arm_common import (
+    FINGER_MAX_M,
+    CubeTask,
+    CubeTaskConfig,
+    distance_one,
+)
 from embodia.tasks.base import uniform
 
 

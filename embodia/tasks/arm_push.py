@@ -6,7 +6,14 @@ import numpy as np
 from pydantic import Field
 
 from embodia.sim.batch import BatchSim
-from embodia.tasks.arm_common import CUBE_HALF_M, FINGER_MAX_M, TABLE_TOP_Z, CubeTask, CubeTaskConfig, distance_one
+from embodia.tasks.arm_common import (
+    CUBE_HALF_M,
+    FINGER_MAX_M,
+    TABLE_TOP_Z,
+    CubeTask,
+    CubeTaskConfig,
+    distance_one,
+)
 from embodia.tasks.base import uniform
 
 

@@ -130,7 +130,13 @@ def test_step_one_with_randomization_noise_and_latency_equals_the_batched_step()
 
 
 def test_arm_ik_of_one_pose_equals_the_batched_ik():
-    from embodia.tasks.arm_common import ARM_JOINTS, GRIP_SITE, TOOL_DOWN, TOOL_DOWN_ROWS, ArmKinematics
+    from embodia.tasks.arm_common import (
+        ARM_JOINTS,
+        GRIP_SITE,
+        TOOL_DOWN,
+        TOOL_DOWN_ROWS,
+        ArmKinematics,
+    )
     from embodia.tasks.registry import make_task
 
     kinematics = ArmKinematics(make_task("arm-reach").build_model(), ARM_JOINTS, GRIP_SITE)
