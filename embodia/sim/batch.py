@@ -341,7 +341,7 @@ class BatchSim:
         if not checked:
             if ctrl.shape != self._ctrl_one.shape:
                 raise UserError(f"control has shape {ctrl.shape}, expected {self._ctrl_one.shape} (nu,)")
-            if not math.isfinite(np.add.reduce(ctrl)) and not np.isfinite(ctrl).all():
+            if not math.isfinite(np.dot(ctrl, ctrl)) and not np.isfinite(ctrl).all():
                 raise UserError("control contains NaN or inf for envs [0]")
             ctrl = np.minimum(np.maximum(ctrl, self.ctrl_low, out=self._ctrl_one), self.ctrl_high, out=self._ctrl_one)
         self.ctrl[0] = ctrl
