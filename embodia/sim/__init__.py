@@ -18,6 +18,7 @@ _EXPORTS = {
     "ModelLoadError": "embodia.sim.assets",
     "from_urdf": "embodia.sim.assets",
     "load_model": "embodia.sim.assets",
+    "VideoWriter": "embodia.sim.video",
     "write_video": "embodia.sim.video",
 }
 __all__ = sorted(_EXPORTS)
