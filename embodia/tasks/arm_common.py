@@ -184,7 +184,9 @@ class ArmKinematics:
         self._site_xpos, self._site_xmat = self._data.site_xpos[self.site_id], self._data.site_xmat[self.site_id]
         self._xanchor, self._xaxis = self._data.xanchor, self._data.xaxis
         self._jac_one = np.zeros((6, self._model.nv))  # mj_jacSite's [linear; angular] rows, all dofs
+        self._jac_rows = self._jac_one[:3], self._jac_one[3:]
         self._lu_solve = _lapack_lu_solve()
+        self._ik_constants: dict[tuple[float, float], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
     # ---- one pose (N=1, the one-env path): MuJoCo's kinematics on 1-D arrays, no batch axis, no memo bytes
     def pose_one(self, joint_pos: np.ndarray) -> None:
@@ -209,17 +211,16 @@ class ArmKinematics:
         """`solve_ik` of one pose (n,) towards `target_pos` (3 floats) and `target_rot` (9 row-major floats):
         the same damped-least-squares steps, the Jacobian from mj_jacSite, the same LAPACK LU solve (dgesv)
         called directly (np.linalg.solve's checks cost 4x the solve of a 6x6 system)."""
-        weights = np.array([1.0, 1.0, 1.0, orientation_weight, orientation_weight, orientation_weight])
-        weight_rows = weights[:, None]
-        damping_eye = damping**2 * np.eye(6)
-        q = joint_pos.copy()
         if self._data is None:
             self._make_data()
-        model, data = self._model, self._data
+        weights, weight_rows, damping_eye = self._ik_constants_one(damping, orientation_weight)
+        q = joint_pos.copy()
+        model, data, (jacp, jacr) = self._model, self._data, self._jac_rows
         for _ in range(iterations):
             self.pose_one(q)
             mujoco.mj_comPos(model, data)
-            mujoco.mj_jacSite(model, data, self._jac_one[:3], self._jac_one[3:], self.site_id)
+            mujoco.mj_jacSite(model, data, jacp, jacr, self.site_id)
+            # the arm's columns as a contiguous copy: the batch's memory layout, so BLAS rounds the products alike
             jac = self._jac_one[:, self.dof_adr] * weight_rows
             site = self._site_xpos.tolist()
             rotation_error = orientation_error_one(self._site_xmat.tolist(), target_rot)
@@ -232,6 +233,14 @@ class ArmKinematics:
             q = q + np.minimum(np.maximum(step, -max_step_rad), max_step_rad)
             q = np.minimum(np.maximum(q, self.lower), self.upper)
         return q
+
+    def _ik_constants_one(self, damping: float, orientation_weight: float) -> tuple[np.ndarray, ...]:
+        """The IK's row weights (6,), as a column (6, 1), and lambda^2 I (6, 6), made once per setting."""
+        key = (damping, orientation_weight)
+        if key not in self._ik_constants:
+            weights = np.array([1.0, 1.0, 1.0, orientation_weight, orientation_weight, orientation_weight])
+            self._ik_constants[key] = (weights, weights[:, None], damping**2 * np.eye(6))
+        return self._ik_constants[key]
 
     def _jacobian_one(self, joint_pos: np.ndarray) -> np.ndarray:
         """The site Jacobian (1, 6, n) of one pose by mj_jacSite (the same z_i x (p - p_i) and z_i to ~1e-16)."""
