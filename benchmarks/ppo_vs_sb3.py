@@ -1,16 +1,19 @@
 """embodia PPO vs Stable-Baselines3 PPO at equal env steps, against the strongest SB3 anchor (issue 11).
 
-Contenders, run seed by seed in one process (round r: ceiling, then each contender with seed r), so every
-paired ratio shares one stretch of machine load:
+Contenders, run seed by seed in one process (round r: each contender with seed r), so every paired ratio shares
+one stretch of machine load:
 - embodia PPO on cheetah-run (HalfCheetah-v5's robot and reward; shipped `cheetah-run_ppo.yaml`);
 - embodia PPO on Gymnasium's own HalfCheetah-v5 (same settings, through the Gymnasium adapter);
 - SB3 PPO with rl-zoo's tuned HalfCheetah hyperparameters (VecNormalize, 1 env, 256x256 ReLU, 20 epochs ...)
   on Gymnasium's HalfCheetah-v5 — the anchor;
-- SB3 PPO compute-matched to embodia (16 envs, 2048 samples a rollout, 8 epochs of minibatches of 128,
-  lr 1e-3 annealed, VecNormalize) on Gymnasium's HalfCheetah-v5.
+- SB3 PPO configured like embodia's shipped config (16 envs, 1024 samples a rollout, 8 epochs of minibatches of
+  128, lr 1e-3 annealed, gamma 0.98, lambda 0.92, log-std -1, VecNormalize) on Gymnasium's HalfCheetah-v5.
 The ceiling is the shared fast raw `mujoco.rollout` (benchmarks/_ceiling.py) on the cheetah model at embodia's
-128 envs. Final return = mean deterministic return over 8 episodes (seed 12345), the same code for everyone.
+envs and threads, measured right before and right after embodia's cheetah-run run (their mean), so the share
+compares one stretch of load. Final return = mean deterministic return over 8 episodes (seed 12345), the same code for everyone.
 Usage: python benchmarks/ppo_vs_sb3.py [--steps 20480] [--seeds 5] [--sb3-defaults]
+  split over two processes: --seed-list 0,1,2 --json rl_ppo.a.json and --seed-list 3,4 --json rl_ppo.b.json, then
+  --report-only --json rl_ppo.a.json rl_ppo.b.json
 """
 
 from __future__ import annotations
@@ -75,8 +78,9 @@ def contenders(with_defaults: bool) -> dict:
     return runs
 
 
-def run_rounds(steps: int, seeds: int, with_defaults: bool, out_json) -> dict:
-    """Every contender once per seed, interleaved; the ceiling measured at the start of each round."""
+def run_rounds(steps: int, seeds: list[int], with_defaults: bool, out_json) -> dict:
+    """Every contender once per seed, interleaved. The ceiling brackets embodia's cheetah-run training run (measured
+    just before and just after it, same 128 envs and threads): the share compares two figures from one stretch of load."""
     from embodia.tasks.env import BatchEnv
 
     num_envs = shipped_cheetah_settings()["num_envs"]
@@ -84,20 +88,42 @@ def run_rounds(steps: int, seeds: int, with_defaults: bool, out_json) -> dict:
     nthread = probe.sim.nthread
     probe.close()
     runs = contenders(with_defaults)
+    ours = next(iter(runs))
     began = time.perf_counter()
-    record: dict = {"steps": steps, "seeds": seeds, "planned_seeds": seeds, "num_envs": num_envs, "nthread": nthread, "ceiling": [],
-                    "load": [], "runs": {name: [] for name in runs}}
+    record: dict = {"steps": steps, "seeds": len(seeds), "seed_list": list(seeds), "planned_seeds": len(seeds),
+                    "num_envs": num_envs, "nthread": nthread, "ceiling": [], "ceiling_bracket": [], "load": [],
+                    "runs": {name: [] for name in runs}}
     eval_every = max(2048, steps // 4)
-    for seed in range(seeds):
+    for seed in seeds:
         record["load"].append(load_line())
-        record["ceiling"].append(ceiling_sps(num_envs, nthread))
         for name, run in runs.items():
+            before = ceiling_sps(num_envs, nthread) if name == ours else None
             record["runs"][name].append(run(steps, seed, eval_every))
+            if name == ours:
+                after = ceiling_sps(num_envs, nthread)
+                record["ceiling_bracket"].append([before, after])
+                record["ceiling"].append((before + after) / 2)
             print(f"seed {seed} {name}: {record['runs'][name][-1]['sps']:,.0f} env-steps/s, "
                   f"return {record['runs'][name][-1]['final_return']:.1f}  ({load_line()})", flush=True)
         record["seconds"] = time.perf_counter() - began
         atomic_write_text(out_json, json.dumps(record))  # partial results survive an interrupted run
     return record
+
+
+def merge_records(records: list[dict]) -> dict:
+    """One record from runs of disjoint seed lists (the same contenders and budget, run side by side)."""
+    merged = json.loads(json.dumps(records[0]))
+    for extra in records[1:]:
+        if extra["steps"] != merged["steps"] or list(extra["runs"]) != list(merged["runs"]):
+            raise ValueError("records differ in step budget or contenders; merge only parts of one benchmark")
+        for key in ("ceiling", "ceiling_bracket", "load", "seed_list"):
+            merged[key] = merged.get(key, []) + extra.get(key, [])
+        for name in merged["runs"]:
+            merged["runs"][name] += extra["runs"][name]
+        merged["planned_seeds"] += extra.get("planned_seeds", extra["seeds"])
+        merged["seconds"] = max(merged.get("seconds", 0.0), extra.get("seconds", 0.0))
+    merged["seeds"] = len(merged["ceiling"])
+    return merged
 
 
 def report(record: dict) -> str:
@@ -112,12 +138,14 @@ def report(record: dict) -> str:
              (f"`python benchmarks/ppo_vs_sb3.py --steps {record['steps']} --seeds {planned}` — "
              f"**{record['steps']:,} env steps per run, {record['seeds']} seed(s) per contender**{stopped}, "
               f"{seconds:.0f} s in all; "
-             f"{record['load'][0]} at the start, {record['load'][-1]} at the last round. Round r runs the ceiling and "
-             "then every contender with seed r, so ratios are per-seed pairs from one stretch of load; "
-             "the figure is their median (min–max). Return: mean ± 95 % t-interval over seeds of the deterministic "
+             f"{record['load'][0]} at the start, {record['load'][-1]} at the last round. Round r runs every "
+             "contender with seed r, so ratios are per-seed pairs from one stretch of load, the figure their median "
+             "(min–max); the ceiling is measured right before and right after embodia's cheetah-run run (same envs "
+             "and threads) and averaged. Return: mean ± 95 % t-interval over seeds of the deterministic "
              "return on 8 episodes (seed 12345), the same evaluation for every contender. The step budget is small "
              "(2 shared cores): rl-zoo's tuned settings are tuned for 1M steps, so the return column says who learns "
-             "faster at this budget, not who ends higher."), "",
+             "faster at this budget, not who ends higher. Threads: embodia's sim uses its "
+             f"{record['nthread']} MuJoCo threads and torch 1 thread (its config); SB3 runs torch 1 thread."), "",
              "| contender | env-steps/s (mean) | final return (mean ± 95 % CI) | per seed |", "|---|---:|---:|---|"]
     lines.append(f"| fast raw `mujoco.rollout` ceiling, cheetah model, {record['num_envs']} envs, "
                  f"{record['nthread']} threads | {np.mean(ceiling):,.0f} | – | – |")
@@ -157,17 +185,26 @@ def _ceiling_share(ours: list[dict], ceiling: list[float]) -> tuple[float, float
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=20_480, help="env steps per training run")
-    parser.add_argument("--seeds", type=int, default=5, help="seeds per contender")
+    parser.add_argument("--seeds", type=int, default=5, help="seeds per contender (0 .. seeds-1)")
+    parser.add_argument("--seed-list", type=str, default=None,
+                        help="comma-separated seeds instead of --seeds (run parts side by side, then --report-only)")
+    parser.add_argument("--json", nargs="+", default=["rl_ppo.json"],
+                        help="results file(s) under benchmarks/results (several: merged by --report-only)")
     parser.add_argument("--sb3-defaults", action="store_true", help="also run SB3's defaults (1 env, no normalization)")
-    parser.add_argument("--report-only", action="store_true", help="rebuild the report from results/rl_ppo.json")
+    parser.add_argument("--report-only", action="store_true", help="rebuild the report from the --json file(s)")
     args = parser.parse_args()
     RESULTS.mkdir(exist_ok=True)
     if args.report_only:
-        record = json.loads((RESULTS / "rl_ppo.json").read_text())
-        record["seeds"] = len(record["ceiling"])  # an interrupted run: the rounds that finished
-        record.setdefault("planned_seeds", args.seeds)
+        parts = [json.loads((RESULTS / name).read_text()) for name in args.json]
+        for part in parts:
+            part["seeds"] = len(part["ceiling"])  # an interrupted run: the rounds that finished
+            part.setdefault("planned_seeds", args.seeds)
+        record = merge_records(parts)
     else:
-        record = run_rounds(args.steps, args.seeds, args.sb3_defaults, RESULTS / "rl_ppo.json")
+        seeds = [int(s) for s in args.seed_list.split(",")] if args.seed_list else list(range(args.seeds))
+        record = run_rounds(args.steps, seeds, args.sb3_defaults, RESULTS / args.json[0])
+        if len(args.json) > 1 or args.seed_list:
+            return  # one part of a split run: `--report-only --json <parts>` writes the report
     plot_curves(record["runs"], f"PPO, {record['steps']:,} env steps, {record['seeds']} seeds",
                 RESULTS / "ppo_halfcheetah.png")
     text = report(record)

@@ -40,7 +40,7 @@ def test_auto_defaults_apply_only_without_a_shipped_config_and_yield_to_set():
     assert auto.num_steps == 50 and auto.update_epochs == 8 and auto.norm_reward is False
     assert load_config("gym:Reacher-v5", "ppo", overrides={"num_steps": 32}).num_steps == 32
     shipped = load_config("cheetah-run", "ppo")
-    assert shipped.num_envs == 128 and shipped.init_log_std == 0.0  # the tuned file, not the automatic layer
+    assert shipped.num_envs == 64 and shipped.init_log_std == -1.0  # the tuned file, not the automatic layer (32, -0.5)
     assert task_shape("cartpole-swingup")[1] == 1
 
 
