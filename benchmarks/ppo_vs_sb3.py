@@ -121,7 +121,7 @@ def merge_records(records: list[dict]) -> dict:
         for name in merged["runs"]:
             merged["runs"][name] += extra["runs"][name]
         merged["planned_seeds"] += extra.get("planned_seeds", extra["seeds"])
-        merged["seconds"] = max(merged.get("seconds", 0.0), extra.get("seconds", 0.0))
+        merged["seconds"] = merged.get("seconds", 0.0) + extra.get("seconds", 0.0)  # run time summed over parts
     merged["seeds"] = len(merged["ceiling"])
     return merged
 
