@@ -6,6 +6,8 @@ own HalfCheetah-v5. Both start learning after the same `--learning-starts` env s
 nothing to learn in a small budget, and timing random steps says nothing about the learner). Seeds interleaved:
 round r runs both with seed r; the speed figure is the median of the per-seed ratios.
 Usage: python benchmarks/sac_vs_sb3.py [--steps 6000] [--seeds 5] [--learning-starts 1000]
+  split over two processes: --seed-list 0,1,2 --json rl_sac.a.json and --seed-list 3,4 --json rl_sac.b.json, then
+  --report-only --json rl_sac.a.json rl_sac.b.json
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 from rl_baselines import (
@@ -31,24 +34,39 @@ from embodia.core.atomic import atomic_write_text
 SPEED_TARGET = 2.0
 
 
-def run_rounds(steps: int, seeds: int, learning_starts: int) -> dict:
-    """Both contenders once per seed, interleaved; stored after every round."""
+def run_rounds(steps: int, seeds: list[int], learning_starts: int, out: Path) -> dict:
+    """Both contenders once per seed, interleaved; stored in `out` after every round."""
     zoo_key, zoo = zoo_hyperparams("sac", "HalfCheetah-v5")
     zoo = {**zoo, "learning_starts": learning_starts}
     ours_settings = {"utd_ratio": 1.0, "policy_frequency": 1, "learning_starts": learning_starts}
     names = ("embodia SAC, cheetah-run", f"SB3 SAC rl-zoo ({zoo_key}), HalfCheetah-v5")
-    record: dict = {"steps": steps, "seeds": seeds, "learning_starts": learning_starts, "load": [],
-                    "runs": {name: [] for name in names}}
+    record: dict = {"steps": steps, "seeds": len(seeds), "seed_list": list(seeds), "learning_starts": learning_starts,
+                    "load": [], "runs": {name: [] for name in names}}
     eval_every = max(1000, steps // 3)
-    for seed in range(seeds):
+    for seed in seeds:
         record["load"].append(load_line())
         record["runs"][names[0]].append(run_embodia("cheetah-run", "sac", steps, seed, ours_settings, eval_every))
         record["runs"][names[1]].append(run_sb3("gym:HalfCheetah-v5", "sac", steps, seed, zoo, eval_every))
         for name in names:
             print(f"seed {seed} {name}: {record['runs'][name][-1]['sps']:,.1f} env-steps/s, "
                   f"return {record['runs'][name][-1]['final_return']:.1f} ({load_line()})", flush=True)
-        atomic_write_text(RESULTS / "rl_sac.json", json.dumps(record))
+        atomic_write_text(out, json.dumps(record))
     return record
+
+
+def merge_records(records: list[dict]) -> dict:
+    """Parts of one benchmark run side by side (disjoint seed lists) as one record."""
+    merged = json.loads(json.dumps(records[0]))
+    for extra in records[1:]:
+        if (extra["steps"], extra["learning_starts"], list(extra["runs"])) != (
+                merged["steps"], merged["learning_starts"], list(merged["runs"])):
+            raise ValueError("records differ in step budget, learning starts or contenders; merge only parts of one run")
+        for key in ("load", "seed_list"):
+            merged[key] = merged.get(key, []) + extra.get(key, [])
+        for name in merged["runs"]:
+            merged["runs"][name] += extra["runs"][name]
+    merged["seeds"] = len(next(iter(merged["runs"].values())))
+    return merged
 
 
 def report(record: dict) -> str:
@@ -79,14 +97,21 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=6_000, help="env steps per training run")
     parser.add_argument("--seeds", type=int, default=5, help="seeds per contender")
     parser.add_argument("--learning-starts", type=int, default=1_000, help="random env steps before learning, both")
-    parser.add_argument("--report-only", action="store_true", help="rebuild the report from results/rl_sac.json")
+    parser.add_argument("--seed-list", type=str, default=None,
+                        help="comma-separated seeds instead of --seeds (run parts side by side, then --report-only)")
+    parser.add_argument("--json", nargs="+", default=["rl_sac.json"],
+                        help="results file(s) under benchmarks/results (several: merged by --report-only)")
+    parser.add_argument("--report-only", action="store_true", help="rebuild the report from the --json file(s)")
     args = parser.parse_args()
     RESULTS.mkdir(exist_ok=True)
     if args.report_only:
-        record = json.loads((RESULTS / "rl_sac.json").read_text())
+        record = merge_records([json.loads((RESULTS / name).read_text()) for name in args.json])
+        if len(args.json) > 1:
+            atomic_write_text(RESULTS / "rl_sac.json", json.dumps(record))
     else:
+        seeds = [int(s) for s in args.seed_list.split(",")] if args.seed_list else list(range(args.seeds))
         began = time.perf_counter()
-        record = run_rounds(args.steps, args.seeds, args.learning_starts)
+        record = run_rounds(args.steps, seeds, args.learning_starts, RESULTS / args.json[0])
         print(f"{time.perf_counter() - began:.0f} s")
     plot_curves(record["runs"], f"SAC at utd 1, {record['steps']:,} env steps", RESULTS / "sac_cheetah.png")
     text = report(record)
