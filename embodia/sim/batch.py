@@ -200,6 +200,8 @@ class BatchSim:
         self._single_state, self._single_sensordata = self.state[0], self.sensordata[0]
         self._single_qvel = self._single_state[self._qvel_columns]
         self._single_mocap, self._single_act = self.model.nmocap > 0, self.model.na > 0
+        self._single_synced = b""  # the state bytes the MjData holds (none yet)
+        self._no_warnings = bytes(self._single_warnings.nbytes)  # MuJoCo's warning counters, all zero
 
     def close(self) -> None:
         """Stop the physics threads."""
@@ -362,9 +364,10 @@ class BatchSim:
         returns whether it diverged."""
         model, data, state = self.models[0], self._single_data, self._single_state
         start_time = state[self._time_index]
-        self._load_single(model, data, ctrl)
+        # the MjData still holds the state it handed back last step unless something wrote the state since
+        self._load_single(model, data, ctrl, state_loaded=state.tobytes() == self._single_synced)
         mujoco.mj_step(model, data, self.frame_skip)
-        warned = np.count_nonzero(self._single_warnings)
+        warned = self._single_warnings.tobytes() != self._no_warnings
         if warned:  # rollout stops at the first substep that warned: replay it its way
             self._load_single(model, data, ctrl)
             for _ in range(self.frame_skip):
@@ -372,15 +375,19 @@ class BatchSim:
                     break
                 mujoco.mj_step(model, data)
         mujoco.mj_getState(model, data, state, STATE_SPEC)
+        self._single_synced = state.tobytes()
         if self._single_sensordata.size:
             self._single_sensordata[:] = self._single_data_sensordata
         if not warned and self._healthy_single():
             return False
         return bool(self._diverged(np.array([start_time + self.dt]))[0])
 
-    def _load_single(self, model: mujoco.MjModel, data: mujoco.MjData, ctrl: np.ndarray) -> None:
-        """Set what mujoco.rollout sets before its substeps: state, inputs, zero warm start, no warnings."""
-        mujoco.mj_setState(model, data, self._single_state, STATE_SPEC)
+    def _load_single(self, model: mujoco.MjModel, data: mujoco.MjData, ctrl: np.ndarray,
+                     state_loaded: bool = False) -> None:
+        """Set what mujoco.rollout sets before its substeps: state (unless `data` holds it), inputs, zero warm
+        start, no warnings."""
+        if not state_loaded:
+            mujoco.mj_setState(model, data, self._single_state, STATE_SPEC)
         self._single_ctrl[:] = ctrl
         if self.perturbations:
             data.xfrc_applied[:] = self.xfrc_applied[0]
