@@ -129,6 +129,22 @@ def test_step_one_with_randomization_noise_and_latency_equals_the_batched_step()
             assert_same_step(one.step_one(action), batch.step(action[None]))
 
 
+def test_a_state_written_between_one_env_steps_is_stepped_from():
+    # the one-env physics skips reloading the MjData when the state is unchanged: a write must still be seen
+    one = BatchEnv("cheetah-run", 1, seed=0, autoreset_mode="disabled")
+    batch = batched_reference("cheetah-run", seed=0, autoreset_mode="disabled")
+    one.reset(seed=3)
+    batch.reset(seed=3)
+    rng = np.random.default_rng(6)
+    for step in range(30):
+        if step % 10 == 5:
+            kick = rng.normal(0, 2, one.model.nv)[None]
+            for env in (one, batch):
+                env.sim.set_qvel(np.array([0]), env.sim.qvel + kick)
+        action = rng.uniform(-1, 1, 6)
+        assert_same_step(one.step_one(action), batch.step(action[None]))
+
+
 def test_arm_ik_of_one_pose_equals_the_batched_ik():
     from embodia.tasks.arm_common import (
         ARM_JOINTS,
