@@ -99,7 +99,7 @@ class Task(ABC):
         """Weighted sum of the reward terms and the weighted terms themselves."""
         return self.weigh(self.reward_terms(sim, action, before))
 
-    def weigh(self, terms: dict):
+    def weigh(self, terms: dict) -> tuple[np.ndarray | float, dict]:
         """(sum, weighted terms) of reward terms times `config.reward_scales`: arrays for a batch, floats for one env."""
         scales = self.config.reward_scales
         total, weighted = 0, {}
