@@ -73,6 +73,12 @@ def report(record: dict) -> str:
     """The markdown results section."""
     ours, theirs = record["runs"].values()
     median, low, high = paired_speed_ratio(ours, theirs)
+    has_cpu = all("cpu_sps" in r for r in ours + theirs)
+    cpu_line = ""
+    if has_cpu:
+        cpu_median, cpu_low, cpu_high = paired_speed_ratio(ours, theirs, key="cpu_sps")
+        cpu_line = (f"; per CPU-second (each contender one torch thread, so load hardly moves it): "
+                    f"{cpu_median:.2f}x ({cpu_low:.2f}–{cpu_high:.2f})")
     ours_mean, sb3_mean = np.mean([r["final_return"] for r in ours]), np.mean([r["final_return"] for r in theirs])
     lines = ["# SAC vs SB3 SAC at update-to-data 1 (issue 11)", "",
              (f"`python benchmarks/sac_vs_sb3.py --steps {record['steps']} --seeds {len(ours)} --learning-starts "
@@ -85,7 +91,7 @@ def report(record: dict) -> str:
         lines.append(f"| {name} | {np.mean([r['sps'] for r in runs]):,.1f} | {fmt_ci(returns)} | "
                      f"{', '.join(f'{v:.0f}' for v in returns)} |")
     lines += ["", (f"- **{'met' if median >= SPEED_TARGET else 'NOT MET'}** — speed at utd 1: {median:.2f}x "
-              f"({low:.2f}–{high:.2f}) SB3, target >= {SPEED_TARGET:.0f}x"),
+              f"({low:.2f}–{high:.2f}) SB3 in wall-clock env-steps/s{cpu_line}, target >= {SPEED_TARGET:.0f}x"),
               (f"- **{'met' if ours_mean >= sb3_mean else 'NOT MET'}** — return {ours_mean:.0f} vs SB3 {sb3_mean:.0f} "
               "(target: not below SB3's mean; at this budget both are close to the start)"), "",
               "![SAC learning curves](sac_cheetah.png)", ""]
