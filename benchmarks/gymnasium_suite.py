@@ -41,9 +41,6 @@ EMBODIA, ZOO, DEFAULTS = "embodia (auto defaults)", "SB3 rl-zoo tuned", "SB3 def
 SPEED_TARGET = 5.0
 COLORS = {EMBODIA: "tab:blue", ZOO: "tab:orange", DEFAULTS: "tab:green"}
 STORE = RESULTS / "gymnasium_suite.json"
-# one physics thread (torch already uses one): every contender is one thread, so env-steps per CPU-second compare
-# the work each does per step whatever the load of the shared machine
-os.environ.setdefault("EMBODIA_NUM_THREADS", "1")
 
 
 def run_contender(name: str, env_id: str, steps: int, seed: int, eval_every: int | None = None) -> dict:
@@ -180,6 +177,10 @@ def plot(store: dict) -> None:
 
 
 def main() -> None:
+    # one physics thread (torch already uses one): every contender is one thread, so env-steps per CPU-second
+    # compare the work each does per step whatever the load of the shared machine (set here, not on import: the
+    # tests import this module and must not change the environment of everything after them)
+    os.environ.setdefault("EMBODIA_NUM_THREADS", "1")
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=20_480, help="env steps per training run, every contender")
     parser.add_argument("--seeds", type=int, default=5, help="seeds per contender")

@@ -364,11 +364,12 @@ def worker_command(lease_s: float = typer.Option(30.0, min=1.0, max=86_400.0, he
                    slots: int = typer.Option(0, min=0, max=4096, help="jobs run at once (0: 1 locally, the cluster's "
                                                                       "CPUs with --executor ray)"),
                    ) -> None:
-    """Run queued jobs, each in its own process, until stopped (Ctrl-C hands the running jobs back to the queue,
-    their partial work kept for the next worker)."""
+    """Run queued jobs, each in its own process, until stopped (Ctrl-C or SIGTERM hands the running jobs back to
+    the queue, their partial work kept for the next worker)."""
     from embodia.platform.executors import make_executor
-    from embodia.platform.worker import Worker, run_slots
+    from embodia.platform.worker import Worker, run_slots, stop_on_signals
 
+    stop_on_signals()
     runs_on = make_executor(executor, ray_address=ray_address)
     try:
         store = _store()

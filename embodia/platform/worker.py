@@ -292,6 +292,14 @@ def run_slots(workers: list[Worker], *, max_jobs: int | None = None, until_idle:
     return ran[0]
 
 
+def stop_on_signals() -> None:
+    """Ctrl-C (SIGINT) and SIGTERM both stop a worker the graceful way (KeyboardInterrupt: running jobs handed back),
+    even when it was started with SIGINT ignored (`nohup ... &` from a script) or by a supervisor that sends
+    SIGTERM (systemd, Kubernetes). Main thread only."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+
+
 def stop_process(process: subprocess.Popen, grace_s: float) -> None:
     """SIGINT (a stage records itself cancelled on Ctrl-C), then SIGKILL after `grace_s`."""
     if process.poll() is not None:

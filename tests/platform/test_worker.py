@@ -21,10 +21,13 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _worker_process(store, *args: str) -> subprocess.Popen:
+    """`embodia worker` started as `nohup embodia worker &` from a script starts it: with SIGINT ignored (the worker
+    must turn Ctrl-C back on itself)."""
     env = {**os.environ, "EMBODIA_HOME": str(store.home), "EMBODIA_DB_URL": store.url,
            "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     return subprocess.Popen([sys.executable, "-m", "embodia", "worker", *args], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
 
 
 def _wait_for(condition, timeout_s: float = 90.0, what: str = "condition") -> None:
@@ -198,14 +201,15 @@ def test_ctrl_c_on_a_worker_hands_its_job_back_with_the_partial_work(sqlite_stor
     assert registry.artifact_of_job(sqlite_store, job).manifest["summary"]["resumed_from"] >= 3
 
 
-def test_worker_slots_run_jobs_side_by_side_and_ctrl_c_hands_each_back(sqlite_store):
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_worker_slots_run_jobs_side_by_side_and_ctrl_c_hands_each_back(sqlite_store, stop_signal):
     jobs = [queue.submit(sqlite_store, "counter", {"steps": 40, "step_s": 0.15}, max_attempts=1).id for _ in "ab"]
     progress = [sqlite_store.path("jobs", f"job-{job}", ".out.partial", "progress") for job in jobs]
     stopped = _worker_process(sqlite_store, "--lease-s", "3", "--poll-s", "0.2", "--slots", "2")
     try:
         _wait_for(lambda: all(p.is_dir() and len(list(p.iterdir())) >= 2 for p in progress),
                   what="both counters progressing at once")
-        stopped.send_signal(signal.SIGINT)
+        stopped.send_signal(stop_signal)
         assert stopped.wait(timeout=60) == 0
     finally:
         stopped.kill()
