@@ -44,6 +44,19 @@ DIVERGENCE_STOP = 0.2
 # (MJX and Warp do not reset unstable envs themselves, and float32 may stay finite for a while)
 MAX_QVEL = 1e5
 MAX_QVEL_SQUARED = MAX_QVEL**2
+
+
+def require_finite(values: np.ndarray, what: str) -> None:
+    """UserError naming the envs whose `what` holds NaN or inf; `values` (num_envs, n), or (n,) of env 0.
+    A finite sum (|v|^2 for one env, cheaper at that size) means every entry is finite: one reduction on the
+    hot path, the per-env search only when it is not."""
+    total = np.dot(values, values) if values.ndim == 1 else np.add.reduce(values, axis=None)
+    if math.isfinite(total) or np.isfinite(values).all():
+        return
+    bad = ~np.isfinite(values.reshape(-1, values.shape[-1])).all(axis=1)
+    raise UserError(f"{what} contains NaN or inf for envs {np.flatnonzero(bad).tolist()}")
+
+
 # physics threads of a job: the platform's workers set it to the job's CPU allocation (local or a Ray task's CPUs)
 THREADS_ENV = "EMBODIA_NUM_THREADS"
 
@@ -297,10 +310,7 @@ class BatchSim:
         ctrl = np.asarray(ctrl, dtype=np.float64)
         if ctrl.shape != self._ctrl_shape:
             raise UserError(f"control batch has shape {ctrl.shape}, expected {self._ctrl_shape} (num_envs, nu)")
-        # a finite sum means every entry is finite (one reduction); the exact search only when it is not
-        if not math.isfinite(np.add.reduce(ctrl, axis=None)) and not np.isfinite(ctrl).all():
-            bad = ~np.isfinite(ctrl).all(axis=1)
-            raise UserError(f"control contains NaN or inf for envs {np.flatnonzero(bad).tolist()}")
+        require_finite(ctrl, "control")
         return ctrl
 
     def step(self, ctrl: np.ndarray, unit_noise: np.ndarray | None = None) -> StepInfo:
@@ -343,8 +353,7 @@ class BatchSim:
         if not checked:
             if ctrl.shape != self._ctrl_one.shape:
                 raise UserError(f"control has shape {ctrl.shape}, expected {self._ctrl_one.shape} (nu,)")
-            if not math.isfinite(np.dot(ctrl, ctrl)) and not np.isfinite(ctrl).all():
-                raise UserError("control contains NaN or inf for envs [0]")
+            require_finite(ctrl, "control")
             ctrl = np.minimum(np.maximum(ctrl, self.ctrl_low, out=self._ctrl_one), self.ctrl_high, out=self._ctrl_one)
         self.ctrl[0] = ctrl
         return self._step_single(ctrl)
