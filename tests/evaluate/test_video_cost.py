@@ -112,3 +112,22 @@ def test_renderer_samples_stay_in_the_renderer():
         assert plain.shape == smooth.shape == (1, 32, 32, 3) and len(env._renderers) == 2
     finally:
         env.close()
+
+
+def test_an_episode_both_best_and_worst_is_encoded_once_into_both_files(balance_suite, tmp_path, monkeypatch):
+    from embodia.sim import video
+
+    opened = []
+    original = video.VideoWriter.__init__
+
+    def counting_init(self, path, *args, **kwargs):
+        opened.append(path)
+        original(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(video.VideoWriter, "__init__", counting_init)
+    scenario = run_suite(balance_suite, LQR_SPEC, tmp_path, videos=True, scenarios=["big-push"], episodes=1,
+                         report=False).scenario("big-push")
+    assert scenario.replay["best"]["episode"] == scenario.replay["worst"]["episode"] == 0
+    assert len(opened) == 1  # one encoder for the one episode
+    best, worst = (tmp_path / scenario.videos[label] for label in ("best", "worst"))
+    assert best != worst and best.read_bytes() == worst.read_bytes() and read_video(worst).shape[0] > 1
