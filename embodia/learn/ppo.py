@@ -53,7 +53,7 @@ class PPOConfig(RunConfig):
     init_log_std: float = Field(0.0, description="initial log std of the Gaussian policy (unit action space)")
 
     @model_validator(mode="after")
-    def _check_minibatches(self) -> "PPOConfig":
+    def _check_minibatches(self) -> PPOConfig:
         batch = self.num_envs * self.num_steps
         if batch % self.num_minibatches:
             raise ValueError(f"num_envs x num_steps = {batch} is not divisible by num_minibatches={self.num_minibatches}; "
@@ -68,9 +68,11 @@ class PPOConfig(RunConfig):
 # for checkpoints, `load_policy` and ONNX export.
 
 def _activation_grad(name: str, pre: np.ndarray | None, post: np.ndarray, grad: np.ndarray) -> np.ndarray:
-    """d loss / d pre-activation, from d loss / d post-activation `grad`."""
-    if name == "tanh":
-        return grad * (1.0 - post * post)
+    """d loss / d pre-activation, from d loss / d post-activation `grad` (which tanh overwrites)."""
+    if name == "tanh":  # grad * (1 - post^2), in place in the fresh `grad` and one temporary
+        slope = post * post
+        grad *= np.subtract(1.0, slope, out=slope)
+        return grad
     if name == "relu":
         return grad * (post > 0)
     if name == "elu":
@@ -100,12 +102,13 @@ class NumpyMLP:
         """(output, per-layer (pre, post) activations for `backward`)."""
         cache: list[tuple[np.ndarray | None, np.ndarray]] = [(None, x)]
         last = len(self.weights) - 1
+        in_place = self.activation == "tanh"  # only silu's backward needs the pre-activation; tanh can overwrite it
         for i, (w, b) in enumerate(zip(self.weights, self.biases)):
             pre = x @ w.T
             pre += b
             if i == last:
                 return pre, cache
-            x = self.act(pre)
+            x = np.tanh(pre, out=pre) if in_place else self.act(pre)
             cache.append((pre if self.activation == "silu" else None, x))
         raise AssertionError("unreachable")
 
@@ -115,7 +118,7 @@ class NumpyMLP:
         for i in range(len(self.weights) - 1, -1, -1):
             pre, post = cache[i]
             np.dot(grad.T, post, out=self.weight_grads[i])
-            grad.sum(axis=0, out=self.bias_grads[i])
+            np.add.reduce(grad, axis=0, out=self.bias_grads[i])  # grad.sum(axis=0), less overhead
             if i == 0:
                 return
             grad = _activation_grad(self.activation, pre, post, grad @ self.weights[i])
@@ -128,21 +131,26 @@ class FlatAdam:
         self.params, self.grads = params, grads
         self.exp_avg = np.zeros_like(params)
         self.exp_avg_sq = np.zeros_like(params)
+        self._denom, self._scratch = np.zeros_like(params), np.zeros_like(params)  # reused: no allocation per step
         self.lr, self.betas, self.eps = lr, betas, eps
         self.step_count = 0
 
     def step(self) -> None:
-        """One Adam step from the current gradients."""
+        """One Adam step from the current gradients (the same operations in the same order as written out
+        plainly, into preallocated buffers)."""
         b1, b2 = self.betas
+        grads, scratch, denom = self.grads, self._scratch, self._denom
         self.step_count += 1
         self.exp_avg *= b1
-        self.exp_avg += (1 - b1) * self.grads
+        self.exp_avg += np.multiply(grads, 1 - b1, out=scratch)
         self.exp_avg_sq *= b2
-        self.exp_avg_sq += (1 - b2) * self.grads * self.grads
-        denom = np.sqrt(self.exp_avg_sq)
+        np.multiply(grads, 1 - b2, out=scratch)
+        self.exp_avg_sq += np.multiply(scratch, grads, out=scratch)
+        np.sqrt(self.exp_avg_sq, out=denom)
         denom /= math.sqrt(1 - b2**self.step_count)
         denom += self.eps
-        self.params -= (self.lr / (1 - b1**self.step_count)) * self.exp_avg / denom
+        np.multiply(self.exp_avg, self.lr / (1 - b1**self.step_count), out=scratch)
+        self.params -= np.divide(scratch, denom, out=scratch)
 
     def state_dict(self) -> dict[str, Any]:
         return {"exp_avg": torch.from_numpy(self.exp_avg.copy()), "exp_avg_sq": torch.from_numpy(self.exp_avg_sq.copy()),
@@ -241,6 +249,84 @@ def ppo_losses(new_logprob: torch.Tensor, old_logprob: torch.Tensor, advantages:
     return {"pg_loss": pg_loss, "v_loss": v_loss, "approx_kl": approx_kl, "clipfrac": clipfrac}
 
 
+def normalized_advantages(advantages: np.ndarray) -> np.ndarray:
+    """Z-scores (ddof=1, + 1e-8) of each row of `advantages` (..., B): per row exactly `(a - a.mean()) /
+    (a.std(ddof=1) + 1e-8)`, so one call normalizes every minibatch of an epoch."""
+    count = advantages.shape[-1]
+    centered = advantages - np.add.reduce(advantages, axis=-1, keepdims=True) / count
+    squares = centered * centered
+    std = np.sqrt(np.add.reduce(squares, axis=-1, keepdims=True) / (count - 1))
+    std += 1e-8
+    centered /= std
+    return centered
+
+
+# rows of the per-minibatch record `_clipped_loss_grads` fills, from which `minibatch_diagnostics` computes the stats
+RATIO, LOGRATIO, PG_TERM, V_TERM = range(4)
+
+
+def _clipped_loss_grads(agent: ActorCritic, obs: np.ndarray, actions: np.ndarray, old_logprob: np.ndarray,
+                        advantages: np.ndarray, old_value: np.ndarray, returns: np.ndarray, config: PPOConfig,
+                        record: np.ndarray) -> None:
+    """`ppo_loss_grads` on already normalized advantages; the per-sample ratio, log-ratio, policy and value loss
+    terms go into `record` (4, B) instead of being averaged here (one vectorized pass per epoch does that)."""
+    batch = obs.shape[0]
+    clip = config.clip_coef
+    ratio, logratio, pg_term, v_term = record
+    mean, actor_cache = agent.actor_np.forward(obs)
+    value_out, critic_cache = agent.critic_np.forward(obs)
+    value = value_out[:, 0]
+    log_std = agent.log_std
+    inv_std = np.exp(-log_std)
+    z = actions - mean
+    z *= inv_std
+    z_squared = z * z
+    logprob = -0.5 * np.add.reduce(z_squared, axis=1)
+    logprob -= np.add.reduce(log_std)
+    logprob -= 0.5 * math.log(2 * math.pi) * mean.shape[-1]
+    np.exp(np.subtract(logprob, old_logprob, out=logratio), out=ratio)
+    neg_advantages = -advantages
+    unclipped = neg_advantages * ratio
+    clipped = np.minimum(np.maximum(ratio, 1 - clip), 1 + clip)  # np.clip's values, less overhead
+    clipped *= neg_advantages
+    np.maximum(unclipped, clipped, out=pg_term)
+    # the clipped branch carries no gradient where it is the larger one and the ratio is outside the clip range
+    frozen = ((advantages > 0) & (ratio > 1 + clip)) | ((advantages < 0) & (ratio < 1 - clip))
+    grad_logprob = unclipped / batch
+    grad_logprob[frozen] = 0.0
+    grad_mean = grad_logprob[:, None] * z
+    grad_mean *= inv_std
+    z_squared -= 1.0
+    z_squared *= grad_logprob[:, None]
+    np.subtract(np.add.reduce(z_squared, axis=0), config.ent_coef, out=agent.log_std_grad)
+    error = value - returns
+    if config.clip_vloss:
+        delta = value - old_value
+        v_clipped_error = old_value + np.clip(delta, -clip, clip) - returns
+        use_clipped = v_clipped_error**2 > error**2
+        np.maximum(error**2, v_clipped_error**2, out=v_term)
+        grad_value = np.where(use_clipped, v_clipped_error * (np.abs(delta) < clip), error)
+    else:
+        np.multiply(error, error, out=v_term)
+        grad_value = error
+    agent.actor_np.backward(actor_cache, grad_mean)
+    agent.critic_np.backward(critic_cache, np.multiply(grad_value, config.vf_coef / batch)[:, None])
+
+
+def minibatch_diagnostics(records: np.ndarray, log_stds: np.ndarray, clip: float) -> dict[str, np.ndarray]:
+    """pg_loss, v_loss, entropy, approx_kl and clipfrac of each minibatch (float64 (M,)), from the records (M, 4, B)
+    `_clipped_loss_grads` filled and the log-stds (M, act_dim) each step saw: the per-minibatch means of before."""
+    count = records.shape[-1]
+    ratio, logratio = records[:, RATIO], records[:, LOGRATIO]
+    pg_loss = np.add.reduce(records[:, PG_TERM], axis=1) / count
+    v_loss = 0.5 * (np.add.reduce(records[:, V_TERM], axis=1) / count)
+    entropy = np.add.reduce(log_stds + 0.5 * math.log(2 * math.pi * math.e), axis=1)
+    approx_kl = np.add.reduce((ratio - 1) - logratio, axis=1) / count
+    clipfrac = np.add.reduce(np.abs(ratio - 1.0) > clip, axis=1, dtype=np.float64) / count
+    return {"pg_loss": pg_loss.astype(np.float64), "v_loss": v_loss.astype(np.float64),
+            "entropy": entropy.astype(np.float64), "approx_kl": approx_kl.astype(np.float64), "clipfrac": clipfrac}
+
+
 def ppo_loss_grads(agent: ActorCritic, obs: np.ndarray, actions: np.ndarray, old_logprob: np.ndarray,
                    advantages: np.ndarray, old_value: np.ndarray, returns: np.ndarray,
                    config: PPOConfig) -> dict[str, float]:
@@ -248,41 +334,12 @@ def ppo_loss_grads(agent: ActorCritic, obs: np.ndarray, actions: np.ndarray, old
 
     Same objective as `ppo_losses` (pg_loss - ent_coef * entropy + vf_coef * v_loss) on float32 arrays [B, ...].
     """
-    batch = len(obs)
-    mean, actor_cache = agent.actor_np.forward(obs)
-    value_out, critic_cache = agent.critic_np.forward(obs)
-    value = value_out[:, 0]
-    log_std = agent.log_std
-    inv_std = np.exp(-log_std)
-    z = (actions - mean) * inv_std
-    logprob = -0.5 * (z * z).sum(-1) - log_std.sum() - 0.5 * math.log(2 * math.pi) * mean.shape[-1]
-    logratio = logprob - old_logprob
-    ratio = np.exp(logratio)
-    clip = config.clip_coef
     if config.norm_adv:
-        advantages = (advantages - advantages.mean()) / (advantages.std(ddof=1) + 1e-8)
-    unclipped, clipped = -advantages * ratio, -advantages * np.clip(ratio, 1 - clip, 1 + clip)
-    pg_loss = np.maximum(unclipped, clipped).mean()
-    # the clipped branch carries no gradient where it is the larger one and the ratio is outside the clip range
-    frozen = ((advantages > 0) & (ratio > 1 + clip)) | ((advantages < 0) & (ratio < 1 - clip))
-    grad_logprob = np.where(frozen, 0.0, unclipped / batch).astype(np.float32)
-    grad_mean = grad_logprob[:, None] * z * inv_std
-    agent.log_std_grad[:] = (grad_logprob[:, None] * (z * z - 1.0)).sum(0) - config.ent_coef
-    error = value - returns
-    if config.clip_vloss:
-        delta = value - old_value
-        v_clipped_error = old_value + np.clip(delta, -clip, clip) - returns
-        use_clipped = v_clipped_error**2 > error**2
-        v_loss = 0.5 * np.maximum(error**2, v_clipped_error**2).mean()
-        grad_value = np.where(use_clipped, v_clipped_error * (np.abs(delta) < clip), error)
-    else:
-        v_loss = 0.5 * (error**2).mean()
-        grad_value = error
-    agent.actor_np.backward(actor_cache, grad_mean)
-    agent.critic_np.backward(critic_cache, (config.vf_coef / batch * grad_value)[:, None].astype(np.float32))
-    entropy = float((log_std + 0.5 * math.log(2 * math.pi * math.e)).sum())
-    return {"pg_loss": float(pg_loss), "v_loss": float(v_loss), "entropy": entropy,
-            "approx_kl": float(((ratio - 1) - logratio).mean()), "clipfrac": float((np.abs(ratio - 1.0) > clip).mean())}
+        advantages = normalized_advantages(advantages)
+    record = np.empty((1, 4, len(obs)), dtype=np.float32)
+    log_std = agent.log_std[None].copy()
+    _clipped_loss_grads(agent, obs, actions, old_logprob, advantages, old_value, returns, config, record[0])
+    return {key: float(value[0]) for key, value in minibatch_diagnostics(record, log_std, config.clip_coef).items()}
 
 
 def clip_grad_norm(grads: np.ndarray, max_norm: float) -> float:
@@ -321,6 +378,11 @@ class PPOTrainer:
         self.rewards = np.zeros((t, n), dtype=np.float32)
         self.dones = np.zeros((t, n), dtype=np.float32)
         self.values = np.zeros((t, n), dtype=np.float32)
+        # update work space: one epoch's shuffled copy of the rollout, per-minibatch records for the diagnostics
+        self._epoch_batch = (np.zeros((n * t, obs_dim), dtype=np.float32), np.zeros((n * t, act_dim), dtype=np.float32),
+                             *(np.zeros(n * t, dtype=np.float32) for _ in range(4)))
+        self._records = np.zeros((config.num_minibatches, 4, n * t // config.num_minibatches), dtype=np.float32)
+        self._log_stds = np.zeros((config.num_minibatches, act_dim), dtype=np.float32)
         self.global_step = 0
         self.iteration = 0
         self.next_obs = env.reset(seed=config.seed)  # (N, obs_dim) raw
@@ -367,26 +429,43 @@ class PPOTrainer:
         b_actions = self.actions.reshape(self.batch_size, -1)
         b_logprobs, b_values = self.logprobs.reshape(-1), self.values.reshape(-1)
         b_adv, b_returns = advantages.numpy().reshape(-1), returns.numpy().reshape(-1)
-        minibatch = self.batch_size // config.num_minibatches
-        grads = self.agent.flat_grad.numpy()
-        stats: dict[str, list[float]] = {"pg_loss": [], "v_loss": [], "entropy": [], "approx_kl": [], "clipfrac": []}
+        per_epoch: list[dict[str, np.ndarray]] = []
         for _epoch in range(config.update_epochs):
             order = torch.randperm(self.batch_size).numpy()
-            for start in range(0, self.batch_size, minibatch):
-                idx = order[start : start + minibatch]
-                step_stats = ppo_loss_grads(self.agent, b_obs[idx], b_actions[idx], b_logprobs[idx], b_adv[idx],
-                                            b_values[idx], b_returns[idx], config)
-                clip_grad_norm(grads, config.max_grad_norm)
-                self.optimizer.step()
-                for key, value in step_stats.items():
-                    stats[key].append(value)
-            if config.target_kl is not None and stats["approx_kl"][-1] > config.target_kl:
+            per_epoch.append(self._epoch(order, (b_obs, b_actions, b_logprobs, b_adv, b_values, b_returns)))
+            if config.target_kl is not None and per_epoch[-1]["approx_kl"][-1] > config.target_kl:
                 break
         var_y = np.var(b_returns)
         explained = float("nan") if var_y == 0 else float(1 - np.var(b_returns - b_values) / var_y)
-        summary = {f"losses/{k}": float(np.mean(v)) for k, v in stats.items()}
+        summary = {f"losses/{k}": float(np.mean(np.concatenate([stats[k] for stats in per_epoch]))) for k in per_epoch[0]}
         summary["losses/explained_variance"] = explained
         return summary
+
+    def _epoch(self, order: np.ndarray, batch: tuple[np.ndarray, ...]) -> dict[str, np.ndarray]:
+        """One pass of minibatch steps over the rollout in `order`; the per-minibatch diagnostics.
+
+        The whole epoch is gathered once (each minibatch is then a contiguous slice) and its advantages
+        normalized per minibatch in one vectorized call: the same numbers as minibatch by minibatch, fewer calls.
+        """
+        config, agent = self.config, self.agent
+        gathered = self._epoch_batch
+        for source, target in zip(batch, gathered):
+            np.take(source, order, axis=0, out=target, mode="clip")  # a permutation: never out of range
+        obs, actions, logprobs, adv, values, returns = gathered
+        num_minibatches, records, log_stds = config.num_minibatches, self._records, self._log_stds
+        size = self.batch_size // num_minibatches
+        adv = adv.reshape(num_minibatches, size)
+        if config.norm_adv:
+            adv = normalized_advantages(adv)
+        grads = agent.flat_grad.numpy()
+        for m in range(num_minibatches):
+            rows = slice(m * size, (m + 1) * size)
+            log_stds[m] = agent.log_std
+            _clipped_loss_grads(agent, obs[rows], actions[rows], logprobs[rows], adv[m], values[rows], returns[rows],
+                                config, records[m])
+            clip_grad_norm(grads, config.max_grad_norm)
+            self.optimizer.step()
+        return minibatch_diagnostics(records, log_stds, config.clip_coef)
 
     def _anneal(self) -> float:
         lr = self.config.learning_rate
