@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from embodia.core.errors import CheckpointError
-
 import numpy as np
+
+from embodia.core.errors import CheckpointError
 
 
 class RunningMeanStd:
@@ -17,9 +17,18 @@ class RunningMeanStd:
 
     def update(self, batch: np.ndarray) -> None:
         """Fold a batch (B, *shape) into the running statistics."""
-        batch_mean = batch.mean(axis=0)
-        batch_var = batch.var(axis=0)
+        if batch.dtype.kind != "f":
+            batch = batch.astype(np.float64)  # what .mean() / .var() compute integers in
         batch_count = batch.shape[0]
+        # batch.mean(axis=0) and batch.var(axis=0), the same operations without their Python-level overhead
+        # (this runs every env step of a rollout)
+        mean_row = np.add.reduce(batch, axis=0, keepdims=True)
+        mean_row /= batch_count
+        deviation = batch - mean_row
+        np.multiply(deviation, deviation, out=deviation)
+        batch_var = np.add.reduce(deviation, axis=0)
+        batch_var /= batch_count
+        batch_mean = mean_row[0]
         delta = batch_mean - self.mean
         total = self.count + batch_count
         self.mean = self.mean + delta * batch_count / total
@@ -59,7 +68,9 @@ class ObsNormalizer:
         """Normalized observations, same shape."""
         if not self.enabled:
             return obs
-        return np.clip((obs - self.rms.mean) / np.sqrt(self.rms.var + self.epsilon), -self.clip, self.clip)
+        normalized = obs - self.rms.mean
+        normalized /= np.sqrt(self.rms.var + self.epsilon)
+        return np.minimum(np.maximum(normalized, -self.clip, out=normalized), self.clip, out=normalized)  # np.clip
 
     def scale_and_shift(self) -> tuple[np.ndarray, np.ndarray]:
         """(mean, std) so that normalized = clip((obs - mean) / std); identity when disabled."""
@@ -91,7 +102,8 @@ class RewardScaler:
             return reward
         self.returns = self.returns * self.gamma + reward
         self.rms.update(self.returns)
-        scaled = np.clip(reward / np.sqrt(self.rms.var + self.epsilon), -self.clip, self.clip)
+        scaled = reward / np.sqrt(self.rms.var + self.epsilon)
+        np.minimum(np.maximum(scaled, -self.clip, out=scaled), self.clip, out=scaled)  # np.clip's values
         self.returns[done] = 0.0
         return scaled
 

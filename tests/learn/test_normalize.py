@@ -41,3 +41,18 @@ def test_disabled_normalizers_are_identity():
     assert ObsNormalizer(3, enabled=False)(obs) is obs
     reward = np.array([3.0, -4.0])
     assert RewardScaler(2, 0.99, enabled=False)(reward, np.zeros(2, bool)) is reward
+
+
+def test_running_mean_std_update_equals_numpy_mean_and_var_bit_for_bit():
+    """The hand-inlined batch statistics are numpy's .mean(0)/.var(0), so training stays seed-for-seed identical."""
+    rng = np.random.default_rng(3)
+    for batch in (rng.normal(2.0, 3.0, (64, 17)), rng.normal(size=(5, 3)).astype(np.float32),
+                  rng.normal(size=64), rng.integers(-5, 5, (8, 2))):
+        rms = RunningMeanStd(batch.shape[1:])
+        rms.update(batch)
+        mean, var, count = batch.mean(axis=0), batch.var(axis=0), len(batch)
+        delta = mean - np.zeros(batch.shape[1:])
+        total = 1e-4 + count
+        expected_var = (np.ones(batch.shape[1:]) * 1e-4 + var * count + delta**2 * 1e-4 * count / total) / total
+        np.testing.assert_array_equal(rms.mean, delta * count / total)
+        np.testing.assert_array_equal(rms.var, expected_var)

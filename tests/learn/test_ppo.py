@@ -27,6 +27,25 @@ def test_gae_matches_a_hand_computation():
     torch.testing.assert_close(ret, expected + values)
 
 
+def test_gae_np_equals_the_torch_recursion_bit_for_bit():
+    from embodia.learn.ppo import gae_np
+
+    rng = np.random.default_rng(4)
+    t, n = 7, 5
+    rewards, values = (torch.from_numpy(rng.normal(size=(t, n)).astype(np.float32)) for _ in range(2))
+    dones = torch.from_numpy((rng.random((t, n)) < 0.3).astype(np.float32))
+    next_value, next_done = torch.from_numpy(rng.normal(size=n).astype(np.float32)), torch.tensor([0.0, 1, 0, 1, 0])
+    expected, last = torch.zeros_like(rewards), torch.zeros(n)
+    for step in reversed(range(t)):  # the torch loop gae_np replaced
+        nonterminal = 1.0 - (next_done if step == t - 1 else dones[step + 1])
+        following = next_value if step == t - 1 else values[step + 1]
+        last = rewards[step] + 0.97 * following * nonterminal - values[step] + 0.97 * 0.9 * nonterminal * last
+        expected[step] = last
+    adv, ret = gae_np(rewards.numpy(), values.numpy(), dones.numpy(), next_value.numpy(), next_done.numpy(), 0.97, 0.9)
+    np.testing.assert_array_equal(adv, expected.numpy())
+    np.testing.assert_array_equal(ret, (expected + values).numpy())
+
+
 @pytest.mark.slow
 def test_ppo_learns_cartpole_balance(tmp_path):
     run = train("cartpole-balance", "ppo", total_steps=12288, seed=0, out=tmp_path, overrides=QUIET)
