@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -10,6 +11,29 @@ from torch import nn
 
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU, "silu": nn.SiLU}
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
+_LOG_STD_MID, _LOG_STD_HALF_RANGE = (LOG_STD_MAX + LOG_STD_MIN) / 2, (LOG_STD_MAX - LOG_STD_MIN) / 2
+
+
+def native_bf16_matmul() -> bool:
+    """True when this CPU multiplies bfloat16 matrices in hardware (AMX tiles through oneDNN), so bf16 beats fp32."""
+    capabilities = torch.cpu.get_capabilities() if hasattr(torch.cpu, "get_capabilities") else {}
+    return torch.backends.mkldnn.is_available() and bool(capabilities.get("amx_bf16"))
+
+
+# bf16 pays only for large matmuls: the casts around them cost more than AMX saves on small ones. Measured on a
+# 2-core AMX Xeon, SAC update fp32/bf16 time: 0.66x at width 64 batch 128, 0.88x at 128/256, 1.26x at 256/256
+BF16_MIN_MACS = 256**3
+
+
+def resolve_precision(precision: str, batch_size: int, hidden_sizes: list[int]) -> str:
+    """'fp32' or 'bf16' for a config's `precision`; 'auto' is bf16 only where the CPU has native bf16 matmuls and
+    the widest hidden-to-hidden matmul (batch x width x width) has at least `BF16_MIN_MACS` multiply-adds."""
+    if precision not in ("auto", "fp32", "bf16"):
+        raise ValueError(f"precision={precision!r}; use 'auto', 'fp32' or 'bf16'")
+    if precision == "auto":
+        large = batch_size * max(hidden_sizes) ** 2 >= BF16_MIN_MACS
+        return "bf16" if large and native_bf16_matmul() else "fp32"
+    return precision
 
 
 def layer_init(layer: nn.Linear, gain: float = math.sqrt(2), bias: float = 0.0) -> nn.Linear:
@@ -74,16 +98,17 @@ class SquashedGaussianActor(nn.Module):
 
     def sample(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Reparameterized action in [-1, 1] (B, act_dim) and its log-probability (B,)."""
-        features = self.act(self.trunk(obs))
-        mean = self.mean_head(features)
-        log_std = torch.tanh(self.log_std_head(features))
-        log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (log_std + 1)
-        std = log_std.exp()
-        pre_tanh = mean + std * torch.randn_like(mean)
-        action = torch.tanh(pre_tanh)
-        log_prob = (-0.5 * ((pre_tanh - mean) / std) ** 2 - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
-        log_prob = log_prob - (2 * (math.log(2) - pre_tanh - nn.functional.softplus(-2 * pre_tanh))).sum(-1)
-        return action, log_prob
+        features = self.act(self.trunk(obs.to(self.mean_head.weight.dtype)))
+        # heads back to float32 (a no-op for a float32 actor): the log-probability needs the precision
+        mean = self.mean_head(features).float()
+        log_std = torch.tanh(self.log_std_head(features).float()).mul(_LOG_STD_HALF_RANGE).add_(_LOG_STD_MID)
+        noise = torch.randn_like(mean)
+        pre_tanh = torch.addcmul(mean, log_std.exp(), noise)
+        # Gaussian log-density of pre_tanh ((pre_tanh - mean) / std is the noise itself, a constant for autograd)
+        # minus tanh's log-Jacobian log(1 - tanh(u)^2) = 2 (log 2 - u - softplus(-2u)); terms without gradient first
+        constant = noise.square().mul_(-0.5).sub_(0.5 * math.log(2 * math.pi) + 2 * math.log(2))
+        log_prob = (constant - log_std + 2 * (pre_tanh + nn.functional.softplus(-2 * pre_tanh))).sum(-1)
+        return torch.tanh(pre_tanh), log_prob
 
 
 class EnsembleLinear(nn.Module):
@@ -113,8 +138,45 @@ class TwinQ(nn.Module):
         self.num_q = num_q
 
     def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-        x = torch.cat([obs, action], dim=-1).unsqueeze(0).expand(self.num_q, -1, -1)
-        return self.net(x).squeeze(-1)
+        x = torch.cat([obs, action], dim=-1).to(self.net[0].weight.dtype).unsqueeze(0).expand(self.num_q, -1, -1)
+        return self.net(x).squeeze(-1).float()  # float32 Q values whatever the weights' dtype
+
+
+class TrainingCopy:
+    """The copy of a float32 module that the update's forward and backward passes run on.
+
+    fp32: the module itself, nothing copied. bf16: a bfloat16 twin (mixed precision with float32 master weights):
+    its weights are refreshed from the master after every optimizer step, its gradients copied into the master's
+    before one, so Adam, target averaging and checkpoints only ever see float32.
+    """
+
+    def __init__(self, master: nn.Module, precision: str) -> None:
+        if precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision={precision!r}; use 'fp32' or 'bf16'")
+        self.master_params = list(master.parameters())
+        self.copied = precision == "bf16"
+        self.module = copy.deepcopy(master).to(torch.bfloat16) if self.copied else master
+        self.params = list(self.module.parameters())
+        if self.copied:
+            for p in self.master_params:
+                if p.requires_grad:
+                    p.grad = torch.zeros_like(p)  # overwritten by every `grads_to_master`
+
+    def zero_grad(self) -> None:
+        """Drop the working gradients before a backward pass."""
+        for p in self.params:
+            p.grad = None
+
+    def grads_to_master(self) -> None:
+        """Float32 copies of the working gradients into the master's `.grad` (nothing to do for fp32)."""
+        if self.copied:
+            torch._foreach_copy_([p.grad for p in self.master_params], [p.grad for p in self.params])
+
+    def refresh(self) -> None:
+        """Working weights := master weights, after the master changed (optimizer step, averaging, restore)."""
+        if self.copied:
+            with torch.no_grad():
+                torch._foreach_copy_(self.params, self.master_params)
 
 
 class DeployedActor(nn.Module):

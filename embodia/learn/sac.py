@@ -16,7 +16,13 @@ from pydantic import Field
 
 from embodia.core.errors import CheckpointError
 from embodia.learn.config import LayerWidth, RunConfig
-from embodia.learn.nets import DeployedActor, SquashedGaussianActor, TwinQ
+from embodia.learn.nets import (
+    DeployedActor,
+    SquashedGaussianActor,
+    TrainingCopy,
+    TwinQ,
+    resolve_precision,
+)
 from embodia.learn.normalize import ObsNormalizer
 from embodia.sim.batch import rng_from_array, rng_to_array
 
@@ -48,6 +54,12 @@ class SACConfig(RunConfig):
     obs_clip: float = Field(10.0, gt=0, description="clip normalized observations to +- this")
     hidden_sizes: list[LayerWidth] = Field(default_factory=lambda: [256, 256], min_length=1, description="MLP hidden layer sizes")
     activation: Literal["tanh", "relu", "elu", "silu"] = Field("relu", description="hidden activation")
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="precision of the update's networks: 'bf16' runs their forward and backward passes on "
+        "bfloat16 copies of the weights (master weights, Adam, target networks, losses and log-probs stay float32), "
+        "'fp32' runs everything in float32, 'auto' picks bf16 where the CPU has native bfloat16 matmuls (AMX) "
+        "and the networks are large enough to gain (batch x widest layer^2 >= 256^3, e.g. 256x256 MLPs at batch "
+        "256), else fp32")
 
 
 # ---------------------------------------------------------------------------------------------- replay buffer
@@ -140,6 +152,11 @@ class SACTrainer:
         self.next_obs = env.reset(seed=config.seed)
         self._q_params = list(self.q.parameters())
         self._q_target_params = list(self.q_target.parameters())
+        # the networks the update runs on: the float32 modules themselves, or their bfloat16 working copies
+        self.precision = resolve_precision(config.precision, config.batch_size, config.hidden_sizes)
+        self.actor_work = TrainingCopy(self.actor, self.precision)
+        self.q_work = TrainingCopy(self.q, self.precision)
+        self.q_target_work = TrainingCopy(self.q_target, self.precision)
 
     # ---- acting
     def _normalized(self, obs: np.ndarray) -> torch.Tensor:
@@ -171,29 +188,45 @@ class SACTrainer:
             raw["obs"], raw["next_obs"] = self.obs_norm(raw["obs"]), self.obs_norm(raw["next_obs"])
         batch = {k: torch.from_numpy(np.asarray(v, dtype=np.float32)) for k, v in raw.items()}
         alpha = self.log_alpha.detach().exp()
-        q_loss = critic_loss(self.q, self.q_target, self.actor, batch, alpha, config.gamma)
-        self.q_opt.zero_grad(set_to_none=True)
-        q_loss.backward()
-        self.q_opt.step()
+        actor, q = self.actor_work.module, self.q_work.module
+        q_loss = critic_loss(q, self.q_target_work.module, actor, batch, alpha, config.gamma)
+        self._step(q_loss, self.q_work, self.q_opt)
         stats = {"losses/qf_loss": q_loss}
         self.num_updates += 1
         if self.num_updates % config.policy_frequency == 0:
-            self.q.requires_grad_(False)
-            pi_loss, logprob = actor_loss(self.q, self.actor, batch["obs"], alpha)
-            self.actor_opt.zero_grad(set_to_none=True)
-            pi_loss.backward()
-            self.actor_opt.step()
-            self.q.requires_grad_(True)
+            q.requires_grad_(False)
+            pi_loss, logprob = actor_loss(q, actor, batch["obs"], alpha)
             stats["losses/actor_loss"] = pi_loss
-            if config.autotune:
+            if config.autotune:  # its graph is disjoint from the actor's, so one backward pass fills both gradients
                 alpha_loss = -(self.log_alpha.exp() * (logprob.detach() + self.target_entropy)).mean()
-                self.alpha_opt.zero_grad(set_to_none=True)
-                alpha_loss.backward()
-                self.alpha_opt.step()
                 stats["losses/alpha_loss"] = alpha_loss
+                self._step(pi_loss + alpha_loss, self.actor_work, self.actor_opt, self.alpha_opt)
+            else:
+                self._step(pi_loss, self.actor_work, self.actor_opt)
+            q.requires_grad_(True)
         with torch.no_grad():
             torch._foreach_lerp_(self._q_target_params, self._q_params, config.tau)
+        self.q_target_work.refresh()
         return stats
+
+    @staticmethod
+    def _step(loss: torch.Tensor, work: TrainingCopy, optimizer: torch.optim.Optimizer,
+              also: torch.optim.Optimizer | None = None) -> None:
+        """Backward on the working copy, one optimizer step on the float32 master, working weights refreshed;
+        `also` steps a float32 parameter outside the copy (the temperature) from the same backward pass."""
+        work.zero_grad()
+        if also is not None:
+            also.zero_grad(set_to_none=True)
+        loss.backward()
+        work.grads_to_master()
+        optimizer.step()
+        if also is not None:
+            also.step()
+        work.refresh()
+
+    def _refresh_working_copies(self) -> None:
+        for work in (self.actor_work, self.q_work, self.q_target_work):
+            work.refresh()
 
     # ---- the loop
     def learn(self, logger: RunLogger, hooks: TrainingHooks) -> None:
@@ -266,6 +299,7 @@ class SACTrainer:
         self.actor.load_state_dict(_prefixed(model, "actor."))
         self.q.load_state_dict(_prefixed(model, "q."))
         self.q_target.load_state_dict(_prefixed(model, "q_target."))
+        self._refresh_working_copies()
         with torch.no_grad():
             self.log_alpha.copy_(model["log_alpha"][0])
         self.obs_norm.load_state_dict(loaded["normalizer"])

@@ -5,10 +5,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from embodia.learn import load_policy
-from embodia.learn.train import train
+from embodia.learn import load_policy, nets
+from embodia.learn.nets import TrainingCopy, TwinQ, resolve_precision
 from embodia.learn.rollout import episode_returns, random_returns
-from embodia.learn.sac import ReplayBuffer
+from embodia.learn.sac import ReplayBuffer, SACConfig, SACTrainer
+from embodia.learn.train import train
+from embodia.learn.vec_env import make_train_env
 
 QUIET = {"progress": False, "tensorboard": False}
 TINY = {**QUIET, "num_envs": 2, "hidden_sizes": [16, 16], "batch_size": 32, "learning_starts": 40}
@@ -28,15 +30,19 @@ def test_replay_buffer_wraps_and_round_trips():
 
 
 @pytest.mark.slow
-def test_sac_learns_cartpole_balance(tmp_path):
-    run = train("cartpole-balance", "sac", total_steps=5000, seed=0, out=tmp_path, overrides=QUIET)
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_sac_learns_cartpole_balance(tmp_path, precision):
+    run = train("cartpole-balance", "sac", total_steps=5000, seed=0, out=tmp_path,
+                overrides={**QUIET, "precision": precision})
     returns, _ = episode_returns(load_policy(run), "cartpole-balance", num_envs=16)
     baseline = random_returns("cartpole-balance", num_envs=16).mean()
     assert returns.mean() > 2 * baseline, (returns.mean(), baseline)
 
 
-def test_sac_resume_matches_uninterrupted_run(tmp_path):
-    overrides = {**TINY, "checkpoint_every": 100, "env_kwargs": {"task_config": {"max_episode_steps": 15}}}
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_sac_resume_matches_uninterrupted_run(tmp_path, precision):
+    overrides = {**TINY, "checkpoint_every": 100, "env_kwargs": {"task_config": {"max_episode_steps": 15}},
+                 "precision": precision}
     run = train("cartpole-swingup", "sac", total_steps=200, seed=1, out=tmp_path, overrides=overrides, name="full")
     step = "step_000000000100"
     resumed = tmp_path / "resumed" / "checkpoints"
@@ -56,3 +62,69 @@ def test_sac_policy_is_tanh_squashed_into_bounds(tmp_path):
     policy = load_policy(run)
     actions = policy.act(np.random.default_rng(0).normal(0, 100, (50, policy.obs_dim)))
     assert np.all(np.abs(actions) <= 1.0) and policy.algo == "sac"
+
+
+def test_precision_auto_picks_bf16_only_with_native_bf16_matmuls(monkeypatch):
+    monkeypatch.setattr(nets, "native_bf16_matmul", lambda: False)
+    assert resolve_precision("auto", 256, [256, 256]) == "fp32"
+    monkeypatch.setattr(nets, "native_bf16_matmul", lambda: True)
+    assert resolve_precision("auto", 256, [256, 256]) == "bf16"
+    assert resolve_precision("auto", 256, [128, 128]) == "fp32"  # small matmuls: the casts cost more than AMX saves
+    assert resolve_precision("auto", 128, [64, 64]) == "fp32"
+    assert (resolve_precision("fp32", 256, [256]), resolve_precision("bf16", 8, [16])) == ("fp32", "bf16")
+    with pytest.raises(ValueError, match="precision='fp16'"):
+        resolve_precision("fp16", 256, [256])
+
+
+def test_training_copy_fp32_is_the_module_itself():
+    master = TwinQ(3, 2, [8, 8], "relu")
+    assert TrainingCopy(master, "fp32").module is master
+
+
+def test_bf16_training_copy_keeps_float32_master_weights_and_gradients():
+    torch.manual_seed(0)
+    master = TwinQ(3, 2, [8, 8], "relu")
+    work = TrainingCopy(master, "bf16")
+    optimizer = torch.optim.Adam(master.parameters(), lr=1e-2)
+    before = [p.detach().clone() for p in master.parameters()]
+    work.zero_grad()
+    q = work.module(torch.randn(16, 3), torch.randn(16, 2))
+    assert q.dtype == torch.float32 and q.shape == (2, 16)
+    q.square().mean().backward()
+    work.grads_to_master()
+    optimizer.step()
+    work.refresh()
+    for p, w, b in zip(master.parameters(), work.module.parameters(), before):
+        assert p.dtype == p.grad.dtype == torch.float32 and w.dtype == torch.bfloat16
+        torch.testing.assert_close(p.grad, w.grad.float(), rtol=0, atol=0)
+        assert not torch.equal(p, b)  # the float32 master moved
+        torch.testing.assert_close(w, p.detach().to(torch.bfloat16), rtol=0, atol=0)  # and the copy follows it
+
+
+def _filled_trainer(precision: str, **overrides) -> SACTrainer:
+    config = SACConfig(task="cartpole-balance", seed=0, num_envs=4, hidden_sizes=[32, 32], batch_size=64,
+                       learning_starts=0, precision=precision, **QUIET, **overrides)
+    trainer = SACTrainer(config, make_train_env(config.task, config.num_envs, config.seed))
+    while trainer.global_step < 400:
+        trainer.env_step()
+    return trainer
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_sac_critic_learns_the_reward_in_both_precisions(precision):
+    # with gamma near 0 the soft Q target is the reward itself: a regression the critic must fit
+    trainer = _filled_trainer(precision, gamma=1e-3)
+    losses = [float(trainer.update()["losses/qf_loss"].detach()) for _ in range(300)]
+    assert all(np.isfinite(losses)) and trainer.parameters_finite()
+    assert np.mean(losses[-20:]) < 0.1 * np.mean(losses[:5]), (losses[:5], losses[-20:])
+    assert all(p.dtype == torch.float32 for p in [*trainer.q.parameters(), *trainer.actor.parameters()])
+
+
+def test_sac_bf16_losses_track_fp32_from_the_same_start():
+    fp32, bf16 = _filled_trainer("fp32", policy_frequency=1), _filled_trainer("bf16", policy_frequency=1)
+    torch.manual_seed(3)
+    expected = fp32.update()
+    torch.manual_seed(3)
+    got = bf16.update()
+    for key in ("losses/qf_loss", "losses/actor_loss", "losses/alpha_loss"):
+        torch.testing.assert_close(got[key], expected[key], rtol=0.05, atol=0.01)
