@@ -12,6 +12,7 @@ The ceiling is the shared fast raw `mujoco.rollout` (benchmarks/_ceiling.py) on 
 envs and threads, measured right before and right after embodia's cheetah-run run (their mean), so the share
 compares one stretch of load. Final return = mean deterministic return over 8 episodes (seed 12345), the same code for everyone.
 Usage: python benchmarks/ppo_vs_sb3.py [--steps 20480] [--seeds 5] [--sb3-defaults]
+  ceiling share alone (embodia + ceiling, wall and CPU, and a per-part timing): --ceiling-only [--seeds 5]
   split over two processes: --seed-list 0,1,2 --json rl_ppo.a.json and --seed-list 3,4 --json rl_ppo.b.json, then
   --report-only --json rl_ppo.a.json rl_ppo.b.json
 """
@@ -182,6 +183,133 @@ def _ceiling_share(ours: list[dict], ceiling: list[float]) -> tuple[float, float
     return float(np.median(shares)), float(min(shares)), float(max(shares))
 
 
+# ---------------------------------------------------------------------------------------------- ceiling share only
+def ceiling_clocks(num_envs: int, nthread: int, seconds: float = 2.0) -> dict[str, float]:
+    """The fast ceiling's env-steps per wall second and per CPU-second of this process (all its threads), one run."""
+    from _ceiling import RawRollout
+
+    raw = RawRollout(CHEETAH, num_envs, nthread)
+    try:
+        raw.step()
+        calls, wall, cpu = 0, time.perf_counter(), time.process_time()
+        while time.perf_counter() - wall < seconds:
+            raw.step()
+            calls += 1
+        return {"sps": calls * num_envs / (time.perf_counter() - wall), "cpu_sps": calls * num_envs / (time.process_time() - cpu)}
+    finally:
+        raw.close()
+
+
+def time_parts(iterations: int = 12) -> dict[str, dict[str, float]]:
+    """Where PPO's time goes per 1,024 samples on cheetah-run (shipped config): env.step (MuJoCo + the env's
+    Python), the rest of the rollout (policy, normalizers, storage) and the update; wall and CPU milliseconds."""
+    from threadpoolctl import threadpool_limits
+
+    from embodia.learn.ppo import PPOTrainer
+    from embodia.learn.trainer import load_config
+    from embodia.learn.vec_env import make_train_env
+
+    config = load_config(CHEETAH, "ppo", None, {"progress": False, "tensorboard": False}, total_steps=10**6, seed=0)
+    trainer = PPOTrainer(config, make_train_env(CHEETAH, config.num_envs, config.seed))
+    totals = {part: [0.0, 0.0] for part in ("env.step", "rollout", "update")}
+    env_step = trainer.env.step
+
+    def timed(part: str, call, *args):
+        wall, cpu = time.perf_counter(), time.process_time()
+        out = call(*args)
+        totals[part][0] += time.perf_counter() - wall
+        totals[part][1] += time.process_time() - cpu
+        return out
+
+    trainer.env.step = lambda action: timed("env.step", env_step, action)
+    with threadpool_limits(limits=config.torch_threads, user_api="blas"):
+        for i in range(iterations + 2):
+            if i == 2:  # two warm-up iterations
+                totals = {part: [0.0, 0.0] for part in totals}
+            timed("rollout", trainer.collect_rollout)
+            timed("update", trainer.update)
+            trainer.iteration += 1
+    scale = 1000.0 * 1024 / (iterations * trainer.batch_size)  # ms per 1,024 samples
+    env_part, rollout, update = (totals[p] for p in ("env.step", "rollout", "update"))
+    parts = {"env.step (MuJoCo + env Python)": env_part,
+             "rest of the rollout (policy, noise, normalizers, storage)": [r - e for r, e in zip(rollout, env_part)],
+             "update (GAE, 8 epochs x 8 minibatches, Adam)": update}
+    return {name: {"wall_ms": wall * scale, "cpu_ms": cpu * scale} for name, (wall, cpu) in parts.items()}
+
+
+def run_ceiling_rounds(steps: int, seeds: list[int], out_json, parts: bool = True) -> dict:
+    """embodia PPO on cheetah-run only, each run bracketed by the ceiling (wall and CPU clocks); then the parts."""
+    from embodia.tasks.env import BatchEnv
+
+    num_envs = shipped_cheetah_settings()["num_envs"]
+    probe = BatchEnv(CHEETAH, num_envs=num_envs)
+    nthread = probe.sim.nthread
+    probe.close()
+    record: dict = {"steps": steps, "seed_list": list(seeds), "num_envs": num_envs, "nthread": nthread,
+                    "ceiling": [], "ceiling_bracket": [], "load": [], "runs": []}
+    began = time.perf_counter()
+    for seed in seeds:
+        record["load"].append(load_line())
+        before = ceiling_clocks(num_envs, nthread)
+        run = run_embodia(CHEETAH, "ppo", steps, seed, eval_every=max(2048, steps // 4))
+        after = ceiling_clocks(num_envs, nthread)
+        record["ceiling_bracket"].append([before, after])
+        record["ceiling"].append({k: (before[k] + after[k]) / 2 for k in before})
+        record["runs"].append(run)
+        print(f"seed {seed}: embodia {run['sps']:,.0f} env-steps/s ({run['cpu_sps']:,.0f} per CPU-s), ceiling "
+              f"{record['ceiling'][-1]['sps']:,.0f} ({record['ceiling'][-1]['cpu_sps']:,.0f}), share "
+              f"{run['sps'] / record['ceiling'][-1]['sps']:.0%}  ({load_line()})", flush=True)
+        record["seconds"] = time.perf_counter() - began
+        atomic_write_text(out_json, json.dumps(record))
+    if not parts:
+        return record
+    record["parts_load"] = load_line()
+    ceiling_before = ceiling_clocks(num_envs, nthread)
+    record["parts"] = time_parts()
+    ceiling_after = ceiling_clocks(num_envs, nthread)
+    record["parts_ceiling"] = {k: (ceiling_before[k] + ceiling_after[k]) / 2 for k in ceiling_before}
+    record["seconds"] = time.perf_counter() - began
+    atomic_write_text(out_json, json.dumps(record))
+    return record
+
+
+def ceiling_report(record: dict) -> str:
+    """The markdown for the ceiling-share-only run: per-seed shares (wall and CPU) and where the time goes."""
+    runs, ceiling = record["runs"], record["ceiling"]
+    wall = [r["sps"] / c["sps"] for r, c in zip(runs, ceiling, strict=True)]
+    cpu = [r["cpu_sps"] / c["cpu_sps"] for r, c in zip(runs, ceiling, strict=True)]
+    lines = ["# PPO share of the fast simulation ceiling (issue 11)", "",
+             (f"`python benchmarks/ppo_vs_sb3.py --ceiling-only --steps {record['steps']} --seeds {len(runs)}` — "
+              f"embodia PPO on cheetah-run (shipped `cheetah-run_ppo.yaml`: {record['num_envs']} envs x 16 steps, "
+              f"8 epochs x 8 minibatches, 64x64 tanh), {record['steps']:,} env steps per seed, each training run "
+              f"bracketed by the fast raw `mujoco.rollout` ceiling (benchmarks/_ceiling.py) at the same "
+              f"{record['num_envs']} envs and {record['nthread']} MuJoCo threads, measured right before and right "
+              f"after it on both clocks; {record['seconds']:.0f} s in all, {record['load'][0]} at the start, "
+              f"{record['load'][-1]} at the last seed. Share = training env-steps/s (curve evaluations excluded, "
+              "learning included) / ceiling env-steps/s; CPU = per CPU-second of the process (all its threads)."),
+             "", ("| seed | embodia env-steps/s | ceiling env-steps/s | share (wall) | embodia per CPU-s | "
+             "ceiling per CPU-s | share (CPU) | final return | load at start |"), "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for seed, run, ceil, w, c, load in zip(record["seed_list"], runs, ceiling, wall, cpu, record["load"], strict=True):
+        lines.append(f"| {seed} | {run['sps']:,.0f} | {ceil['sps']:,.0f} | {w:.0%} | {run['cpu_sps']:,.0f} | "
+                     f"{ceil['cpu_sps']:,.0f} | {c:.0%} | {run['final_return']:.0f} | {load.split(' (')[0]} |")
+    verdict = "met" if np.median(wall) >= CEILING_TARGET else "NOT MET"
+    lines += ["", (f"- **{verdict}** — share of the fast ceiling (wall clock, the target's measure): median "
+              f"{np.median(wall):.0%} ({min(wall):.0%}–{max(wall):.0%}), target >= {CEILING_TARGET:.0%}"),
+              f"- per CPU-second: median {np.median(cpu):.0%} ({min(cpu):.0%}–{max(cpu):.0%})",
+              f"- return at {record['steps']:,} steps: {fmt_ci([r['final_return'] for r in runs])}", ""]
+    ceil_ms = {k: 1000.0 * 1024 / v for k, v in record["parts_ceiling"].items()}
+    lines += [(f"Where the time goes, per 1,024 samples (one rollout + its update; 12 iterations after 2 warm-up, "
+              f"{record['parts_load']}; ceiling measured around it):"), "",
+              "| part | wall ms | CPU ms |", "|---|---:|---:|"]
+    for name, ms in record["parts"].items():
+        lines.append(f"| {name} | {ms['wall_ms']:.1f} | {ms['cpu_ms']:.1f} |")
+    total_wall = sum(ms["wall_ms"] for ms in record["parts"].values())
+    total_cpu = sum(ms["cpu_ms"] for ms in record["parts"].values())
+    lines += [f"| **total** | **{total_wall:.1f}** | **{total_cpu:.1f}** |",
+              f"| fast ceiling, same 1,024 env steps | {ceil_ms['sps']:.1f} | {ceil_ms['cpu_sps']:.1f} |", ""]
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=20_480, help="env steps per training run")
@@ -192,8 +320,24 @@ def main() -> None:
                         help="results file(s) under benchmarks/results (several: merged by --report-only)")
     parser.add_argument("--sb3-defaults", action="store_true", help="also run SB3's defaults (1 env, no normalization)")
     parser.add_argument("--report-only", action="store_true", help="rebuild the report from the --json file(s)")
+    parser.add_argument("--ceiling-only", action="store_true",
+                        help="only embodia on cheetah-run bracketed by the ceiling, plus a per-part timing: writes "
+                             "rl_ppo_ceiling.md/json (the SB3 contenders take ~40 min; this ~2)")
+    parser.add_argument("--skip-parts", action="store_true",
+                        help="with --ceiling-only: no per-part timing and no report, only the --json record")
     args = parser.parse_args()
     RESULTS.mkdir(exist_ok=True)
+    if args.ceiling_only:
+        seeds = [int(s) for s in args.seed_list.split(",")] if args.seed_list else list(range(args.seeds))
+        out = RESULTS / ("rl_ppo_ceiling.json" if args.json == ["rl_ppo.json"] else args.json[0])
+        if args.skip_parts:  # one part of an A/B or split run: the json only
+            run_ceiling_rounds(args.steps, seeds, out, parts=False)
+            return
+        record = json.loads(out.read_text()) if args.report_only else run_ceiling_rounds(args.steps, seeds, out)
+        text = ceiling_report(record)
+        atomic_write_text(RESULTS / "rl_ppo_ceiling.md", text)
+        print(text)
+        return
     if args.report_only:
         parts = [json.loads((RESULTS / name).read_text()) for name in args.json]
         for part in parts:
