@@ -127,7 +127,7 @@ def merge_records(records: list[dict]) -> dict:
     return merged
 
 
-def report(record: dict) -> str:
+def report(record: dict, curves: str = "ppo_halfcheetah.png") -> str:
     """The markdown results section: table, paired ratios, targets met or not."""
     runs, ceiling, seconds = record["runs"], record["ceiling"], record.get("seconds", float("nan"))
     planned = record.get("planned_seeds", record["seeds"])
@@ -173,8 +173,8 @@ def report(record: dict) -> str:
     ratio = paired_speed_ratio(ours, matched)
     lines += [(f"- For reference: embodia on cheetah-run vs SB3 compute-matched: {ratio[0]:.1f}x "
               f"({ratio[1]:.1f}–{ratio[2]:.1f}) env-steps/s."), "",
-              "Learning curves (mean over seeds, band = min..max over seeds): `ppo_halfcheetah.png`", "",
-              "![PPO learning curves](ppo_halfcheetah.png)", ""]
+              f"Learning curves (mean over seeds, band = min..max over seeds): `{curves}`", "",
+              f"![PPO learning curves]({curves})", ""]
     return "\n".join(lines)
 
 
@@ -320,6 +320,9 @@ def main() -> None:
                         help="results file(s) under benchmarks/results (several: merged by --report-only)")
     parser.add_argument("--sb3-defaults", action="store_true", help="also run SB3's defaults (1 env, no normalization)")
     parser.add_argument("--report-only", action="store_true", help="rebuild the report from the --json file(s)")
+    parser.add_argument("--report-name", default="rl_ppo",
+                        help="report file names under benchmarks/results: NAME.md and, for the curves, "
+                             "NAME_halfcheetah.png (default rl_ppo.md and ppo_halfcheetah.png)")
     parser.add_argument("--ceiling-only", action="store_true",
                         help="only embodia on cheetah-run bracketed by the ceiling, plus a per-part timing: writes "
                              "rl_ppo_ceiling.md/json (the SB3 contenders take ~40 min; this ~2)")
@@ -349,10 +352,10 @@ def main() -> None:
         record = run_rounds(args.steps, seeds, args.sb3_defaults, RESULTS / args.json[0])
         if len(args.json) > 1 or args.seed_list:
             return  # one part of a split run: `--report-only --json <parts>` writes the report
-    plot_curves(record["runs"], f"PPO, {record['steps']:,} env steps, {record['seeds']} seeds",
-                RESULTS / "ppo_halfcheetah.png")
-    text = report(record)
-    atomic_write_text(RESULTS / "rl_ppo.md", text)
+    curves = "ppo_halfcheetah.png" if args.report_name == "rl_ppo" else f"{args.report_name}_halfcheetah.png"
+    plot_curves(record["runs"], f"PPO, {record['steps']:,} env steps, {record['seeds']} seeds", RESULTS / curves)
+    text = report(record, curves)
+    atomic_write_text(RESULTS / f"{args.report_name}.md", text)
     print(text)
 
 
