@@ -30,6 +30,8 @@ from rl_baselines import (
 )
 
 from embodia.core.atomic import atomic_write_text
+from embodia.learn.nets import resolve_precision
+from embodia.learn.sac import SACConfig
 
 SPEED_TARGET = 2.0
 
@@ -39,7 +41,9 @@ def run_rounds(steps: int, seeds: list[int], learning_starts: int, out: Path) ->
     zoo_key, zoo = zoo_hyperparams("sac", "HalfCheetah-v5")
     zoo = {**zoo, "learning_starts": learning_starts}
     ours_settings = {"utd_ratio": 1.0, "policy_frequency": 1, "learning_starts": learning_starts}
-    names = ("embodia SAC, cheetah-run", f"SB3 SAC rl-zoo ({zoo_key}), HalfCheetah-v5")
+    defaults = SACConfig()
+    precision = resolve_precision(defaults.precision, defaults.batch_size, defaults.hidden_sizes)  # what "auto" runs here
+    names = (f"embodia SAC ({precision} update), cheetah-run", f"SB3 SAC rl-zoo ({zoo_key}), HalfCheetah-v5")
     record: dict = {"steps": steps, "seeds": len(seeds), "seed_list": list(seeds), "learning_starts": learning_starts,
                     "load": [], "runs": {name: [] for name in names}}
     eval_every = max(1000, steps // 3)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import torch
 from pydantic import Field
+from torch.optim.adam import adam as functional_adam
 
 from embodia.core.errors import CheckpointError
 from embodia.learn.config import LayerWidth, RunConfig
@@ -121,6 +122,23 @@ def actor_loss(q: TwinQ, actor: SquashedGaussianActor, obs: torch.Tensor, alpha:
     return (alpha * logprob - q_pi).mean(), logprob
 
 
+def adam_step(optimizer: torch.optim.Adam) -> None:
+    """`optimizer.step()` through torch's functional Adam: the same update on the same state, without the per-call
+    bookkeeping of `Optimizer.step` (hooks, profiler record, state scan), ~4 % of a SAC update at 256x256."""
+    group = optimizer.param_groups[0]
+    params = group["params"]
+    states = [optimizer.state.get(p) for p in params]
+    plain = len(optimizer.param_groups) == 1 and not (group["amsgrad"] or group["differentiable"] or group["capturable"])
+    if not (plain and all(states) and all(p.grad is not None for p in params)):
+        optimizer.step()  # the first step creates the state; anything unusual takes the full path
+        return
+    functional_adam(params, [p.grad for p in params], [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states],
+                    [], [s["step"] for s in states], foreach=group["foreach"], fused=group["fused"],
+                    decoupled_weight_decay=group["decoupled_weight_decay"], amsgrad=False, beta1=group["betas"][0],
+                    beta2=group["betas"][1], lr=group["lr"], weight_decay=group["weight_decay"], eps=group["eps"],
+                    maximize=group["maximize"])
+
+
 # ---------------------------------------------------------------------------------------------- trainer
 class SACTrainer:
     """Owns the env batch, networks, replay buffer and optimizers of one SAC run."""
@@ -210,8 +228,8 @@ class SACTrainer:
         return stats
 
     @staticmethod
-    def _step(loss: torch.Tensor, work: TrainingCopy, optimizer: torch.optim.Optimizer,
-              also: torch.optim.Optimizer | None = None) -> None:
+    def _step(loss: torch.Tensor, work: TrainingCopy, optimizer: torch.optim.Adam,
+              also: torch.optim.Adam | None = None) -> None:
         """Backward on the working copy, one optimizer step on the float32 master, working weights refreshed;
         `also` steps a float32 parameter outside the copy (the temperature) from the same backward pass."""
         work.zero_grad()
@@ -219,9 +237,9 @@ class SACTrainer:
             also.zero_grad(set_to_none=True)
         loss.backward()
         work.grads_to_master()
-        optimizer.step()
+        adam_step(optimizer)
         if also is not None:
-            also.step()
+            adam_step(also)
         work.refresh()
 
     def _refresh_working_copies(self) -> None:

@@ -8,7 +8,7 @@ from safetensors.torch import load_file
 from embodia.learn import load_policy, nets
 from embodia.learn.nets import TrainingCopy, TwinQ, resolve_precision
 from embodia.learn.rollout import episode_returns, random_returns
-from embodia.learn.sac import ReplayBuffer, SACConfig, SACTrainer
+from embodia.learn.sac import ReplayBuffer, SACConfig, SACTrainer, adam_step
 from embodia.learn.train import train
 from embodia.learn.vec_env import make_train_env
 
@@ -128,3 +128,22 @@ def test_sac_bf16_losses_track_fp32_from_the_same_start():
     got = bf16.update()
     for key in ("losses/qf_loss", "losses/actor_loss", "losses/alpha_loss"):
         torch.testing.assert_close(got[key], expected[key], rtol=0.05, atol=0.01)
+
+
+def test_adam_step_is_optimizer_step_bit_for_bit():
+    torch.manual_seed(0)
+    a, b = TwinQ(3, 2, [8, 8], "relu"), TwinQ(3, 2, [8, 8], "relu")
+    b.load_state_dict(a.state_dict())
+    opt_a = torch.optim.Adam(a.parameters(), lr=1e-2, fused=True)
+    opt_b = torch.optim.Adam(b.parameters(), lr=1e-2, fused=True)
+    for _ in range(4):
+        x, u = torch.randn(16, 3), torch.randn(16, 2)
+        for net, step in ((a, opt_a.step), (b, lambda: adam_step(opt_b))):
+            net.zero_grad(set_to_none=True)
+            net(x, u).square().mean().backward()
+            step()
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        torch.testing.assert_close(pb, pa, rtol=0, atol=0)
+        for key in ("exp_avg", "exp_avg_sq", "step"):
+            torch.testing.assert_close(opt_b.state[pb][key], opt_a.state[pa][key], rtol=0, atol=0)
+    assert not torch.equal(next(a.parameters()), next(TwinQ(3, 2, [8, 8], "relu").parameters()))
