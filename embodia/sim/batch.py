@@ -43,18 +43,27 @@ DIVERGENCE_STOP = 0.2
 # a joint speed no sane model reaches (m/s or rad/s): beyond it the integration has blown up even while finite
 # (MJX and Warp do not reset unstable envs themselves, and float32 may stay finite for a while)
 MAX_QVEL = 1e5
-MAX_QVEL_SQUARED = MAX_QVEL**2
 
 
 def require_finite(values: np.ndarray, what: str) -> None:
     """UserError naming the envs whose `what` holds NaN or inf; `values` (num_envs, n), or (n,) of env 0.
-    A finite sum (|v|^2 for one env, cheaper at that size) means every entry is finite: one reduction on the
-    hot path, the per-env search only when it is not."""
-    total = np.dot(values, values) if values.ndim == 1 else np.add.reduce(values, axis=None)
+    A finite sum (the Euclidean norm for one env: `math.hypot` of its Python floats is a third of a NumPy call's
+    cost at that size, and never overflows) means every entry is finite: one reduction on the hot path, the
+    per-env search only when it is not."""
+    total = math.hypot(*values.tolist()) if values.ndim == 1 else np.add.reduce(values, axis=None)
     if math.isfinite(total) or np.isfinite(values).all():
         return
     bad = ~np.isfinite(values.reshape(-1, values.shape[-1])).all(axis=1)
     raise UserError(f"{what} contains NaN or inf for envs {np.flatnonzero(bad).tolist()}")
+
+
+def finite_floats(values: np.ndarray, what: str) -> list[float]:
+    """One env's `values` (n,) as Python floats, checked by `require_finite` (UserError on NaN or inf): the
+    one-env paths read them without further NumPy calls."""
+    floats = values.tolist()
+    if not math.isfinite(math.hypot(*floats)):  # the norm of finite floats is finite (hypot does not overflow)
+        require_finite(values, what)
+    return floats
 
 
 # physics threads of a job: the platform's workers set it to the job's CPU allocation (local or a Ray task's CPUs)
@@ -201,20 +210,27 @@ class BatchSim:
         self._time_index = self.layout["time"].start
         self._qvel_columns = self.layout["qvel"]
         self._single_data = None
-        # env 0's qpos and qvel as 1-D views, made once: what a one-env task reads (`Task.observe_one` ...)
+        # env 0's qpos, qvel and controls as 1-D views, made once: what a one-env task reads (`Task.observe_one`
+        # ...) and where `step_one` clips controls to
         self.qpos_one, self.qvel_one = self.state[0, self.layout["qpos"]], self.state[0, self.layout["qvel"]]
-        self._ctrl_one = np.zeros(self.model.nu)
+        self.ctrl_one = self.ctrl[0]
+        # step_one goes straight to mj_step (no action noise, no delay line): a caller may clip into `ctrl_one`
+        self.direct_one = False
         if self.num_envs != 1 or self.backend.name != "cpu":
             return
         data = self._single_data = mujoco.MjData(self.model)
+        self.direct_one = self.randomization.action_noise_std == 0 and self._history.shape[1] == 1
         # views into the MjData and the batch arrays, made once: each attribute access builds a new array
         self._single_ctrl, self._single_warmstart = data.ctrl, data.qacc_warmstart
         self._single_warnings, self._single_data_sensordata = data.warning.number, data.sensordata
         self._single_state, self._single_sensordata = self.state[0], self.sensordata[0]
         self._single_qvel = self._single_state[self._qvel_columns]
         self._single_mocap, self._single_act = self.model.nmocap > 0, self.model.na > 0
+        self._single_sensors = self.model.nsensordata > 0
+        self._single_inputs = self.perturbations or self._single_mocap  # inputs beside the controls to set
         self._single_synced = b""  # the state bytes the MjData holds (none yet)
-        self._no_warnings = bytes(self._single_warnings.nbytes)  # MuJoCo's warning counters, all zero
+        # MuJoCo's warning counters, all zero: a fresh MjData's, and after every step (the warned path clears them)
+        self._no_warnings = bytes(self._single_warnings.nbytes)
 
     def close(self) -> None:
         """Stop the physics threads."""
@@ -330,7 +346,7 @@ class BatchSim:
             ctrl = self._delay(ctrl)
         self.ctrl[:] = ctrl
         if self._single_data is not None:
-            return StepInfo(diverged=np.array([self._step_single(ctrl[0])]))
+            return StepInfo(diverged=np.array([self._step_single()]))  # reads ctrl_one, set just above
         expected_time = self.time + self.dt
         parts = [ctrl]
         if self.perturbations:
@@ -345,18 +361,21 @@ class BatchSim:
 
     def step_one(self, ctrl: np.ndarray, unit_noise: np.ndarray | None = None, *, checked: bool = False) -> bool:
         """`step` of a one-env batch from one env's controls (nu,); returns whether it diverged. Without action
-        noise or latency on the CPU backend it clips into a preallocated row and calls `mj_step` directly
-        (`checked`: the caller already clipped finite controls to the control range); otherwise it is `step`."""
-        if self._single_data is None or unit_noise is not None or self._history.shape[1] > 1:
+        noise or latency on the CPU backend it clips into `ctrl_one` and calls `mj_step` directly (`checked`: the
+        caller already clipped finite controls to the control range, into `ctrl_one` itself or any array);
+        otherwise it is `step`."""
+        if self._single_data is None or unit_noise is not None or not self.direct_one:
             noise = None if unit_noise is None else unit_noise.reshape(1, -1)
             return bool(self.step(np.asarray(ctrl, dtype=np.float64)[None], noise).diverged[0])
+        row = self.ctrl_one
         if not checked:
-            if ctrl.shape != self._ctrl_one.shape:
-                raise UserError(f"control has shape {ctrl.shape}, expected {self._ctrl_one.shape} (nu,)")
+            if ctrl.shape != row.shape:
+                raise UserError(f"control has shape {ctrl.shape}, expected {row.shape} (nu,)")
             require_finite(ctrl, "control")
-            ctrl = np.minimum(np.maximum(ctrl, self.ctrl_low, out=self._ctrl_one), self.ctrl_high, out=self._ctrl_one)
-        self.ctrl[0] = ctrl
-        return self._step_single(ctrl)
+            np.minimum(np.maximum(ctrl, self.ctrl_low, out=row), self.ctrl_high, out=row)
+        elif ctrl is not row:
+            row[:] = ctrl
+        return self._step_single()
 
     def _delay(self, ctrl: np.ndarray) -> np.ndarray:
         """Push `ctrl` into each env's delay line and return the commands `latency` steps old."""
@@ -368,53 +387,70 @@ class BatchSim:
         self._history[:, 0] = ctrl
         return self._history[np.arange(self.num_envs), self.latency]
 
-    def _step_single(self, ctrl: np.ndarray) -> bool:
-        """Advance the one env `frame_skip` substeps with mj_step (N=1 fast path; bit-identical to the rollout);
-        returns whether it diverged."""
+    def _step_single(self) -> bool:
+        """Advance the one env `frame_skip` substeps under `ctrl_one` with mj_step (N=1 fast path; bit-identical
+        to the rollout); returns whether it diverged."""
         model, data, state = self.models[0], self._single_data, self._single_state
-        start_time = state[self._time_index]
-        # the MjData still holds the state it handed back last step unless something wrote the state since
-        self._load_single(model, data, ctrl, state_loaded=state.tobytes() == self._single_synced)
+        before = state.tobytes()
+        if before != self._single_synced:  # the MjData holds the state it handed back unless something wrote it
+            mujoco.mj_setState(model, data, state, STATE_SPEC)
+        self._single_ctrl[:] = self.ctrl_one
+        if self._single_inputs:
+            self._load_inputs(data)
+        self._single_warmstart.fill(0.0)  # as the rollout, which starts each call from a zero warm start
         mujoco.mj_step(model, data, self.frame_skip)
-        warned = self._single_warnings.tobytes() != self._no_warnings
-        if warned:  # rollout stops at the first substep that warned: replay it its way
-            self._load_single(model, data, ctrl)
-            for _ in range(self.frame_skip):
-                if np.count_nonzero(self._single_warnings):
-                    break
-                mujoco.mj_step(model, data)
+        if self._single_warnings.tobytes() != self._no_warnings:
+            return self._replay_warned_single(model, data, before)
         mujoco.mj_getState(model, data, state, STATE_SPEC)
         self._single_synced = state.tobytes()
-        if self._single_sensordata.size:
+        if self._single_sensors:
             self._single_sensordata[:] = self._single_data_sensordata
-        if not warned and self._healthy_single():
+        if self._healthy_single():
             return False
-        return bool(self._diverged(np.array([start_time + self.dt]))[0])
+        return self._diverged_single(before)
 
-    def _load_single(self, model: mujoco.MjModel, data: mujoco.MjData, ctrl: np.ndarray,
-                     state_loaded: bool = False) -> None:
-        """Set what mujoco.rollout sets before its substeps: state (unless `data` holds it), inputs, zero warm
-        start, no warnings."""
-        if not state_loaded:
-            mujoco.mj_setState(model, data, self._single_state, STATE_SPEC)
-        self._single_ctrl[:] = ctrl
+    def _load_inputs(self, data: mujoco.MjData) -> None:
+        """Set the inputs mujoco.rollout sets beside the controls: wrenches and mocap poses."""
         if self.perturbations:
             data.xfrc_applied[:] = self.xfrc_applied[0]
         if self._single_mocap:
             data.mocap_pos[:] = self.mocap_pos[0]
             data.mocap_quat[:] = self.mocap_quat[0]
+
+    def _replay_warned_single(self, model: mujoco.MjModel, data: mujoco.MjData, before: bytes) -> bool:
+        """A step in which MuJoCo warned (and maybe reset the data): replay it the rollout's way, which stops at
+        the first substep that warned, from the state before (still in `state`); judged by `_diverged`."""
+        mujoco.mj_setState(model, data, self._single_state, STATE_SPEC)
+        self._single_ctrl[:] = self.ctrl_one  # MuJoCo's reset of an unstable env zeroed the MjData's inputs too
+        self._load_inputs(data)
         self._single_warmstart.fill(0.0)
         self._single_warnings.fill(0)
+        for _ in range(self.frame_skip):
+            if np.count_nonzero(self._single_warnings):
+                break
+            mujoco.mj_step(model, data)
+        mujoco.mj_getState(model, data, self._single_state, STATE_SPEC)
+        self._single_synced = self._single_state.tobytes()
+        if self._single_sensors:
+            self._single_sensordata[:] = self._single_data_sensordata
+        self._single_warnings.fill(0)  # the next step starts without warnings, as each rollout call does
+        return self._diverged_single(before)
+
+    def _diverged_single(self, before: bytes) -> bool:
+        """`_diverged` of the one env, whose state before the step is `before` (its bytes)."""
+        start_time = np.frombuffer(before)[self._time_index]
+        return bool(self._diverged(np.array([start_time + self.dt]))[0])
 
     def _healthy_single(self) -> bool:
         """`_diverged`'s checks for one env that stepped without MuJoCo warnings: scalar, counted as healthy.
 
         MuJoCo warns (and resets the data) on a non-finite or huge qpos, qvel or qacc, so a step without
         warnings has a finite, right-timed state; only the speed bound and activations are left to check.
-        |qvel|^2 < MAX_QVEL^2 bounds every joint speed in one dot product (the exact search only when it fails).
+        |qvel| < MAX_QVEL (`math.hypot` of the Python floats) bounds every joint speed at once (the exact search
+        only when it fails).
         """
         qvel = self._single_qvel
-        if ((np.dot(qvel, qvel) < MAX_QVEL_SQUARED or np.maximum.reduce(np.abs(qvel)) < MAX_QVEL)
+        if ((math.hypot(*qvel.tolist()) < MAX_QVEL or np.maximum.reduce(np.abs(qvel)) < MAX_QVEL)
                 and (not self._single_act or math.isfinite(np.add.reduce(self._single_state)))):
             if self.divergence_count:  # the window holds only zeros until an env first diverges
                 self._divergence_window[self._steps_taken % DIVERGENCE_WINDOW] = 0.0

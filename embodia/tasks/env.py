@@ -8,7 +8,7 @@ import gymnasium as gym
 import numpy as np
 
 from embodia.core.errors import UserError
-from embodia.sim.batch import BatchSim, episode_rngs, require_finite, rng_from_array, rng_to_array
+from embodia.sim.batch import BatchSim, episode_rngs, finite_floats, require_finite, rng_from_array, rng_to_array
 from embodia.sim.counter_rng import hashed_normal
 from embodia.sim.randomization import DomainRandomization
 from embodia.tasks.base import Task
@@ -78,9 +78,12 @@ class BatchEnv:
         self.obs_dim = obs.shape[1]
         self.single_observation_space = gym.spaces.Box(-np.inf, np.inf, (self.obs_dim,), dtype=np.float64)
         self._action_low, self._action_high = self.single_action_space.low, self.single_action_space.high
-        # step_one's buffers: the clipped action, the state before the step, float64 bounds (no mixed-type clip)
-        self._action_one, self._before_one = np.zeros(self._action_low.shape), np.zeros(self.sim.nstate)
+        # step_one's buffers: the state before the step, float64 bounds (no mixed-type clip)
+        self._before_one = np.zeros(self.sim.nstate)
         self._low_one, self._high_one = self._action_low.astype(np.float64), self._action_high.astype(np.float64)
+        # an action between the largest lower and the smallest upper bound needs no clipping (with Python floats)
+        self._inside_low = float(self._low_one.max(initial=-np.inf))
+        self._inside_high = float(self._high_one.min(initial=np.inf))
         self._state_one = self.sim.state[0]
         self._info_keys: dict[str, str] = {}  # reward term -> "reward/<term>", built once per term
         # the task keeps the default identity control and the action bounds are the control range: step_one's
@@ -90,6 +93,10 @@ class BatchEnv:
                                 and task_type.action_to_ctrl_one is Task.action_to_ctrl_one
                                 and np.array_equal(self._low_one, self.sim.ctrl_low)
                                 and np.array_equal(self._high_one, self.sim.ctrl_high))
+        # where step_one clips the action to: the simulator's control row itself when the action is the control
+        # and goes straight to mj_step (one copy less per step), else a buffer of its own
+        direct = self._ctrl_is_action and self.sim.direct_one
+        self._action_one = self.sim.ctrl_one if direct else np.zeros(self._action_low.shape)
         self.action_space = gym.vector.utils.batch_space(self.single_action_space, self.num_envs)
         self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, self.num_envs)
 
@@ -188,10 +195,13 @@ class BatchEnv:
             diverged = sim.step_one(action, unit_noise, checked=True)
         else:
             diverged = sim.step_one(task.action_to_ctrl_one(sim, action), unit_noise)
-        reward, terms = task.weigh(task.reward_terms_one(sim, action, before))
         success, terminated = task.success_one(sim), task.terminated_one(sim)
-        length = self.episode_step[0] = self.episode_step[0] + 1
-        truncated = bool(length >= self.max_episode_steps)
+        info: dict[str, Any] = {"success": success, "diverged": diverged, "episode_seed": self.episode_seed.item(0)}
+        reward = self._weigh_one(task.reward_terms_one(sim, action, before), info)
+        # the counters as Python numbers: one read and one write of each array
+        length = self.episode_step.item(0) + 1
+        self.episode_step[0] = length
+        truncated = length >= self.max_episode_steps
         if diverged:  # the state is garbage: no reward, truncated, the last good observation
             reward, terminated, truncated = 0.0, False, True  # as `step`: the reward terms in info stay as computed
             obs = self._observe_state(before[None])[0]
@@ -200,27 +210,45 @@ class BatchEnv:
         std = sim.randomization.obs_noise_std
         if std > 0:  # as `_observe`: drawn from (episode seed, step)
             obs = obs + std * hashed_normal(self.episode_seed, self.episode_step, STREAM_OBS_NOISE, obs.shape[0])[0]
-        self.episode_return[0] += reward
-        info: dict[str, Any] = {"success": success, "diverged": diverged, "episode_seed": self.episode_seed[0]}
-        keys = self._info_keys
-        for name, value in terms.items():
-            info[keys.get(name) or keys.setdefault(name, f"reward/{name}")] = value
-        info["episode_return"] = self.episode_return[0]
+        episode_return = self.episode_return.item(0) + reward
+        self.episode_return[0] = episode_return
+        info["episode_return"] = episode_return
         info["episode_length"] = length
         return obs, reward, terminated, truncated, info
 
+    def _weigh_one(self, terms: dict[str, float], info: dict[str, Any]) -> float:
+        """`Task.weigh` of one env's reward terms: returns the reward and puts each weighted term into `info` as
+        "reward/<term>", in the same loop (a task that overrides `weigh` gets its own method called)."""
+        keys = self._info_keys
+        if type(self.task).weigh is not Task.weigh:
+            reward, terms = self.task.weigh(terms)
+            for name, value in terms.items():
+                info[keys.get(name) or keys.setdefault(name, f"reward/{name}")] = value
+            return reward
+        scales, reward = self.task.config.reward_scales, 0
+        for name, value in terms.items():  # Task.weigh's arithmetic: a scale of 1 leaves a term as it is
+            scale = scales.get(name, 1.0)
+            if scale != 1.0:
+                value = scale * value
+            info[keys.get(name) or keys.setdefault(name, f"reward/{name}")] = value
+            reward = reward + value
+        return reward
+
     def _check_action_one(self, action: np.ndarray) -> np.ndarray:
-        """`check_action` of one env's action (action_dim,) (or (1, action_dim)), clipped into a reused buffer."""
+        """`check_action` of one env's action (action_dim,) (or (1, action_dim), a list ...), clipped into the
+        reused buffer `_action_one`."""
         out = self._action_one
-        if getattr(action, "shape", None) == out.shape:
-            out[:] = action  # float32 or float64 (action_dim,): one cast into the buffer
-        else:
+        if getattr(action, "shape", None) != out.shape:
             action = np.asarray(action, dtype=np.float64)
-            if action.shape != self.action_space.shape:
+            if action.shape != out.shape and action.shape != self.action_space.shape:
                 raise UserError(f"action has shape {action.shape}, expected {out.shape} (action_dim,)")
-            out[:] = action[0]
-        require_finite(out, "action")
-        return np.minimum(np.maximum(out, self._low_one, out=out), self._high_one, out=out)
+            action = action.reshape(out.shape)
+        values = finite_floats(action, "action")  # checked before clipping, which would turn inf into a bound
+        if values and min(values) >= self._inside_low and max(values) <= self._inside_high:  # (min's default= costs)
+            out[:] = action  # inside the box (the usual case): the clip would change nothing
+            return out
+        # float32 or float64: the cast into the float64 buffer and the clip in the same two ufunc calls
+        return np.minimum(np.maximum(action, self._low_one, out=out), self._high_one, out=out)
 
     def _advance(self, action: np.ndarray) -> tuple[np.ndarray, ...]:
         """Physics, reward and outcome of one control step: (state before, diverged, reward, terms, success,
