@@ -233,3 +233,54 @@ def test_one_env_arm_episodes_equal_the_same_episodes_in_a_batch(task):
             for a, b in zip(got[:4], want[:4]):
                 np.testing.assert_allclose(np.asarray(a, float)[0], np.asarray(b, float)[0], rtol=0, atol=TOL)
         assert got[3][0]  # the episode ran to its end
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_step_one_clips_actions_outside_the_box_as_the_batched_step(dtype):
+    # most actions here leave the box [-1, 1]: the clip path, not the inside-the-box copy
+    one = BatchEnv("cheetah-run", 1, seed=0, autoreset_mode="disabled")
+    batch = batched_reference("cheetah-run", seed=0, autoreset_mode="disabled")
+    one.reset(seed=4)
+    batch.reset(seed=4)
+    rng = np.random.default_rng(8)
+    for _ in range(40):
+        action = rng.uniform(-3, 3, 6).astype(dtype)
+        assert_same_step(one.step_one(action), batch.step(action[None]))
+        np.testing.assert_array_equal(one.sim.ctrl[0], np.clip(action.astype(np.float64), -1, 1))
+
+
+def test_step_one_takes_a_list_or_a_batch_of_one():
+    envs = [BatchEnv("cheetah-run", 1, seed=0, autoreset_mode="disabled") for _ in range(3)]
+    for env in envs:
+        env.reset(seed=1)
+    action = [0.5, -0.25, 1.0, -1.0, 0.0, 0.75]
+    results = [envs[0].step_one(action), envs[1].step_one(np.array([action])), envs[2].step_one(np.array(action))]
+    for got in results[:2]:
+        np.testing.assert_array_equal(got[0], results[2][0])
+        assert got[1] == results[2][1]
+
+
+@pytest.mark.parametrize("dof,speed,warns", [(0, 2e5, False), (3, 1e30, True)])
+def test_a_diverged_one_env_step_and_the_steps_after_it_equal_the_rollout_path(dof, speed, warns):
+    # the root sliding at 2e5: beyond MAX_QVEL, MuJoCo does not warn (embodia's bound); a hinge at 1e30: MuJoCo warns
+    # and resets the data, the rollout stops at that substep. Afterwards both step on from a reset alike
+    one = BatchEnv("cheetah-run", 1, seed=0, autoreset_mode="disabled")
+    batch = batched_reference("cheetah-run", seed=0, autoreset_mode="disabled")
+    for env in (one, batch):
+        env.reset(seed=2)
+        env.sim.qvel[0, dof] = speed
+    rng = np.random.default_rng(9)
+    action = rng.uniform(-1, 1, 6)
+    got = one.step_one(action)
+    assert_same_step(got, batch.step(action[None]))
+    assert got[4]["diverged"] and got[3] and got[1] == 0.0
+    np.testing.assert_array_equal(one.sim.state, batch.sim.state)
+    assert one.sim.divergence_count == batch.sim.divergence_count == 1
+    # MuJoCo warned, reset the data and the rollout stopped after that substep (less than a control step passed)
+    assert (one.sim.time[0] < one.sim.dt - 1e-9) == warns
+    assert not one.sim._single_warnings.any()  # cleared after the warned step, as each rollout call starts
+    for env in (one, batch):
+        env.reset(seed=3)
+    for _ in range(30):
+        action = rng.uniform(-1, 1, 6)
+        assert_same_step(one.step_one(action), batch.step(action[None]))
