@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import operator
+import math
 
 import mujoco
 import numpy as np
@@ -53,6 +53,7 @@ class CheetahRun(GymnasiumResetTask):
         return self._obs_one.copy()
 
     def reward_terms_one(self, sim: BatchSim, action: np.ndarray, before: np.ndarray) -> dict[str, float]:
-        x_column, values = self._x_column, action.tolist()  # Python floats: each NumPy call costs more than the math
+        # Python floats: each NumPy call costs more than the math; |a|^2 as hypot(a)^2 (within 1e-15 of the sum)
+        x_column = self._x_column
         return {"forward": (self._state_one.item(x_column) - before.item(x_column)) / sim.dt,
-                "ctrl": -sum(map(operator.mul, values, values))}
+                "ctrl": -math.hypot(*action.tolist()) ** 2}

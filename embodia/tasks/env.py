@@ -96,6 +96,7 @@ class BatchEnv:
         # where step_one clips the action to: the simulator's control row itself when the action is the control
         # and goes straight to mj_step (one copy less per step), else a buffer of its own
         direct = self._ctrl_is_action and self.sim.direct_one
+        self._plain_weigh = task_type.weigh is Task.weigh  # step_one weighs the terms itself, in its info loop
         self._action_one = self.sim.ctrl_one if direct else np.zeros(self._action_low.shape)
         self.action_space = gym.vector.utils.batch_space(self.single_action_space, self.num_envs)
         self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, self.num_envs)
@@ -220,7 +221,7 @@ class BatchEnv:
         """`Task.weigh` of one env's reward terms: returns the reward and puts each weighted term into `info` as
         "reward/<term>", in the same loop (a task that overrides `weigh` gets its own method called)."""
         keys = self._info_keys
-        if type(self.task).weigh is not Task.weigh:
+        if not self._plain_weigh:
             reward, terms = self.task.weigh(terms)
             for name, value in terms.items():
                 info[keys.get(name) or keys.setdefault(name, f"reward/{name}")] = value
