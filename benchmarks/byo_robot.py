@@ -78,7 +78,7 @@ def train_with_auto_defaults(task: str, steps: int, seed: int = 0) -> dict:
             eval_seconds[0] += time.perf_counter() - began
         return False
 
-    config = load_config(task, "ppo")
+    config = load_config(task, "ppo", total_steps=steps)  # the automatic defaults scale with the budget
     with tempfile.TemporaryDirectory() as out:
         start = time.perf_counter()
         run = train(task, "ppo", total_steps=steps, seed=seed, out=Path(out), callback=evaluate_now,
@@ -130,7 +130,8 @@ def write_markdown(results: dict) -> str:
              (f"`python benchmarks/byo_robot.py --tasks ... --steps N --seeds {'/'.join(map(str, seeds))}` on the "
              f"shared 2-core VM ({runs}). "
              "No task here ships a PPO config: each one gets `embodia/learn/auto_config.py`'s settings (2048 samples "
-             "a rollout cut by episode length, 8 epochs x 16 minibatches, lr 1e-3 annealed, discount, GAE lambda, "
+             "a rollout cut by episode length, fewer for long episodes when the budget would give under 40 updates, "
+             "8 epochs of up to 16 minibatches, lr 1e-3 annealed, discount, GAE lambda, "
              "reward scaling and exploration std from episode length). Seeds 0..n-1; each return is the deterministic "
              "mean over 8 "
              "episodes (seed 12345), the table shows mean ± 95 % t-interval over seeds, through "

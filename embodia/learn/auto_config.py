@@ -22,6 +22,17 @@ each of a 10k-step budget, never the end of a 100-step episode. Such episodes ke
 return std of many envs started together is far from stationary over a few updates, so scaling by it moves the
 critic's targets between updates (3 seeds x 10,240 steps, Pusher-v5: -56.2 as before, -52.5 whole episodes,
 -47.3 whole and unscaled; SB3 defaults -50.3. Reacher-v5 -9.6 -> -9.3).
+
+A small budget updates more often (long episodes): 2048 samples a rollout give a 10,240-step run 5 updates, while
+rl-zoo's tuned Hopper/Walker2d/HalfCheetah update every 512 steps. The rollout shrinks to the largest power of
+two giving the run at least MIN_UPDATES updates, down to 256 samples (4 envs x 64 steps, minibatches of 64), so
+`total_steps` >= 81,920 keeps 2048. Deterministic return at 10,240 steps, 3-5 seeds, by samples a rollout
+(2048 / 1024 / 512 / 256 / 128): Hopper-v5 164 / 216 / 279 / 466 / 347, Walker2d-v5 271 / 291 / 289 / 317 / -,
+HalfCheetah-v5 -1.3 / - / 221 / 981 / 230, InvertedDoublePendulum-v5 159 / - / 486 / 585 / 438 (rl-zoo tuned
+567, 297, -0.2, 166). Ant-v5 goes the other way (964 / - / 874 / 698 / -; zero action 992): at 10k nobody learns
+it and more updates only move it off its standing start. Minibatches of 32 instead of 64 (twice the gradient
+steps) and log-std -1 did not help (Hopper 280 and 242 at 256 samples). Short episodes keep whole-episode
+rollouts of 2048 samples whatever the budget (their rule above was measured at 10k).
 """
 
 from __future__ import annotations
@@ -29,12 +40,15 @@ from __future__ import annotations
 import math
 from typing import Any
 
-ROLLOUT_SAMPLES = 2048  # num_envs x num_steps of each PPO rollout
+ROLLOUT_SAMPLES = 2048  # num_envs x num_steps of each PPO rollout, budget permitting
 SHORT_EPISODE = 100  # env steps: precision tasks (reaching, pushing) at or under this length
 HORIZON_FRACTION = 5  # gamma's effective horizon 1 / (1 - gamma) is the episode length over this
 GAMMA_RANGE = (0.9, 0.99)
 NUM_MINIBATCHES = 16
 MIN_ROLLOUT_STEPS = 16  # env steps per env in a rollout, also for episodes shorter than this
+MIN_UPDATES = 40  # PPO updates a run of long episodes makes at least, down to MIN_ROLLOUT_SAMPLES a rollout
+MIN_ROLLOUT_SAMPLES = 256
+MINIBATCH_SAMPLES = 64  # smallest minibatch a smaller rollout is cut into
 
 
 def task_shape(task: str) -> tuple[int, int]:
@@ -64,19 +78,24 @@ def discount_for(episode_steps: int) -> float:
     return round(min(high, max(low, 1.0 - HORIZON_FRACTION / max(episode_steps, 1))), 4)
 
 
-def auto_ppo_config(task: str) -> dict[str, Any]:
+def auto_ppo_config(task: str, total_steps: int | None = None) -> dict[str, Any]:
     """PPO fields for `task` (a layer under any config file and --set): rollout shape, discount, GAE lambda and
-    exploration noise from the episode length."""
+    exploration noise from the episode length; for long episodes a smaller rollout when `total_steps` (the run's
+    budget; None: a long run) would otherwise give fewer than MIN_UPDATES updates."""
     episode_steps, _ = task_shape(task)
     short = episode_steps <= SHORT_EPISODE
-    num_steps = max(MIN_ROLLOUT_STEPS, episode_steps) if short else 32 if episode_steps <= 500 else 64
+    if short:  # whole episodes over as many envs as fill ROLLOUT_SAMPLES, whatever the budget
+        num_steps, samples = max(MIN_ROLLOUT_STEPS, episode_steps), ROLLOUT_SAMPLES
+    else:
+        num_steps, samples = 32 if episode_steps <= 500 else 64, rollout_samples(total_steps)
+    minibatches = minibatches_for(samples)
     return {
-        "num_envs": rollout_envs(num_steps),
+        "num_envs": rollout_envs(num_steps, samples, minibatches),
         "num_steps": num_steps,
         "learning_rate": 1e-3,
         "anneal_lr": True,
         "update_epochs": 8,
-        "num_minibatches": NUM_MINIBATCHES,
+        "num_minibatches": minibatches,
         "gamma": discount_for(episode_steps),
         "gae_lambda": 1.0 if short else 0.95,
         "norm_reward": not short,
@@ -84,7 +103,21 @@ def auto_ppo_config(task: str) -> dict[str, Any]:
     }
 
 
-def rollout_envs(num_steps: int) -> int:
-    """Most envs whose rollout of `num_steps` each fits in ROLLOUT_SAMPLES and splits into NUM_MINIBATCHES."""
-    step = NUM_MINIBATCHES // math.gcd(num_steps, NUM_MINIBATCHES)  # envs come in multiples of this
-    return max(step, ROLLOUT_SAMPLES // num_steps // step * step)
+def rollout_samples(total_steps: int | None) -> int:
+    """Samples a rollout: ROLLOUT_SAMPLES, or the largest power of two giving `total_steps` at least MIN_UPDATES
+    updates, never under MIN_ROLLOUT_SAMPLES."""
+    if total_steps is None or total_steps >= ROLLOUT_SAMPLES * MIN_UPDATES:
+        return ROLLOUT_SAMPLES
+    per_update = max(1, total_steps // MIN_UPDATES)
+    return max(MIN_ROLLOUT_SAMPLES, 1 << (per_update.bit_length() - 1))
+
+
+def minibatches_for(samples: int) -> int:
+    """NUM_MINIBATCHES, fewer for a rollout too small to cut into that many of MINIBATCH_SAMPLES."""
+    return max(1, min(NUM_MINIBATCHES, samples // MINIBATCH_SAMPLES))
+
+
+def rollout_envs(num_steps: int, samples: int = ROLLOUT_SAMPLES, minibatches: int = NUM_MINIBATCHES) -> int:
+    """Most envs whose rollout of `num_steps` each fits in `samples` and splits into `minibatches`."""
+    step = minibatches // math.gcd(num_steps, minibatches)  # envs come in multiples of this
+    return max(step, samples // num_steps // step * step)

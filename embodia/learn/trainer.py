@@ -34,18 +34,29 @@ def load_config(task: str, algo: str, config_file: str | Path | None = None, ove
     """Algorithm defaults <- shipped `<task>_<algo>.yaml` (or automatic PPO defaults) <- `config_file` <-
     `overrides` (named `overrides_source` in errors) <- explicit non-None values."""
     config_cls = get_algorithm(algo, kind="rl").config_cls
+    upper: list[tuple[str, dict[str, Any]]] = []
+    if config_file is not None:
+        upper.append((str(config_file), read_yaml(config_file)))
+    if overrides:
+        upper.append((overrides_source, dict(overrides)))
+    upper.append(("command line", {k: v for k, v in explicit.items() if v is not None}))
     layers: list[tuple[str, dict[str, Any]]] = [("task", {"task": task})]
     shipped = config_path(task, algo)
     if shipped is not None:
         layers.append((str(shipped), read_yaml(shipped)))
-    elif algo == "ppo":  # no tuned config: settings scaled from the task (embodia/learn/auto_config.py)
-        layers.append(("automatic defaults", auto_ppo_config(task)))
-    if config_file is not None:
-        layers.append((str(config_file), read_yaml(config_file)))
-    if overrides:
-        layers.append((overrides_source, dict(overrides)))
-    layers.append(("command line", {k: v for k, v in explicit.items() if v is not None}))
-    return build_config(config_cls, layers)
+    elif algo == "ppo":  # no tuned config: settings scaled from the task and budget (embodia/learn/auto_config.py)
+        layers.append(("automatic defaults", auto_ppo_config(task, _budget(upper))))
+    return build_config(config_cls, layers + upper)
+
+
+def _budget(layers: list[tuple[str, dict[str, Any]]]) -> int | None:
+    """total_steps as the last of `layers` setting it gives it (None: unset or not a number, which validation
+    then reports), for the automatic defaults that scale with the run's budget."""
+    for _, fields in reversed(layers):
+        if "total_steps" in fields:
+            value = fields["total_steps"]
+            return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+    return None
 
 
 def run_name(task: str, algo: str, seed: int) -> str:

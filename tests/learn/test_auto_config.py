@@ -3,11 +3,15 @@
 import math
 
 from embodia.learn.auto_config import (
+    MIN_ROLLOUT_SAMPLES,
+    MIN_UPDATES,
+    MINIBATCH_SAMPLES,
     NUM_MINIBATCHES,
     ROLLOUT_SAMPLES,
     auto_ppo_config,
     discount_for,
     rollout_envs,
+    rollout_samples,
     task_shape,
 )
 from embodia.learn.trainer import load_config
@@ -59,3 +63,41 @@ def test_short_episodes_get_monte_carlo_returns_and_a_short_discount():
     assert (hopper["gamma"], hopper["gae_lambda"]) == (0.99, 0.95)  # locomotion keeps the long-horizon recipe
     assert load_config("gym:Reacher-v5", "ppo").gamma == 0.9
     assert load_config("gym:Reacher-v5", "ppo", overrides={"gamma": 0.97}).gamma == 0.97
+
+
+def test_small_budgets_get_smaller_rollouts_so_long_episodes_make_enough_updates():
+    for budget in [10_240, 20_480, 50_000, 81_920]:
+        config = auto_ppo_config("gym:Hopper-v5", budget)
+        samples = config["num_envs"] * config["num_steps"]
+        assert budget // samples >= MIN_UPDATES, budget
+        assert samples % config["num_minibatches"] == 0
+        assert samples // config["num_minibatches"] >= MINIBATCH_SAMPLES, budget
+    small = auto_ppo_config("gym:Hopper-v5", 10_240)
+    assert (small["num_envs"], small["num_steps"], small["num_minibatches"]) == (4, 64, 4)
+    assert auto_ppo_config("gym:Hopper-v5", 10**6) == auto_ppo_config("gym:Hopper-v5")  # a long run: 2048 samples
+
+
+def test_rollout_samples_stay_within_bounds_and_grow_with_the_budget():
+    budgets = [1, 100, 10_240, 20_480, 30_000, 50_000, 81_920, 100_000, 10**7]
+    sizes = [rollout_samples(budget) for budget in budgets]
+    assert sizes == sorted(sizes) and sizes[0] == MIN_ROLLOUT_SAMPLES and sizes[-1] == ROLLOUT_SAMPLES
+    assert all(size & (size - 1) == 0 for size in sizes)  # powers of two: they split into the minibatches
+    assert rollout_samples(None) == ROLLOUT_SAMPLES
+
+
+def test_short_episodes_keep_their_whole_episode_rollouts_at_any_budget():
+    assert auto_ppo_config("gym:Reacher-v5", 10_240) == auto_ppo_config("gym:Reacher-v5")
+    assert auto_ppo_config("gym:Pusher-v5", 10_240)["num_envs"] == 20
+
+
+def test_the_budget_comes_from_any_layer_and_every_field_still_yields_to_explicit_ones(tmp_path):
+    assert load_config("gym:Hopper-v5", "ppo", total_steps=10_240).num_envs == 4
+    assert load_config("gym:Hopper-v5", "ppo", overrides={"total_steps": 20_480}).num_envs == 8
+    config_file = tmp_path / "run.yaml"
+    config_file.write_text("total_steps: 10240\nnum_minibatches: 2\n")
+    from_file = load_config("gym:Hopper-v5", "ppo", config_file)
+    assert (from_file.num_envs, from_file.num_minibatches) == (4, 2)
+    assert load_config("gym:Hopper-v5", "ppo", config_file, total_steps=10**6).num_envs == 32  # last layer wins
+    pinned = load_config("gym:Hopper-v5", "ppo", overrides={"num_envs": 32, "num_minibatches": 16}, total_steps=10_240)
+    assert (pinned.num_envs, pinned.num_steps, pinned.num_minibatches) == (32, 64, 16)
+    assert load_config("gym:Hopper-v5", "ppo").num_envs == 32  # the default 100k budget
