@@ -114,8 +114,9 @@ def report(store: dict) -> str:
             lines.append(f"| {env_id} | not run | | | | | | | | | |")
             continue
         lines.append(_task_row(env_id, entry))
-    lines += ["", ("† embodia and SB3 ran in separate batches (not interleaved): per CPU-second the ratio is little "
-                   "affected by load, but the two ran at different times."),
+    lines += ["", ("† embodia and SB3 ran in separate batches (not interleaved), at different loads: on this shared VM "
+                   "CPU time per step rises with the load too (hyperthreads), so such a ratio is only indicative; "
+                   "interleaved runs measure it."),
               "‡ runs stored without CPU time: ratio of wall-clock env-steps/s, which depends on the load.",
               "Load while each run finished (1/5/15-min averages) is stored per run in `gymnasium_suite.json`.", "",
               "![suite learning curves](gymnasium_suite.png)", ""]

@@ -29,10 +29,12 @@ two giving the run at least MIN_UPDATES updates, down to 256 samples (4 envs x 6
 `total_steps` >= 81,920 keeps 2048. Deterministic return at 10,240 steps, 3-5 seeds, by samples a rollout
 (2048 / 1024 / 512 / 256 / 128): Hopper-v5 164 / 216 / 279 / 466 / 347, Walker2d-v5 271 / 291 / 289 / 317 / -,
 HalfCheetah-v5 -1.3 / - / 221 / 981 / 230, InvertedDoublePendulum-v5 159 / - / 486 / 585 / 438 (rl-zoo tuned
-567, 297, -0.2, 166). Ant-v5 goes the other way (964 / - / 874 / 698 / -; zero action 992): at 10k nobody learns
-it and more updates only move it off its standing start. Minibatches of 32 instead of 64 (twice the gradient
-steps) and log-std -1 did not help (Hopper 280 and 242 at 256 samples). Short episodes keep whole-episode
-rollouts of 2048 samples whatever the budget (their rule above was measured at 10k).
+567, 297, -0.2, 166); at 50k (1024 samples) Hopper-v5 297 -> 370. Ant-v5 goes the other way (964 / - / 874 /
+688; zero action 992, tuned 909): nobody learns it in 10k steps and more updates move it off its standing start.
+Minibatches of 32 (twice the gradient steps) and log-std -1 did not help (Hopper 280 and 242 at 256 samples).
+The cost is CPU per step: 8x the policy calls of a 32-env rollout and twice the minibatches, most visible where
+physics is cheap (IDP 5.6x tuned SB3's env-steps per CPU-second interleaved, was 7.3x). Short episodes keep
+whole-episode rollouts of 2048 samples whatever the budget (their rule above was measured at 10k).
 """
 
 from __future__ import annotations
