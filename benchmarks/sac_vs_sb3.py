@@ -36,8 +36,19 @@ from embodia.learn.sac import SACConfig
 SPEED_TARGET = 2.0
 
 
-def run_rounds(steps: int, seeds: list[int], learning_starts: int, out: Path) -> dict:
-    """Both contenders once per seed, interleaved; stored in `out` after every round."""
+def stored_sb3_runs(path: Path, steps: int, learning_starts: int, sb3_name: str) -> dict[int, dict]:
+    """{seed: SB3 run} from an earlier record of this benchmark with the same budget (SB3's runs are seeded, so its
+    returns repeat; its CPU-seconds were measured under that run's load)."""
+    stored = json.loads(path.read_text())
+    if (stored["steps"], stored["learning_starts"]) != (steps, learning_starts) or sb3_name not in stored["runs"]:
+        raise ValueError(f"{path} holds {stored['steps']} steps / learning starts {stored['learning_starts']} / "
+                         f"{list(stored['runs'])}; reuse needs {steps} / {learning_starts} / {sb3_name!r}")
+    return dict(zip(stored["seed_list"], stored["runs"][sb3_name]))
+
+
+def run_rounds(steps: int, seeds: list[int], learning_starts: int, out: Path, reuse_sb3: Path | None = None) -> dict:
+    """Both contenders once per seed, interleaved (SB3 taken from `reuse_sb3` when given); stored in `out` after
+    every round."""
     zoo_key, zoo = zoo_hyperparams("sac", "HalfCheetah-v5")
     zoo = {**zoo, "learning_starts": learning_starts}
     ours_settings = {"utd_ratio": 1.0, "policy_frequency": 1, "learning_starts": learning_starts}
@@ -46,11 +57,15 @@ def run_rounds(steps: int, seeds: list[int], learning_starts: int, out: Path) ->
     names = (f"embodia SAC ({precision} update), cheetah-run", f"SB3 SAC rl-zoo ({zoo_key}), HalfCheetah-v5")
     record: dict = {"steps": steps, "seeds": len(seeds), "seed_list": list(seeds), "learning_starts": learning_starts,
                     "load": [], "runs": {name: [] for name in names}}
+    reused = stored_sb3_runs(reuse_sb3, steps, learning_starts, names[1]) if reuse_sb3 else {}
+    if reuse_sb3:
+        record["sb3_reused_from"] = f"{reuse_sb3.name}, loads {'; '.join(json.loads(reuse_sb3.read_text())['load'])}"
     eval_every = max(1000, steps // 3)
     for seed in seeds:
         record["load"].append(load_line())
         record["runs"][names[0]].append(run_embodia("cheetah-run", "sac", steps, seed, ours_settings, eval_every))
-        record["runs"][names[1]].append(run_sb3("gym:HalfCheetah-v5", "sac", steps, seed, zoo, eval_every))
+        record["runs"][names[1]].append(reused[seed] if seed in reused else
+                                        run_sb3("gym:HalfCheetah-v5", "sac", steps, seed, zoo, eval_every))
         for name in names:
             print(f"seed {seed} {name}: {record['runs'][name][-1]['sps']:,.1f} env-steps/s, "
                   f"return {record['runs'][name][-1]['final_return']:.1f} ({load_line()})", flush=True)
@@ -84,11 +99,15 @@ def report(record: dict) -> str:
         cpu_line = (f"; per CPU-second (each contender one torch thread, so load hardly moves it): "
                     f"{cpu_median:.2f}x ({cpu_low:.2f}–{cpu_high:.2f})")
     ours_mean, sb3_mean = np.mean([r["final_return"] for r in ours]), np.mean([r["final_return"] for r in theirs])
+    pairing = "interleaved"
+    if "sb3_reused_from" in record:
+        pairing = (f"SB3's seeded runs reused from {record['sb3_reused_from']} (not beside ours: only the "
+                   "CPU-second ratio compares them, and theirs ran at a lower load)")
     lines = ["# SAC vs SB3 SAC at update-to-data 1 (issue 11)", "",
              (f"`python benchmarks/sac_vs_sb3.py --steps {record['steps']} --seeds {len(ours)} --learning-starts "
              f"{record['learning_starts']}` — **{record['steps']:,} env steps per run** ({record['steps'] - record['learning_starts']:,} "
              f"of them learning, one gradient step each, batch 256, 256x256 networks for both), {len(ours)} seeds, "
-             f"interleaved; {record['load'][0]} at the start, {record['load'][-1]} at the last round."), "",
+             f"{pairing}; ours: {record['load'][0]} at the start, {record['load'][-1]} at the last round."), "",
              "| contender | env-steps/s (mean) | final return (mean ± 95 % CI) | per seed |", "|---|---:|---:|---|"]
     for name, runs in record["runs"].items():
         returns = [r["final_return"] for r in runs]
@@ -112,6 +131,9 @@ def main() -> None:
     parser.add_argument("--json", nargs="+", default=["rl_sac.json"],
                         help="results file(s) under benchmarks/results (several: merged by --report-only)")
     parser.add_argument("--report-only", action="store_true", help="rebuild the report from the --json file(s)")
+    parser.add_argument("--reuse-sb3", type=str, default=None,
+                        help="take SB3's runs for these seeds from this earlier record under benchmarks/results "
+                             "(same steps and learning starts) instead of running them again")
     args = parser.parse_args()
     RESULTS.mkdir(exist_ok=True)
     if args.report_only:
@@ -121,7 +143,8 @@ def main() -> None:
     else:
         seeds = [int(s) for s in args.seed_list.split(",")] if args.seed_list else list(range(args.seeds))
         began = time.perf_counter()
-        record = run_rounds(args.steps, seeds, args.learning_starts, RESULTS / args.json[0])
+        reuse = RESULTS / args.reuse_sb3 if args.reuse_sb3 else None
+        record = run_rounds(args.steps, seeds, args.learning_starts, RESULTS / args.json[0], reuse)
         print(f"{time.perf_counter() - began:.0f} s")
     plot_curves(record["runs"], f"SAC at utd 1, {record['steps']:,} env steps", RESULTS / "sac_cheetah.png")
     text = report(record)
