@@ -59,7 +59,8 @@ def run_rounds(steps: int, seeds: list[int], learning_starts: int, out: Path, re
                     "load": [], "runs": {name: [] for name in names}}
     reused = stored_sb3_runs(reuse_sb3, steps, learning_starts, names[1]) if reuse_sb3 else {}
     if reuse_sb3:
-        record["sb3_reused_from"] = f"{reuse_sb3.name}, loads {'; '.join(json.loads(reuse_sb3.read_text())['load'])}"
+        loads = json.loads(reuse_sb3.read_text())["load"]
+        record["sb3_reused_from"] = f"{reuse_sb3.name} ({loads[0]} at its start, {loads[-1]} at its end)"
     eval_every = max(1000, steps // 3)
     for seed in seeds:
         record["load"].append(load_line())
@@ -96,7 +97,7 @@ def report(record: dict) -> str:
     cpu_line = ""
     if has_cpu:
         cpu_median, cpu_low, cpu_high = paired_speed_ratio(ours, theirs, key="cpu_sps")
-        cpu_line = (f"; per CPU-second (each contender one torch thread, so load hardly moves it): "
+        cpu_line = (f"; per CPU-second (each contender one torch thread; on this shared VM load still inflates CPU time): "
                     f"{cpu_median:.2f}x ({cpu_low:.2f}–{cpu_high:.2f})")
     ours_mean, sb3_mean = np.mean([r["final_return"] for r in ours]), np.mean([r["final_return"] for r in theirs])
     pairing = "interleaved"
