@@ -8,6 +8,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 PARTS = [("Simulation: ceiling, EnvPool, Gymnasium (issues 2, 11)", "sim.md"), ("Scripted experts (issue 3)", "arm.md"), ("Data generation (issue 3)", "data.md"),
          ("Reinforcement learning (issue 4)", "rl.md"), ("PPO vs SB3 PPO (issue 11)", "rl_ppo.md"),
+         ("PPO vs SB3 PPO, longer budget: 51,200 steps (issue 11)", "rl_ppo_51k.md"),
          ("PPO share of the simulation ceiling (issue 11)", "rl_ppo_ceiling.md"),
          ("SAC vs SB3 SAC (issue 11)", "rl_sac.md"), ("Gymnasium MuJoCo suite (issues 10, 11)", "gymnasium_suite.md"),
          ("Imitation learning (issue 4)", "il.md"),
