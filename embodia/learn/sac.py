@@ -25,6 +25,7 @@ from embodia.learn.nets import (
     resolve_precision,
 )
 from embodia.learn.normalize import ObsNormalizer
+from embodia.learn.sac_update import HandSAC
 from embodia.sim.batch import rng_from_array, rng_to_array
 
 if TYPE_CHECKING:
@@ -155,6 +156,7 @@ class SACTrainer:
         self.q = TwinQ(obs_dim, act_dim, config.hidden_sizes, config.activation)
         self.q_target = copy.deepcopy(self.q).requires_grad_(False)
         self.log_alpha = torch.tensor(math.log(config.alpha), requires_grad=True)
+        self.log_alpha.grad = torch.zeros(())  # written by every temperature step
         self.target_entropy = config.target_entropy if config.target_entropy is not None else -float(act_dim)
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=config.policy_lr, fused=True)
         self.q_opt = torch.optim.Adam(self.q.parameters(), lr=config.q_lr, fused=True)
@@ -175,6 +177,7 @@ class SACTrainer:
         self.actor_work = TrainingCopy(self.actor, self.precision)
         self.q_work = TrainingCopy(self.q, self.precision)
         self.q_target_work = TrainingCopy(self.q_target, self.precision)
+        self.hand = HandSAC(self.actor_work, self.q_work, self.q_target_work, config.activation, obs_dim)
 
     # ---- acting
     def _normalized(self, obs: np.ndarray) -> torch.Tensor:
@@ -198,48 +201,38 @@ class SACTrainer:
         self.global_step += self.env.num_envs
 
     # ---- update
-    def update(self) -> dict[str, float]:
-        """One gradient step on the critics; the actor and temperature every `policy_frequency` steps."""
+    def update(self) -> dict[str, torch.Tensor]:
+        """One gradient step on the critics; the actor and temperature every `policy_frequency` steps (gradients by
+        hand, `HandSAC`, of the losses `critic_loss` and `actor_loss` define)."""
         config = self.config
         raw = self.buffer.sample(self.rng, config.batch_size)
         if config.norm_obs:
             raw["obs"], raw["next_obs"] = self.obs_norm(raw["obs"]), self.obs_norm(raw["next_obs"])
         batch = {k: torch.from_numpy(np.asarray(v, dtype=np.float32)) for k, v in raw.items()}
-        alpha = self.log_alpha.detach().exp()
-        actor, q = self.actor_work.module, self.q_work.module
-        q_loss = critic_loss(q, self.q_target_work.module, actor, batch, alpha, config.gamma)
-        self._step(q_loss, self.q_work, self.q_opt)
+        alpha = float(self.log_alpha.detach().exp())
+        q_loss = self.hand.critic_step_grads(batch, alpha, config.gamma)
+        self._step(self.q_work, self.q_opt)
         stats = {"losses/qf_loss": q_loss}
         self.num_updates += 1
         if self.num_updates % config.policy_frequency == 0:
-            q.requires_grad_(False)
-            pi_loss, logprob = actor_loss(q, actor, batch["obs"], alpha)
-            stats["losses/actor_loss"] = pi_loss
-            if config.autotune:  # its graph is disjoint from the actor's, so one backward pass fills both gradients
-                alpha_loss = -(self.log_alpha.exp() * (logprob.detach() + self.target_entropy)).mean()
+            stats["losses/actor_loss"], mean_log_prob = self.hand.actor_step_grads(batch["obs"], alpha)
+            self._step(self.actor_work, self.actor_opt)
+            if config.autotune:
+                # loss -exp(log_alpha) (log_prob + target entropy), whose gradient w.r.t. log_alpha is the loss itself
+                alpha_loss = mean_log_prob.add_(self.target_entropy).mul_(-alpha)
                 stats["losses/alpha_loss"] = alpha_loss
-                self._step(pi_loss + alpha_loss, self.actor_work, self.actor_opt, self.alpha_opt)
-            else:
-                self._step(pi_loss, self.actor_work, self.actor_opt)
-            q.requires_grad_(True)
+                self.log_alpha.grad.copy_(alpha_loss)
+                adam_step(self.alpha_opt)
         with torch.no_grad():
             torch._foreach_lerp_(self._q_target_params, self._q_params, config.tau)
         self.q_target_work.refresh()
         return stats
 
     @staticmethod
-    def _step(loss: torch.Tensor, work: TrainingCopy, optimizer: torch.optim.Adam,
-              also: torch.optim.Adam | None = None) -> None:
-        """Backward on the working copy, one optimizer step on the float32 master, working weights refreshed;
-        `also` steps a float32 parameter outside the copy (the temperature) from the same backward pass."""
-        work.zero_grad()
-        if also is not None:
-            also.zero_grad(set_to_none=True)
-        loss.backward()
+    def _step(work: TrainingCopy, optimizer: torch.optim.Adam) -> None:
+        """One optimizer step on the float32 master from the working copy's gradients, working weights refreshed."""
         work.grads_to_master()
         adam_step(optimizer)
-        if also is not None:
-            adam_step(also)
         work.refresh()
 
     def _refresh_working_copies(self) -> None:

@@ -1,0 +1,176 @@
+"""SAC's gradients written by hand: forward passes that keep their activations and backward passes without autograd.
+
+Autograd costs ~1,000 aten ops per SAC update (graph building, the backward engine, its bookkeeping); at SAC's
+sizes that per-op cost is a third to a half of the update. The same gradients by hand take ~150 ops. The networks'
+own parameters (or their bfloat16 working copies, `TrainingCopy`) are read directly, the gradients are written into
+persistent `.grad` buffers, so optimizers, checkpoints and export see the modules exactly as before. The loss
+definitions these gradients differentiate are `critic_loss` and `actor_loss` in `embodia.learn.sac` (tests compare).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+from torch.nn import functional as F
+
+from embodia.learn.nets import _LOG_STD_HALF_RANGE, _LOG_STD_MID, TrainingCopy
+
+ACTIVATION_FORWARD: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "relu": torch.relu, "tanh": torch.tanh, "elu": F.elu, "silu": F.silu}
+_LOG_PROB_CONSTANT = 0.5 * math.log(2 * math.pi) + 2 * math.log(2)
+
+
+def activation_backward(name: str, grad: torch.Tensor, pre: torch.Tensor, post: torch.Tensor) -> torch.Tensor:
+    """Gradient w.r.t. an activation's input from the gradient w.r.t. its output (`pre` in, `post` out)."""
+    if name == "relu":
+        return torch.ops.aten.threshold_backward(grad, post, 0)
+    if name == "tanh":
+        return torch.ops.aten.tanh_backward(grad, post)
+    if name == "elu":
+        return torch.ops.aten.elu_backward(grad, 1.0, 1, 1, True, post)
+    if name == "silu":
+        return torch.ops.aten.silu_backward(grad, pre)
+    raise ValueError(f"activation={name!r}; use one of {sorted(ACTIVATION_FORWARD)}")
+
+
+def persistent_grads(work: TrainingCopy) -> list[torch.Tensor]:
+    """The working copy's `.grad` buffers, created once and overwritten by every hand-written backward pass (for a
+    float32 copy these are the master's own gradients; for bf16, `grads_to_master` copies them over)."""
+    for p in work.params:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+    return [p.grad for p in work.params]
+
+
+class HandSAC:
+    """SAC's critic, actor and temperature gradients on `TrainingCopy` working weights, by hand.
+
+    Layouts: the twin critic is a chain of `EnsembleLinear` (weights [E, in, out], biases [E, 1, out]) with the
+    activation between layers; the actor is `SquashedGaussianActor` (trunk `nn.Linear`s, each followed by the
+    activation, then the mean and log-std heads). Random draws are those of `SquashedGaussianActor.sample`, in the
+    same order as the autograd losses (next-obs noise for the critic target, then obs noise for the actor).
+    """
+
+    def __init__(self, actor: TrainingCopy, q: TrainingCopy, q_target: TrainingCopy, activation: str, obs_dim: int) -> None:
+        if activation not in ACTIVATION_FORWARD:
+            raise ValueError(f"activation={activation!r}; use one of {sorted(ACTIVATION_FORWARD)}")
+        self.activation = activation
+        self.act = ACTIVATION_FORWARD[activation]
+        self.obs_dim = obs_dim
+        self.actor, self.q, self.q_target = actor.params, q.params, q_target.params
+        self.dtype = self.actor[0].dtype
+        self.actor_grads = persistent_grads(actor)
+        self.q_grads = persistent_grads(q)
+
+    # ---- actor
+    def _actor_forward(self, obs: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
+        """(trunk activations [input, pre_0, post_0, ...], float32 mean, float32 raw log-std head output)."""
+        x = obs.to(self.dtype)
+        cache = [x]
+        for i in range(0, len(self.actor) - 4, 2):
+            pre = torch.addmm(self.actor[i + 1], x, self.actor[i].t())
+            x = self.act(pre)
+            cache += [pre, x]
+        w_mean, b_mean, w_log_std, b_log_std = self.actor[-4:]
+        return cache, torch.addmm(b_mean, x, w_mean.t()).float(), torch.addmm(b_log_std, x, w_log_std.t()).float()
+
+    def _sample(self, obs: torch.Tensor) -> dict[str, torch.Tensor]:
+        """`SquashedGaussianActor.sample` with its intermediates kept for the backward pass."""
+        cache, mean, raw = self._actor_forward(obs)
+        squashed_log_std = torch.tanh(raw)
+        log_std = squashed_log_std.mul(_LOG_STD_HALF_RANGE).add_(_LOG_STD_MID)
+        std = log_std.exp()
+        noise = torch.randn_like(mean)
+        pre_tanh = torch.addcmul(mean, std, noise)
+        constant = noise.square().mul_(-0.5).sub_(_LOG_PROB_CONSTANT)
+        log_prob = (constant - log_std + 2 * (pre_tanh + F.softplus(-2 * pre_tanh))).sum(-1)
+        return {"cache": cache, "action": torch.tanh(pre_tanh), "log_prob": log_prob, "std_noise": std.mul_(noise),
+                "squashed_log_std": squashed_log_std}
+
+    def _actor_backward(self, cache: list[torch.Tensor], grad_mean: torch.Tensor, grad_raw: torch.Tensor) -> None:
+        """Weight gradients of the actor into its `.grad` buffers from d loss / d (mean, raw log-std) [B, act]."""
+        grads, params = self.actor_grads, self.actor
+        grad_mean, grad_raw = grad_mean.to(self.dtype), grad_raw.to(self.dtype)
+        features = cache[-1]
+        torch.mm(grad_mean.t(), features, out=grads[-4])
+        torch.sum(grad_mean, 0, out=grads[-3])
+        torch.mm(grad_raw.t(), features, out=grads[-2])
+        torch.sum(grad_raw, 0, out=grads[-1])
+        grad = torch.addmm(torch.mm(grad_mean, params[-4]), grad_raw, params[-2])
+        for layer in reversed(range((len(params) - 4) // 2)):
+            grad = activation_backward(self.activation, grad, cache[2 * layer + 1], cache[2 * layer + 2])
+            torch.mm(grad.t(), cache[2 * layer], out=grads[2 * layer])
+            torch.sum(grad, 0, out=grads[2 * layer + 1])
+            if layer > 0:
+                grad = torch.mm(grad, params[2 * layer])
+
+    # ---- critic
+    def _q_forward(self, params: list[torch.Tensor], obs: torch.Tensor, action: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """(activations [input, pre_0, post_0, ...], float32 Q values [E, B]) of the ensemble chain `params`."""
+        x = torch.cat([obs, action], dim=-1).to(self.dtype)
+        h = x.expand(params[0].shape[0], -1, -1)
+        cache = [h]
+        last = len(params) - 2
+        for i in range(0, last, 2):
+            pre = torch.baddbmm(params[i + 1], h, params[i])
+            h = self.act(pre)
+            cache += [pre, h]
+        return cache, torch.baddbmm(params[last + 1], h, params[last]).squeeze(-1).float()
+
+    def _q_backward(self, cache: list[torch.Tensor], grad_q: torch.Tensor, weights: bool) -> torch.Tensor | None:
+        """Backward through the critic from d loss / d Q [E, B]: weight gradients into the critic's `.grad` buffers
+        (`weights`), else d loss / d action [B, act] summed over the members (the actor's path through the critic)."""
+        params, grads = self.q, self.q_grads
+        grad = grad_q.to(self.dtype).unsqueeze(-1)
+        for layer in reversed(range(len(params) // 2)):
+            if weights:
+                torch.bmm(cache[2 * layer].transpose(1, 2), grad, out=grads[2 * layer])
+                torch.sum(grad, 1, keepdim=True, out=grads[2 * layer + 1])
+                if layer == 0:
+                    return None
+            if layer == 0:
+                action_rows = params[0][:, self.obs_dim:, :]
+                return torch.bmm(grad, action_rows.transpose(1, 2)).sum(0).float()
+            grad = torch.bmm(grad, params[2 * layer].transpose(1, 2))
+            grad = activation_backward(self.activation, grad, cache[2 * layer - 1], cache[2 * layer])
+        return None
+
+    # ---- the losses' gradients
+    @torch.no_grad()
+    def critic_step_grads(self, batch: dict[str, torch.Tensor], alpha: float, gamma: float) -> torch.Tensor:
+        """Soft Bellman error of both heads (`critic_loss`); its gradients land in the critic's `.grad` buffers."""
+        next_sample = self._sample(batch["next_obs"])
+        _, next_q = self._q_forward(self.q_target, batch["next_obs"], next_sample["action"])
+        soft_next = next_q.min(dim=0).values.sub_(next_sample["log_prob"], alpha=alpha)
+        target = torch.addcmul(batch["rewards"], 1.0 - batch["terminated"], soft_next, value=gamma)
+        cache, q_values = self._q_forward(self.q, batch["obs"], batch["actions"])
+        error = q_values.sub_(target)  # [E, B]
+        batch_size = error.shape[1]
+        loss = error.square().sum().mul_(0.5 / batch_size)
+        self._q_backward(cache, error.div_(batch_size), weights=True)
+        return loss
+
+    @torch.no_grad()
+    def actor_step_grads(self, obs: torch.Tensor, alpha: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """(policy loss, mean log-probability) of `actor_loss`; its gradients land in the actor's `.grad` buffers.
+
+        d log_prob / d pre_tanh = 2 tanh(pre_tanh) (the softplus correction's derivative), d action / d pre_tanh =
+        1 - action^2, and d pre_tanh / d log_std = std * noise; the min-Q gradient flows only to the smaller head.
+        """
+        sample = self._sample(obs)
+        action, log_prob = sample["action"], sample["log_prob"]
+        cache, q_values = self._q_forward(self.q, obs, action)
+        q_min, member = q_values.min(dim=0)
+        batch_size = action.shape[0]
+        loss = (log_prob * alpha - q_min).mean()
+        grad_q = torch.zeros_like(q_values).scatter_(0, member.unsqueeze(0), -1.0 / batch_size)
+        grad_action = self._q_backward(cache, grad_q, weights=False)
+        # d loss / d pre_tanh: through the log-prob's tanh correction and through the action
+        grad_pre_tanh = torch.addcmul(action * (2 * alpha / batch_size), grad_action, 1.0 - action.square())
+        grad_log_std = torch.addcmul(torch.full_like(action, -alpha / batch_size), grad_pre_tanh, sample["std_noise"])
+        squashed = sample["squashed_log_std"]
+        grad_raw = grad_log_std.mul_(1.0 - squashed.square()).mul_(_LOG_STD_HALF_RANGE)
+        self._actor_backward(sample["cache"], grad_pre_tanh, grad_raw)
+        return loss, log_prob.mean()
