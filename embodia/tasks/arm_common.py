@@ -4,6 +4,7 @@ damped-least-squares IK, the home pose, and the tasks' common base class and def
 from __future__ import annotations
 
 import math
+from operator import itemgetter
 
 import mujoco
 import numpy as np
@@ -30,6 +31,7 @@ HOME_QPOS = np.array([0.0, 0.26016, 1.66085, 1.22058, 0.0, 0.0])
 # where the IK may put the grip point (m): keeps the fingers above the table and the arm away from singularities
 EE_LOW = np.array([0.2, -0.35, 0.022])
 EE_HIGH = np.array([0.68, 0.35, 0.45])
+_EE_BOX = tuple(zip(EE_LOW.tolist(), EE_HIGH.tolist()))  # the same, per axis as Python floats (one-env control)
 
 
 class ArmTaskConfig(TaskConfig):
@@ -85,6 +87,14 @@ def orientation_error_one(rotation: list[float], target: list[float]) -> tuple[f
     return 0.5 * ex, 0.5 * ey, 0.5 * ez
 
 
+def squared_norm_one(values: list[float]) -> float:
+    """|v|^2 of one env's values as Python floats (the batch's np.sum(np.square(v)) to rounding)."""
+    total = 0.0
+    for value in values:
+        total += value * value
+    return total
+
+
 def distance_one(a: list[float], b: list[float]) -> float:
     """|a - b| of two points given as float lists: np.linalg.norm's sum of squares, in Python floats."""
     total = 0.0
@@ -98,6 +108,13 @@ def _lapack_lu_solve():
     from scipy.linalg.lapack import dgesv
 
     return dgesv
+
+
+def _as_slice(indices: np.ndarray) -> slice | np.ndarray:
+    """`indices` as a slice when they are consecutive (indexing by it makes views, not copies), else unchanged."""
+    if len(indices) and np.array_equal(indices, np.arange(indices[0], indices[0] + len(indices))):
+        return slice(int(indices[0]), int(indices[0]) + len(indices))
+    return indices
 
 
 def _quat_to_mat(quat: np.ndarray) -> np.ndarray:
@@ -183,10 +200,22 @@ class ArmKinematics:
         self._data = mujoco.MjData(self._model)
         self._site_xpos, self._site_xmat = self._data.site_xpos[self.site_id], self._data.site_xmat[self.site_id]
         self._xanchor, self._xaxis = self._data.xanchor, self._data.xaxis
-        self._jac_one = np.zeros((6, self._model.nv))  # mj_jacSite's [linear; angular] rows, all dofs
+        # the one-pose IK's buffers and views, made once (each attribute read of an MjData array builds a new
+        # array, and a fancy index copies): mj_jacSite's [linear; angular] rows over all dofs, the weighted arm
+        # columns (6, n), J J^T + lambda^2 I, the error, the solution, the step (n,)
+        n = len(self.joint_ids)
+        qpos = _as_slice(self.qpos_adr)
+        self._qpos_one = self._data.qpos[qpos] if isinstance(qpos, slice) else None  # None: written by index
+        self._jac_one = np.zeros((6, self._model.nv))
         self._jac_rows = self._jac_one[:3], self._jac_one[3:]
+        dofs = _as_slice(self.dof_adr)
+        self._jac_arm = self._jac_one[:, dofs] if isinstance(dofs, slice) else None  # None: gathered per solve
+        # the weighted Jacobian column-major, as the batch's (its fancy-indexed columns are): BLAS picks its kernel
+        # by memory order, and the same kernel rounds the products alike
+        self._ik_jac, self._ik_system = np.zeros((6, n), order="F"), np.zeros((6, 6))
+        self._ik_error, self._ik_step = np.zeros(6), np.zeros(n)
         self._lu_solve = _lapack_lu_solve()
-        self._ik_constants: dict[tuple[float, float], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._ik_constants: dict[tuple[float, float, float], tuple] = {}
 
     # ---- one pose (N=1, the one-env path): MuJoCo's kinematics on 1-D arrays, no batch axis, no memo bytes
     def pose_one(self, joint_pos: np.ndarray) -> None:
@@ -196,7 +225,10 @@ class ArmKinematics:
             return
         if self._data is None:
             self._make_data()
-        self._data.qpos[self.qpos_adr] = joint_pos
+        if self._qpos_one is not None:
+            self._qpos_one[:] = joint_pos
+        else:
+            self._data.qpos[self.qpos_adr] = joint_pos
         mujoco.mj_kinematics(self._model, self._data)
         self._posed = key
 
@@ -205,41 +237,62 @@ class ArmKinematics:
         self.pose_one(joint_pos)
         return self._site_xpos.copy()
 
+    def site_pos_list_one(self, joint_pos: np.ndarray) -> list[float]:
+        """`site_pos_one` as 3 Python floats (the one-env tasks' arithmetic reads them without a copy)."""
+        self.pose_one(joint_pos)
+        return self._site_xpos.tolist()
+
     def solve_ik_one(self, joint_pos: np.ndarray, target_pos: list[float], target_rot: list[float], *,
                      damping: float = 0.03, iterations: int = 2, orientation_weight: float = 0.3,
-                     max_step_rad: float = 0.4) -> np.ndarray:
-        """`solve_ik` of one pose (n,) towards `target_pos` (3 floats) and `target_rot` (9 row-major floats):
-        the same damped-least-squares steps, the Jacobian from mj_jacSite, the same LAPACK LU solve (dgesv)
-        called directly (np.linalg.solve's checks cost 4x the solve of a 6x6 system)."""
+                     max_step_rad: float = 0.4, out: np.ndarray | None = None) -> np.ndarray:
+        """`solve_ik` of one pose (n,) towards `target_pos` (3 floats) and `target_rot` (9 row-major floats), into
+        `out` (n,) if given: the same damped-least-squares steps with the same products (matmul on the batch's
+        contiguous layout, so BLAS rounds alike) and the same LAPACK LU solve (dgesv, called directly), on
+        preallocated arrays; the Jacobian from mj_jacSite."""
         if self._data is None:
             self._make_data()
-        weights, weight_rows, damping_eye = self._ik_constants_one(damping, orientation_weight)
-        q = joint_pos.copy()
-        model, data, (jacp, jacr) = self._model, self._data, self._jac_rows
+        weight_rows, weight, damping_eye, step_low, step_high = self._ik_constants_one(damping, orientation_weight,
+                                                                                       max_step_rad)
+        if out is None:
+            q = joint_pos.copy()
+        else:
+            q = out
+            q[:] = joint_pos
+        model, data, site_id = self._model, self._data, self.site_id
+        (jacp, jacr), jac = self._jac_rows, self._ik_jac
+        system, error, step = self._ik_system, self._ik_error, self._ik_step
+        target_x, target_y, target_z = target_pos
         for _ in range(iterations):
             self.pose_one(q)
             mujoco.mj_comPos(model, data)
-            mujoco.mj_jacSite(model, data, jacp, jacr, self.site_id)
-            # the arm's columns as a contiguous copy: the batch's memory layout, so BLAS rounds the products alike
-            jac = self._jac_one[:, self.dof_adr] * weight_rows
-            site = self._site_xpos.tolist()
-            rotation_error = orientation_error_one(self._site_xmat.tolist(), target_rot)
-            error = np.array((target_pos[0] - site[0], target_pos[1] - site[1], target_pos[2] - site[2],
-                              *rotation_error)) * weights
-            solution, info = self._lu_solve(jac @ jac.T + damping_eye, error)[2:]  # (J J^T + lambda^2 I) x = e
+            mujoco.mj_jacSite(model, data, jacp, jacr, site_id)
+            jac_arm = self._jac_arm if self._jac_arm is not None else self._jac_one[:, self.dof_adr]
+            np.multiply(jac_arm, weight_rows, out=jac)  # the batch's jac * weights[:, None]
+            np.matmul(jac, jac.T, out=system)
+            np.add(system, damping_eye, out=system)  # J J^T + lambda^2 I
+            site_x, site_y, site_z = self._site_xpos.tolist()
+            turn_x, turn_y, turn_z = orientation_error_one(self._site_xmat.tolist(), target_rot)
+            # the batch's error * weights: the position rows times 1.0 are themselves
+            error[:] = (target_x - site_x, target_y - site_y, target_z - site_z,
+                        turn_x * weight, turn_y * weight, turn_z * weight)
+            solution, info = self._lu_solve(system, error)[2:]  # (J J^T + lambda^2 I) x = e
             if info != 0:
                 raise np.linalg.LinAlgError("arm IK: singular damped least-squares system (ik_damping must be > 0)")
-            step = jac.T @ solution
-            q = q + np.minimum(np.maximum(step, -max_step_rad), max_step_rad)
-            q = np.minimum(np.maximum(q, self.lower), self.upper)
+            np.matmul(jac.T, solution, out=step)
+            np.minimum(np.maximum(step, step_low, out=step), step_high, out=step)
+            np.add(q, step, out=q)
+            np.minimum(np.maximum(q, self.lower, out=q), self.upper, out=q)
         return q
 
-    def _ik_constants_one(self, damping: float, orientation_weight: float) -> tuple[np.ndarray, ...]:
-        """The IK's row weights (6,), as a column (6, 1), and lambda^2 I (6, 6), made once per setting."""
-        key = (damping, orientation_weight)
+    def _ik_constants_one(self, damping: float, orientation_weight: float,
+                          max_step_rad: float) -> tuple[np.ndarray, float, np.ndarray, np.ndarray, np.ndarray]:
+        """The IK's row weights as a column (6, 1), the orientation weight, lambda^2 I (6, 6) and the step bounds
+        -+max_step_rad (n,) (arrays: a ufunc converts a Python scalar on every call), made once per setting."""
+        key = (damping, orientation_weight, max_step_rad)
         if key not in self._ik_constants:
             weights = np.array([1.0, 1.0, 1.0, orientation_weight, orientation_weight, orientation_weight])
-            self._ik_constants[key] = (weights, weights[:, None], damping**2 * np.eye(6))
+            bound = np.full(len(self.joint_ids), float(max_step_rad))
+            self._ik_constants[key] = (weights[:, None], float(orientation_weight), damping**2 * np.eye(6), -bound, bound)
         return self._ik_constants[key]
 
     def _jacobian_one(self, joint_pos: np.ndarray) -> np.ndarray:
@@ -363,7 +416,13 @@ class ArmTask(Task):
         self.goal_qpos = model.jnt_qposadr[goal_ids].copy()
         self.ee_target = np.zeros((sim.num_envs, 3))
         self._target_stale = np.ones(sim.num_envs, dtype=bool)  # re-read the grip point at the first step
-        self._ctrl_one = np.zeros(model.nu)  # action_to_ctrl_one's output row
+        self._ctrl_one = np.zeros(model.nu)  # action_to_ctrl_one's output row: arm joints (6) | fingers (2)
+        self._ctrl_arm_one = self._ctrl_one[: len(ARM_JOINTS)]  # the IK writes its solution here
+        # the one-env methods' indices, made once: env 0's arm joints as a slice (a view, no copy), and pickers of
+        # Python floats from `qpos_one.tolist()` / `qvel_one.tolist()`
+        self._arm_qpos_one = _as_slice(self.arm_qpos)
+        self._pick_arm_qpos, self._pick_arm_qvel = itemgetter(*self.arm_qpos.tolist()), itemgetter(*self.arm_dof.tolist())
+        self._pick_fingers, self._pick_goal = itemgetter(*self.finger_qpos.tolist()), itemgetter(*self.goal_qpos.tolist())
 
     # ---- state readers
     def joint_pos(self, sim: BatchSim) -> np.ndarray:
@@ -412,26 +471,38 @@ class ArmTask(Task):
     # ---- one env (BatchEnv.step_one): the formulas above on env 0's values, kinematics by mj_kinematics
     def ee_pos_one(self, sim: BatchSim) -> np.ndarray:
         """`ee_pos` of env 0 (3,)."""
-        return self.kinematics.site_pos_one(sim.qpos_one[self.arm_qpos])
+        return self.kinematics.site_pos_one(sim.qpos_one[self._arm_qpos_one])
+
+    def ee_list_one(self, sim: BatchSim) -> list[float]:
+        """`ee_pos` of env 0 as 3 Python floats."""
+        return self.kinematics.site_pos_list_one(sim.qpos_one[self._arm_qpos_one])
 
     def action_to_ctrl_one(self, sim: BatchSim, action: np.ndarray) -> np.ndarray:
-        """`action_to_ctrl` of env 0: the held target moved and clipped in Python floats, then `solve_ik_one`."""
+        """`action_to_ctrl` of env 0: the held target moved and clipped in Python floats, then `solve_ik_one`
+        straight into the control row."""
         cfg = self.config
-        joint_pos = sim.qpos_one[self.arm_qpos]
-        ee = self.kinematics.site_pos_one(joint_pos).tolist()
+        joint_pos = sim.qpos_one[self._arm_qpos_one]
+        ee = self.kinematics.site_pos_list_one(joint_pos)
         if self._target_stale[0]:
-            self.ee_target[0] = ee
+            held = ee
             self._target_stale[0] = False
+        else:
+            held = self.ee_target[0].tolist()
+        moves = action.tolist()
         scale, lead = cfg.action_scale_m, cfg.max_target_lead_m
-        target = [min(max(min(max(held + scale * move, grip - lead), grip + lead), low), high)  # np.clip twice
-                  for held, move, grip, low, high in zip(self.ee_target[0].tolist(), action[:3].tolist(), ee,
-                                                         EE_LOW.tolist(), EE_HIGH.tolist())]
+        target = []
+        for axis in range(3):  # np.clip twice: within `lead` of the grip point, then inside the workspace box
+            value, grip = held[axis] + scale * moves[axis], ee[axis]
+            value = max(value, grip - lead)
+            value = min(value, grip + lead)
+            low, high = _EE_BOX[axis]
+            target.append(min(max(value, low), high))
         self.ee_target[0] = target
+        self.kinematics.solve_ik_one(joint_pos, target, TOOL_DOWN_ROWS, damping=cfg.ik_damping,
+                                     iterations=cfg.ik_iterations, orientation_weight=cfg.orientation_weight,
+                                     out=self._ctrl_arm_one)
         ctrl = self._ctrl_one
-        ctrl[:6] = self.kinematics.solve_ik_one(joint_pos, target, TOOL_DOWN_ROWS, damping=cfg.ik_damping,
-                                                iterations=cfg.ik_iterations,
-                                                orientation_weight=cfg.orientation_weight)
-        ctrl[6:] = 0.5 * (float(action[3]) + 1.0) * FINGER_MAX_M if self.uses_gripper else 0.5 * FINGER_MAX_M
+        ctrl[6:] = 0.5 * (moves[3] + 1.0) * FINGER_MAX_M if self.uses_gripper else 0.5 * FINGER_MAX_M
         return ctrl
 
     # ---- reset helpers
@@ -502,29 +573,39 @@ class CubeTask(ArmTask):
                  self.cube_quat(sim), self.cube_vel(sim), goal, cube - ee, goal - cube]
         return np.concatenate(parts, axis=1)  # (N, 38)
 
-    # ---- one env (BatchEnv.step_one): the formulas above on env 0's values, distances in Python floats
+    # ---- one env (BatchEnv.step_one): the formulas above on env 0's values, in Python floats
     def observe_one(self, sim: BatchSim) -> np.ndarray:
-        qpos, qvel, c, v = sim.qpos_one, sim.qvel_one, self.cube_qpos, self.cube_dof
-        ee, cube, goal = self.ee_pos_one(sim), qpos[c : c + 3], qpos[self.goal_qpos]
-        opening = qpos[self.finger_qpos[0]] + qpos[self.finger_qpos[1]]
-        return np.concatenate((qpos[self.arm_qpos], qvel[self.arm_dof], ee, (opening,), cube, qpos[c + 3 : c + 7],
-                               qvel[v : v + 6], goal, cube - ee, goal - cube))  # (38,)
+        qpos, qvel, c, v = sim.qpos_one.tolist(), sim.qvel_one.tolist(), self.cube_qpos, self.cube_dof
+        ee_x, ee_y, ee_z = self.ee_list_one(sim)
+        cube_x, cube_y, cube_z = qpos[c : c + 3]
+        goal_x, goal_y, goal_z = self._pick_goal(qpos)
+        left, right = self._pick_fingers(qpos)
+        return np.array((*self._pick_arm_qpos(qpos), *self._pick_arm_qvel(qvel), ee_x, ee_y, ee_z, left + right,
+                         cube_x, cube_y, cube_z, *qpos[c + 3 : c + 7], *qvel[v : v + 6], goal_x, goal_y, goal_z,
+                         cube_x - ee_x, cube_y - ee_y, cube_z - ee_z,
+                         goal_x - cube_x, goal_y - cube_y, goal_z - cube_z))  # (38,)
 
     def holding_one(self, sim: BatchSim) -> bool:
         """`holding` of env 0."""
-        opening = sim.qpos_one[self.finger_qpos[0]] + sim.qpos_one[self.finger_qpos[1]]
-        near = distance_one(sim.qpos_one[self.cube_qpos : self.cube_qpos + 3].tolist(), self.ee_pos_one(sim).tolist())
-        return near < 0.02 and 1.5 * CUBE_HALF_M < opening < 2.5 * CUBE_HALF_M
+        qpos = sim.qpos_one.tolist()
+        return self._holding(distance_one(qpos[self.cube_qpos : self.cube_qpos + 3], self.ee_list_one(sim)), qpos)
+
+    def _holding(self, cube_to_grip: float, qpos: list[float]) -> bool:
+        """`holding`'s test of env 0 from its cube-to-grip-point distance and its qpos (Python floats)."""
+        left, right = self._pick_fingers(qpos)
+        opening = left + right
+        return cube_to_grip < 0.02 and 1.5 * CUBE_HALF_M < opening < 2.5 * CUBE_HALF_M
 
     def cube_to_goal_one(self, sim: BatchSim) -> float:
         """`cube_to_goal` of env 0."""
-        return distance_one(sim.qpos_one[self.goal_qpos].tolist(), sim.qpos_one[self.cube_qpos : self.cube_qpos + 3].tolist())
+        qpos = sim.qpos_one.tolist()
+        return distance_one(self._pick_goal(qpos), qpos[self.cube_qpos : self.cube_qpos + 3])
 
     def success_one(self, sim: BatchSim) -> bool:
         return self.cube_to_goal_one(sim) < self.config.success_radius_m
 
     def terminated_one(self, sim: BatchSim) -> bool:
-        return bool(sim.qpos_one[self.cube_qpos + 2] < self.config.fall_height_m)
+        return sim.qpos_one.item(self.cube_qpos + 2) < self.config.fall_height_m
 
     # ---- reset
     def reset_cube(self, sim: BatchSim, env_ids: np.ndarray, rngs: list[np.random.Generator]) -> np.ndarray:

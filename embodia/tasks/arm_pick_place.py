@@ -11,6 +11,7 @@ from embodia.tasks.arm_common import (
     CubeTask,
     CubeTaskConfig,
     distance_one,
+    squared_norm_one,
 )
 from embodia.tasks.base import uniform
 
@@ -51,11 +52,14 @@ class ArmPickPlace(CubeTask):
         }
 
     def reward_terms_one(self, sim: BatchSim, action: np.ndarray, before: np.ndarray) -> dict[str, float]:
-        cube = sim.qpos_one[self.cube_qpos : self.cube_qpos + 3].tolist()
+        qpos = sim.qpos_one.tolist()
+        cube = qpos[self.cube_qpos : self.cube_qpos + 3]
+        cube_to_grip = distance_one(cube, self.ee_list_one(sim))
+        cube_to_goal = distance_one(self._pick_goal(qpos), cube)
         return {
-            "reach": -distance_one(cube, self.ee_pos_one(sim).tolist()),
-            "grasp": float(self.holding_one(sim)),
-            "place": -self.cube_to_goal_one(sim),
-            "success": float(self.success_one(sim)),
-            "action": -np.dot(action, action),
+            "reach": -cube_to_grip,
+            "grasp": float(self._holding(cube_to_grip, qpos)),
+            "place": -cube_to_goal,
+            "success": float(cube_to_goal < self.config.success_radius_m),
+            "action": -squared_norm_one(action.tolist()),
         }

@@ -13,6 +13,7 @@ from embodia.tasks.arm_common import (
     CubeTask,
     CubeTaskConfig,
     distance_one,
+    squared_norm_one,
 )
 from embodia.tasks.base import uniform
 
@@ -67,14 +68,16 @@ class ArmPush(CubeTask):
         }
 
     def cube_to_goal_one(self, sim: BatchSim) -> float:
-        goal, cube = sim.qpos_one[self.goal_qpos[:2]].tolist(), sim.qpos_one[self.cube_qpos : self.cube_qpos + 2].tolist()
-        return distance_one(goal, cube)
+        qpos = sim.qpos_one.tolist()
+        goal_x, goal_y, _ = self._pick_goal(qpos)
+        return distance_one((goal_x, goal_y), qpos[self.cube_qpos : self.cube_qpos + 2])
 
     def reward_terms_one(self, sim: BatchSim, action: np.ndarray, before: np.ndarray) -> dict[str, float]:
-        cube = sim.qpos_one[self.cube_qpos : self.cube_qpos + 3].tolist()
+        qpos = sim.qpos_one.tolist()
+        cube_to_goal = self.cube_to_goal_one(sim)
         return {
-            "reach": -distance_one(cube, self.ee_pos_one(sim).tolist()),
-            "push": -self.cube_to_goal_one(sim),
-            "success": float(self.success_one(sim)),
-            "action": -np.dot(action, action),
+            "reach": -distance_one(qpos[self.cube_qpos : self.cube_qpos + 3], self.ee_list_one(sim)),
+            "push": -cube_to_goal,
+            "success": float(cube_to_goal < self.config.success_radius_m),
+            "action": -squared_norm_one(action.tolist()),
         }

@@ -6,7 +6,13 @@ import numpy as np
 from pydantic import Field
 
 from embodia.sim.batch import BatchSim
-from embodia.tasks.arm_common import FINGER_MAX_M, ArmTask, ArmTaskConfig, distance_one
+from embodia.tasks.arm_common import (
+    FINGER_MAX_M,
+    ArmTask,
+    ArmTaskConfig,
+    distance_one,
+    squared_norm_one,
+)
 from embodia.tasks.base import uniform
 
 
@@ -57,17 +63,20 @@ class ArmReach(ArmTask):
 
     # one env (BatchEnv.step_one): the formulas above on env 0's values
     def observe_one(self, sim: BatchSim) -> np.ndarray:
-        ee, goal = self.ee_pos_one(sim), sim.qpos_one[self.goal_qpos]
-        return np.concatenate((sim.qpos_one[self.arm_qpos], sim.qvel_one[self.arm_dof], ee, goal, goal - ee))
+        qpos = sim.qpos_one.tolist()
+        ee_x, ee_y, ee_z = self.ee_list_one(sim)
+        goal_x, goal_y, goal_z = self._pick_goal(qpos)
+        return np.array((*self._pick_arm_qpos(qpos), *self._pick_arm_qvel(sim.qvel_one.tolist()), ee_x, ee_y, ee_z,
+                         goal_x, goal_y, goal_z, goal_x - ee_x, goal_y - ee_y, goal_z - ee_z))  # (21,)
 
     def distance_one(self, sim: BatchSim) -> float:
         """`distance` of env 0."""
-        return distance_one(sim.qpos_one[self.goal_qpos].tolist(), self.ee_pos_one(sim).tolist())
+        return distance_one(self._pick_goal(sim.qpos_one.tolist()), self.ee_list_one(sim))
 
     def reward_terms_one(self, sim: BatchSim, action: np.ndarray, before: np.ndarray) -> dict[str, float]:
         distance = self.distance_one(sim)
         return {"distance": -distance, "success": float(distance < self.config.success_radius_m),
-                "action": -np.dot(action, action)}
+                "action": -squared_norm_one(action.tolist())}
 
     def success_one(self, sim: BatchSim) -> bool:
         return self.distance_one(sim) < self.config.success_radius_m

@@ -165,6 +165,74 @@ def test_arm_ik_of_one_pose_equals_the_batched_ik():
         np.testing.assert_allclose(got, want[0], rtol=0, atol=TOL)
 
 
+def test_arm_ik_of_one_pose_equals_the_batched_ik_at_singular_poses_and_limits():
+    # the straight arm (two zero singular values: only the damping keeps the system solvable), poses at the joint
+    # limits with targets beyond reach (the step clip and the joint-limit clip both engage), into `out` or not
+    from embodia.tasks.arm_common import (
+        ARM_JOINTS,
+        GRIP_SITE,
+        TOOL_DOWN,
+        TOOL_DOWN_ROWS,
+        ArmKinematics,
+    )
+    from embodia.tasks.registry import make_task
+
+    kinematics = ArmKinematics(make_task("arm-pick-place").build_model(), ARM_JOINTS, GRIP_SITE)
+    lower, upper = kinematics.lower, kinematics.upper
+    poses = [np.zeros(6), np.array([0.0, 0.0, 0.0, 0.0, 0.0, 0.5]), upper.copy(), lower.copy(), 0.999 * upper]
+    out = np.full(6, np.nan)
+    at_limit = step_clipped = 0
+    for pose in poses:
+        for offset in ([0.3, 0.0, 0.0], [0.0, -0.4, 0.2], [0.0, 0.0, -0.5], [0.01, 0.01, 0.01]):
+            target = kinematics.site_pos_one(pose) + np.array(offset)
+            kept = pose.copy()
+            for iterations in (1, 3):
+                got = kinematics.solve_ik_one(pose, target.tolist(), TOOL_DOWN_ROWS, iterations=iterations, out=out)
+                want = kinematics.solve_ik(np.stack([pose, pose]), np.stack([target, target]), TOOL_DOWN,
+                                           iterations=iterations)
+                assert got is out
+                np.testing.assert_allclose(got, want[0], rtol=0, atol=TOL)
+                fresh = kinematics.solve_ik_one(pose, target.tolist(), TOOL_DOWN_ROWS, iterations=iterations)
+                np.testing.assert_array_equal(fresh, got)
+            np.testing.assert_array_equal(pose, kept)  # the start pose is not written
+            at_limit += np.count_nonzero((got == lower) | (got == upper))
+            one_step = kinematics.solve_ik_one(pose, target.tolist(), TOOL_DOWN_ROWS, iterations=1)
+            step_clipped += np.count_nonzero(np.isclose(np.abs(one_step - pose), 0.4, rtol=0, atol=1e-15))
+    assert at_limit > 0 and step_clipped > 0  # both clips ran
+
+
+@pytest.mark.parametrize("task", ["arm-reach", "arm-pick-place"])
+def test_arm_one_env_control_equals_the_batch_at_the_workspace_box_and_gripper_extremes(task):
+    # held targets at the workspace box's corners and beyond the lead, full and half gripper commands:
+    # action_to_ctrl_one against action_to_ctrl of a one-env batch from the same state
+    from embodia.tasks.arm_common import EE_HIGH, EE_LOW
+
+    one = BatchEnv(task, 1, seed=0, autoreset_mode="disabled")
+    batch = batched_reference(task, seed=0, autoreset_mode="disabled")
+    for env in (one, batch):
+        env.reset(seed=1)
+    rng = np.random.default_rng(3)
+    kinematics, outside = one.task.kinematics, []
+    while len(outside) < 3:  # arm poses whose grip point lies outside the workspace box: the box clip engages
+        pose = rng.uniform(0.5 * kinematics.lower, 0.5 * kinematics.upper)
+        grip_point = kinematics.site_pos_one(pose)
+        if ((grip_point < EE_LOW) | (grip_point > EE_HIGH)).any():
+            outside.append(pose)
+    for pose, corner in zip(outside, (EE_LOW, EE_HIGH, np.array([EE_LOW[0], EE_HIGH[1], EE_LOW[2]]))):
+        for grip in (-1.0, 1.0, 0.25):
+            action = np.append(np.sign(rng.uniform(-1, 1, 3)), grip)[: one.action_dim]
+            for env in (one, batch):
+                env.sim.qpos[0, env.task.arm_qpos] = pose
+                env.task.ee_target[0] = corner + np.sign(corner - 0.3) * 0.05  # outside the box, beyond the lead
+                env.task._target_stale[0] = False
+            got = one.task.action_to_ctrl_one(one.sim, action).copy()
+            want = batch.task.action_to_ctrl(batch.sim, action[None])[0]
+            np.testing.assert_allclose(got, want, rtol=0, atol=TOL)
+            np.testing.assert_allclose(one.task.ee_target, batch.task.ee_target, rtol=0, atol=0)
+            if task == "arm-pick-place":
+                assert got[6] == got[7] == 0.5 * (grip + 1.0) * 0.04
+
+
 def test_gym_make_cheetah_matches_gymnasium_halfcheetah_v5_observations():
     # cheetah-run mirrors HalfCheetah-v5: the same start state and actions give the same observations
     ours, theirs = gym.make("embodia/CheetahRun-v0"), gym.make("HalfCheetah-v5")
