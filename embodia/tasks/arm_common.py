@@ -78,12 +78,11 @@ def orientation_error(rotation: np.ndarray, target: np.ndarray) -> np.ndarray:
 def orientation_error_one(rotation: list[float], target: list[float]) -> tuple[float, float, float]:
     """`orientation_error` of one rotation, both given as 9 row-major floats: sum_j col_j(R) x col_j(T) / 2 in
     Python floats (the same products, differences and summation order as the batch, so the same values)."""
-    ex = ey = ez = 0.0
-    for j in range(3):
-        a0, a1, a2, b0, b1, b2 = rotation[j], rotation[3 + j], rotation[6 + j], target[j], target[3 + j], target[6 + j]
-        ex += a1 * b2 - a2 * b1
-        ey += a2 * b0 - a0 * b2
-        ez += a0 * b1 - a1 * b0
+    r00, r01, r02, r10, r11, r12, r20, r21, r22 = rotation
+    t00, t01, t02, t10, t11, t12, t20, t21, t22 = target
+    ex = (r10 * t20 - r20 * t10) + (r11 * t21 - r21 * t11) + (r12 * t22 - r22 * t12)
+    ey = (r20 * t00 - r00 * t20) + (r21 * t01 - r01 * t21) + (r22 * t02 - r02 * t22)
+    ez = (r00 * t10 - r10 * t00) + (r01 * t11 - r11 * t01) + (r02 * t12 - r12 * t02)
     return 0.5 * ex, 0.5 * ey, 0.5 * ez
 
 
@@ -101,6 +100,18 @@ def distance_one(a: list[float], b: list[float]) -> float:
     for x, y in zip(a, b):
         total += (x - y) * (x - y)
     return math.sqrt(total)
+
+
+def _clip_by_min_max(values: np.ndarray, low: np.ndarray, high: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """np.clip's values (minimum of maximum) in two ufunc calls."""
+    return np.minimum(np.maximum(values, low, out=out), high, out=out)
+
+
+# NumPy's clip ufunc itself (np.clip is a Python wrapper around it): one call instead of two on the one-pose IK's
+# path; the same minimum-of-maximum values. Its home is private (numpy._core), so fall back when it moves.
+_clip = getattr(getattr(getattr(np, "_core", None), "umath", None), "clip", None)
+if not isinstance(_clip, np.ufunc):
+    _clip = _clip_by_min_max
 
 
 def _lapack_lu_solve():
@@ -268,7 +279,7 @@ class ArmKinematics:
             mujoco.mj_jacSite(model, data, jacp, jacr, site_id)
             jac_arm = self._jac_arm if self._jac_arm is not None else self._jac_one[:, self.dof_adr]
             np.multiply(jac_arm, weight_rows, out=jac)  # the batch's jac * weights[:, None]
-            np.matmul(jac, jac.T, out=system)
+            np.dot(jac, jac.T, out=system)  # np.dot: the same BLAS call as matmul (syrk), a lighter wrapper
             np.add(system, damping_eye, out=system)  # J J^T + lambda^2 I
             site_x, site_y, site_z = self._site_xpos.tolist()
             turn_x, turn_y, turn_z = orientation_error_one(self._site_xmat.tolist(), target_rot)
@@ -278,10 +289,10 @@ class ArmKinematics:
             solution, info = self._lu_solve(system, error)[2:]  # (J J^T + lambda^2 I) x = e
             if info != 0:
                 raise np.linalg.LinAlgError("arm IK: singular damped least-squares system (ik_damping must be > 0)")
-            np.matmul(jac.T, solution, out=step)
-            np.minimum(np.maximum(step, step_low, out=step), step_high, out=step)
+            np.dot(jac.T, solution, out=step)
+            _clip(step, step_low, step_high, out=step)
             np.add(q, step, out=q)
-            np.minimum(np.maximum(q, self.lower, out=q), self.upper, out=q)
+            _clip(q, self.lower, self.upper, out=q)
         return q
 
     def _ik_constants_one(self, damping: float, orientation_weight: float,
@@ -418,9 +429,10 @@ class ArmTask(Task):
         self._target_stale = np.ones(sim.num_envs, dtype=bool)  # re-read the grip point at the first step
         self._ctrl_one = np.zeros(model.nu)  # action_to_ctrl_one's output row: arm joints (6) | fingers (2)
         self._ctrl_arm_one = self._ctrl_one[: len(ARM_JOINTS)]  # the IK writes its solution here
-        # the one-env methods' indices, made once: env 0's arm joints as a slice (a view, no copy), and pickers of
-        # Python floats from `qpos_one.tolist()` / `qvel_one.tolist()`
-        self._arm_qpos_one = _as_slice(self.arm_qpos)
+        # the one-env methods' indices, made once: env 0's arm joint positions as a view when they are consecutive
+        # (None: gathered per call), and pickers of Python floats from `qpos_one.tolist()` / `qvel_one.tolist()`
+        arm = _as_slice(self.arm_qpos)
+        self._arm_qpos_view = sim.qpos_one[arm] if isinstance(arm, slice) else None
         self._pick_arm_qpos, self._pick_arm_qvel = itemgetter(*self.arm_qpos.tolist()), itemgetter(*self.arm_dof.tolist())
         self._pick_fingers, self._pick_goal = itemgetter(*self.finger_qpos.tolist()), itemgetter(*self.goal_qpos.tolist())
 
@@ -469,19 +481,24 @@ class ArmTask(Task):
         return np.concatenate([arm_ctrl, finger[:, None], finger[:, None]], axis=1)
 
     # ---- one env (BatchEnv.step_one): the formulas above on env 0's values, kinematics by mj_kinematics
+    def joint_pos_one(self, sim: BatchSim) -> np.ndarray:
+        """`joint_pos` of env 0 (6,): a view into the state when the arm's joints are consecutive."""
+        view = self._arm_qpos_view
+        return view if view is not None else sim.qpos_one[self.arm_qpos]
+
     def ee_pos_one(self, sim: BatchSim) -> np.ndarray:
         """`ee_pos` of env 0 (3,)."""
-        return self.kinematics.site_pos_one(sim.qpos_one[self._arm_qpos_one])
+        return self.kinematics.site_pos_one(self.joint_pos_one(sim))
 
     def ee_list_one(self, sim: BatchSim) -> list[float]:
         """`ee_pos` of env 0 as 3 Python floats."""
-        return self.kinematics.site_pos_list_one(sim.qpos_one[self._arm_qpos_one])
+        return self.kinematics.site_pos_list_one(self.joint_pos_one(sim))
 
     def action_to_ctrl_one(self, sim: BatchSim, action: np.ndarray) -> np.ndarray:
         """`action_to_ctrl` of env 0: the held target moved and clipped in Python floats, then `solve_ik_one`
         straight into the control row."""
         cfg = self.config
-        joint_pos = sim.qpos_one[self._arm_qpos_one]
+        joint_pos = self.joint_pos_one(sim)
         ee = self.kinematics.site_pos_list_one(joint_pos)
         if self._target_stale[0]:
             held = ee
@@ -580,10 +597,11 @@ class CubeTask(ArmTask):
         cube_x, cube_y, cube_z = qpos[c : c + 3]
         goal_x, goal_y, goal_z = self._pick_goal(qpos)
         left, right = self._pick_fingers(qpos)
-        return np.array((*self._pick_arm_qpos(qpos), *self._pick_arm_qvel(qvel), ee_x, ee_y, ee_z, left + right,
+        # np.array of a list: cheaper than of a tuple
+        return np.array([*self._pick_arm_qpos(qpos), *self._pick_arm_qvel(qvel), ee_x, ee_y, ee_z, left + right,
                          cube_x, cube_y, cube_z, *qpos[c + 3 : c + 7], *qvel[v : v + 6], goal_x, goal_y, goal_z,
                          cube_x - ee_x, cube_y - ee_y, cube_z - ee_z,
-                         goal_x - cube_x, goal_y - cube_y, goal_z - cube_z))  # (38,)
+                         goal_x - cube_x, goal_y - cube_y, goal_z - cube_z])  # (38,)
 
     def holding_one(self, sim: BatchSim) -> bool:
         """`holding` of env 0."""

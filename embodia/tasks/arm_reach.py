@@ -66,8 +66,8 @@ class ArmReach(ArmTask):
         qpos = sim.qpos_one.tolist()
         ee_x, ee_y, ee_z = self.ee_list_one(sim)
         goal_x, goal_y, goal_z = self._pick_goal(qpos)
-        return np.array((*self._pick_arm_qpos(qpos), *self._pick_arm_qvel(sim.qvel_one.tolist()), ee_x, ee_y, ee_z,
-                         goal_x, goal_y, goal_z, goal_x - ee_x, goal_y - ee_y, goal_z - ee_z))  # (21,)
+        return np.array([*self._pick_arm_qpos(qpos), *self._pick_arm_qvel(sim.qvel_one.tolist()), ee_x, ee_y, ee_z,
+                         goal_x, goal_y, goal_z, goal_x - ee_x, goal_y - ee_y, goal_z - ee_z])  # (21,)
 
     def distance_one(self, sim: BatchSim) -> float:
         """`distance` of env 0."""
