@@ -66,17 +66,25 @@ class SACConfig(RunConfig):
 
 # ---------------------------------------------------------------------------------------------- replay buffer
 class ReplayBuffer:
-    """A ring buffer of transitions, filled a whole env batch at a time, sampled uniformly."""
+    """A ring buffer of transitions, filled a whole env batch at a time, sampled uniformly.
+
+    The fields are column blocks of one array, so a batch is one row gather (not one per field).
+    """
 
     FIELDS = ("obs", "actions", "rewards", "next_obs", "terminated")
 
     def __init__(self, capacity: int, obs_dim: int, act_dim: int) -> None:
         self.capacity = capacity
-        self.obs = np.zeros((capacity, obs_dim), dtype=np.float32)
-        self.actions = np.zeros((capacity, act_dim), dtype=np.float32)  # unit space [-1, 1]
-        self.rewards = np.zeros(capacity, dtype=np.float32)
-        self.next_obs = np.zeros((capacity, obs_dim), dtype=np.float32)
-        self.terminated = np.zeros(capacity, dtype=np.float32)
+        widths = {"obs": obs_dim, "actions": act_dim, "rewards": 1, "next_obs": obs_dim, "terminated": 1}
+        self.data = np.zeros((capacity, sum(widths.values())), dtype=np.float32)
+        self.columns: dict[str, slice | int] = {}
+        start = 0
+        for name, width in widths.items():
+            # per-transition scalars (rewards, terminated) are single columns: [capacity] views
+            self.columns[name] = start if name in ("rewards", "terminated") else slice(start, start + width)
+            start += width
+        for name, column in self.columns.items():
+            setattr(self, name, self.data[:, column])  # actions are in the unit space [-1, 1]
         self.pos = 0
         self.size = 0
 
@@ -90,8 +98,8 @@ class ReplayBuffer:
         self.size = min(self.size + len(obs), self.capacity)
 
     def sample(self, rng: np.random.Generator, batch_size: int) -> dict[str, np.ndarray]:
-        idx = rng.integers(0, self.size, batch_size)
-        return {name: getattr(self, name)[idx] for name in self.FIELDS}
+        rows = self.data[rng.integers(0, self.size, batch_size)]
+        return {name: rows[:, column] for name, column in self.columns.items()}
 
     def state_dict(self) -> dict[str, np.ndarray]:
         state = {name: getattr(self, name)[: self.size] for name in self.FIELDS}
@@ -210,12 +218,16 @@ class SACTrainer:
             raw["obs"], raw["next_obs"] = self.obs_norm(raw["obs"]), self.obs_norm(raw["next_obs"])
         batch = {k: torch.from_numpy(np.asarray(v, dtype=np.float32)) for k, v in raw.items()}
         alpha = float(self.log_alpha.detach().exp())
-        q_loss = self.hand.critic_step_grads(batch, alpha, config.gamma)
+        self.num_updates += 1
+        actor_step = self.num_updates % config.policy_frequency == 0
+        # one actor forward pass for the critic's target and, when it steps, the actor's own loss (the critic step
+        # between them does not change the actor)
+        samples = self.hand.sample(batch["next_obs"], batch["obs"]) if actor_step else self.hand.sample(batch["next_obs"])
+        q_loss = self.hand.critic_step_grads(batch, samples[0], alpha, config.gamma)
         self._step(self.q_work, self.q_opt)
         stats = {"losses/qf_loss": q_loss}
-        self.num_updates += 1
-        if self.num_updates % config.policy_frequency == 0:
-            stats["losses/actor_loss"], mean_log_prob = self.hand.actor_step_grads(batch["obs"], alpha)
+        if actor_step:
+            stats["losses/actor_loss"], mean_log_prob = self.hand.actor_step_grads(batch["obs"], samples[1], alpha)
             self._step(self.actor_work, self.actor_opt)
             if config.autotune:
                 # loss -exp(log_alpha) (log_prob + target entropy), whose gradient w.r.t. log_alpha is the loss itself

@@ -76,18 +76,27 @@ class HandSAC:
         w_mean, b_mean, w_log_std, b_log_std = self.actor[-4:]
         return cache, torch.addmm(b_mean, x, w_mean.t()).float(), torch.addmm(b_log_std, x, w_log_std.t()).float()
 
-    def _sample(self, obs: torch.Tensor) -> dict[str, torch.Tensor]:
-        """`SquashedGaussianActor.sample` with its intermediates kept for the backward pass."""
+    def sample(self, *obs_parts: torch.Tensor) -> list[dict[str, torch.Tensor]]:
+        """`SquashedGaussianActor.sample` of each observation batch, with the intermediates the backward pass needs:
+        one forward pass over all parts, one noise draw per part in order (the draws of separate `sample` calls)."""
+        obs = obs_parts[0] if len(obs_parts) == 1 else torch.cat(obs_parts)
         cache, mean, raw = self._actor_forward(obs)
+        act_dim = mean.shape[1]
+        noise = torch.cat([torch.randn(len(part), act_dim) for part in obs_parts])
         squashed_log_std = torch.tanh(raw)
         log_std = squashed_log_std.mul(_LOG_STD_HALF_RANGE).add_(_LOG_STD_MID)
         std = log_std.exp()
-        noise = torch.randn_like(mean)
         pre_tanh = torch.addcmul(mean, std, noise)
         constant = noise.square().mul_(-0.5).sub_(_LOG_PROB_CONSTANT)
         log_prob = (constant - log_std + 2 * (pre_tanh + F.softplus(-2 * pre_tanh))).sum(-1)
-        return {"cache": cache, "action": torch.tanh(pre_tanh), "log_prob": log_prob, "std_noise": std.mul_(noise),
-                "squashed_log_std": squashed_log_std}
+        whole = {"action": torch.tanh(pre_tanh), "log_prob": log_prob, "std_noise": std.mul_(noise),
+                 "squashed_log_std": squashed_log_std}
+        parts, start = [], 0
+        for part in obs_parts:
+            rows = slice(start, start + len(part))
+            parts.append({"cache": [c[rows] for c in cache], **{k: v[rows] for k, v in whole.items()}})
+            start += len(part)
+        return parts
 
     def _actor_backward(self, cache: list[torch.Tensor], grad_mean: torch.Tensor, grad_raw: torch.Tensor) -> None:
         """Weight gradients of the actor into its `.grad` buffers from d loss / d (mean, raw log-std) [B, act]."""
@@ -139,9 +148,10 @@ class HandSAC:
 
     # ---- the losses' gradients
     @torch.no_grad()
-    def critic_step_grads(self, batch: dict[str, torch.Tensor], alpha: float, gamma: float) -> torch.Tensor:
-        """Soft Bellman error of both heads (`critic_loss`); its gradients land in the critic's `.grad` buffers."""
-        next_sample = self._sample(batch["next_obs"])
+    def critic_step_grads(self, batch: dict[str, torch.Tensor], next_sample: dict[str, torch.Tensor], alpha: float,
+                          gamma: float) -> torch.Tensor:
+        """Soft Bellman error of both heads (`critic_loss`) with `next_sample` = `sample(batch["next_obs"])`; its
+        gradients land in the critic's `.grad` buffers."""
         _, next_q = self._q_forward(self.q_target, batch["next_obs"], next_sample["action"])
         soft_next = next_q.min(dim=0).values.sub_(next_sample["log_prob"], alpha=alpha)
         target = torch.addcmul(batch["rewards"], 1.0 - batch["terminated"], soft_next, value=gamma)
@@ -153,13 +163,13 @@ class HandSAC:
         return loss
 
     @torch.no_grad()
-    def actor_step_grads(self, obs: torch.Tensor, alpha: float) -> tuple[torch.Tensor, torch.Tensor]:
-        """(policy loss, mean log-probability) of `actor_loss`; its gradients land in the actor's `.grad` buffers.
+    def actor_step_grads(self, obs: torch.Tensor, sample: dict[str, torch.Tensor], alpha: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """(policy loss, mean log-probability) of `actor_loss` with `sample` = `sample(obs)` (taken before the critic
+        step: the actor has not changed since); its gradients land in the actor's `.grad` buffers.
 
         d log_prob / d pre_tanh = 2 tanh(pre_tanh) (the softplus correction's derivative), d action / d pre_tanh =
         1 - action^2, and d pre_tanh / d log_std = std * noise; the min-Q gradient flows only to the smaller head.
         """
-        sample = self._sample(obs)
         action, log_prob = sample["action"], sample["log_prob"]
         cache, q_values = self._q_forward(self.q, obs, action)
         q_min, member = q_values.min(dim=0)

@@ -65,7 +65,8 @@ def test_hand_critic_gradients_equal_autograd(activation):
     torch.manual_seed(5)
     want_loss, want = _autograd_critic_grads(trainer, batch)
     torch.manual_seed(5)  # the same next-action noise
-    loss = trainer.hand.critic_step_grads(batch, float(trainer.log_alpha.detach().exp()), trainer.config.gamma)
+    next_sample = trainer.hand.sample(batch["next_obs"])[0]
+    loss = trainer.hand.critic_step_grads(batch, next_sample, float(trainer.log_alpha.detach().exp()), trainer.config.gamma)
     torch.testing.assert_close(loss, want_loss, rtol=1e-5, atol=0)
     _assert_grads_equal(trainer.hand.q_grads, want)
 
@@ -78,7 +79,7 @@ def test_hand_actor_and_temperature_gradients_equal_autograd(activation):
     want_loss, want, want_alpha_grad = _autograd_actor_grads(trainer, obs)
     torch.manual_seed(5)
     alpha = float(trainer.log_alpha.detach().exp())
-    loss, mean_log_prob = trainer.hand.actor_step_grads(obs, alpha)
+    loss, mean_log_prob = trainer.hand.actor_step_grads(obs, trainer.hand.sample(obs)[0], alpha)
     torch.testing.assert_close(loss, want_loss, rtol=1e-5, atol=1e-6)
     _assert_grads_equal(trainer.hand.actor_grads, want)
     alpha_grad = -alpha * (mean_log_prob + trainer.target_entropy)  # what `SACTrainer.update` writes
@@ -95,6 +96,10 @@ def _autograd_update(trainer: SACTrainer) -> None:
         p.grad.zero_()  # the persistent buffers: autograd accumulates into them
     critic_loss(trainer.q, trainer.q_target, trainer.actor, batch, alpha, config.gamma).backward()
     trainer.q_opt.step()
+    trainer.num_updates += 1
+    if trainer.num_updates % config.policy_frequency:
+        _average_targets(trainer)
+        return
     trainer.q.requires_grad_(False)
     pi_loss, log_prob = actor_loss(trainer.q, trainer.actor, batch["obs"], alpha)
     alpha_loss = -(trainer.log_alpha.exp() * (log_prob.detach() + trainer.target_entropy)).mean()
@@ -102,13 +107,18 @@ def _autograd_update(trainer: SACTrainer) -> None:
     trainer.actor_opt.step()
     trainer.alpha_opt.step()
     trainer.q.requires_grad_(True)
-    with torch.no_grad():
-        torch._foreach_lerp_(list(trainer.q_target.parameters()), list(trainer.q.parameters()), config.tau)
+    _average_targets(trainer)
 
 
-def test_full_updates_equal_the_autograd_updates():
-    hand, reference = _trainer(policy_frequency=1), _trainer(policy_frequency=1)
-    for step in range(3):
+@torch.no_grad()
+def _average_targets(trainer: SACTrainer) -> None:
+    torch._foreach_lerp_(list(trainer.q_target.parameters()), list(trainer.q.parameters()), trainer.config.tau)
+
+
+@pytest.mark.parametrize("policy_frequency", [1, 2])
+def test_full_updates_equal_the_autograd_updates(policy_frequency):
+    hand, reference = _trainer(policy_frequency=policy_frequency), _trainer(policy_frequency=policy_frequency)
+    for step in range(4):
         torch.manual_seed(step)
         hand.update()
         torch.manual_seed(step)
@@ -127,9 +137,9 @@ def test_bf16_hand_gradients_are_finite_and_track_fp32():
     batch = _batch(fp32)
     for trainer in (fp32, bf16):
         torch.manual_seed(5)
-        trainer.hand.critic_step_grads(batch, 0.2, 0.99)
-        torch.manual_seed(6)
-        trainer.hand.actor_step_grads(batch["obs"], 0.2)
+        next_sample, sample = trainer.hand.sample(batch["next_obs"], batch["obs"])
+        trainer.hand.critic_step_grads(batch, next_sample, 0.2, 0.99)
+        trainer.hand.actor_step_grads(batch["obs"], sample, 0.2)
     for got, want in zip([*bf16.hand.q_grads, *bf16.hand.actor_grads], [*fp32.hand.q_grads, *fp32.hand.actor_grads]):
         assert got.dtype == torch.bfloat16 and torch.isfinite(got).all()
         assert _relative_error(got, want) < 0.05, _relative_error(got, want)
