@@ -143,7 +143,7 @@ def test_hand_written_gradients_match_autograd_of_ppo_losses(activation, clip_vl
     returns = rng.normal(size=batch).astype(np.float32)
 
     stats = ppo_loss_grads(agent, obs, actions, old_logprob, advantages, old_value, returns, config)
-    manual = agent.flat_grad.clone()
+    manual = torch.from_numpy(agent.parameter_grads())
 
     new_logprob, entropy = agent.actor.log_prob_and_entropy(torch.from_numpy(obs), torch.from_numpy(actions))
     new_value = agent.value(torch.from_numpy(obs))
@@ -159,7 +159,8 @@ def test_hand_written_gradients_match_autograd_of_ppo_losses(activation, clip_vl
     assert stats["v_loss"] == pytest.approx(float(losses["v_loss"].detach()), rel=1e-5)
 
 
-def test_flat_adam_matches_torch_adam():
+@pytest.mark.parametrize("fused", [True, False])
+def test_flat_adam_matches_torch_adam(fused):
     from embodia.learn.ppo import FlatAdam
 
     rng = np.random.default_rng(0)
@@ -167,13 +168,37 @@ def test_flat_adam_matches_torch_adam():
     grads = np.zeros_like(params)
     reference = torch.nn.Parameter(torch.from_numpy(params.copy()))
     torch_adam = torch.optim.Adam([reference], lr=1e-2, eps=1e-5)
-    ours = FlatAdam(params, grads, lr=1e-2)
+    ours = FlatAdam(params, grads, lr=1e-2, fused=fused)
     for _ in range(5):
         grads[:] = rng.normal(size=50)
         reference.grad = torch.from_numpy(grads.copy())
         torch_adam.step()
         ours.step()
     np.testing.assert_allclose(params, reference.detach().numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_actor_critic_parameters_view_the_fused_flat_buffer_and_checkpoints_keep_parameter_order():
+    from embodia.learn.ppo import ActorCritic, FlatAdam, PPOConfig
+
+    torch.manual_seed(0)
+    agent = ActorCritic(5, 2, PPOConfig(hidden_sizes=[8, 4]))
+    canonical = torch.cat([p.detach().reshape(-1) for p in agent.parameters()]).numpy()
+    np.testing.assert_array_equal(agent.flat.numpy()[agent.parameter_order], canonical)
+    assert sorted(agent.parameter_order.tolist()) == list(range(len(canonical)))
+    first_actor_weight = agent.actor.mean[0].weight
+    with torch.no_grad():
+        first_actor_weight[1, 2] = 7.0  # torch writes land in the buffer the NumPy network reads
+    assert agent.net.weights[0][0, 1, 2] == 7.0 and agent.net.weights[0][1, 1, 2] != 7.0
+    grads = agent.flat_grad.numpy()
+    grads[:] = np.arange(len(grads))
+    adam = FlatAdam(agent.flat.numpy(), grads, lr=1e-3, order=agent.parameter_order)
+    adam.step()
+    state = adam.state_dict()
+    np.testing.assert_allclose(state["exp_avg"].numpy(), 0.1 * grads[agent.parameter_order], rtol=1e-6)
+    again = FlatAdam(agent.flat.numpy(), grads, lr=1e-3, order=agent.parameter_order)
+    again.load_state_dict(state)
+    np.testing.assert_array_equal(again.exp_avg, adam.exp_avg)
+    np.testing.assert_array_equal(again.exp_avg_sq, adam.exp_avg_sq)
 
 
 def test_evaluating_the_live_policy_mid_run_does_not_change_training(tmp_path):
