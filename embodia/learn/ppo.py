@@ -108,10 +108,11 @@ def _pairs(x: np.ndarray) -> np.ndarray:
 class _Workspace:
     """Preallocated arrays of one batch size: every layer's activations and gradients, the loss terms."""
 
-    def __init__(self, batch: int, widths: list[int], act_dim: int) -> None:
+    def __init__(self, batch: int, obs_dim: int, widths: list[int], act_dim: int) -> None:
         def zeros(*shape: int) -> np.ndarray:
             return np.zeros(shape, dtype=np.float32)
 
+        self.obs = np.ones((batch, obs_dim + 1), dtype=np.float32)  # observations and a ones column (layer 0's bias)
         self.pres = [zeros(batch, 2 * h) for h in widths]  # pre-activations (tanh/relu: also the outputs)
         self.posts: list[np.ndarray] = list(self.pres)  # layer outputs (new arrays for elu/silu)
         self.grads = [zeros(batch, 2 * h) for h in widths]  # d loss / d layer output
@@ -141,8 +142,10 @@ class FusedActorCritic:
         self.widths = [w.shape[1] for w in self.weights]
         act_dim, width = self.mean_w.shape
         # matmuls with a transposed right operand (x @ W.T) run ~1.6x slower in OpenBLAS at these sizes than with
-        # a C-ordered one, so the forward reads (in, out) copies, refreshed from the weights at every forward
-        self._w0_t = np.zeros((self.weights[0].shape[2], 2 * self.widths[0]), dtype=np.float32)
+        # a C-ordered one, so the forward reads (in, out) copies, refreshed from the weights at every forward; layer
+        # 0's copy has its biases as a last row, matched by a ones column after the observations (one pass fewer)
+        self.obs_dim = self.weights[0].shape[2]
+        self._w0_t = np.zeros((self.obs_dim + 1, 2 * self.widths[0]), dtype=np.float32)
         self._weights_t = [np.zeros((2, w.shape[2], w.shape[1]), dtype=np.float32) for w in self.weights]
         # both heads as one block matrix [[mean_w, 0], [0, value_w]] (act_dim + 1, 2 h) for the backward's matmul
         self._heads = np.zeros((act_dim + 1, 2 * width), dtype=np.float32)
@@ -153,20 +156,22 @@ class FusedActorCritic:
         """The preallocated arrays for `batch` rows (made once per batch size)."""
         space = self._workspaces.get(batch)
         if space is None:
-            space = self._workspaces[batch] = _Workspace(batch, self.widths, self.mean_w.shape[0])
+            space = self._workspaces[batch] = _Workspace(batch, self.obs_dim, self.widths, self.mean_w.shape[0])
         return space
 
     def forward(self, obs: np.ndarray, space: _Workspace) -> None:
         """Policy means into `space.mean` (act_dim, B) and values into `space.value` (B,), layer outputs kept for
         `backward`."""
-        np.copyto(self._w0_t, self.weights[0].reshape(-1, self._w0_t.shape[0]).T)
-        x = np.matmul(obs, self._w0_t, out=space.pres[0])
+        np.copyto(self._w0_t[:-1], self.weights[0].reshape(-1, self.obs_dim).T)
+        np.copyto(self._w0_t[-1], self.biases[0])
+        np.copyto(space.obs[:, :-1], obs)
+        x = np.matmul(space.obs, self._w0_t, out=space.pres[0])
         for i in range(len(self.weights)):
             if i:
                 np.copyto(self._weights_t[i], self.weights[i].transpose(0, 2, 1))
                 x = space.pres[i]
                 np.matmul(_pairs(space.posts[i - 1]), self._weights_t[i], out=_pairs(x))
-            x += self.biases[i]
+                x += self.biases[i]
             space.posts[i] = _activate(self.activation, x)
         last, width, act_dim = space.posts[-1], self.widths[-1], len(self.mean_w)
         np.matmul(self.mean_w, last[:, :width].T, out=space.mean)
@@ -513,8 +518,9 @@ class PPOTrainer:
         # update work space: one epoch's shuffled copy of the rollout, per-minibatch records for the diagnostics
         self._epoch_batch = (np.zeros((n * t, obs_dim), dtype=np.float32), np.zeros((act_dim, n * t), dtype=np.float32),
                              *(np.zeros(n * t, dtype=np.float32) for _ in range(4)))
-        self._records = np.zeros((config.num_minibatches, 4, n * t // config.num_minibatches), dtype=np.float32)
-        self._log_stds = np.zeros((config.num_minibatches, act_dim), dtype=np.float32)
+        epochs, minibatches = config.update_epochs, config.num_minibatches
+        self._records = np.zeros((epochs, minibatches, 4, n * t // minibatches), dtype=np.float32)
+        self._log_stds = np.zeros((epochs, minibatches, act_dim), dtype=np.float32)
         self.global_step = 0
         self.iteration = 0
         self.next_obs = env.reset(seed=config.seed)  # (N, obs_dim) raw
@@ -559,20 +565,30 @@ class PPOTrainer:
         b_actions = self.actions.reshape(self.batch_size, -1).T  # (act_dim, samples), as the loss reads them
         b_logprobs, b_values = self.logprobs.reshape(-1), self.values.reshape(-1)
         b_adv, b_returns = advantages.reshape(-1), returns.reshape(-1)
-        per_epoch: list[dict[str, np.ndarray]] = []
-        for _epoch in range(config.update_epochs):
+        epochs = 0
+        while epochs < config.update_epochs:
             order = torch.randperm(self.batch_size).numpy()
-            per_epoch.append(self._epoch(order, (b_obs, b_actions, b_logprobs, b_adv, b_values, b_returns)))
-            if config.target_kl is not None and per_epoch[-1]["approx_kl"][-1] > config.target_kl:
+            self._epoch(order, (b_obs, b_actions, b_logprobs, b_adv, b_values, b_returns), epochs)
+            epochs += 1
+            if config.target_kl is not None and self._last_approx_kl(epochs - 1) > config.target_kl:
                 break
         var_y = np.var(b_returns)
         explained = float("nan") if var_y == 0 else float(1 - np.var(b_returns - b_values) / var_y)
-        summary = {f"losses/{k}": float(np.mean(np.concatenate([stats[k] for stats in per_epoch]))) for k in per_epoch[0]}
+        # the diagnostics of every minibatch step of every epoch run, in one vectorized pass
+        records, log_stds = self._records[:epochs], self._log_stds[:epochs]
+        stats = minibatch_diagnostics(records.reshape(-1, *records.shape[2:]), log_stds.reshape(-1, log_stds.shape[-1]),
+                                      config.clip_coef)
+        summary = {f"losses/{k}": float(np.mean(v)) for k, v in stats.items()}
         summary["losses/explained_variance"] = explained
         return summary
 
-    def _epoch(self, order: np.ndarray, batch: tuple[np.ndarray, ...]) -> dict[str, np.ndarray]:
-        """One pass of minibatch steps over the rollout in `order`; the per-minibatch diagnostics.
+    def _last_approx_kl(self, epoch: int) -> float:
+        """approx_kl of epoch `epoch`'s last minibatch step (the early-stopping test)."""
+        return float(minibatch_diagnostics(self._records[epoch, -1:], self._log_stds[epoch, -1:],
+                                           self.config.clip_coef)["approx_kl"][0])
+
+    def _epoch(self, order: np.ndarray, batch: tuple[np.ndarray, ...], epoch: int) -> None:
+        """One pass of minibatch steps over the rollout in `order`, each step's diagnostics recorded under `epoch`.
 
         The whole epoch is gathered once (each minibatch is then a contiguous slice) and its advantages
         normalized per minibatch in one vectorized call: the same numbers as minibatch by minibatch, fewer calls.
@@ -582,7 +598,7 @@ class PPOTrainer:
         obs, actions, logprobs, adv, values, returns = gathered
         for source, target in zip(batch, gathered):  # mode="clip": a permutation is never out of range
             np.take(source, order, axis=1 if target is actions else 0, out=target, mode="clip")  # actions: (act_dim, n)
-        num_minibatches, records, log_stds = config.num_minibatches, self._records, self._log_stds
+        num_minibatches, records, log_stds = config.num_minibatches, self._records[epoch], self._log_stds[epoch]
         size = self.batch_size // num_minibatches
         adv = adv.reshape(num_minibatches, size)
         if config.norm_adv:
@@ -596,7 +612,6 @@ class PPOTrainer:
                                 returns[rows], config, records[m])
             clip_grad_norm(grads, config.max_grad_norm)
             self.optimizer.step()
-        return minibatch_diagnostics(records, log_stds, config.clip_coef)
 
     def _anneal(self) -> float:
         lr = self.config.learning_rate

@@ -265,3 +265,17 @@ def test_update_equals_plain_minibatch_loop_bit_for_bit(clip_vloss):
     np.testing.assert_array_equal(trainer.agent.flat.numpy(), plain.agent.flat.numpy())
     for key in stats[0]:
         assert summary[f"losses/{key}"] == float(np.mean([s[key] for s in stats])), key
+
+
+@pytest.mark.parametrize("target_kl,expected_epochs", [(None, 3), (1e-12, 1)])
+def test_target_kl_stops_the_epoch_loop_after_the_first_epoch_above_it(target_kl, expected_epochs):
+    from embodia.learn.ppo import PPOConfig, PPOTrainer
+    from embodia.learn.vec_env import make_train_env
+
+    config = PPOConfig(task="cartpole-swingup", num_envs=8, num_steps=16, num_minibatches=4, update_epochs=3,
+                       target_kl=target_kl, total_steps=1024, tensorboard=False, progress=False)
+    trainer = PPOTrainer(config, make_train_env("cartpole-swingup", 8, 0))
+    trainer.collect_rollout()
+    summary = trainer.update()
+    assert trainer.optimizer.step_count == expected_epochs * 4
+    assert summary["losses/approx_kl"] > 0 and np.isfinite(summary["losses/clipfrac"])
