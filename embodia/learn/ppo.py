@@ -70,7 +70,8 @@ class PPOConfig(RunConfig):
 # Actor and critic read the same observations and have the same hidden sizes, so they run side by side as one
 # network: hidden layer i holds both nets' units in one (B, 2 h_i) array (actor first), layer 0 is one matmul
 # obs @ [W_pi | W_v], each deeper layer one batched matmul over the pair of (h_i, h_{i-1}) blocks, one activation
-# call and one backward chain for both. That halves the NumPy calls, which cost more than the arithmetic here.
+# call and one backward chain for both. That halves the NumPy calls (each ~1-2 us of overhead on arrays of a few
+# thousand floats); the arithmetic stays the same.
 
 def _activation_grad(name: str, pre: np.ndarray | None, post: np.ndarray, grad: np.ndarray,
                      scratch: np.ndarray) -> np.ndarray:
