@@ -508,11 +508,8 @@ class ArmTask(Task):
         moves = action.tolist()
         scale, lead = cfg.action_scale_m, cfg.max_target_lead_m
         target = []
-        for axis in range(3):  # np.clip twice: within `lead` of the grip point, then inside the workspace box
-            value, grip = held[axis] + scale * moves[axis], ee[axis]
-            value = max(value, grip - lead)
-            value = min(value, grip + lead)
-            low, high = _EE_BOX[axis]
+        for held_m, move, grip, (low, high) in zip(held, moves, ee, _EE_BOX):  # np.clip twice: within `lead`
+            value = min(max(held_m + scale * move, grip - lead), grip + lead)  # of the grip point, then in the box
             target.append(min(max(value, low), high))
         self.ee_target[0] = target
         self.kinematics.solve_ik_one(joint_pos, target, TOOL_DOWN_ROWS, damping=cfg.ik_damping,
