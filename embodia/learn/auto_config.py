@@ -35,6 +35,21 @@ Minibatches of 32 (twice the gradient steps) and log-std -1 did not help (Hopper
 The cost is CPU per step: 8x the policy calls of a 32-env rollout and twice the minibatches, most visible where
 physics is cheap (IDP 5.6x tuned SB3's env-steps per CPU-second interleaved, was 7.3x). Short episodes keep
 whole-episode rollouts of 2048 samples whatever the budget (their rule above was measured at 10k).
+
+Why Ant-v5 loses under those 40 updates, and why no bound on them is kept: its mean action drifts on 256-sample
+advantages that are mostly noise. Deterministic episodes (seeds 0-2) pay sum(a^2) 0.43-0.55 a step (control
+cost 0.5 x that, ~250 a 1000-step episode) and fall (mean lengths 1000 / 816 / 682, shortest 33 steps), while
+the policy's log std barely moves (-0.5 -> -0.62..-0.67). Bounding each update fixes that and costs the others.
+3 seeds x 10,240 steps, deterministic return, Ant / HalfCheetah / Hopper / Walker2d / IDP (rl-zoo tuned SB3, same
+seeds: 912 / 0.9 / 764 / 294 / 176): this rule 638 / 1476 / 303 / 288 / 600; KL early stop (target_kl) 0.02
+899 / 417 / 271 / 293 / 485 (every Ant episode then lasts 1000 steps at sum(a^2) 0.21-0.34), 0.015 900 / 3.7 /
+320 / 319 / 429, 0.01 939 / -111 / 510 / 293 / 358; 4 epochs 839 / 454 / 269 / 280 / 369, 2 epochs 946 / 92 /
+203 / 285 / 299, learning rate 3e-4 946 / 24 / 238 / 293 / 327, clip 0.1 906 / 224 / 267 / - / -; no advantage
+normalization 664 / 666 (Ant / HalfCheetah); target_kl 0.02 with log-std -0.75 773 / 830 (Ant, 2 seeds: less
+noise does not help either). Every bound trades HalfCheetah (it learns to run in 10k steps only with big
+updates) and IDP for Ant (nobody learns it in 10k steps: zero action 992). The best, target_kl 0.02, at 5 seeds
+(`benchmarks/results/gymnasium_suite_target_kl.json`): Ant 886 +- 38 (tuned 909 +- 41: still short), Walker2d
+292 +- 22 (tuned 297: now lost), Hopper 415 +- 414, HalfCheetah 254 +- 403, IDP 461 +- 69; so no bound is set.
 """
 
 from __future__ import annotations
