@@ -162,11 +162,6 @@ class TrainingCopy:
                 if p.requires_grad:
                     p.grad = torch.zeros_like(p)  # overwritten by every `grads_to_master`
 
-    def zero_grad(self) -> None:
-        """Drop the working gradients before a backward pass."""
-        for p in self.params:
-            p.grad = None
-
     def grads_to_master(self) -> None:
         """Float32 copies of the working gradients into the master's `.grad` (nothing to do for fp32)."""
         if self.copied:

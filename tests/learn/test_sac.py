@@ -87,7 +87,6 @@ def test_bf16_training_copy_keeps_float32_master_weights_and_gradients():
     work = TrainingCopy(master, "bf16")
     optimizer = torch.optim.Adam(master.parameters(), lr=1e-2)
     before = [p.detach().clone() for p in master.parameters()]
-    work.zero_grad()
     q = work.module(torch.randn(16, 3), torch.randn(16, 2))
     assert q.dtype == torch.float32 and q.shape == (2, 16)
     q.square().mean().backward()
