@@ -131,20 +131,23 @@ class HandSAC:
     def _q_backward(self, cache: list[torch.Tensor], grad_q: torch.Tensor, weights: bool) -> torch.Tensor | None:
         """Backward through the critic from d loss / d Q [E, B]: weight gradients into the critic's `.grad` buffers
         (`weights`), else d loss / d action [B, act] summed over the members (the actor's path through the critic)."""
-        params, grads = self.q, self.q_grads
+        params = self.q
         grad = grad_q.to(self.dtype).unsqueeze(-1)
-        for layer in reversed(range(len(params) // 2)):
+        for layer in reversed(range(1, len(params) // 2)):
             if weights:
-                torch.bmm(cache[2 * layer].transpose(1, 2), grad, out=grads[2 * layer])
-                torch.sum(grad, 1, keepdim=True, out=grads[2 * layer + 1])
-                if layer == 0:
-                    return None
-            if layer == 0:
-                action_rows = params[0][:, self.obs_dim:, :]
-                return torch.bmm(grad, action_rows.transpose(1, 2)).sum(0).float()
+                self._q_weight_grads(layer, cache[2 * layer], grad)
             grad = torch.bmm(grad, params[2 * layer].transpose(1, 2))
             grad = activation_backward(self.activation, grad, cache[2 * layer - 1], cache[2 * layer])
-        return None
+        if weights:
+            self._q_weight_grads(0, cache[0], grad)
+            return None
+        action_rows = params[0][:, self.obs_dim:, :]
+        return torch.bmm(grad, action_rows.transpose(1, 2)).sum(0).float()
+
+    def _q_weight_grads(self, layer: int, layer_input: torch.Tensor, grad: torch.Tensor) -> None:
+        """Weight and bias gradients of critic layer `layer` from its input [E, B, in] and output gradient."""
+        torch.bmm(layer_input.transpose(1, 2), grad, out=self.q_grads[2 * layer])
+        torch.sum(grad, 1, keepdim=True, out=self.q_grads[2 * layer + 1])
 
     # ---- the losses' gradients
     @torch.no_grad()
