@@ -94,8 +94,8 @@ def save_task(path: Path, env_id: str, entry: dict, names: list[str]) -> None:
         atomic_write_text(path, json.dumps(stored))
 
 
-def report(store: dict) -> str:
-    """The markdown results section from everything stored."""
+def report(store: dict, png: Path = RESULTS / "gymnasium_suite.png") -> str:
+    """The markdown results section from everything stored (ends with the plot's line)."""
     lines = ["# Gymnasium MuJoCo suite: embodia PPO (automatic defaults) vs SB3 PPO (issues 10, 11)", "",
              ("`python benchmarks/gymnasium_suite.py` — per task, every contender at the **same env-step budget** "
              "(column 'steps'), seeds 0..n-1 interleaved (round r runs each contender with seed r). Return: mean ± 95 % "
@@ -118,8 +118,8 @@ def report(store: dict) -> str:
                    "CPU time per step rises with the load too (hyperthreads), so such a ratio is only indicative; "
                    "interleaved runs measure it."),
               "‡ runs stored without CPU time: ratio of wall-clock env-steps/s, which depends on the load.",
-              "Load while each run finished (1/5/15-min averages) is stored per run in `gymnasium_suite.json`.", "",
-              "![suite learning curves](gymnasium_suite.png)", ""]
+              "Load while each run finished (1/5/15-min averages) is stored per run in the results JSON.", "",
+              f"![suite learning curves]({png.name})", ""]
     return "\n".join(lines)
 
 
@@ -153,7 +153,7 @@ def _speed_cell(entry: dict, name: str) -> tuple[str, str]:
     return f"{median:.1f}x ({low:.1f}–{high:.1f}){marks}", "met" if median >= SPEED_TARGET else "**NOT MET**"
 
 
-def plot(store: dict) -> None:
+def plot(store: dict, png: Path) -> None:
     """One panel per task run: mean deterministic return vs env steps, min..max band over seeds."""
     import matplotlib
 
@@ -170,10 +170,10 @@ def plot(store: dict) -> None:
         ax.set_visible(False)
     for ax, env_id in zip(axes.flat, done):
         runs = {name: store[env_id][name]["runs"] for name in (EMBODIA, ZOO, DEFAULTS) if name in store[env_id]}
-        plot_curves(runs, env_id, RESULTS / "gymnasium_suite.png", ax=ax, colors=COLORS)
+        plot_curves(runs, env_id, png, ax=ax, colors=COLORS)
         ax.axhline(store[env_id]["zero_action"], color="black", linestyle=":", lw=1)
     fig.tight_layout()
-    fig.savefig(RESULTS / "gymnasium_suite.png", dpi=90)
+    fig.savefig(png, dpi=90)
     plt.close(fig)
 
 
@@ -190,7 +190,8 @@ def main() -> None:
     parser.add_argument("--eval-every", type=int, default=None,
                         help="env steps between learning-curve points (default: a quarter of --steps)")
     parser.add_argument("--report-only", action="store_true", help="rebuild the report from the stored results")
-    parser.add_argument("--store", type=Path, default=STORE, help="results file (JSON) read and updated")
+    parser.add_argument("--store", type=Path, default=STORE,
+                        help="results file (JSON) read and updated; the page and plot go beside it (.md, .png)")
     args = parser.parse_args()
     store = json.loads(args.store.read_text()) if args.store.exists() else {}
     if not args.report_only:
@@ -203,10 +204,21 @@ def main() -> None:
             run_task(env_id, names, args.steps, args.seeds, store, args.store, args.eval_every)
         print(f"{time.perf_counter() - began:.0f} s")
         store = json.loads(args.store.read_text())  # with what processes running alongside stored meanwhile
-    plot(store)
-    text = report(store)
-    atomic_write_text(RESULTS / "gymnasium_suite.md", text)
+    page, png = args.store.with_suffix(".md"), args.store.with_suffix(".png")
+    plot(store, png)
+    text = report(store, png)
+    atomic_write_text(page, text + hand_written_reading(page, png))
     print(text)
+
+
+def hand_written_reading(page: Path, png: Path) -> str:
+    """What follows the generated section (its plot line) in the page now: the reading a person added, kept."""
+    if not page.exists():
+        return ""
+    generated_end = f"![suite learning curves]({png.name})\n"
+    before, found, after = page.read_text().partition(generated_end)
+    reading = after.strip("\n")
+    return f"\n{reading}\n" if found and reading else ""
 
 
 if __name__ == "__main__":

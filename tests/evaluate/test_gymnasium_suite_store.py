@@ -59,3 +59,16 @@ def test_two_processes_storing_side_by_side_lose_nothing(suite, tmp_path: Path) 
     missing = [(task, name) for task in (f"T{t}" for t in range(tasks)) for name in (suite.ZOO, suite.DEFAULTS)
                if name not in stored.get(task, {})]
     assert missing == []
+
+
+def test_a_rebuilt_page_keeps_the_reading_written_under_its_plot(suite, tmp_path: Path) -> None:
+    page, png = tmp_path / "suite.md", tmp_path / "suite.png"
+    store = {"Hopper-v5": _entry(suite.EMBODIA, 2)}
+    first = suite.report(store, png)
+    assert first.rstrip().endswith("![suite learning curves](suite.png)")
+    assert suite.hand_written_reading(page, png) == ""  # no page yet
+    page.write_text(first + "\nReading: Hopper learns.\n\nSecond paragraph.\n")
+    rebuilt = suite.report(store, png) + suite.hand_written_reading(page, png)
+    assert rebuilt == first + "\nReading: Hopper learns.\n\nSecond paragraph.\n"
+    page.write_text("a page someone rewrote without the plot line\n")
+    assert suite.hand_written_reading(page, png) == ""
