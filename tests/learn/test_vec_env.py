@@ -100,3 +100,49 @@ def test_gymnasium_adapter_clips_actions_before_the_env_charges_control_cost():
     reward_wide = wide.step(np.full((2, 6), 5.0))[1]
     reward_unit = unit.step(np.full((2, 6), 1.0))[1]
     np.testing.assert_allclose(reward_wide, reward_unit)
+
+
+def _sync_vec(gym_id: str, num_envs: int) -> GymTrainEnv:
+    """The reference: Gymnasium's own SyncVectorEnv with same-step autoreset, through the generic adapter."""
+    return GymTrainEnv(gym.make_vec(gym_id, num_envs=num_envs, vectorization_mode="sync",
+                                    vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP}), name=gym_id)
+
+
+@pytest.mark.parametrize(("gym_id", "scale"), [("Reacher-v5", 1.0), ("Hopper-v5", 3.0)])
+def test_gym_id_env_matches_gymnasium_sync_vector_env_to_the_bit(gym_id, scale):
+    """Reacher ends every 50 steps (truncation), Hopper under big actions falls over (termination)."""
+    ours, ref = make_train_env(f"gym:{gym_id}", 3, seed=0), _sync_vec(gym_id, 3)
+    assert type(ours).__name__ == "GymSyncTrainEnv"
+    np.testing.assert_array_equal(ours.reset(seed=5), ref.reset(seed=5))
+    actions = np.random.default_rng(1).normal(0.0, scale, (200, 3, ours.act_dim))
+    ends = np.zeros(2, dtype=int)
+    for action in actions:
+        got, want = ours.step(action), ref.step(action)
+        for a, b in zip(got, want):
+            assert a.dtype == b.dtype
+            np.testing.assert_array_equal(a, b)
+        ends += [got[2].sum(), got[3].sum()]
+    assert ends[0 if gym_id == "Hopper-v5" else 1] > 0  # the episode ends under test really happened
+    for a, b in zip(ours.stats.pop(), ref.stats.pop()):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(ours.resync(seed=9), ref.resync(seed=9))
+    ours.close()
+    ref.close()
+
+
+def test_ppo_on_a_gym_id_learns_the_same_weights_as_on_gymnasium_sync_vector_env(tmp_path):
+    from embodia.core.reporter import NullReporter
+    from embodia.learn.ppo import PPOConfig
+    from embodia.learn.trainer import train_rl
+
+    config = PPOConfig(task="gym:Hopper-v5", num_envs=2, num_steps=32, num_minibatches=2, update_epochs=2,
+                       total_steps=256, checkpoint_every=10_000, **QUIET)
+    train_rl(config, tmp_path / "ours", NullReporter())
+    ref = _sync_vec("Hopper-v5", 2)
+    train_rl(config, tmp_path / "ref", NullReporter(), env=ref)
+    ref.close()
+    ours = load_file(tmp_path / "ours" / "checkpoints" / "final" / "model.safetensors")
+    want = load_file(tmp_path / "ref" / "checkpoints" / "final" / "model.safetensors")
+    assert ours.keys() == want.keys()
+    for key in want:
+        torch.testing.assert_close(ours[key], want[key], atol=0, rtol=0)
