@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import os
 import shutil
 import tempfile
@@ -22,11 +21,10 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import torch
-from rl_baselines import RESULTS, load_line
+from rl_baselines import load_line, save_results
 from safetensors.torch import load_file
 from threadpoolctl import threadpool_limits
 
-from embodia.core.atomic import atomic_write_text
 from embodia.core.reporter import NullReporter
 from embodia.learn.trainer import load_config, train_rl
 from embodia.learn.vec_env import GymTrainEnv, TrainEnv, make_train_env
@@ -146,12 +144,7 @@ def main() -> None:
     sides = paired_rounds(args.task, args.rounds, args.steps, args.num_envs)
     record = {"task": args.task, "rounds": args.rounds, "steps": args.steps, "num_envs": args.num_envs, "sides": sides,
               "load_start": load_start, "load_end": load_line(), "loadavg_end": list(os.getloadavg())}
-    RESULTS.mkdir(exist_ok=True)
-    name = f"gym_vec_env_cost_{args.task.split('-')[0].lower()}"
-    atomic_write_text(RESULTS / f"{name}.json", json.dumps(record, indent=1))
-    text = report(record)
-    atomic_write_text(RESULTS / f"{name}.md", text)
-    print(text)
+    save_results(f"gym_vec_env_cost_{args.task.split('-')[0].lower()}", record, report(record))
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import os
 import subprocess
 import sys
@@ -23,10 +22,9 @@ from types import ModuleType
 
 import numpy as np
 import torch
-from rl_baselines import RESULTS, load_line
+from rl_baselines import load_line, save_results
 from threadpoolctl import threadpool_limits
 
-from embodia.core.atomic import atomic_write_text
 from embodia.learn import ppo
 from embodia.learn.trainer import load_config
 from embodia.learn.vec_env import make_train_env
@@ -112,11 +110,7 @@ def main() -> None:
     cpu_ms = paired_rounds(trainers, args.rounds)
     record = {"base": args.base, "rounds": args.rounds, "batch_size": trainers["this"].batch_size, "cpu_ms": cpu_ms,
               "load_start": load_start, "load_end": load_line(), "loadavg_end": list(os.getloadavg())}
-    RESULTS.mkdir(exist_ok=True)
-    atomic_write_text(RESULTS / f"{args.name}.json", json.dumps(record, indent=1))
-    text = report(record)
-    atomic_write_text(RESULTS / f"{args.name}.md", text)
-    print(text)
+    save_results(args.name, record, report(record))
 
 
 if __name__ == "__main__":

@@ -253,6 +253,16 @@ def paired_speed_ratio(ours: list[dict], theirs: list[dict], key: str = "sps") -
     return float(np.median(ratios)), float(min(ratios)), float(max(ratios))
 
 
+def save_results(name: str, record: dict, text: str) -> None:
+    """Write `record` as results/<name>.json and its report `text` as results/<name>.md (atomically), print it."""
+    from embodia.core.atomic import atomic_write_text
+
+    RESULTS.mkdir(exist_ok=True)
+    atomic_write_text(RESULTS / f"{name}.json", json.dumps(record, indent=1))
+    atomic_write_text(RESULTS / f"{name}.md", text)
+    print(text)
+
+
 def load_line() -> str:
     """The 1/5/15-minute load averages, for the figures' caption."""
     one, five, fifteen = os.getloadavg()
