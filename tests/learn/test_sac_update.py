@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from embodia.learn.sac import SACConfig, SACTrainer, actor_loss, critic_loss
-from embodia.learn.sac_update import activation_backward
+from embodia.learn.sac_update import activation_backward, activation_forward, relu_bf16_
 from embodia.learn.vec_env import make_train_env
 
 QUIET = {"progress": False, "tensorboard": False}
@@ -149,3 +149,20 @@ def test_activation_backward_rejects_an_unknown_activation():
     x = torch.ones(2)
     with pytest.raises(ValueError, match="activation='gelu'"):
         activation_backward("gelu", x, x, x)
+
+
+def test_relu_bf16_in_place_equals_torch_relu():
+    x = torch.tensor([-2.5, -1e-30, -0.0, 0.0, 1e-30, 3.0, float("inf"), float("-inf")]).to(torch.bfloat16)
+    want = torch.relu(x)
+    got = relu_bf16_(x)
+    assert got.data_ptr() == x.data_ptr() and got.dtype == torch.bfloat16
+    assert torch.equal(got, want)  # values (torch.relu keeps -0.0, ours gives +0.0: the same for relu's backward)
+    assert not torch.signbit(got).any()
+
+
+def test_activation_forward_picks_relu_in_place_and_rejects_an_unknown_activation():
+    x = torch.tensor([-1.0, 2.0])
+    assert activation_forward("relu", torch.float32)(x) is x and x.tolist() == [0.0, 2.0]
+    assert activation_forward("tanh", torch.bfloat16) is torch.tanh
+    with pytest.raises(ValueError, match="activation='gelu'"):
+        activation_forward("gelu", torch.float32)
