@@ -101,19 +101,23 @@ class TrainEnv(ABC):
     def close(self) -> None:
         pass
 
+    def _describe(self, num_envs: int, obs_dim: int, action_space: gym.spaces.Box, task_name: str) -> None:
+        """Set what every TrainEnv is described by: sizes, float64 action bounds, name, fresh episode stats."""
+        self.num_envs = num_envs
+        self.obs_dim = obs_dim
+        self.act_dim = int(np.prod(action_space.shape))
+        self.action_low = action_space.low.astype(np.float64)
+        self.action_high = action_space.high.astype(np.float64)
+        self.task_name = task_name
+        self.stats = EpisodeStats(num_envs)
+
 
 class BatchTrainEnv(TrainEnv):
     """embodia's BatchEnv with same-step autoreset; its state (sim, counters, RNGs, task arrays) is checkpointable."""
 
     def __init__(self, task: str, num_envs: int, seed: int, **env_kwargs: Any) -> None:
         self.env = BatchEnv(task, num_envs=num_envs, seed=seed, autoreset_mode="same_step", **env_kwargs)
-        self.num_envs = num_envs
-        self.obs_dim = self.env.obs_dim
-        self.act_dim = self.env.action_dim
-        self.action_low = self.env.single_action_space.low.astype(np.float64)
-        self.action_high = self.env.single_action_space.high.astype(np.float64)
-        self.task_name = task
-        self.stats = EpisodeStats(num_envs)
+        self._describe(num_envs, self.env.obs_dim, self.env.single_action_space, task)
 
     def reset(self, seed: int) -> np.ndarray:
         obs, _ = self.env.reset(seed=seed)
@@ -153,6 +157,11 @@ def _bounded_box(space: gym.Space) -> gym.spaces.Box:
     return space
 
 
+def _reported_success(info: dict[str, Any]) -> Any:
+    """The success a Gymnasium env reports in `info` (`success` or SB3's `is_success`), or None."""
+    return info.get("success", info.get("is_success"))
+
+
 class GymTrainEnv(TrainEnv):
     """Any Gymnasium VectorEnv with a Box action space and same-step autoreset (e.g. `make_vec(..., "sync")`)."""
 
@@ -163,15 +172,10 @@ class GymTrainEnv(TrainEnv):
                f"Gymnasium vector env uses autoreset_mode={mode}; embodia's trainers need SAME_STEP: create it with "
                "gymnasium.make_vec(id, num_envs, vector_kwargs={'autoreset_mode': gymnasium.vector.AutoresetMode.SAME_STEP})"
            )
-        space = _bounded_box(env.single_action_space)
         self.env = env
-        self.num_envs = env.num_envs
-        self.obs_dim = int(np.prod(env.single_observation_space.shape))
-        self.act_dim = int(np.prod(space.shape))
-        self.action_low = space.low.astype(np.float64)
-        self.action_high = space.high.astype(np.float64)
-        self.task_name = name or (env.spec.id if env.spec is not None else type(env).__name__)
-        self.stats = EpisodeStats(self.num_envs)
+        self._describe(env.num_envs, int(np.prod(env.single_observation_space.shape)),
+                       _bounded_box(env.single_action_space),
+                       name or (env.spec.id if env.spec is not None else type(env).__name__))
 
     def reset(self, seed: int) -> np.ndarray:
         obs, _ = self.env.reset(seed=seed)
@@ -191,7 +195,7 @@ class GymTrainEnv(TrainEnv):
             final_obs = obs.copy()
             for env_id in np.flatnonzero(info["_final_obs"]):  # Gymnasium gives an object array here
                 final_obs[env_id] = np.asarray(info["final_obs"][env_id], dtype=np.float64).reshape(-1)
-        success = info.get("success", info.get("is_success"))
+        success = _reported_success(info)
         success = None if success is None else np.asarray(success, dtype=bool)
         self.stats.record(reward, success, terminated | truncated)
         return obs, reward, terminated, truncated, final_obs
@@ -216,14 +220,8 @@ class GymSyncTrainEnv(TrainEnv):
             raise UserError(f"num_envs={num_envs} for {name}; it needs at least 1 env")
         self.envs = [gym.make(gym_id, **env_kwargs) for _ in range(num_envs)]
         space = _bounded_box(self.envs[0].action_space)
-        self.num_envs = num_envs
-        self.obs_dim = int(np.prod(self.envs[0].observation_space.shape))
-        self.act_dim = int(np.prod(space.shape))
-        self.action_low = space.low.astype(np.float64)
-        self.action_high = space.high.astype(np.float64)
+        self._describe(num_envs, int(np.prod(self.envs[0].observation_space.shape)), space, name)
         self._action_dtype = space.dtype
-        self.task_name = name
-        self.stats = EpisodeStats(num_envs)
 
     def reset(self, seed: int) -> np.ndarray:
         obs = np.empty((self.num_envs, self.obs_dim))
@@ -245,7 +243,7 @@ class GymSyncTrainEnv(TrainEnv):
         successes: dict[int, bool] = {}
         for i, env in enumerate(self.envs):
             env_obs, reward[i], terminated[i], truncated[i], info = env.step(action[i])
-            success = info.get("success", info.get("is_success"))
+            success = _reported_success(info)
             if success is not None:
                 successes[i] = bool(success)
             if terminated[i] or truncated[i]:
