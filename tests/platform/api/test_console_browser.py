@@ -130,6 +130,7 @@ def _fits(page, width: int) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # 42 s alone, minutes under load; a hung Chromium fails here with its stack trace
 def test_console_end_to_end_in_chromium(server, browser):
     app, base = server
     expect = playwright_api.expect
