@@ -329,19 +329,24 @@ class BatchSim:
         require_finite(ctrl, "control")
         return ctrl
 
-    def step(self, ctrl: np.ndarray, unit_noise: np.ndarray | None = None) -> StepInfo:
+    def step(self, ctrl: np.ndarray, unit_noise: np.ndarray | None = None, *, checked: bool = False) -> StepInfo:
         """Advance all envs by `frame_skip` physics steps under `ctrl` (num_envs, nu); recover diverged envs.
 
         `unit_noise` (num_envs, nu) standard normals for the randomization's action noise; drawn from
         `self.rng` when not given (BatchEnv passes per-episode counter-based draws so episodes replay).
+        `checked`: the caller already made `ctrl` a finite float64 (num_envs, nu) batch inside the control range
+        (BatchEnv's clipped action when it is the control), so neither the check nor, without noise, the clip runs.
         """
-        ctrl = self.check_ctrl(ctrl)
+        if not checked:
+            ctrl = self.check_ctrl(ctrl)
         dr = self.randomization
         if dr.action_noise_std > 0:
             if unit_noise is None:
                 unit_noise = self.rng.standard_normal(ctrl.shape)
             ctrl = ctrl + dr.action_noise_std * unit_noise
-        ctrl = np.minimum(np.maximum(ctrl, self.ctrl_low), self.ctrl_high)  # np.clip's values, less overhead
+            checked = False  # the noise may push it out of the range
+        if not checked:
+            ctrl = np.minimum(np.maximum(ctrl, self.ctrl_low), self.ctrl_high)  # np.clip's values, less overhead
         if self._history.shape[1] > 1:
             ctrl = self._delay(ctrl)
         self.ctrl[:] = ctrl
@@ -492,6 +497,9 @@ class BatchSim:
     def _diverged(self, expected_time: np.ndarray) -> np.ndarray:
         # non-finite state or a runaway speed on every backend; C MuJoCo also resets an unstable env's data to
         # time 0 itself, so there a wrong clock marks divergence too
+        if not self.divergence_count and self._all_healthy(expected_time):
+            self._steps_taken += 1  # the window holds only zeros until an env first diverges: nothing to check
+            return np.zeros(self.num_envs, dtype=bool)
         finite = np.isfinite(self.state).all(axis=1)
         if finite.all():  # the usual case: no NaN to compare, no errstate context to pay for
             healthy = finite & (np.abs(self.qvel) < MAX_QVEL).all(axis=1)
@@ -504,6 +512,16 @@ class BatchSim:
         self.divergence_count += int(np.count_nonzero(diverged))
         self._check_divergence_rate(diverged)
         return diverged
+
+    def _all_healthy(self, expected_time: np.ndarray) -> bool:
+        """`_diverged`'s checks for the whole batch at once, one reduction each (the per-env search only when one
+        fails): a finite sum means every state entry is finite, then the largest speed and clock error bound all."""
+        if not math.isfinite(np.add.reduce(self.state, axis=None)):
+            return False
+        if not np.maximum.reduce(np.abs(self.qvel), axis=None, initial=0.0) < MAX_QVEL:
+            return False
+        return (not self.backend.resets_on_divergence
+                or bool(np.maximum.reduce(np.abs(self.time - expected_time), axis=None) < 0.5 * self.model.opt.timestep))
 
     def _check_divergence_rate(self, diverged: np.ndarray) -> None:
         """Stop a run whose physics is broken: envs diverging again and again is no usable simulation."""

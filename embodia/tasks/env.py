@@ -258,7 +258,10 @@ class BatchEnv:
         unit_noise = None
         if self.sim.randomization.action_noise_std > 0:
             unit_noise = hashed_normal(self.episode_seed, self.episode_step, STREAM_ACTION_NOISE, self.model.nu)
-        physics = self.sim.step(self.task.action_to_ctrl(self.sim, action), unit_noise)
+        if self._ctrl_is_action:  # the action, checked and clipped to the control range, is the control
+            physics = self.sim.step(action, unit_noise, checked=True)
+        else:
+            physics = self.sim.step(self.task.action_to_ctrl(self.sim, action), unit_noise)
         reward, terms = self.task.reward(self.sim, action, before)
         return before, physics.diverged, reward, terms, self.task.success(self.sim), self.task.terminated(self.sim)
 

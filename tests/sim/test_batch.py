@@ -114,6 +114,37 @@ def test_diverged_env_is_reset_flagged_and_counted_while_others_run():
     assert np.isfinite(env.sim.state).all()
 
 
+def per_env_diverged(sim: BatchSim, expected_time: np.ndarray) -> list[bool]:
+    """The divergence rule env by env: a non-finite state, a runaway speed or a wrong clock."""
+    return [not (np.isfinite(sim.state[i]).all() and (np.abs(sim.qvel[i]) < 1e5).all()
+                 and abs(sim.time[i] - expected_time[i]) < 0.5 * sim.model.opt.timestep) for i in range(sim.num_envs)]
+
+
+@pytest.mark.parametrize("env_id, part, value", [
+    (None, None, None), (1, "qvel", 2e5), (2, "qvel", -np.inf), (0, "qpos", np.nan), (3, "time", 1.0)])
+def test_divergence_check_flags_exactly_the_broken_envs(env_id, part, value):
+    # the whole-batch fast path (one reduction per check) and the per-env search agree with the rule
+    sim = BatchSim(load_model("cheetah.xml"), 4, frame_skip=5, nthread=1)
+    sim.step(np.zeros((4, 6)))
+    expected_time = sim.time.copy()
+    if env_id is not None:
+        sim.state[env_id, sim.layout[part]] = value
+    want = per_env_diverged(sim, expected_time)
+    with np.errstate(invalid="ignore"):
+        assert sim._diverged(expected_time).tolist() == want
+    assert sim.divergence_count == sum(want)
+
+
+def test_action_noise_is_clipped_to_the_control_range():
+    # BatchEnv hands its clipped action to the physics unchecked; noise added there is clipped again
+    env = BatchEnv("cheetah-run", num_envs=2, randomization={"action_noise_std": 0.5})
+    env.reset(seed=0)
+    for _ in range(5):
+        env.step(np.ones((2, 6)))
+        assert env.sim.ctrl.max() <= 1.0 and env.sim.ctrl.min() >= -1.0
+        assert env.sim.ctrl.min() < 1.0  # the noise moved some controls
+
+
 def test_batch_matches_plain_mujoco_stepping():
     model = load_model("cheetah.xml")
     sim = BatchSim(model, 3, frame_skip=5, nthread=2)
