@@ -490,6 +490,18 @@ def clip_grad_norm(grads: np.ndarray, max_norm: float) -> float:
 
 
 # ---------------------------------------------------------------------------------------------- trainer
+def one_draw_equals_steps(shape: tuple[int, ...]) -> bool:
+    """Whether one torch.randn(shape) holds exactly the numbers of shape[0] successive torch.randn(shape[1:])
+    (torch's CPU normal fills blocks of 16: true when a step's count is a multiple of 16); checked on a forked RNG,
+    so it holds for the installed torch and leaves the global stream untouched."""
+    with torch.random.fork_rng(devices=[]):
+        state = torch.get_rng_state()
+        whole = torch.randn(shape)
+        torch.set_rng_state(state)
+        steps = torch.stack([torch.randn(shape[1:]) for _ in range(shape[0])])
+    return torch.equal(whole, steps)
+
+
 class PPOTrainer:
     """Owns the env batch, networks, normalizers and rollout storage of one PPO run."""
 
@@ -527,7 +539,11 @@ class PPOTrainer:
         self.iteration = 0
         self.next_obs = env.reset(seed=config.seed)  # (N, obs_dim) raw
         self.next_done = np.zeros(n, dtype=bool)
-        self._noise = torch.zeros(n, act_dim)  # each step's action noise, drawn in place (no new tensor per step)
+        # the rollout's action noise (T, N, act_dim) from torch's RNG (checkpointed: a resume samples the same
+        # actions), drawn in place; in one call per rollout where that gives the numbers of one draw per step
+        self._noise = torch.zeros(t, n, act_dim)
+        self._noise_steps = self._noise.unbind(0)
+        self._noise_in_one_draw = one_draw_equals_steps((t, n, act_dim))
 
     # ---- rollout
     def _normalized(self, obs: np.ndarray) -> np.ndarray:
@@ -536,11 +552,15 @@ class PPOTrainer:
     def collect_rollout(self) -> None:
         """Step the batch `num_steps` times with the current policy, filling the rollout storage."""
         gamma = self.config.gamma
+        noises = self._noise.numpy()
+        if self._noise_in_one_draw:
+            self._noise.normal_()
         for step in range(self.config.num_steps):
             self.obs_norm.update(self.next_obs)
             obs = self._normalized(self.next_obs)
-            # torch's RNG (checkpointed, so a resume samples the same actions); normal_ in place draws what randn does
-            noise = self._noise.normal_().numpy()
+            if not self._noise_in_one_draw:
+                self._noise_steps[step].normal_()  # what torch.randn(N, act_dim) draws
+            noise = noises[step]
             action, self.logprobs[step], self.values[step] = self.agent.sample_np(obs, noise)
             self.obs[step] = obs
             self.actions[step] = action

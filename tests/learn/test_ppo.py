@@ -279,3 +279,29 @@ def test_target_kl_stops_the_epoch_loop_after_the_first_epoch_above_it(target_kl
     summary = trainer.update()
     assert trainer.optimizer.step_count == expected_epochs * 4
     assert summary["losses/approx_kl"] > 0 and np.isfinite(summary["losses/clipfrac"])
+
+
+@pytest.mark.parametrize("num_envs, one_draw", [(16, True), (3, False)])
+def test_rollout_noise_drawn_once_per_rollout_equals_one_draw_per_step(num_envs, one_draw):
+    """16 envs x 1 action: the whole rollout's noise in one torch draw (what torch's blocks of 16 make equal to a
+    draw per step); 3 envs: a draw per step. Either way the rollout is that of torch.randn(N, act_dim) per step."""
+    from embodia.learn.ppo import PPOConfig, PPOTrainer
+    from embodia.learn.vec_env import make_train_env
+
+    config = PPOConfig(task="cartpole-swingup", num_envs=num_envs, num_steps=8, num_minibatches=4, total_steps=1024,
+                       tensorboard=False, progress=False)
+
+    def rollouts(per_step: bool) -> list[np.ndarray]:
+        trainer = PPOTrainer(config, make_train_env("cartpole-swingup", num_envs, 0))
+        assert trainer._noise_in_one_draw is one_draw
+        if per_step:
+            trainer._noise_in_one_draw = False
+        actions = []
+        for _ in range(2):
+            trainer.collect_rollout()
+            actions.append(trainer.actions.copy())
+            trainer.update()
+        return actions + [torch.get_rng_state().numpy()]
+
+    for ours, reference in zip(rollouts(per_step=False), rollouts(per_step=True), strict=True):
+        np.testing.assert_array_equal(ours, reference)
