@@ -6,8 +6,14 @@ import numpy as np
 import pytest
 import torch
 
+from embodia.learn.nets import native_bf16_matmul
 from embodia.learn.sac import SACConfig, SACTrainer, actor_loss, critic_loss
-from embodia.learn.sac_update import activation_backward, activation_forward, relu_bf16_
+from embodia.learn.sac_update import (
+    activation_backward,
+    activation_forward,
+    fused_relu_linear_available,
+    relu_bf16_,
+)
 from embodia.learn.vec_env import make_train_env
 
 QUIET = {"progress": False, "tensorboard": False}
@@ -166,3 +172,21 @@ def test_activation_forward_picks_relu_in_place_and_rejects_an_unknown_activatio
     assert activation_forward("tanh", torch.bfloat16) is torch.tanh
     with pytest.raises(ValueError, match="activation='gelu'"):
         activation_forward("gelu", torch.float32)
+
+
+def test_fused_bf16_linear_equals_addmm_then_relu():
+    trainer = _trainer("bf16", hidden_sizes=[32, 24, 16])
+    hand = trainer.hand
+    assert hand.fused_relu_linear == fused_relu_linear_available(torch.bfloat16, "relu")
+    assert hand.fused_relu_linear or not native_bf16_matmul()  # an AMX CPU has oneDNN: the fused path is the one run
+    obs = _batch(trainer)["obs"]
+    got_cache, got_weight, got_heads = hand._actor_forward(obs)
+    hand.fused_relu_linear = False  # the addmm + in-place relu path
+    want_cache, want_weight, want_heads = hand._actor_forward(obs)
+    assert not fused_relu_linear_available(torch.float32, "relu") and not fused_relu_linear_available(torch.bfloat16, "tanh")
+    assert torch.equal(got_weight, want_weight) and got_heads.dtype == torch.float32
+    for got, want in zip(got_cache, want_cache):
+        assert got.dtype == torch.bfloat16
+        torch.testing.assert_close(got, want)  # bfloat16's tolerance: the same sums, rounded once either way
+    torch.testing.assert_close(got_heads, want_heads, rtol=1.6e-2, atol=1e-5)
+
