@@ -50,6 +50,9 @@ noise does not help either). Every bound trades HalfCheetah (it learns to run in
 updates) and IDP for Ant (nobody learns it in 10k steps: zero action 992). The best, target_kl 0.02, at 5 seeds
 (`benchmarks/results/gymnasium_suite_target_kl.json`): Ant 886 +- 38 (tuned 909 +- 41: still short), Walker2d
 292 +- 22 (tuned 297: now lost), Hopper 415 +- 414, HalfCheetah 254 +- 403, IDP 461 +- 69; so no bound is set.
+Raw rewards (norm_reward off, as for short episodes) keep Ant's mean action small instead (seeds 0-2, 4 episodes:
+Ant 903, sum(a^2) 0.32-0.37, vs 752 and 0.50 with scaling) but cost the others, same seeds: IDP 578 -> 328,
+Hopper 281 -> 263, Walker2d 298 -> 273, HalfCheetah 507 -> 504; so long episodes keep scaled rewards.
 """
 
 from __future__ import annotations
