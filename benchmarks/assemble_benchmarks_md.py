@@ -11,6 +11,7 @@ PARTS = [("Simulation: ceiling, EnvPool, Gymnasium (issues 2, 11)", "sim.md"), (
          ("PPO vs SB3 PPO, longer budget: 51,200 steps (issue 11)", "rl_ppo_51k.md"),
          ("PPO share of the simulation ceiling (issue 11)", "rl_ppo_ceiling.md"),
          ("PPO update cost, this tree vs a base revision (issue 11)", "rl_ppo_update_cost.md"),
+         ("PPO loop cost, this tree vs a base revision (issue 11)", "rl_ppo_loop_cost.md"),
          ("SAC vs SB3 SAC (issue 11)", "rl_sac.md"), ("Gymnasium MuJoCo suite (issues 10, 11)", "gymnasium_suite.md"),
          ("Imitation learning (issue 4)", "il.md"),
          ("Evaluation (issue 5)", "eval.md"), ("Serving (issue 5)", "serve.md"),
