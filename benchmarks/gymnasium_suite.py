@@ -24,6 +24,7 @@ from rl_baselines import (
     RESULTS,
     evaluate,
     fmt_ci,
+    hand_written_reading,
     load_line,
     mean_ci,
     paired_speed_ratio,
@@ -119,8 +120,13 @@ def report(store: dict, png: Path = RESULTS / "gymnasium_suite.png") -> str:
                    "interleaved runs measure it."),
               "‡ runs stored without CPU time: ratio of wall-clock env-steps/s, which depends on the load.",
               "Load while each run finished (1/5/15-min averages) is stored per run in the results JSON.", "",
-              f"![suite learning curves]({png.name})", ""]
+              plot_line(png), ""]
     return "\n".join(lines)
+
+
+def plot_line(png: Path) -> str:
+    """The page's plot line: the end of the generated section, above the reading written by hand."""
+    return f"![suite learning curves]({png.name})"
 
 
 def _task_row(env_id: str, entry: dict) -> str:
@@ -207,18 +213,8 @@ def main() -> None:
     page, png = args.store.with_suffix(".md"), args.store.with_suffix(".png")
     plot(store, png)
     text = report(store, png)
-    atomic_write_text(page, text + hand_written_reading(page, png))
+    atomic_write_text(page, text + hand_written_reading(page, plot_line(png)))
     print(text)
-
-
-def hand_written_reading(page: Path, png: Path) -> str:
-    """What follows the generated section (its plot line) in the page now: the reading a person added, kept."""
-    if not page.exists():
-        return ""
-    generated_end = f"![suite learning curves]({png.name})\n"
-    before, found, after = page.read_text().partition(generated_end)
-    reading = after.strip("\n")
-    return f"\n{reading}\n" if found and reading else ""
 
 
 if __name__ == "__main__":

@@ -263,6 +263,16 @@ def save_results(name: str, record: dict, text: str) -> None:
     print(text)
 
 
+def hand_written_reading(page: Path, plot_line: str) -> str:
+    """What follows a generated page's last line `plot_line` (its plot) in the page now: the reading a person
+    added under it, so a re-run that rebuilds the page keeps it ("" when the page or the line is missing)."""
+    if not page.exists():
+        return ""
+    before, found, after = page.read_text().partition(plot_line + "\n")
+    reading = after.strip("\n")
+    return f"\n{reading}\n" if found and reading else ""
+
+
 def load_line() -> str:
     """The 1/5/15-minute load averages, for the figures' caption."""
     one, five, fifteen = os.getloadavg()

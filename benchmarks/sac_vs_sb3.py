@@ -21,6 +21,7 @@ import numpy as np
 from rl_baselines import (
     RESULTS,
     fmt_ci,
+    hand_written_reading,
     load_line,
     paired_speed_ratio,
     plot_curves,
@@ -34,6 +35,7 @@ from embodia.learn.nets import resolve_precision
 from embodia.learn.sac import SACConfig
 
 SPEED_TARGET = 2.0
+PLOT_LINE = "![SAC learning curves](sac_cheetah.png)"  # the generated page ends here; the reading follows
 
 
 def stored_sb3_runs(path: Path, steps: int, learning_starts: int, sb3_name: str) -> dict[int, dict]:
@@ -118,7 +120,7 @@ def report(record: dict) -> str:
               f"({low:.2f}–{high:.2f}) SB3 in wall-clock env-steps/s{cpu_line}, target >= {SPEED_TARGET:.0f}x"),
               (f"- **{'met' if ours_mean >= sb3_mean else 'NOT MET'}** — return {ours_mean:.0f} vs SB3 {sb3_mean:.0f} "
               "(target: not below SB3's mean; at this budget both are close to the start)"), "",
-              "![SAC learning curves](sac_cheetah.png)", ""]
+              PLOT_LINE, ""]
     return "\n".join(lines)
 
 
@@ -149,7 +151,8 @@ def main() -> None:
         print(f"{time.perf_counter() - began:.0f} s")
     plot_curves(record["runs"], f"SAC at utd 1, {record['steps']:,} env steps", RESULTS / "sac_cheetah.png")
     text = report(record)
-    atomic_write_text(RESULTS / "rl_sac.md", text)
+    page = RESULTS / "rl_sac.md"
+    atomic_write_text(page, text + hand_written_reading(page, PLOT_LINE))  # the reading under the plot stays
     print(text)
 
 

@@ -66,9 +66,25 @@ def test_a_rebuilt_page_keeps_the_reading_written_under_its_plot(suite, tmp_path
     store = {"Hopper-v5": _entry(suite.EMBODIA, 2)}
     first = suite.report(store, png)
     assert first.rstrip().endswith("![suite learning curves](suite.png)")
-    assert suite.hand_written_reading(page, png) == ""  # no page yet
+    assert suite.hand_written_reading(page, suite.plot_line(png)) == ""  # no page yet
     page.write_text(first + "\nReading: Hopper learns.\n\nSecond paragraph.\n")
-    rebuilt = suite.report(store, png) + suite.hand_written_reading(page, png)
+    rebuilt = suite.report(store, png) + suite.hand_written_reading(page, suite.plot_line(png))
     assert rebuilt == first + "\nReading: Hopper learns.\n\nSecond paragraph.\n"
     page.write_text("a page someone rewrote without the plot line\n")
-    assert suite.hand_written_reading(page, png) == ""
+    assert suite.hand_written_reading(page, suite.plot_line(png)) == ""
+
+
+def test_the_sac_page_ends_on_its_plot_line_so_a_rerun_keeps_its_reading(tmp_path: Path) -> None:
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        import sac_vs_sb3
+        from rl_baselines import hand_written_reading
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    runs = [{"final_return": float(seed), "sps": 10.0 + seed, "cpu_sps": 20.0} for seed in range(2)]
+    record = {"steps": 100, "learning_starts": 10, "load": ["load a", "load b"], "runs": {"ours": runs, "SB3": runs}}
+    page = tmp_path / "rl_sac.md"
+    generated = sac_vs_sb3.report(record)
+    assert generated.rstrip().endswith(sac_vs_sb3.PLOT_LINE)
+    page.write_text(generated + "\nReading: SAC ran.\n")
+    assert sac_vs_sb3.report(record) + hand_written_reading(page, sac_vs_sb3.PLOT_LINE) == page.read_text()
