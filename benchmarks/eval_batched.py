@@ -48,7 +48,7 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=64)
     args = parser.parse_args()
     cases = [("cartpole-balance", "push", LQR), ("arm-reach", "push", "expert:arm-reach")]
-    print(f"| task / scenario | policy | episodes | one env per episode (s) | batched (s) | speed-up | same returns |")
+    print("| task / scenario | policy | episodes | one env per episode (s) | batched (s) | speed-up | same returns |")
     print("|---|---|---|---|---|---|---|")
     for suite_name, scenario_name, spec in cases:
         suite = load_suite(suite_name)

@@ -7,7 +7,14 @@ on first use (PEP 562) so that `import embodia` does not pay for pydantic and ha
 
 from __future__ import annotations
 
-from embodia.core.errors import Cancelled, CheckpointError, ConfigError, DatasetFormatError, EmbodiaError, UserError
+from embodia.core.errors import (  # noqa: F401 (re-exported through __all__)
+    Cancelled,
+    CheckpointError,
+    ConfigError,
+    DatasetFormatError,
+    EmbodiaError,
+    UserError,
+)
 from embodia.core.lazy import lazy_exports
 
 _EXPORTS = {

@@ -7,7 +7,6 @@ task, so each JIT compilation (MJX program, Warp kernels) happens once per run.
 import subprocess
 import sys
 
-import mujoco
 import numpy as np
 import pytest
 import torch
