@@ -12,7 +12,6 @@ Usage: python benchmarks/ppo_loop_cost.py [--base REV] [--rounds 60]
 
 from __future__ import annotations
 
-import argparse
 import ast
 import os
 import subprocess
@@ -23,18 +22,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from ppo_update_cost import module_at
+from ppo_update_cost import module_at, new_trainer, revision_args
 from rl_baselines import load_line, save_results
 from threadpoolctl import threadpool_limits
 
 import embodia.sim.batch as batch_module
 import embodia.tasks.env as env_module
 from embodia.learn import ppo
-from embodia.learn.trainer import load_config
-from embodia.learn.vec_env import make_train_env
 
 ROOT = Path(__file__).resolve().parent.parent
-TASK = "cheetah-run"
 # (file, module whose globals the old method runs in, class, method): the env side of a PPO step
 BASE_METHODS = [("embodia/sim/batch.py", batch_module, "BatchSim", "step"),
                 ("embodia/sim/batch.py", batch_module, "BatchSim", "_diverged"),
@@ -58,10 +54,7 @@ def method_at(revision: str, path: str, module: types.ModuleType, cls: str, name
 
 def trainers(revision: str) -> dict[str, object]:
     """Two PPOTrainers on cheetah-run, seed 0: the revision's code ("base") and this tree's ("this")."""
-    config = load_config(TASK, "ppo", None, {"progress": False, "tensorboard": False}, total_steps=10**6, seed=0)
-    made = {}
-    for name, module in (("base", module_at(revision)), ("this", ppo)):
-        made[name] = module.PPOTrainer(config, make_train_env(TASK, config.num_envs, config.seed))
+    made = {name: new_trainer(module) for name, module in (("base", module_at(revision)), ("this", ppo))}
     env = made["base"].env.env
     for path, module, cls, method in BASE_METHODS:
         owner = env.sim if cls == "BatchSim" else env
@@ -118,13 +111,7 @@ def report(record: dict) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--base", default="e1c6c88", help="git revision whose PPO and env step code is the baseline")
-    parser.add_argument("--rounds", type=int, default=60, help="paired rounds (one iteration of each side per round)")
-    parser.add_argument("--name", default="rl_ppo_loop_cost", help="results file names under benchmarks/results")
-    args = parser.parse_args()
-    if args.rounds < 1:
-        raise SystemExit(f"--rounds {args.rounds}: give at least 1")
+    args = revision_args(__doc__, "e1c6c88", 60, "rl_ppo_loop_cost", "one iteration")
     torch.set_num_threads(1)
     made = trainers(args.base)
     load_start = load_line()

@@ -50,13 +50,31 @@ def module_at(revision: str) -> ModuleType:
     return module
 
 
-def trainer_from(module: ModuleType):
-    """A `PPOTrainer` of `module` on cheetah-run with the shipped config, seed 0, after one rollout."""
+def new_trainer(module: ModuleType):
+    """A `PPOTrainer` of `module` on cheetah-run with the shipped config, seed 0."""
     config = load_config(TASK, "ppo", None, {"progress": False, "tensorboard": False}, total_steps=10**6, seed=0)
+    return module.PPOTrainer(config, make_train_env(TASK, config.num_envs, config.seed))
+
+
+def trainer_from(module: ModuleType):
+    """`new_trainer(module)` built after seeding torch's global RNG with 0, after one rollout."""
     torch.manual_seed(0)
-    trainer = module.PPOTrainer(config, make_train_env(TASK, config.num_envs, config.seed))
+    trainer = new_trainer(module)
     trainer.collect_rollout()
     return trainer
+
+
+def revision_args(doc: str, base: str, rounds: int, name: str, per_round: str) -> argparse.Namespace:
+    """The command line of a this-tree-vs-revision benchmark: --base, --rounds (checked >= 1), --name."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--base", default=base, help="git revision whose code is the baseline")
+    parser.add_argument("--rounds", type=int, default=rounds,
+                        help=f"paired rounds ({per_round} of each side per round)")
+    parser.add_argument("--name", default=name, help="results file names under benchmarks/results")
+    args = parser.parse_args()
+    if args.rounds < 1:
+        raise SystemExit(f"--rounds {args.rounds}: give at least 1")
+    return args
 
 
 def paired_rounds(trainers: dict[str, object], rounds: int) -> dict[str, list[float]]:
@@ -97,13 +115,7 @@ def report(record: dict) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--base", default="325ebb0", help="git revision whose ppo.py is the baseline")
-    parser.add_argument("--rounds", type=int, default=30, help="paired rounds (one update of each side per round)")
-    parser.add_argument("--name", default="rl_ppo_update_cost", help="results file names under benchmarks/results")
-    args = parser.parse_args()
-    if args.rounds < 1:
-        raise SystemExit(f"--rounds {args.rounds}: give at least 1")
+    args = revision_args(__doc__, "325ebb0", 30, "rl_ppo_update_cost", "one update")
     torch.set_num_threads(1)
     trainers = {"base": trainer_from(module_at(args.base)), "this": trainer_from(ppo)}
     load_start = load_line()
