@@ -33,19 +33,21 @@ ROOT = Path(__file__).resolve().parent.parent
 TASK = "cheetah-run"
 
 
-def module_at(revision: str) -> ModuleType:
-    """`embodia/learn/ppo.py` as of git `revision`, imported as a separate module."""
+def module_at(revision: str, path: str = "embodia/learn/ppo.py") -> ModuleType:
+    """The file `path` (a module of embodia) as of git `revision`, imported as a separate module; its own imports of
+    embodia resolve to this tree."""
     try:
-        source = subprocess.run(["git", "-C", str(ROOT), "show", f"{revision}:embodia/learn/ppo.py"], check=True,
+        source = subprocess.run(["git", "-C", str(ROOT), "show", f"{revision}:{path}"], check=True,
                                 capture_output=True, text=True).stdout
     except subprocess.CalledProcessError as error:
-        raise SystemExit(f"--base {revision!r}: git cannot show embodia/learn/ppo.py there ({error.stderr.strip()}); "
+        raise SystemExit(f"--base {revision!r}: git cannot show {path} there ({error.stderr.strip()}); "
                          "pass a commit of this repository") from error
-    path = Path(tempfile.mkdtemp()) / f"ppo_{revision.replace('/', '_')}.py"
-    path.write_text(source)
-    spec = importlib.util.spec_from_file_location(path.stem, path)
+    stem = Path(path).stem
+    module_path = Path(tempfile.mkdtemp()) / f"{stem}_{revision.replace('/', '_')}.py"
+    module_path.write_text(source)
+    spec = importlib.util.spec_from_file_location(module_path.stem, module_path)
     module = importlib.util.module_from_spec(spec)
-    sys.modules[path.stem] = module
+    sys.modules[module_path.stem] = module
     spec.loader.exec_module(module)
     return module
 

@@ -12,23 +12,27 @@ import argparse
 import json
 import os
 import time
+from types import ModuleType
 
 import numpy as np
 import torch
 from rl_baselines import RESULTS, sb3_env, sb3_kwargs, zoo_hyperparams
 
 from embodia.core.atomic import atomic_write_text
-from embodia.learn.sac import SACConfig, SACTrainer
+from embodia.learn import sac
+from embodia.learn.sac import SACTrainer
 from embodia.learn.vec_env import make_train_env
 
 LEARNING_STARTS = 1000
 
 
-def embodia_trainer(precision: str) -> SACTrainer:
-    """The benchmark's embodia settings (shipped cheetah-run defaults, utd 1, actor every step)."""
-    config = SACConfig(task="cheetah-run", seed=0, utd_ratio=1.0, policy_frequency=1, learning_starts=LEARNING_STARTS,
-                       total_steps=10**9, progress=False, tensorboard=False, precision=precision)
-    return SACTrainer(config, make_train_env("cheetah-run", config.num_envs, 0))
+def embodia_trainer(precision: str, module: ModuleType = sac) -> SACTrainer:
+    """The benchmark's embodia settings (shipped cheetah-run defaults, utd 1, actor every step), built by `module`'s
+    SACTrainer (this tree's, or a revision's loaded by `ppo_update_cost.module_at`)."""
+    config = module.SACConfig(task="cheetah-run", seed=0, utd_ratio=1.0, policy_frequency=1,
+                              learning_starts=LEARNING_STARTS, total_steps=10**9, progress=False, tensorboard=False,
+                              precision=precision)
+    return module.SACTrainer(config, make_train_env("cheetah-run", config.num_envs, 0))
 
 
 def run_embodia(trainer: SACTrainer, steps: int) -> None:

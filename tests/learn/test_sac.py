@@ -146,3 +146,27 @@ def test_adam_step_is_optimizer_step_bit_for_bit():
         for key in ("exp_avg", "exp_avg_sq", "step"):
             torch.testing.assert_close(opt_b.state[pb][key], opt_a.state[pa][key], rtol=0, atol=0)
     assert not torch.equal(next(a.parameters()), next(TwinQ(3, 2, [8, 8], "relu").parameters()))
+
+
+def _adam_pair(lr_b: float = 1e-2) -> tuple[list[torch.nn.Module], list[torch.optim.Adam]]:
+    torch.manual_seed(1)
+    nets = [TwinQ(3, 2, [8, 8], "relu"), TwinQ(3, 2, [4], "tanh")]
+    return nets, [torch.optim.Adam(nets[0].parameters(), lr=1e-2, fused=True),
+                  torch.optim.Adam(nets[1].parameters(), lr=lr_b, fused=True)]
+
+
+@pytest.mark.parametrize("lr_b", [1e-2, 3e-3])  # equal settings: one fused call; different: each its own step
+def test_adam_step_of_two_optimizers_is_each_step_bit_for_bit(lr_b):
+    (ref_nets, ref_opts), (nets, opts) = _adam_pair(lr_b), _adam_pair(lr_b)
+    for _ in range(3):
+        x, u = torch.randn(16, 3), torch.randn(16, 2)
+        for group, step in ((ref_nets, lambda: [o.step() for o in ref_opts]), (nets, lambda: adam_step(*opts))):
+            for net in group:
+                net.zero_grad(set_to_none=True)
+                net(x, u).square().mean().backward()
+            step()
+    for ref_net, net, ref_opt, opt in zip(ref_nets, nets, ref_opts, opts):
+        for pa, pb in zip(ref_net.parameters(), net.parameters()):
+            torch.testing.assert_close(pb, pa, rtol=0, atol=0)
+            torch.testing.assert_close(opt.state[pb]["exp_avg_sq"], ref_opt.state[pa]["exp_avg_sq"], rtol=0, atol=0)
+            assert int(opt.state[pb]["step"]) == 3
