@@ -86,6 +86,12 @@ def interleave(contenders: dict[str, Callable[[], float]], rounds: int) -> dict[
     return samples
 
 
+def alternating(names: list[str], round_index: int) -> list[str]:
+    """The contenders in round `round_index`'s order: as given in even rounds, reversed in odd ones, so that no
+    contender always runs first (right after the other's caches and allocations) in a paired A/B benchmark."""
+    return list(names) if round_index % 2 == 0 else list(names)[::-1]
+
+
 def paired_ratios(numerator: list[float], denominator: list[float]) -> list[float]:
     """Per-round ratios of two interleaved series (same round, same load)."""
     return [a / b for a, b in zip(numerator, denominator, strict=True)]

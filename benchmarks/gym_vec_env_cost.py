@@ -21,6 +21,7 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import torch
+from _ceiling import alternating
 from rl_baselines import load_line, save_results
 from safetensors.torch import load_file
 from threadpoolctl import threadpool_limits
@@ -90,7 +91,7 @@ def paired_rounds(gym_id: str, rounds: int, steps: int, num_envs: int) -> dict[s
         for name in sides:  # warm-up
             step_cost_us(envs[name], actions[:16])
         for round_index in range(rounds):
-            order = list(sides) if round_index % 2 == 0 else list(sides)[::-1]
+            order = alternating(list(sides), round_index)
             for name in order:
                 out[name]["step_us"].append(step_cost_us(envs[name], actions))
             for name in order:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _ceiling import alternating
 from ppo_update_cost import module_at, new_trainer, revision_args
 from rl_baselines import load_line, save_results
 from threadpoolctl import threadpool_limits
@@ -79,7 +80,7 @@ def paired_rounds(made: dict[str, object], rounds: int, warmup: int = 3) -> dict
     cpu_ms: dict[str, list[list[float]]] = {name: [] for name in names}
     with threadpool_limits(limits=1, user_api="blas"):
         for round_index in range(-warmup, rounds):
-            for name in names if round_index % 2 == 0 else names[::-1]:
+            for name in alternating(names, round_index):
                 torch.set_rng_state(rng[name])
                 timed = iteration_cpu(made[name])
                 rng[name] = torch.get_rng_state()

@@ -22,6 +22,7 @@ from types import ModuleType
 
 import numpy as np
 import torch
+from _ceiling import alternating
 from rl_baselines import load_line, save_results
 from threadpoolctl import threadpool_limits
 
@@ -87,7 +88,7 @@ def paired_rounds(trainers: dict[str, object], rounds: int) -> dict[str, list[fl
         for trainer in trainers.values():  # warm-up: workspaces, caches
             trainer.update()
         for round_index in range(rounds):
-            for name in names if round_index % 2 == 0 else names[::-1]:
+            for name in alternating(names, round_index):
                 trainer = trainers[name]
                 if round_index % 4 == 3:
                     trainer.collect_rollout()

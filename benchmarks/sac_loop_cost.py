@@ -15,6 +15,7 @@ import time
 
 import numpy as np
 import torch
+from _ceiling import alternating
 from ppo_update_cost import module_at, revision_args
 from rl_baselines import load_line, save_results
 from sac_step_cost import embodia_trainer, run_embodia
@@ -33,7 +34,7 @@ def paired_rounds(trainers: dict[str, sac.SACTrainer], rounds: int, steps: int) 
         for trainer in trainers.values():  # random warm-up, then the first updates (workspaces, caches)
             run_embodia(trainer, trainer.config.learning_starts + 4 * steps)
         for round_index in range(rounds):
-            for name in names if round_index % 2 == 0 else names[::-1]:
+            for name in alternating(names, round_index):
                 start = time.process_time()
                 run_embodia(trainers[name], steps)
                 cpu_ms[name].append(1000.0 * (time.process_time() - start) / steps)
@@ -47,9 +48,10 @@ def report(record: dict) -> str:
     q1, q3 = np.percentile(ratios, [25, 75])
     return "\n".join([
         "# SAC training-loop cost, this tree vs a base revision (issue 11)", "",
-        (f"`python benchmarks/sac_loop_cost.py --base {record['base']} --rounds {record['rounds']}` — cheetah-run, bf16 update, utd 1, actor every step: {record['steps']} env steps (each "
-         "with its gradient step) of each side per round, alternating order, CPU time of this process, torch and "
-         f"BLAS at 1 thread. Load at the start: {record['load_start']}; at the end: {record['load_end']}."), "",
+        (f"`python benchmarks/sac_loop_cost.py --base {record['base']} --rounds {record['rounds']}` — cheetah-run, "
+         f"bf16 update, utd 1, actor every step: {record['steps']} env steps (each with its gradient step) of each "
+         "side per round, alternating order, CPU time of this process, torch and BLAS at 1 thread. Load at the "
+         f"start: {record['load_start']}; at the end: {record['load_end']}."), "",
         "| code | CPU ms per env step (median, min-max) |", "|---|---:|",
         f"| base ({record['base']}) | {np.median(base):.2f} ({base.min():.2f}-{base.max():.2f}) |",
         f"| this tree | {np.median(ours):.2f} ({ours.min():.2f}-{ours.max():.2f}) |", "",
