@@ -49,8 +49,8 @@ def test_auto_defaults_apply_only_without_a_shipped_config_and_yield_to_set():
 
 
 def test_discount_gives_an_effective_horizon_of_a_fifth_of_the_episode_within_bounds():
-    assert discount_for(50) == 0.9 and discount_for(100) == 0.95 and discount_for(1000) == 0.99
-    assert discount_for(1) == 0.9 and discount_for(10**6) == 0.99  # clipped to [0.9, 0.99]
+    assert discount_for(50) == 0.9 and discount_for(100) == 0.95 and discount_for(1000) == 0.995
+    assert discount_for(1) == 0.9 and discount_for(10**6) == 0.995  # clipped to [0.9, 0.995]
     lengths = [1, 20, 50, 80, 100, 200, 400, 500, 1000, 5000]
     gammas = [discount_for(n) for n in lengths]
     assert gammas == sorted(gammas)  # longer episodes never get a shorter horizon
@@ -60,7 +60,7 @@ def test_short_episodes_get_monte_carlo_returns_and_a_short_discount():
     reacher, pusher, hopper = (auto_ppo_config(f"gym:{name}") for name in ("Reacher-v5", "Pusher-v5", "Hopper-v5"))
     assert (reacher["gamma"], reacher["gae_lambda"]) == (0.9, 1.0)
     assert (pusher["gamma"], pusher["gae_lambda"]) == (0.95, 1.0)
-    assert (hopper["gamma"], hopper["gae_lambda"]) == (0.99, 0.95)  # locomotion keeps the long-horizon recipe
+    assert (hopper["gamma"], hopper["gae_lambda"]) == (0.995, 0.95)  # locomotion: a 200-step horizon, GAE
     assert load_config("gym:Reacher-v5", "ppo").gamma == 0.9
     assert load_config("gym:Reacher-v5", "ppo", overrides={"gamma": 0.97}).gamma == 0.97
 
