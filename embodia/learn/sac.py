@@ -21,6 +21,7 @@ from embodia.learn.nets import (
     SquashedGaussianActor,
     TrainingCopy,
     TwinQ,
+    flush_denormals,
     resolve_precision,
 )
 from embodia.learn.normalize import ObsNormalizer
@@ -230,7 +231,12 @@ class SACTrainer:
     # ---- update
     def update(self) -> dict[str, torch.Tensor]:
         """One gradient step on the critics; the actor and temperature every `policy_frequency` steps (gradients by
-        hand, `HandSAC`, of the losses `critic_loss` and `actor_loss` define)."""
+        hand, `HandSAC`, of the losses `critic_loss` and `actor_loss` define), denormals flushed to zero: Adam's
+        moments of dead ReLU units decay through the denormal range, where each op is slow (`flush_denormals`)."""
+        with flush_denormals():
+            return self._update()
+
+    def _update(self) -> dict[str, torch.Tensor]:
         config = self.config
         raw = self.buffer.sample(self.rng, config.batch_size)
         if config.norm_obs:

@@ -5,7 +5,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from embodia.learn import load_policy, nets
+from embodia.learn import load_policy, nets, sac
 from embodia.learn.nets import TrainingCopy, TwinQ, resolve_precision
 from embodia.learn.rollout import episode_returns, random_returns
 from embodia.learn.sac import ReplayBuffer, SACConfig, SACTrainer, adam_step
@@ -170,3 +170,31 @@ def test_adam_step_of_two_optimizers_is_each_step_bit_for_bit(lr_b):
             torch.testing.assert_close(pb, pa, rtol=0, atol=0)
             torch.testing.assert_close(opt.state[pb]["exp_avg_sq"], ref_opt.state[pa]["exp_avg_sq"], rtol=0, atol=0)
             assert int(opt.state[pb]["step"]) == 3
+
+
+def test_flush_denormals_zeroes_denormals_inside_and_restores_the_mode_after():
+    denormal = torch.tensor([1e-39], dtype=torch.float64).float()  # below float32's smallest normal, 1.2e-38
+    assert not nets.denormals_flushed() and float(denormal * 1.0) > 0
+    with nets.flush_denormals():
+        assert nets.denormals_flushed() and float(denormal * 1.0) == 0.0
+        with nets.flush_denormals():  # nested: the outer block's mode survives the inner one
+            pass
+        assert nets.denormals_flushed()
+    assert not nets.denormals_flushed() and float(denormal * 1.0) > 0
+    torch.set_flush_denormal(True)  # a caller that flushes already keeps flushing after the block
+    try:
+        with nets.flush_denormals():
+            pass
+        assert nets.denormals_flushed()
+    finally:
+        torch.set_flush_denormal(False)
+
+
+def test_sac_update_flushes_denormals_only_while_it_runs(monkeypatch):
+    trainer = _filled_trainer("fp32", policy_frequency=1)
+    seen = []
+    step = sac.adam_step
+    monkeypatch.setattr(sac, "adam_step", lambda *opts: (seen.append(nets.denormals_flushed()), step(*opts)))
+    trainer.update()
+    trainer.update()
+    assert seen == [True] * 4 and not nets.denormals_flushed()  # critic and actor steps, twice; the mode restored
