@@ -67,16 +67,22 @@ def trainer_from(module: ModuleType):
     return trainer
 
 
-def revision_args(doc: str, base: str, rounds: int, name: str, per_round: str) -> argparse.Namespace:
-    """The command line of a this-tree-vs-revision benchmark: --base, --rounds (checked >= 1), --name."""
+def revision_args(doc: str, base: str, rounds: int, name: str, per_round: str,
+                  warm_up: int | None = None) -> argparse.Namespace:
+    """The command line of a this-tree-vs-revision benchmark: --base, --rounds (checked >= 1), --name, and
+    --warm-up (steps before timing, checked >= 0) where `warm_up` gives its default."""
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--base", default=base, help="git revision whose code is the baseline")
     parser.add_argument("--rounds", type=int, default=rounds,
                         help=f"paired rounds ({per_round} of each side per round)")
     parser.add_argument("--name", default=name, help="results file names under benchmarks/results")
+    if warm_up is not None:
+        parser.add_argument("--warm-up", type=int, default=warm_up, help="env steps each side runs before timing")
     args = parser.parse_args()
     if args.rounds < 1:
         raise SystemExit(f"--rounds {args.rounds}: give at least 1")
+    if getattr(args, "warm_up", 0) < 0:
+        raise SystemExit(f"--warm-up {args.warm_up}: give 0 or more env steps")
     return args
 
 
