@@ -14,6 +14,7 @@ PARTS = [("Simulation: ceiling, EnvPool, Gymnasium (issues 2, 11)", "sim.md"), (
          ("PPO loop cost, this tree vs a base revision (issue 11)", "rl_ppo_loop_cost.md"),
          ("SAC vs SB3 SAC (issue 11)", "rl_sac.md"),
          ("SAC loop cost, this tree vs a base revision (issue 11)", "rl_sac_loop_cost.md"),
+         ("SAC loop cost later in training, this tree vs a base revision (issue 11)", "rl_sac_loop_cost_late.md"),
          ("Gymnasium MuJoCo suite (issues 10, 11)", "gymnasium_suite.md"),
          ("Imitation learning (issue 4)", "il.md"),
          ("Evaluation (issue 5)", "eval.md"), ("Serving (issue 5)", "serve.md"),
