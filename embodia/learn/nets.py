@@ -48,10 +48,10 @@ def denormals_flushed() -> bool:
 
 @contextlib.contextmanager
 def flush_denormals() -> Iterator[None]:
-    """This thread flushes denormal floats to zero inside the block (as TensorFlow and XLA run on CPU by default),
-    then goes back to its mode before. Adam's first moment of a dead ReLU unit decays by 0.9 a step through the
-    denormal range (~150 steps), where every arithmetic op on it costs tens of times a normal one: with thousands
-    of such entries SAC's Adam step took twice as long. Values below 1.2e-38 become 0, nothing else changes."""
+    """This thread flushes denormal floats to zero inside the block (as the CPU thread pools of TensorFlow and MXNet
+    run by default), then goes back to its mode before. Adam's first moment of a dead ReLU unit decays by 0.9 a step
+    through the denormal range (~150 steps), where every arithmetic op on it costs tens of times a normal one: with
+    thousands of such entries SAC's Adam step took twice as long. Values below 1.2e-38 become 0, nothing else changes."""
     if denormals_flushed() or not torch.set_flush_denormal(True):
         yield
         return
