@@ -12,7 +12,8 @@ gamma 0.99). With gamma 0.995 (below), std 0.37 beat 0.6 on every long-episode s
 5-9 (10,240 steps, deterministic return, std 0.6 -> 0.37): Ant-v5 533 -> 873, Hopper-v5 537 -> 617, Walker2d-v5
 320 -> 380, HalfCheetah-v5 368 -> 1,224, InvertedDoublePendulum-v5 622 -> 690; then on the suite's seeds 0-4:
 Ant 639 -> 819, Hopper 864 -> 653, Walker2d 305 -> 308, HalfCheetah 104 -> 795, IDP 643 -> 735. Std 1 was far
-worse on Ant (seeds 0-4: 195).
+worse on Ant (seeds 0-4: 195), and std 0.22 (log std -1.5) no better than 0.37 on seeds 5-9 (Ant 858, Hopper 591,
+Walker2d 300, HalfCheetah 1,069, IDP 1,150).
 
 The discount follows the episode too: a 50-step reaching episode valued at 0.99 looks ~40 steps past its own
 end, so its return is mostly the bootstrapped guess and the policy does not beat holding still. gamma = 1 - 5 /
