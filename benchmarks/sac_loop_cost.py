@@ -72,8 +72,8 @@ def main() -> None:
                 "this": embodia_trainer("bf16", sac)}
     load_start = load_line()
     cpu_ms = paired_rounds(trainers, args.rounds, STEPS_PER_ROUND, args.warm_up)
-    record = {"base": args.base, "rounds": args.rounds, "steps": STEPS_PER_ROUND, "warm_up": args.warm_up, "cpu_ms": cpu_ms,
-              "load_start": load_start, "load_end": load_line(), "loadavg_end": list(os.getloadavg())}
+    record = {"base": args.base, "rounds": args.rounds, "steps": STEPS_PER_ROUND, "warm_up": args.warm_up,
+              "cpu_ms": cpu_ms, "load_start": load_start, "load_end": load_line(), "loadavg_end": list(os.getloadavg())}
     save_results(args.name, record, report(record))
 
 

@@ -19,13 +19,14 @@ The discount follows the episode too: a 50-step reaching episode valued at 0.99 
 end, so its return is mostly the bootstrapped guess and the policy does not beat holding still. gamma = 1 - 5 /
 episode length (an effective horizon of a fifth of the episode) within [0.9, 0.995], with lambda 1 (plain Monte
 Carlo returns, cheap at that length) for episodes of at most 100 steps, as rl-zoo's tuned Reacher (gamma 0.9,
-lambda 1) does. A 1000-step locomotion episode gets 0.995 (it was capped at cheetah-run's 0.99 until 2026-12-03:
-a 100-step horizon values staying up for a tenth of an episode, and Hopper fell). 10,240 steps, deterministic
-return, 0.99 -> 0.995, suite seeds 0-4 then held-out seeds 5-9: Hopper-v5 448 -> 864 and 286 -> 537 (rl-zoo tuned
-567 on 0-4), Walker2d-v5 315 -> 305 and 287 -> 320, HalfCheetah-v5 481 -> 104 and 248 -> 368,
-InvertedDoublePendulum-v5 602 -> 643 and 570 -> 622, Ant-v5 793 -> 639 and 703 -> 533 (zero action 992, nobody
-learns it at 10k); gamma 0.999 with lambda 0.99 (rl-zoo's Hopper) was worse on all five (Hopper 305). 3 seeds x 50k steps, deterministic
-return: Reacher-v5 -9.6 -> -6.2 (zero action -10.7), Pusher-v5 (41k) -60.6 -> -47.8 (zero action -55.2).
+lambda 1) does. 3 seeds x 50k steps, deterministic return: Reacher-v5 -9.6 -> -6.2 (zero action -10.7), Pusher-v5
+(41k) -60.6 -> -47.8 (zero action -55.2). A 1000-step locomotion episode gets 0.995 (it was capped at
+cheetah-run's 0.99 until 2026-12-03: a 100-step horizon values staying up for a tenth of an episode, and Hopper
+fell). 10,240 steps, deterministic return, std 0.6, 0.99 -> 0.995, suite seeds 0-4 then held-out seeds 5-9:
+Hopper-v5 448 -> 864 and 286 -> 537 (rl-zoo tuned 567 on 0-4), Walker2d-v5 315 -> 305 and 287 -> 320,
+HalfCheetah-v5 481 -> 104 and 248 -> 368, InvertedDoublePendulum-v5 602 -> 643 and 570 -> 622, Ant-v5 793 -> 639
+and 703 -> 533 (zero action 992, nobody learns it at 10k); gamma 0.999 with lambda 0.99 (rl-zoo's Hopper) was
+worse on all five (Hopper 305).
 
 A short episode is also rolled out whole (num_steps = its length, num_envs the rest of the 2048 samples): with
 lambda 1 a 16-step cut bootstraps every return from a barely trained critic, and 128 envs see only 80 steps
