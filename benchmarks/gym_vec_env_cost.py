@@ -1,9 +1,10 @@
 """`gym:<id>` env-step and whole-run cost: embodia's GymSyncTrainEnv vs Gymnasium's SyncVectorEnv, paired in one process.
 
-The baseline is what `gym:` ids ran on before: `make_vec(id, n, "sync", SAME_STEP)` wrapped in GymTrainEnv. Each
-round times (CPU seconds, `time.process_time`) both sides in alternating order, so every pair shares one stretch of
+The baselines are what `gym:` ids ran on before: `make_vec(id, n, "sync", SAME_STEP)` wrapped in GymTrainEnv, and
+GymSyncTrainEnv calling each env's own Gymnasium step (what it does for envs without a batched stepper,
+`embodia/tasks/gym_fast.py`). Each round times (CPU seconds, `time.process_time`) both sides in alternating order, so every pair shares one stretch of
 machine load: (a) 256 batch steps of the bare env on the same random actions, (b) a whole PPO run with the automatic
-defaults (`train_rl`, seed 0). Reports the medians, the paired old/new ratios and the load average.
+defaults (`train_rl`, seed 0). Reports the medians, the paired ratios to the current path and the load average.
 Usage: python benchmarks/gym_vec_env_cost.py [--task InvertedDoublePendulum-v5] [--rounds 5] [--steps 10240]
 """
 
@@ -40,9 +41,20 @@ def sync_vector_env(gym_id: str, num_envs: int) -> GymTrainEnv:
                        name=f"gym:{gym_id}")
 
 
+NOW = "GymSyncTrainEnv"
+GYM_STEP = "GymSyncTrainEnv, Gymnasium's own step"
+
+
+def gymnasium_step(gym_id: str, num_envs: int) -> TrainEnv:
+    """GymSyncTrainEnv with its batched stepper switched off: each env's own Gymnasium step."""
+    env = make_train_env(f"gym:{gym_id}", num_envs, 0)
+    env.fast_step = None
+    return env
+
+
 def makers(gym_id: str) -> dict[str, Callable[[int], TrainEnv]]:
-    return {"SyncVectorEnv": lambda n: sync_vector_env(gym_id, n),
-            "GymSyncTrainEnv": lambda n: make_train_env(f"gym:{gym_id}", n, 0)}
+    return {"SyncVectorEnv": lambda n: sync_vector_env(gym_id, n), GYM_STEP: lambda n: gymnasium_step(gym_id, n),
+            NOW: lambda n: make_train_env(f"gym:{gym_id}", n, 0)}
 
 
 def step_cost_us(env: TrainEnv, actions: np.ndarray) -> float:
@@ -84,7 +96,7 @@ def paired_rounds(gym_id: str, rounds: int, steps: int, num_envs: int) -> dict[s
     """Per round and side: env-step CPU us and whole-run CPU s, the order alternating round by round."""
     sides = makers(gym_id)
     envs = {name: make(num_envs) for name, make in sides.items()}
-    act_dim = envs["GymSyncTrainEnv"].act_dim
+    act_dim = envs[NOW].act_dim
     actions = np.random.default_rng(0).uniform(-1, 1, (256, num_envs, act_dim))
     out = {name: {"step_us": [], "run_cpu_s": [], "weights": []} for name in sides}
     with threadpool_limits(limits=1, user_api="blas"):
@@ -107,28 +119,38 @@ def paired_rounds(gym_id: str, rounds: int, steps: int, num_envs: int) -> dict[s
 
 
 def report(record: dict) -> str:
-    old, new = record["sides"]["SyncVectorEnv"], record["sides"]["GymSyncTrainEnv"]
+    sides, new = record["sides"], record["sides"][NOW]
+    labels = {"SyncVectorEnv": "SyncVectorEnv + GymTrainEnv (before)", NOW: "GymSyncTrainEnv (now)",
+              GYM_STEP: "GymSyncTrainEnv, Gymnasium's own step per env (before)"}
+    batched = record.get("batched", True)
 
     def cell(values: list[float], fmt: str) -> str:
         v = np.array(values)
         return f"{np.median(v):{fmt}} ({v.min():{fmt}}-{v.max():{fmt}})"
 
-    step_ratio = np.array(old["step_us"]) / np.array(new["step_us"])
-    run_ratio = np.array(old["run_cpu_s"]) / np.array(new["run_cpu_s"])
-    return "\n".join([
+    lines = [
         f"# `gym:{record['task']}`: GymSyncTrainEnv vs SyncVectorEnv (issue 11)", "",
         (f"`python benchmarks/gym_vec_env_cost.py --task {record['task']} --rounds {record['rounds']} --steps "
          f"{record['steps']}` — per round, alternating order: 256 batch steps of {record['num_envs']} envs on the same "
          f"random actions, and one whole PPO run (automatic defaults, {record['steps']:,} steps, seed 0); CPU time of "
          f"this process, BLAS and torch at 1 thread. Load at the start: {record['load_start']}; at the end: "
-         f"{record['load_end']}."), "",
-        "| env | CPU us per env step (median, min-max) | whole run CPU s (median, min-max) |", "|---|---:|---:|",
-        f"| SyncVectorEnv + GymTrainEnv (before) | {cell(old['step_us'], '.0f')} | {cell(old['run_cpu_s'], '.2f')} |",
-        f"| GymSyncTrainEnv (now) | {cell(new['step_us'], '.0f')} | {cell(new['run_cpu_s'], '.2f')} |", "",
-        (f"- paired env-step speed-up: median **{np.median(step_ratio):.2f}x** ({step_ratio.min():.2f}-"
-         f"{step_ratio.max():.2f}); whole run: median **{np.median(run_ratio):.2f}x** ({run_ratio.min():.2f}-"
-         f"{run_ratio.max():.2f}), {len(run_ratio)} rounds"),
-        f"- final weights bit-equal on both sides in every round: {old['weights'] == new['weights']}", ""])
+         f"{record['load_end']}. GymSyncTrainEnv steps this task "
+         f"{'as one batch (`embodia/tasks/gym_fast.py`)' if batched else 'through each env (no batched stepper)'}."),
+        "", "| env | CPU us per env step (median, min-max) | whole run CPU s (median, min-max) |", "|---|---:|---:|"]
+    lines += [f"| {labels.get(name, name)} | {cell(side['step_us'], '.0f')} | {cell(side['run_cpu_s'], '.2f')} |"
+              for name, side in sides.items()]
+    lines.append("")
+    for name, old in sides.items():
+        if name == NOW:
+            continue
+        step_ratio = np.array(old["step_us"]) / np.array(new["step_us"])
+        run_ratio = np.array(old["run_cpu_s"]) / np.array(new["run_cpu_s"])
+        lines.append(f"- paired speed-up over {labels.get(name, name)}: env step median **{np.median(step_ratio):.2f}x** "
+                     f"({step_ratio.min():.2f}-{step_ratio.max():.2f}); whole run median **{np.median(run_ratio):.2f}x** "
+                     f"({run_ratio.min():.2f}-{run_ratio.max():.2f}), {len(run_ratio)} rounds")
+    same = all(side["weights"] == new["weights"] for side in sides.values())
+    lines += [f"- final weights bit-equal on every side in every round: {same}", ""]
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -144,6 +166,7 @@ def main() -> None:
     load_start = load_line()
     sides = paired_rounds(args.task, args.rounds, args.steps, args.num_envs)
     record = {"task": args.task, "rounds": args.rounds, "steps": args.steps, "num_envs": args.num_envs, "sides": sides,
+              "batched": make_train_env(f"gym:{args.task}", 1, 0).fast_step is not None,
               "load_start": load_start, "load_end": load_line(), "loadavg_end": list(os.getloadavg())}
     save_results(f"gym_vec_env_cost_{args.task.split('-')[0].lower()}", record, report(record))
 

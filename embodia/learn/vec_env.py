@@ -14,6 +14,7 @@ import numpy as np
 
 from embodia.core.errors import UserError
 from embodia.tasks.env import BatchEnv
+from embodia.tasks.gym_fast import fast_step_for, time_limit
 
 GYM_PREFIX = "gym:"
 
@@ -222,11 +223,16 @@ class GymSyncTrainEnv(TrainEnv):
         space = _bounded_box(self.envs[0].action_space)
         self._describe(num_envs, int(np.prod(self.envs[0].observation_space.shape)), space, name)
         self._action_dtype = space.dtype
+        # Gymnasium's MuJoCo locomotion envs step as one batch, bit for bit their own step (tasks/gym_fast.py)
+        self.fast_step = fast_step_for(self.envs)
+        self._elapsed = np.zeros(num_envs, dtype=np.int64)  # the TimeLimit count while stepping around it
+        self._max_steps = time_limit(self.envs[0])
 
     def reset(self, seed: int) -> np.ndarray:
         obs = np.empty((self.num_envs, self.obs_dim))
         for i, env in enumerate(self.envs):
             obs[i] = np.ravel(env.reset(seed=seed + i)[0])
+        self._elapsed[:] = 0
         self.stats.reset()
         return obs
 
@@ -234,6 +240,8 @@ class GymSyncTrainEnv(TrainEnv):
         # clipped as GymTrainEnv does (see there), then cast to the space's dtype: the env charges its control
         # cost in that dtype, so float32 here keeps the rewards bit-equal to the SyncVectorEnv path
         action = np.clip(action, self.action_low, self.action_high).astype(self._action_dtype)
+        if self.fast_step is not None:
+            return self._step_batched(action)
         n = self.num_envs
         obs = np.empty((n, self.obs_dim))  # fresh each step: SAC keeps the previous obs while storing this one
         reward = np.empty(n)
@@ -256,6 +264,21 @@ class GymSyncTrainEnv(TrainEnv):
             for i, env_obs in finals.items():
                 final_obs[i] = np.ravel(env_obs)
         self.stats.record(reward, self._success_array(successes), terminated | truncated)
+        return obs, reward, terminated, truncated, final_obs
+
+    def _step_batched(self, action: np.ndarray):
+        """`step` through the batched stepper: Gymnasium's numbers, its resets, and its time limit counted here."""
+        obs, reward, terminated = self.fast_step.step(action)
+        self._elapsed += 1
+        truncated = self._elapsed >= (self._max_steps or np.iinfo(np.int64).max)
+        done = terminated | truncated
+        final_obs = obs
+        if done.any():
+            final_obs = obs.copy()
+            for i in np.flatnonzero(done):
+                obs[i] = np.ravel(self.envs[i].reset()[0])
+                self._elapsed[i] = 0
+        self.stats.record(reward, None, done)
         return obs, reward, terminated, truncated, final_obs
 
     def _success_array(self, successes: dict[int, bool]) -> np.ndarray | None:

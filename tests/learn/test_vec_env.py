@@ -102,17 +102,22 @@ def test_gymnasium_adapter_clips_actions_before_the_env_charges_control_cost():
     np.testing.assert_allclose(reward_wide, reward_unit)
 
 
-def _sync_vec(gym_id: str, num_envs: int) -> GymTrainEnv:
+def _sync_vec(gym_id: str, num_envs: int, **kwargs) -> GymTrainEnv:
     """The reference: Gymnasium's own SyncVectorEnv with same-step autoreset, through the generic adapter."""
     return GymTrainEnv(gym.make_vec(gym_id, num_envs=num_envs, vectorization_mode="sync",
-                                    vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP}), name=gym_id)
+                                    vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP}, **kwargs),
+                       name=gym_id)
 
 
-@pytest.mark.parametrize(("gym_id", "scale"), [("Reacher-v5", 1.0), ("Hopper-v5", 3.0)])
-def test_gym_id_env_matches_gymnasium_sync_vector_env_to_the_bit(gym_id, scale):
-    """Reacher ends every 50 steps (truncation), Hopper under big actions falls over (termination)."""
-    ours, ref = make_train_env(f"gym:{gym_id}", 3, seed=0), _sync_vec(gym_id, 3)
+@pytest.mark.parametrize(("gym_id", "scale", "kwargs"), [
+    ("Reacher-v5", 1.0, {}), ("Hopper-v5", 3.0, {}), ("Walker2d-v5", 3.0, {}), ("Ant-v5", 1.0, {"max_episode_steps": 40}),
+    ("HalfCheetah-v5", 1.0, {"max_episode_steps": 30})])
+def test_gym_id_env_matches_gymnasium_sync_vector_env_to_the_bit(gym_id, scale, kwargs):
+    """Reacher ends every 50 steps and Ant, HalfCheetah at their shortened limit (truncation), Hopper and Walker2d
+    under big actions fall over (termination); all but Reacher step through the batched stepper (gym_fast)."""
+    ours, ref = make_train_env(f"gym:{gym_id}", 3, seed=0, env_kwargs=kwargs), _sync_vec(gym_id, 3, **kwargs)
     assert type(ours).__name__ == "GymSyncTrainEnv"
+    assert (ours.fast_step is None) == (gym_id == "Reacher-v5")
     np.testing.assert_array_equal(ours.reset(seed=5), ref.reset(seed=5))
     actions = np.random.default_rng(1).normal(0.0, scale, (200, 3, ours.act_dim))
     ends = np.zeros(2, dtype=int)
@@ -122,7 +127,7 @@ def test_gym_id_env_matches_gymnasium_sync_vector_env_to_the_bit(gym_id, scale):
             assert a.dtype == b.dtype
             np.testing.assert_array_equal(a, b)
         ends += [got[2].sum(), got[3].sum()]
-    assert ends[0 if gym_id == "Hopper-v5" else 1] > 0  # the episode ends under test really happened
+    assert ends[0 if gym_id in ("Hopper-v5", "Walker2d-v5") else 1] > 0  # the episode ends under test happened
     for a, b in zip(ours.stats.pop(), ref.stats.pop()):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(ours.resync(seed=9), ref.resync(seed=9))

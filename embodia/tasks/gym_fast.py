@@ -1,0 +1,188 @@
+"""Gymnasium's MuJoCo locomotion envs stepped without Gymnasium's Python per env, bit for bit the same numbers.
+
+A Gymnasium env step is one `mj_step(nstep=frame_skip)` plus 50-80 us of Python (wrappers, properties, small
+NumPy calls on one env). `FastGymStep` makes the same MuJoCo calls on the envs' own MjModel and MjData, in one
+short loop of C calls per env, then computes observation, reward and termination for the whole batch in NumPy
+with Gymnasium's expressions and the env's own settings, so every number equals the env's own step to the bit
+(tests/tasks/test_gym_fast.py). Resets stay Gymnasium's (its reset distribution and seeding).
+"""
+
+from __future__ import annotations
+
+import mujoco
+import numpy as np
+from gymnasium.envs.mujoco.ant_v5 import AntEnv
+from gymnasium.envs.mujoco.half_cheetah_v5 import HalfCheetahEnv
+from gymnasium.envs.mujoco.hopper_v5 import HopperEnv
+from gymnasium.envs.mujoco.walker2d_v5 import Walker2dEnv
+from gymnasium.wrappers import OrderEnforcing, PassiveEnvChecker, TimeLimit
+
+_PLAIN_WRAPPERS = (TimeLimit, OrderEnforcing, PassiveEnvChecker)  # what `gym.make` adds; none changes a number
+# Gymnasium's control cost is `weight * np.sum(np.square(action))` on one env: a float32 scalar from a float32
+# action under NumPy 2's promotion rules, as the batched expression gives; NumPy 1 promoted the scalar to float64
+_NUMPY_2 = np.lib.NumpyVersion(np.__version__) >= "2.0.0"
+
+
+class FastGymStep:
+    """Steps Gymnasium envs of one class as one batch: `step(action) -> (obs, reward, terminated)`.
+
+    Subclasses name the env class and turn the gathered MjData (root position before and after, qpos, qvel) into
+    Gymnasium's observation, reward and termination for all envs at once (`_finish`).
+    """
+
+    env_class: type
+
+    def __init__(self, envs: list) -> None:
+        self.env = envs[0].unwrapped  # every env was made alike (`supports`): its settings are everyone's
+        self.datas = [env.unwrapped.data for env in envs]
+        self.model, self.frame_skip, self.dt = self.env.model, int(self.env.frame_skip), float(self.env.dt)
+        n, nq, nv = len(envs), self.model.nq, self.model.nv
+        self.qpos, self.qvel = np.empty((n, nq)), np.empty((n, nv))
+        self.x_before, self.x_after = np.empty(n), np.empty(n)
+
+    @classmethod
+    def supports(cls, envs: list) -> bool:
+        """True when every env is exactly this class (a subclass may step differently), renders nothing, is
+        wrapped only by what `gym.make` adds, and all were made with the same arguments."""
+        first = envs[0].unwrapped
+        return _NUMPY_2 and all(
+            type(env.unwrapped) is cls.env_class and env.unwrapped.render_mode is None and _plain_wrappers(env)
+            and _made_alike(env.unwrapped, first) for env in envs)
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One env step of every env with `action` (num_envs, nu), in the dtype Gymnasium's env would get."""
+        model, frame_skip = self.model, self.frame_skip
+        mj_step, post_constraint = mujoco.mj_step, mujoco.mj_rnePostConstraint
+        for i, data in enumerate(self.datas):  # the MuJoCo calls of Gymnasium's step; the rest is batched below
+            self._before(i, data)
+            data.ctrl[:] = action[i]
+            mj_step(model, data, nstep=frame_skip)
+            post_constraint(model, data)  # as Gymnasium's step does (cfrc_ext, cacc)
+            self._after(i, data)
+            self.qpos[i] = data.qpos
+            self.qvel[i] = data.qvel
+        return self._finish(action)
+
+    def _before(self, i: int, data) -> None:
+        self.x_before[i] = data.qpos[0]
+
+    def _after(self, i: int, data) -> None:
+        self.x_after[i] = data.qpos[0]
+
+    def _finish(self, action: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+    def _forward_reward(self) -> np.ndarray:
+        return self.env._forward_reward_weight * ((self.x_after - self.x_before) / self.dt)
+
+    def _control_cost(self, action: np.ndarray) -> np.ndarray:
+        return self.env._ctrl_cost_weight * np.sum(np.square(action), axis=1)
+
+
+class HalfCheetahStep(FastGymStep):
+    """HalfCheetah-v5: forward velocity minus control cost, never terminates."""
+
+    env_class = HalfCheetahEnv
+
+    def _finish(self, action):
+        reward = self._forward_reward() - self._control_cost(action)
+        skip = 1 if self.env._exclude_current_positions_from_observation else 0
+        obs = np.concatenate((self.qpos[:, skip:], self.qvel), axis=1)
+        return obs, reward, np.zeros(len(obs), dtype=bool)
+
+
+class PlanarWalkerStep(FastGymStep):
+    """Hopper-v5 and Walker2d-v5: forward velocity + healthy reward - control cost; unhealthy ends the episode;
+    observed velocities clipped to +-10."""
+
+    def _healthy(self) -> np.ndarray:
+        env, z, angle = self.env, self.qpos[:, 1], self.qpos[:, 2]
+        return ((env._healthy_z_range[0] < z) & (z < env._healthy_z_range[1])
+                & (env._healthy_angle_range[0] < angle) & (angle < env._healthy_angle_range[1]))
+
+    def _finish(self, action):
+        env, healthy = self.env, self._healthy()
+        rewards = self._forward_reward() + healthy * env._healthy_reward
+        reward = rewards - self._control_cost(action)
+        skip = 1 if env._exclude_current_positions_from_observation else 0
+        obs = np.concatenate((self.qpos[:, skip:], np.clip(self.qvel, -10, 10)), axis=1)
+        return obs, reward, ~healthy & bool(env._terminate_when_unhealthy)
+
+
+class HopperStep(PlanarWalkerStep):
+    """Hopper-v5: Walker2d's health check plus every state entry after x and z within its range."""
+
+    env_class = HopperEnv
+
+    def _healthy(self) -> np.ndarray:
+        state = np.concatenate((self.qpos, self.qvel), axis=1)[:, 2:]
+        low, high = self.env._healthy_state_range
+        return super()._healthy() & np.all((low < state) & (state < high), axis=1)
+
+
+class Walker2dStep(PlanarWalkerStep):
+    env_class = Walker2dEnv
+
+
+class AntStep(FastGymStep):
+    """Ant-v5: planar velocity of the main body, healthy reward, control and contact costs; contact forces
+    (clipped `cfrc_ext` of every body but the world) in the observation."""
+
+    env_class = AntEnv
+
+    def __init__(self, envs: list) -> None:
+        super().__init__(envs)
+        self.body = self.env.data.body(self.env._main_body).id
+        self.cfrc_ext = np.empty((len(envs), self.model.nbody, 6))
+
+    def _before(self, i: int, data) -> None:
+        self.x_before[i] = data.xpos[self.body, 0]
+
+    def _after(self, i: int, data) -> None:
+        self.x_after[i] = data.xpos[self.body, 0]
+        self.cfrc_ext[i] = data.cfrc_ext
+
+    def _finish(self, action):
+        env, z = self.env, self.qpos[:, 2]
+        finite = np.isfinite(self.qpos).all(axis=1) & np.isfinite(self.qvel).all(axis=1)
+        healthy = finite & (env._healthy_z_range[0] <= z) & (z <= env._healthy_z_range[1])
+        contact_forces = np.clip(self.cfrc_ext, *env._contact_force_range)
+        contact_cost = env._contact_cost_weight * np.sum(np.square(contact_forces).reshape(len(z), -1), axis=1)
+        rewards = self._forward_reward() + healthy * env._healthy_reward
+        reward = rewards - (self._control_cost(action) + contact_cost)
+        skip = 2 if env._exclude_current_positions_from_observation else 0
+        parts = [self.qpos[:, skip:], self.qvel]
+        if env._include_cfrc_ext_in_observation:
+            parts.append(contact_forces[:, 1:].reshape(len(z), -1))
+        return np.concatenate(parts, axis=1), reward, ~healthy & bool(env._terminate_when_unhealthy)
+
+
+STEPPERS = (AntStep, HalfCheetahStep, HopperStep, Walker2dStep)
+
+
+def fast_step_for(envs: list) -> FastGymStep | None:
+    """The batched stepper for these Gymnasium envs, or None when they need Gymnasium's own step."""
+    return next((stepper(envs) for stepper in STEPPERS if stepper.supports(envs)), None)
+
+
+def time_limit(env) -> int | None:
+    """The episode length at which `gym.make`'s TimeLimit wrapper truncates this env, or None without one."""
+    while env is not env.unwrapped:
+        if isinstance(env, TimeLimit):
+            return int(env._max_episode_steps)
+        env = env.env
+    return None
+
+
+def _plain_wrappers(env) -> bool:
+    while env is not env.unwrapped:
+        if type(env) not in _PLAIN_WRAPPERS:
+            return False
+        env = env.env
+    return True
+
+
+def _made_alike(env, first) -> bool:
+    """Same constructor arguments (MujocoEnv records them for pickling), so one env's settings are every env's."""
+    return (env._ezpickle_args == first._ezpickle_args and env._ezpickle_kwargs == first._ezpickle_kwargs
+            and env.frame_skip == first.frame_skip)
