@@ -305,3 +305,27 @@ def test_rollout_noise_drawn_once_per_rollout_equals_one_draw_per_step(num_envs,
 
     for ours, reference in zip(rollouts(per_step=False), rollouts(per_step=True), strict=True):
         np.testing.assert_array_equal(ours, reference)
+
+
+def test_a_rollout_after_an_update_acts_with_the_updated_weights():
+    """The rollout reuses the forward's weight layouts step to step; they are refreshed when the rollout starts,
+    so its values and actions are the torch module's for the weights the update left."""
+    from embodia.learn.ppo import PPOConfig, PPOTrainer
+    from embodia.learn.vec_env import make_train_env
+
+    config = PPOConfig(task="cartpole-swingup", num_envs=8, num_steps=16, num_minibatches=4, update_epochs=2,
+                       total_steps=1024, tensorboard=False, progress=False)
+    trainer = PPOTrainer(config, make_train_env("cartpole-swingup", 8, 0))
+    trainer.collect_rollout()
+    before = trainer.agent.flat.numpy().copy()
+    trainer.update()
+    assert not np.array_equal(before, trainer.agent.flat.numpy())
+    trainer.collect_rollout()
+    obs = torch.from_numpy(trainer.obs.reshape(128, -1))
+    with torch.no_grad():
+        values, means = trainer.agent.value(obs), trainer.agent.actor.mean(obs)
+    np.testing.assert_allclose(trainer.values.reshape(-1), values.numpy(), atol=1e-5)
+    std = np.exp(trainer.agent.log_std)
+    noise = (trainer.actions.reshape(128, -1) - means.numpy()) / std
+    want_logprob = -0.5 * (noise**2).sum(-1) - trainer.agent.log_std.sum() - 0.5 * np.log(2 * np.pi) * noise.shape[-1]
+    np.testing.assert_allclose(trainer.logprobs.reshape(-1), want_logprob, atol=1e-4)
