@@ -1,4 +1,4 @@
-"""Gymnasium's MuJoCo locomotion envs stepped without Gymnasium's Python per env, bit for bit the same numbers.
+"""Gymnasium's MuJoCo locomotion and balance envs stepped without Gymnasium's Python per env, with the same numbers.
 
 A Gymnasium env step is one `mj_step(nstep=frame_skip)` plus 50-80 us of Python (wrappers, properties, small
 NumPy calls on one env). `FastGymStep` makes the same MuJoCo calls on the envs' own MjModel and MjData, in one
@@ -14,6 +14,7 @@ import numpy as np
 from gymnasium.envs.mujoco.ant_v5 import AntEnv
 from gymnasium.envs.mujoco.half_cheetah_v5 import HalfCheetahEnv
 from gymnasium.envs.mujoco.hopper_v5 import HopperEnv
+from gymnasium.envs.mujoco.inverted_double_pendulum_v5 import InvertedDoublePendulumEnv
 from gymnasium.envs.mujoco.walker2d_v5 import Walker2dEnv
 from gymnasium.wrappers import OrderEnforcing, PassiveEnvChecker, TimeLimit
 
@@ -157,7 +158,37 @@ class AntStep(FastGymStep):
         return np.concatenate(parts, axis=1), reward, ~healthy & bool(env._terminate_when_unhealthy)
 
 
-STEPPERS = (AntStep, HalfCheetahStep, HopperStep, Walker2dStep)
+class InvertedDoublePendulumStep(FastGymStep):
+    """InvertedDoublePendulum-v5: alive bonus minus distance and velocity penalties of the pole's tip; the episode
+    ends when the tip drops to height 1."""
+
+    env_class = InvertedDoublePendulumEnv
+
+    def __init__(self, envs: list) -> None:
+        super().__init__(envs)
+        self.tip = np.empty((len(envs), 3))
+        self.constraint_force = np.empty(len(envs))
+
+    def _before(self, i: int, data) -> None:
+        pass
+
+    def _after(self, i: int, data) -> None:
+        self.tip[i] = data.site_xpos[0]
+        self.constraint_force[i] = data.qfrc_constraint[0]
+
+    def _finish(self, action):
+        x, y = self.tip[:, 0], self.tip[:, 2]
+        terminated = y <= 1
+        v1, v2 = self.qvel[:, 1], self.qvel[:, 2]
+        dist_penalty = 0.01 * x**2 + (y - 2) ** 2
+        vel_penalty = 1e-3 * v1**2 + 5e-3 * v2**2
+        reward = self.env._healthy_reward * (~terminated) - dist_penalty - vel_penalty
+        obs = np.concatenate((self.qpos[:, :1], np.sin(self.qpos[:, 1:]), np.cos(self.qpos[:, 1:]),
+                              np.clip(self.qvel, -10, 10), np.clip(self.constraint_force, -10, 10)[:, None]), axis=1)
+        return obs, reward, terminated
+
+
+STEPPERS = (AntStep, HalfCheetahStep, HopperStep, Walker2dStep, InvertedDoublePendulumStep)
 
 
 def fast_step_for(envs: list) -> FastGymStep | None:

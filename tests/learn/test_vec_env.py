@@ -111,10 +111,10 @@ def _sync_vec(gym_id: str, num_envs: int, **kwargs) -> GymTrainEnv:
 
 @pytest.mark.parametrize(("gym_id", "scale", "kwargs"), [
     ("Reacher-v5", 1.0, {}), ("Hopper-v5", 3.0, {}), ("Walker2d-v5", 3.0, {}), ("Ant-v5", 1.0, {"max_episode_steps": 40}),
-    ("HalfCheetah-v5", 1.0, {"max_episode_steps": 30})])
+    ("HalfCheetah-v5", 1.0, {"max_episode_steps": 30}), ("InvertedDoublePendulum-v5", 1.0, {})])
 def test_gym_id_env_matches_gymnasium_sync_vector_env_to_the_bit(gym_id, scale, kwargs):
-    """Reacher ends every 50 steps and Ant, HalfCheetah at their shortened limit (truncation), Hopper and Walker2d
-    under big actions fall over (termination); all but Reacher step through the batched stepper (gym_fast)."""
+    """Reacher ends every 50 steps and Ant, HalfCheetah at their shortened limit (truncation), Hopper, Walker2d and
+    the double pendulum fall over (termination); all but Reacher step through the batched stepper (gym_fast)."""
     ours, ref = make_train_env(f"gym:{gym_id}", 3, seed=0, env_kwargs=kwargs), _sync_vec(gym_id, 3, **kwargs)
     assert type(ours).__name__ == "GymSyncTrainEnv"
     assert (ours.fast_step is None) == (gym_id == "Reacher-v5")
@@ -127,7 +127,7 @@ def test_gym_id_env_matches_gymnasium_sync_vector_env_to_the_bit(gym_id, scale, 
             assert a.dtype == b.dtype
             np.testing.assert_array_equal(a, b)
         ends += [got[2].sum(), got[3].sum()]
-    assert ends[0 if gym_id in ("Hopper-v5", "Walker2d-v5") else 1] > 0  # the episode ends under test happened
+    assert ends[0 if gym_id in ("Hopper-v5", "Walker2d-v5", "InvertedDoublePendulum-v5") else 1] > 0  # they happened
     for a, b in zip(ours.stats.pop(), ref.stats.pop()):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(ours.resync(seed=9), ref.resync(seed=9))

@@ -5,7 +5,15 @@ import numpy as np
 import pytest
 from gymnasium.envs.mujoco.hopper_v5 import HopperEnv
 
-from embodia.tasks.gym_fast import AntStep, HalfCheetahStep, HopperStep, Walker2dStep, fast_step_for, time_limit
+from embodia.tasks.gym_fast import (
+    AntStep,
+    HalfCheetahStep,
+    HopperStep,
+    InvertedDoublePendulumStep,
+    Walker2dStep,
+    fast_step_for,
+    time_limit,
+)
 
 CASES = [
     ("Ant-v5", {}, AntStep, 1.0),
@@ -16,6 +24,8 @@ CASES = [
     ("Hopper-v5", {}, HopperStep, 3.0),
     ("Hopper-v5", {"healthy_reward": 2.0, "healthy_angle_range": (-0.3, 0.3)}, HopperStep, 3.0),
     ("Walker2d-v5", {}, Walker2dStep, 3.0),
+    ("InvertedDoublePendulum-v5", {}, InvertedDoublePendulumStep, 1.0),
+    ("InvertedDoublePendulum-v5", {"healthy_reward": 5.0}, InvertedDoublePendulumStep, 1.0),
 ]
 
 
@@ -40,7 +50,7 @@ def test_batched_step_equals_each_envs_own_step_to_the_bit(gym_id, kwargs, stepp
                 np.testing.assert_array_equal(env.reset()[0], ours[i].reset()[0])
                 terminations += 1
     assert obs.dtype == np.float64 and reward.dtype == np.float64
-    if gym_id in ("Hopper-v5", "Walker2d-v5"):
+    if gym_id in ("Hopper-v5", "Walker2d-v5", "InvertedDoublePendulum-v5"):
         assert terminations > 0  # the termination rule was exercised
 
 
