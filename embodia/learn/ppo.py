@@ -45,6 +45,10 @@ class PPOConfig(RunConfig):
     vf_coef: float = Field(0.5, ge=0, description="value loss weight")
     max_grad_norm: float = Field(0.5, gt=0, description="global gradient norm clip")
     target_kl: float | None = Field(None, gt=0, description="stop the epoch loop early above this KL (None: never)")
+    desired_kl: float | None = Field(None, gt=0, description=(
+        "adaptive learning rate (rsl_rl's 'adaptive' schedule): after each minibatch's forward pass the rate is "
+        "divided by 1.5 when its approx KL exceeds 2x this, multiplied by 1.5 below half of it, within [1e-5, 1e-2]; "
+        "starts at learning_rate and replaces anneal_lr (None: off)"))
     norm_obs: bool = Field(True, description="normalize observations with running statistics")
     norm_reward: bool = Field(True, description="scale rewards by the running std of the discounted return")
     obs_clip: float = Field(10.0, gt=0, description="clip normalized observations to +- this")
@@ -467,10 +471,27 @@ def minibatch_diagnostics(records: np.ndarray, log_stds: np.ndarray, clip: float
     pg_loss = np.add.reduce(records[:, PG_TERM], axis=1)  # the terms are already divided by the minibatch size
     v_loss = 0.5 * (np.add.reduce(records[:, V_TERM], axis=1) / count)
     entropy = np.add.reduce(log_stds + 0.5 * math.log(2 * math.pi * math.e), axis=1)
-    approx_kl = np.add.reduce((ratio - 1) - logratio, axis=1) / count
+    approx_kl = approx_kl_of(ratio, logratio)
     clipfrac = np.add.reduce(np.abs(ratio - 1.0) > clip, axis=1, dtype=np.float64) / count
     return {"pg_loss": pg_loss.astype(np.float64), "v_loss": v_loss.astype(np.float64),
             "entropy": entropy.astype(np.float64), "approx_kl": approx_kl.astype(np.float64), "clipfrac": clipfrac}
+
+
+def approx_kl_of(ratio: np.ndarray, logratio: np.ndarray) -> np.ndarray:
+    """The k3 estimate of KL(old || new) over the last axis (samples) of a minibatch's ratios."""
+    return np.add.reduce((ratio - 1) - logratio, axis=-1) / ratio.shape[-1]
+
+
+LR_RANGE = (1e-5, 1e-2)  # the adaptive schedule's bounds (rsl_rl's)
+
+
+def adapted_lr(lr: float, kl: float, desired_kl: float) -> float:
+    """rsl_rl's adaptive learning rate: / 1.5 above twice the desired KL, x 1.5 below half of it (and above 0)."""
+    if kl > 2.0 * desired_kl:
+        return max(LR_RANGE[0], lr / 1.5)
+    if 0.0 < kl < desired_kl / 2.0:
+        return min(LR_RANGE[1], lr * 1.5)
+    return lr
 
 
 def ppo_loss_grads(agent: ActorCritic, obs: np.ndarray, actions: np.ndarray, old_logprob: np.ndarray,
@@ -645,10 +666,15 @@ class PPOTrainer:
             log_stds[m] = agent.log_std
             _clipped_loss_grads(agent, obs[rows], actions[:, rows], logprobs[rows], scaled_adv[m], values[rows],
                                 returns[rows], config, records[m])
+            if config.desired_kl is not None:  # the KL of the policy this step starts from, as rsl_rl measures it
+                kl = float(approx_kl_of(records[m, RATIO], records[m, LOGRATIO]))
+                self.optimizer.lr = adapted_lr(self.optimizer.lr, kl, config.desired_kl)
             clip_grad_norm(grads, config.max_grad_norm)
             self.optimizer.step()
 
     def _anneal(self) -> float:
+        if self.config.desired_kl is not None:
+            return self.optimizer.lr  # adapted minibatch by minibatch (`adapted_lr`); a checkpoint keeps it
         lr = self.config.learning_rate
         if self.config.anneal_lr:
             lr *= max(0.0, 1.0 - self.iteration / self.num_iterations)

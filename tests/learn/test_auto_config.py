@@ -31,6 +31,13 @@ def test_short_episodes_are_rolled_out_whole_with_raw_rewards():
     assert hopper["norm_reward"] is True  # long episodes keep the scaled rewards locomotion was tuned with
 
 
+def test_long_episodes_adapt_the_learning_rate_to_a_desired_kl_short_ones_anneal_it():
+    reacher, hopper = auto_ppo_config("gym:Reacher-v5"), auto_ppo_config("gym:Hopper-v5", 10_240)
+    assert hopper["desired_kl"] == 0.03 and reacher["desired_kl"] is None and reacher["anneal_lr"] is True
+    config = load_config("gym:Hopper-v5", "ppo", None, {}, total_steps=10_240)
+    assert config.desired_kl == 0.03 and config.learning_rate == 1e-3  # where the adaptive rate starts
+
+
 def test_rollout_envs_always_split_into_the_minibatches_within_the_sample_budget():
     for num_steps in [16, 17, 33, 50, 64, 70, 99, 100, 127, 2048, 5000]:
         envs = rollout_envs(num_steps)

@@ -66,10 +66,12 @@ def _resume_copy(run, tmp_path, step_name):
     return resumed
 
 
-def test_resume_from_half_way_checkpoint_matches_uninterrupted_run(tmp_path):
+@pytest.mark.parametrize("desired_kl", [None, 0.02])
+def test_resume_from_half_way_checkpoint_matches_uninterrupted_run(tmp_path, desired_kl):
+    """Also with the adaptive learning rate, whose current rate the checkpoint must carry."""
     overrides = {**QUIET, "num_envs": 8, "num_steps": 16, "num_minibatches": 2, "update_epochs": 2,
-                 "checkpoint_every": 256, "env_kwargs": {"randomization": {"body_mass_scale": [0.8, 1.2]},
-                                "task_config": {"max_episode_steps": 10}}}
+                 "checkpoint_every": 256, "desired_kl": desired_kl,
+                 "env_kwargs": {"randomization": {"body_mass_scale": [0.8, 1.2]}, "task_config": {"max_episode_steps": 10}}}
     run = train("cartpole-swingup", "ppo", total_steps=512, seed=3, out=tmp_path, overrides=overrides, name="full")
     resumed = train("", "", resume=_resume_copy(run, tmp_path, "step_000000000256"))
     full, again = _final_weights(run), _final_weights(resumed)
@@ -329,3 +331,28 @@ def test_a_rollout_after_an_update_acts_with_the_updated_weights():
     noise = (trainer.actions.reshape(128, -1) - means.numpy()) / std
     want_logprob = -0.5 * (noise**2).sum(-1) - trainer.agent.log_std.sum() - 0.5 * np.log(2 * np.pi) * noise.shape[-1]
     np.testing.assert_allclose(trainer.logprobs.reshape(-1), want_logprob, atol=1e-4)
+
+
+def test_adaptive_learning_rate_follows_rsl_rls_rule_within_its_bounds():
+    from embodia.learn.ppo import LR_RANGE, adapted_lr
+
+    assert adapted_lr(1e-3, 0.05, 0.02) == pytest.approx(1e-3 / 1.5)  # above twice the desired KL
+    assert adapted_lr(1e-3, 0.005, 0.02) == pytest.approx(1.5e-3)  # below half of it
+    assert adapted_lr(1e-3, 0.02, 0.02) == 1e-3 and adapted_lr(1e-3, 0.0, 0.02) == 1e-3  # in the band; no KL yet
+    assert adapted_lr(LR_RANGE[0], 1.0, 0.02) == LR_RANGE[0] and adapted_lr(LR_RANGE[1], 0.0001, 0.02) == LR_RANGE[1]
+
+
+def test_adaptive_learning_rate_moves_the_rate_during_a_run():
+    """A tiny desired KL shrinks the rate minibatch by minibatch (not annealed), and the run's numbers stay finite."""
+    from embodia.learn.ppo import PPOConfig, PPOTrainer
+    from embodia.learn.vec_env import make_train_env
+
+    config = PPOConfig(task="cartpole-swingup", num_envs=8, num_steps=16, num_minibatches=4, update_epochs=2,
+                       learning_rate=1e-3, desired_kl=1e-6, total_steps=1024, tensorboard=False, progress=False)
+    trainer = PPOTrainer(config, make_train_env("cartpole-swingup", 8, 0))
+    assert trainer._anneal() == 1e-3
+    trainer.collect_rollout()
+    trainer.update()
+    trainer.iteration += 1
+    assert trainer._anneal() == trainer.optimizer.lr < 1e-3 / 1.5**4  # every step after the first was above 2e-6
+    assert trainer.parameters_finite()
