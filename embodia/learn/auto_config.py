@@ -6,7 +6,8 @@ there (the shipped `configs/cheetah-run_ppo.yaml` has since been retuned for sma
 steps, 8 minibatches, log-std -1); what changes with the task is how those 2048 samples are cut: short episodes
 get short rollouts over many envs (each rollout then sees returns bootstrapped at most 16 steps out), long
 episodes longer rollouts over fewer envs (better GAE estimates); exploration noise starts at std 0.37 of the
-action range (log std -1). Short (<= 100 step) precision tasks such as reaching took it first, where noise costs most (Reacher-v5 at 60k steps: -21 with std 1, -17 with
+action range (log std -1). Short (<= 100 step) precision tasks such as reaching took it first, where noise
+costs most (Reacher-v5 at 60k steps: -21 with std 1, -17 with
 0.6, -14 with 0.37); long episodes kept 0.6 until 2026-12-03 (Hopper-v5 at 60k: 337 with std 1, 344 with 0.6,
 gamma 0.99). With gamma 0.995 (below), std 0.37 beat 0.6 on every long-episode suite task, first on held-out seeds
 5-9 (10,240 steps, deterministic return, std 0.6 -> 0.37): Ant-v5 533 -> 873, Hopper-v5 537 -> 617, Walker2d-v5
