@@ -60,9 +60,16 @@ def activation_backward(name: str, grad: torch.Tensor, pre: torch.Tensor, post: 
 def fused_relu_linear_available(dtype: torch.dtype, activation: str) -> bool:
     """True where the actor's bfloat16 linears can run as oneDNN's fused linear (+ bias + relu) op, ~15% cheaper than
     addmm then relu at 512x256x256 (bias and relu are epilogues of the matmul, no bias copy, no relu pass; measured
-    alone). float32 keeps addmm (MKL, and bit-identical results)."""
+    alone). float32 keeps addmm (MKL, and bit-identical results); so do CPUs without oneDNN's bf16 kernels (no
+    AVX-512: the fused op cannot be built there, while addmm's bf16 fallback runs anywhere)."""
     return (dtype == torch.bfloat16 and activation == "relu" and torch.backends.mkldnn.is_available()
-            and hasattr(torch.ops.mkldnn, "_linear_pointwise"))
+            and hasattr(torch.ops.mkldnn, "_linear_pointwise") and _onednn_has_bf16())
+
+
+def _onednn_has_bf16() -> bool:
+    """True where oneDNN has bfloat16 kernels on this CPU (AVX-512 BW and up)."""
+    check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    return bool(check()) if check is not None else False
 
 
 def persistent_grads(work: TrainingCopy) -> list[torch.Tensor]:
