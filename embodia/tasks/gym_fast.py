@@ -9,6 +9,9 @@ with Gymnasium's expressions and the env's own settings, so every number equals 
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+
 import mujoco
 import numpy as np
 from gymnasium.envs.mujoco.ant_v5 import AntEnv
@@ -24,7 +27,7 @@ _PLAIN_WRAPPERS = (TimeLimit, OrderEnforcing, PassiveEnvChecker)  # what `gym.ma
 _NUMPY_2 = np.lib.NumpyVersion(np.__version__) >= "2.0.0"
 
 
-class FastGymStep:
+class FastGymStep(ABC):
     """Steps Gymnasium envs of one class as one batch: `step(action) -> (obs, reward, terminated)`.
 
     Subclasses name the env class and turn the gathered MjData (root position before and after, qpos, qvel) into
@@ -70,8 +73,9 @@ class FastGymStep:
     def _after(self, i: int, data) -> None:
         self.x_after[i] = data.qpos[0]
 
+    @abstractmethod
     def _finish(self, action: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        raise NotImplementedError
+        """(obs, reward, terminated) of the batch from what `step` gathered."""
 
     def _forward_reward(self) -> np.ndarray:
         return self.env._forward_reward_weight * ((self.x_after - self.x_before) / self.dt)
@@ -198,19 +202,18 @@ def fast_step_for(envs: list) -> FastGymStep | None:
 
 def time_limit(env) -> int | None:
     """The episode length at which `gym.make`'s TimeLimit wrapper truncates this env, or None without one."""
-    while env is not env.unwrapped:
-        if isinstance(env, TimeLimit):
-            return int(env._max_episode_steps)
-        env = env.env
-    return None
+    return next((int(wrapper._max_episode_steps) for wrapper in _wrappers(env) if isinstance(wrapper, TimeLimit)), None)
 
 
 def _plain_wrappers(env) -> bool:
+    return all(type(wrapper) in _PLAIN_WRAPPERS for wrapper in _wrappers(env))
+
+
+def _wrappers(env) -> Iterator:
+    """The wrappers around the bare env, outermost first."""
     while env is not env.unwrapped:
-        if type(env) not in _PLAIN_WRAPPERS:
-            return False
+        yield env
         env = env.env
-    return True
 
 
 def _made_alike(env, first) -> bool:
