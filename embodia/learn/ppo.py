@@ -640,8 +640,8 @@ class PPOTrainer:
 
     def _last_approx_kl(self, epoch: int) -> float:
         """approx_kl of epoch `epoch`'s last minibatch step (the early-stopping test)."""
-        return float(minibatch_diagnostics(self._records[epoch, -1:], self._log_stds[epoch, -1:],
-                                           self.config.clip_coef)["approx_kl"][0])
+        record = self._records[epoch, -1]
+        return float(approx_kl_of(record[RATIO], record[LOGRATIO]))
 
     def _epoch(self, order: np.ndarray, batch: tuple[np.ndarray, ...], epoch: int) -> None:
         """One pass of minibatch steps over the rollout in `order`, each step's diagnostics recorded under `epoch`.
