@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from embodia.core.errors import CheckpointError
@@ -19,6 +21,9 @@ class RunningMeanStd:
         """Fold a batch (B, *shape) into the running statistics."""
         if batch.dtype.kind != "f":
             batch = batch.astype(np.float64)  # what .mean() / .var() compute integers in
+        if batch.ndim == 1 and np.ndim(self.mean) == 0:
+            self._update_scalar(batch)
+            return
         batch_count = batch.shape[0]
         # batch.mean(axis=0) and batch.var(axis=0), the same operations without their Python-level overhead
         # (this runs every env step of a rollout)
@@ -34,6 +39,22 @@ class RunningMeanStd:
         self.mean = self.mean + delta * batch_count / total
         m2 = self.var * self.count + batch_var * batch_count + delta**2 * self.count * batch_count / total
         self.var = m2 / total
+        self.count = total
+
+    def _update_scalar(self, batch: np.ndarray) -> None:
+        """`update` of a scalar statistic from a (B,) batch: the same float64 operations in the same order, on
+        Python floats after the two sums (a third of the NumPy calls; reward scaling runs this every env step)."""
+        batch_count = batch.shape[0]
+        batch_mean = float(np.add.reduce(batch)) / batch_count
+        deviation = batch - batch_mean
+        np.multiply(deviation, deviation, out=deviation)
+        batch_var = float(np.add.reduce(deviation)) / batch_count
+        mean, var, count = float(self.mean), float(self.var), self.count
+        delta = batch_mean - mean
+        total = count + batch_count
+        self.mean = np.float64(mean + delta * batch_count / total)
+        m2 = var * count + batch_var * batch_count + delta**2 * count * batch_count / total  # **: pow, as NumPy's
+        self.var = np.float64(m2 / total)
         self.count = total
 
     def state_dict(self) -> dict[str, np.ndarray]:
@@ -102,7 +123,7 @@ class RewardScaler:
             return reward
         self.returns = self.returns * self.gamma + reward
         self.rms.update(self.returns)
-        scaled = reward / np.sqrt(self.rms.var + self.epsilon)
+        scaled = reward / math.sqrt(float(self.rms.var) + self.epsilon)
         np.minimum(np.maximum(scaled, -self.clip, out=scaled), self.clip, out=scaled)  # np.clip's values
         self.returns[done] = 0.0
         return scaled

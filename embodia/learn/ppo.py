@@ -552,6 +552,7 @@ class PPOTrainer:
         self.num_iterations = max(1, config.total_steps // self.batch_size)
         self.action_scale = (env.action_high - env.action_low) / 2.0
         self.action_bias = (env.action_high + env.action_low) / 2.0
+        self._unit_box = bool(np.all(self.action_scale == 1.0) and np.all(self.action_bias == 0.0))  # [-1, 1]: as is
         # rollout storage [T, N, ...] float32, reused every iteration
         self.obs = np.zeros((t, n, obs_dim), dtype=np.float32)
         self.actions = np.zeros((t, n, act_dim), dtype=np.float32)
@@ -588,17 +589,18 @@ class PPOTrainer:
         self.agent.net.refresh()  # the weights stay put until the update: every step below reuses these layouts
         for step in range(self.config.num_steps):
             self.obs_norm.update(self.next_obs)
-            obs = self._normalized(self.next_obs)
+            obs = self.obs[step]
+            np.copyto(obs, self.obs_norm(self.next_obs), casting="same_kind")  # `_normalized`, straight into storage
             if not self._noise_in_one_draw:
                 self._noise_steps[step].normal_()  # what torch.randn(N, act_dim) draws
             noise = noises[step]
             action, self.logprobs[step], self.values[step] = self.agent.sample_np(obs, noise, refresh=False)
-            self.obs[step] = obs
             self.actions[step] = action
             self.dones[step] = self.next_done
             env_action = np.minimum(np.maximum(action.astype(np.float64), -1.0), 1.0)  # np.clip's values, less overhead
-            env_action *= self.action_scale
-            env_action += self.action_bias
+            if not self._unit_box:
+                env_action *= self.action_scale
+                env_action += self.action_bias
             next_obs, reward, terminated, truncated, final_obs = self.env.step(env_action)
             done = terminated | truncated
             reward = self.reward_scaler(reward, done)

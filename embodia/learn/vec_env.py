@@ -239,7 +239,7 @@ class GymSyncTrainEnv(TrainEnv):
     def step(self, action: np.ndarray):
         # clipped as GymTrainEnv does (see there), then cast to the space's dtype: the env charges its control
         # cost in that dtype, so float32 here keeps the rewards bit-equal to the SyncVectorEnv path
-        action = np.clip(action, self.action_low, self.action_high).astype(self._action_dtype)
+        action = np.minimum(np.maximum(action, self.action_low), self.action_high).astype(self._action_dtype)  # np.clip
         if self.fast_step is not None:
             return self._step_batched(action)
         n = self.num_envs

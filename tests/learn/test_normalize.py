@@ -56,3 +56,27 @@ def test_running_mean_std_update_equals_numpy_mean_and_var_bit_for_bit():
         expected_var = (np.ones(batch.shape[1:]) * 1e-4 + var * count + delta**2 * 1e-4 * count / total) / total
         np.testing.assert_array_equal(rms.mean, delta * count / total)
         np.testing.assert_array_equal(rms.var, expected_var)
+
+
+def _array_update(mean, var, count, batch):
+    """RunningMeanStd.update's array formula (NumPy scalars and arrays), the reference for the float path."""
+    mean_row = np.add.reduce(batch, axis=0, keepdims=True) / len(batch)
+    batch_var = np.add.reduce((batch - mean_row) ** 2, axis=0) / len(batch)
+    delta = mean_row[0] - mean
+    total = count + len(batch)
+    m2 = var * count + batch_var * len(batch) + delta**2 * count * len(batch) / total
+    return mean + delta * len(batch) / total, m2 / total, total
+
+
+def test_scalar_statistics_in_python_floats_equal_the_array_formula_bit_for_bit():
+    """Reward scaling's running return statistics take a float path; it must not change a single training run."""
+    rng = np.random.default_rng(5)
+    for num_envs in (1, 3, 4, 8, 13):
+        rms = RunningMeanStd(())
+        mean, var, count = np.zeros(()), np.ones(()), 1e-4
+        for step in range(1000):
+            batch = rng.normal(0.0, 1.0, num_envs) * 10.0 ** rng.uniform(-6, 6) + rng.normal() * step
+            rms.update(batch)
+            mean, var, count = _array_update(mean, var, count, batch)
+            assert float(rms.mean) == float(mean) and float(rms.var) == float(var) and rms.count == count
+    assert np.shape(rms.state_dict()["mean"]) == ()
