@@ -76,6 +76,8 @@ def run_task(env_id: str, names: list[str], steps: int, seeds: int, store: dict,
         for name in names:
             result = run_contender(name, env_id, steps, seed, eval_every)
             result["load"] = load_line()
+            if name == EMBODIA:
+                result["physics_threads"] = int(os.environ.get("EMBODIA_NUM_THREADS", "1"))
             entry[name]["runs"].append(result)
             print(f"{env_id} seed {seed} {name}: return {result['final_return']:.1f}, "
                   f"{result['sps']:,.0f} env-steps/s, {result['cpu_sps']:,.0f} per CPU-s ({result['load']})",
@@ -119,6 +121,9 @@ def report(store: dict, png: Path = RESULTS / "gymnasium_suite.png") -> str:
                    "CPU time per step rises with the load too (hyperthreads), so such a ratio is only indicative; "
                    "interleaved runs measure it."),
               "‡ runs stored without CPU time: ratio of wall-clock env-steps/s, which depends on the load.",
+              ("§ embodia's env physics on more than one thread (`--embodia-threads`, as a training run uses the "
+               "cores it is given), SB3 at its fastest (one thread: its tuned config steps one env, and its "
+               "small networks lose to torch threads here): ratio of wall-clock env-steps/s on the 2 cores."),
               "Load while each run finished (1/5/15-min averages) is stored per run in the results JSON.", "",
               plot_line(png), ""]
     return "\n".join(lines)
@@ -153,9 +158,11 @@ def _speed_cell(entry: dict, name: str) -> tuple[str, str]:
     ours, theirs = entry[EMBODIA]["runs"], entry.get(name, {}).get("runs")
     if not theirs or len(theirs) != len(ours):
         return "–", "–"
-    key = "cpu_sps" if all("cpu_sps" in r for r in [*ours, *theirs]) else "sps"
+    threaded = any(r.get("physics_threads", 1) > 1 for r in ours)  # per CPU-second would not show what it buys
+    key = "cpu_sps" if all("cpu_sps" in r for r in [*ours, *theirs]) and not threaded else "sps"
     median, low, high = paired_speed_ratio(ours, theirs, key)
-    marks = ("" if entry[EMBODIA].get("batch") == entry[name].get("batch") else " †") + ("" if key == "cpu_sps" else " ‡")
+    marks = ("" if entry[EMBODIA].get("batch") == entry[name].get("batch") else " †")
+    marks += " §" if threaded else "" if key == "cpu_sps" else " ‡"
     return f"{median:.1f}x ({low:.1f}–{high:.1f}){marks}", "met" if median >= SPEED_TARGET else "**NOT MET**"
 
 
@@ -184,11 +191,10 @@ def plot(store: dict, png: Path) -> None:
 
 
 def main() -> None:
-    # one physics thread (torch already uses one): every contender is one thread, so env-steps per CPU-second
-    # compare the work each does per step whatever the load of the shared machine (set here, not on import: the
-    # tests import this module and must not change the environment of everything after them)
-    os.environ.setdefault("EMBODIA_NUM_THREADS", "1")
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--embodia-threads", type=int, default=None,
+                        help="physics threads of embodia's runs (default: EMBODIA_NUM_THREADS, else 1); above 1 the "
+                             "speed column compares wall-clock env-steps/s")
     parser.add_argument("--steps", type=int, default=20_480, help="env steps per training run, every contender")
     parser.add_argument("--seeds", type=int, default=5, help="seeds per contender")
     parser.add_argument("--tasks", default=",".join(TASKS), help="comma-separated Gymnasium ids")
@@ -199,6 +205,14 @@ def main() -> None:
     parser.add_argument("--store", type=Path, default=STORE,
                         help="results file (JSON) read and updated; the page and plot go beside it (.md, .png)")
     args = parser.parse_args()
+    if args.embodia_threads is not None:
+        if args.embodia_threads < 1:
+            raise SystemExit(f"--embodia-threads {args.embodia_threads}: expected 1 or more")
+        os.environ["EMBODIA_NUM_THREADS"] = str(args.embodia_threads)
+    # by default one physics thread (torch already uses one): every contender is one thread, so env-steps per
+    # CPU-second compare the work each does per step whatever the load of the shared machine (set here, not on
+    # import: the tests import this module and must not change the environment of everything after them)
+    os.environ.setdefault("EMBODIA_NUM_THREADS", "1")
     store = json.loads(args.store.read_text()) if args.store.exists() else {}
     if not args.report_only:
         names = args.contenders.split(",")

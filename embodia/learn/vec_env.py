@@ -13,6 +13,7 @@ import gymnasium as gym
 import numpy as np
 
 from embodia.core.errors import UserError
+from embodia.sim.batch import THREADS_ENV, default_nthread
 from embodia.tasks.env import BatchEnv
 from embodia.tasks.gym_fast import fast_step_for, time_limit
 
@@ -216,15 +217,20 @@ class GymSyncTrainEnv(TrainEnv):
     env-step cost at 4 envs on small MuJoCo tasks. Env i is seeded `seed + i` on reset, as make_vec does.
     """
 
-    def __init__(self, gym_id: str, num_envs: int, env_kwargs: dict[str, Any], name: str) -> None:
+    def __init__(self, gym_id: str, num_envs: int, env_kwargs: dict[str, Any], name: str,
+                 nthread: int | None = None) -> None:
         if num_envs < 1:
             raise UserError(f"num_envs={num_envs} for {name}; it needs at least 1 env")
+        if nthread is not None and (type(nthread) is not int or nthread < 0):
+            raise UserError(f"nthread={nthread!r} for {name}: expected a whole number >= 0 of physics threads (0 or "
+                            f"unset: the CPU allocation in {THREADS_ENV}, else one per core)")
         self.envs = [gym.make(gym_id, **env_kwargs) for _ in range(num_envs)]
         space = _bounded_box(self.envs[0].action_space)
         self._describe(num_envs, int(np.prod(self.envs[0].observation_space.shape)), space, name)
         self._action_dtype = space.dtype
-        # Gymnasium's MuJoCo locomotion envs step as one batch, bit for bit their own step (tasks/gym_fast.py)
-        self.fast_step = fast_step_for(self.envs)
+        # Gymnasium's MuJoCo locomotion envs step as one batch, bit for bit their own step (tasks/gym_fast.py), their
+        # physics on as many threads as BatchEnv's would use
+        self.fast_step = fast_step_for(self.envs, nthread or default_nthread(num_envs))
         self._elapsed = np.zeros(num_envs, dtype=np.int64)  # the TimeLimit count while stepping around it
         self._max_steps = time_limit(self.envs[0])
 
@@ -293,6 +299,8 @@ class GymSyncTrainEnv(TrainEnv):
         return self.reset(seed)
 
     def close(self) -> None:
+        if self.fast_step is not None:
+            self.fast_step.close()
         for env in self.envs:
             env.close()
 
@@ -307,8 +315,9 @@ def make_train_env(source: str | gym.vector.VectorEnv, num_envs: int, seed: int,
         gym_id = source[len(GYM_PREFIX):]
         if env_kwargs.pop("backend", "cpu") != "cpu":
             raise UserError(f"{source} runs on Gymnasium's own MuJoCo; physics backends apply to embodia tasks only")
+        nthread = env_kwargs.pop("nthread", None)  # embodia's option, as for its own tasks; the rest are the env's
         try:
-            return GymSyncTrainEnv(gym_id, num_envs, env_kwargs, name=source)
+            return GymSyncTrainEnv(gym_id, num_envs, env_kwargs, name=source, nthread=nthread)
         except gym.error.Error as error:
             raise UserError(f"cannot make Gymnasium env {gym_id!r}: {error}") from error
         except TypeError as error:

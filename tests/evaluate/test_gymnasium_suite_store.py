@@ -88,3 +88,15 @@ def test_the_sac_page_ends_on_its_plot_line_so_a_rerun_keeps_its_reading(tmp_pat
     assert generated.rstrip().endswith(sac_vs_sb3.PLOT_LINE)
     page.write_text(generated + "\nReading: SAC ran.\n")
     assert sac_vs_sb3.report(record) + hand_written_reading(page, sac_vs_sb3.PLOT_LINE) == page.read_text()
+
+
+def test_speed_compares_wall_clock_when_embodia_ran_its_physics_on_threads(suite) -> None:
+    """Per CPU-second by default; with physics threads per CPU-second would hide what they buy, so wall clock (§)."""
+    def runs(sps, cpu_sps, **extra):
+        return [{"final_return": 1.0, "sps": sps, "cpu_sps": cpu_sps, **extra} for _ in range(3)]
+
+    entry = {"zero_action": 0.0, suite.EMBODIA: {"batch": "b", "runs": runs(600.0, 400.0)},
+             suite.ZOO: {"batch": "b", "runs": runs(100.0, 100.0)}}
+    assert suite._speed_cell(entry, suite.ZOO) == ("4.0x (4.0–4.0)", "**NOT MET**")
+    entry[suite.EMBODIA]["runs"] = runs(600.0, 400.0, physics_threads=2)
+    assert suite._speed_cell(entry, suite.ZOO) == ("6.0x (6.0–6.0) §", "met")

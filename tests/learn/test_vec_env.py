@@ -4,6 +4,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from embodia.core.errors import UserError
 from embodia.learn import load_policy
 from embodia.learn.train import train
 from embodia.learn.vec_env import BatchTrainEnv, GymTrainEnv, make_train_env
@@ -135,19 +136,27 @@ def test_gym_id_env_matches_gymnasium_sync_vector_env_to_the_bit(gym_id, scale, 
     ref.close()
 
 
-def test_ppo_on_a_gym_id_learns_the_same_weights_as_on_gymnasium_sync_vector_env(tmp_path):
+@pytest.mark.parametrize("nthread", [1, 2])
+def test_ppo_on_a_gym_id_learns_the_same_weights_as_on_gymnasium_sync_vector_env(tmp_path, nthread):
+    """Also with the envs' physics on two threads (the first steps try both ways, then keep one)."""
     from embodia.core.reporter import NullReporter
     from embodia.learn.ppo import PPOConfig
     from embodia.learn.trainer import train_rl
 
     config = PPOConfig(task="gym:Hopper-v5", num_envs=2, num_steps=32, num_minibatches=2, update_epochs=2,
-                       total_steps=256, checkpoint_every=10_000, **QUIET)
+                       total_steps=256, checkpoint_every=10_000, env_kwargs={"nthread": nthread}, **QUIET)
     train_rl(config, tmp_path / "ours", NullReporter())
     ref = _sync_vec("Hopper-v5", 2)
-    train_rl(config, tmp_path / "ref", NullReporter(), env=ref)
+    train_rl(config.model_copy(update={"env_kwargs": {}}), tmp_path / "ref", NullReporter(), env=ref)
     ref.close()
     ours = load_file(tmp_path / "ours" / "checkpoints" / "final" / "model.safetensors")
     want = load_file(tmp_path / "ref" / "checkpoints" / "final" / "model.safetensors")
     assert ours.keys() == want.keys()
     for key in want:
         torch.testing.assert_close(ours[key], want[key], atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("nthread", [-1, "two", 1.5, True])
+def test_a_bad_thread_count_for_a_gym_id_names_the_value_and_the_fix(nthread):
+    with pytest.raises(UserError, match=r"nthread=.*whole number >= 0 of physics threads"):
+        make_train_env("gym:Hopper-v5", 2, seed=0, env_kwargs={"nthread": nthread})

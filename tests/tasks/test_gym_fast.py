@@ -11,6 +11,7 @@ from embodia.tasks.gym_fast import (
     HopperStep,
     InvertedDoublePendulumStep,
     Walker2dStep,
+    env_chunks,
     fast_step_for,
     time_limit,
 )
@@ -32,9 +33,23 @@ CASES = [
 @pytest.mark.parametrize(("gym_id", "kwargs", "stepper", "scale"), CASES)
 def test_batched_step_equals_each_envs_own_step_to_the_bit(gym_id, kwargs, stepper, scale):
     """Random float32 actions (out of range too, as a policy's raw output can be), episodes ending on the way."""
+    _check_against_gymnasium(gym_id, kwargs, stepper, scale, nthread=1)
+
+
+@pytest.mark.parametrize(("gym_id", "kwargs", "stepper", "scale"), [CASES[0], CASES[4]])
+@pytest.mark.parametrize("nthread", [2, 3])
+def test_threaded_step_equals_each_envs_own_step_to_the_bit(gym_id, kwargs, stepper, scale, nthread):
+    """Threads step chunks of envs (3 envs on 2 or 3 threads), every step of it, not only a trial's half."""
+    fast = _check_against_gymnasium(gym_id, kwargs, stepper, scale, nthread=nthread, adaptive=False)
+    assert fast.threaded
+    fast.close()
+    assert not fast.threaded
+
+
+def _check_against_gymnasium(gym_id, kwargs, stepper, scale, nthread, adaptive=True):
     theirs = [gym.make(gym_id, **kwargs) for _ in range(3)]
     ours = [gym.make(gym_id, **kwargs) for _ in range(3)]
-    fast = fast_step_for(ours)
+    fast = fast_step_for(ours, nthread, adaptive)
     assert type(fast) is stepper
     for i in range(3):
         np.testing.assert_array_equal(theirs[i].reset(seed=i)[0], ours[i].reset(seed=i)[0])
@@ -52,6 +67,44 @@ def test_batched_step_equals_each_envs_own_step_to_the_bit(gym_id, kwargs, stepp
     assert obs.dtype == np.float64 and reward.dtype == np.float64
     if gym_id in ("Hopper-v5", "Walker2d-v5", "InvertedDoublePendulum-v5"):
         assert terminations > 0  # the termination rule was exercised
+    return fast
+
+
+def test_the_trial_keeps_threads_only_when_they_cut_the_step_time(monkeypatch):
+    """The first steps alternate serial and threaded; threads stay only if their median step is THREAD_GAIN faster."""
+    from embodia.tasks import gym_fast
+
+    def stepper(threaded_seconds):
+        fast = fast_step_for([gym.make("Hopper-v5") for _ in range(4)], nthread=2)
+        # perf_counter readings around each trial step: serial steps take 1 s, threaded ones `threaded_seconds`
+        clock = iter(np.cumsum([x for _ in range(gym_fast.TRIAL_STEPS) for x in (0.0, 1.0, 0.0, threaded_seconds)]))
+        monkeypatch.setattr(gym_fast, "perf_counter", lambda: next(clock))
+        action = np.zeros((4, 3), dtype=np.float32)
+        for _ in range(2 * gym_fast.TRIAL_STEPS - 1):
+            fast.step(action)
+            assert fast.threaded  # undecided until both ways have TRIAL_STEPS timings
+        fast.step(action)
+        return fast
+
+    assert stepper(threaded_seconds=0.5).threaded
+    assert not stepper(threaded_seconds=0.9).threaded  # 10 % faster is not worth the threads' extra CPU
+
+
+def test_envs_split_into_near_equal_contiguous_chunks():
+    assert env_chunks(5, 2) == [range(0, 2), range(2, 5)]
+    assert env_chunks(4, 8) == [range(0, 1), range(1, 2), range(2, 3), range(3, 4)]  # never more than the envs
+    assert env_chunks(3, 1) == [range(0, 3)]
+    assert env_chunks(3, 0) == [range(0, 3)]
+
+
+def test_an_error_in_a_stepping_thread_reaches_the_caller():
+    envs = [gym.make("Hopper-v5") for _ in range(2)]
+    for i, env in enumerate(envs):
+        env.reset(seed=i)
+    fast = fast_step_for(envs, nthread=2, adaptive=False)
+    with pytest.raises(IndexError):
+        fast.step(np.zeros((1, 3), dtype=np.float32))  # no action row for the second env: its thread fails
+    fast.close()
 
 
 def test_envs_that_may_step_differently_keep_gymnasiums_step():
