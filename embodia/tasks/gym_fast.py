@@ -8,10 +8,11 @@ with Gymnasium's expressions and the env's own settings, so every number equals 
 
 With `nthread` > 1 the envs step in that many contiguous chunks at once: MuJoCo's Python calls release the GIL,
 so the physics of one chunk runs while another's Python runs. Each env is stepped by one thread on its own
-MjData, so the numbers are the same whatever the thread count. Threads pay off only where the physics is heavy
-(Ant-v5 on 2 cores: a 10,240-step training run 1.2-1.4x less wall time, ~10 % more CPU; Hopper and IDP: no
-gain), so the first steps time both ways, alternating, and keep threads only when they cut the stepping's wall
-time by THREAD_GAIN.
+MjData, so the numbers are the same whatever the thread count. Threads pay off where the physics is heavy (Ant-v5,
+4 envs on 2 cores: a 10,240-step PPO run took 1.16-1.40x less wall time in two paired runs, for 2-23 % more CPU;
+Hopper and IDP: within the noise), so the first TRIAL_STEPS steps run serially, timed, and threads are kept
+only when each would get at least MIN_THREAD_SECONDS of physics a step. (Timing serial against threaded steps
+instead chose wrongly on this shared VM: its load comes in bursts longer than such a trial.)
 """
 
 from __future__ import annotations
@@ -31,8 +32,8 @@ from gymnasium.envs.mujoco.inverted_double_pendulum_v5 import InvertedDoublePend
 from gymnasium.envs.mujoco.walker2d_v5 import Walker2dEnv
 from gymnasium.wrappers import OrderEnforcing, PassiveEnvChecker, TimeLimit
 
-TRIAL_STEPS = 16  # steps timed each way (serial, threaded) before choosing
-THREAD_GAIN = 0.85  # threads are kept when their median step takes at most this share of the serial one's time
+TRIAL_STEPS = 16  # serial steps timed before choosing
+MIN_THREAD_SECONDS = 400e-6  # physics a thread must get per step to be worth its handoff and the extra CPU
 _PLAIN_WRAPPERS = (TimeLimit, OrderEnforcing, PassiveEnvChecker)  # what `gym.make` adds; none changes a number
 # Gymnasium's control cost is `weight * np.sum(np.square(action))` on one env: a float32 scalar from a float32
 # action under NumPy 2's promotion rules, as the batched expression gives; NumPy 1 promoted the scalar to float64
@@ -64,8 +65,8 @@ class FastGymStep(ABC):
         self._chunks = env_chunks(n, nthread)
         self._pool = (ThreadPoolExecutor(len(self._chunks) - 1, thread_name_prefix="embodia-gym-step")
                       if len(self._chunks) > 1 else None)  # the calling thread steps the first chunk itself
-        # seconds per step of the trial, serial and threaded (`adaptive`), until threads are kept or dropped
-        self._trial: dict[bool, list[float]] | None = {False: [], True: []} if self._pool and adaptive else None
+        # seconds of each serial step of the trial (`adaptive`), until threads are kept or dropped
+        self._trial: list[float] | None = [] if self._pool and adaptive else None
 
     @classmethod
     def supports(cls, envs: list) -> bool:
@@ -88,7 +89,7 @@ class FastGymStep(ABC):
 
     @property
     def threaded(self) -> bool:
-        """True while the envs step on several threads (during the trial too)."""
+        """True while the envs may step on several threads (the trial's steps run serially)."""
         return self._pool is not None
 
     def _step_threaded(self, action: np.ndarray) -> None:
@@ -98,18 +99,14 @@ class FastGymStep(ABC):
             future.result()  # re-raises a worker's error here
 
     def _step_timed(self, action: np.ndarray) -> None:
-        """A trial step, serial and threaded in turn; after TRIAL_STEPS of each, keep the faster way."""
-        trial = self._trial
-        threaded = len(trial[True]) < len(trial[False])
+        """A serial trial step, timed; after TRIAL_STEPS, keep the threads only if each would get enough physics."""
         start = perf_counter()
-        if threaded:
-            self._step_threaded(action)
-        else:
-            self._step_envs(self._all, action)
-        trial[threaded].append(perf_counter() - start)
-        if len(trial[True]) == TRIAL_STEPS:
+        self._step_envs(self._all, action)
+        self._trial.append(perf_counter() - start)
+        if len(self._trial) == TRIAL_STEPS:
+            per_env = float(np.median(self._trial)) / len(self._all)
             self._trial = None
-            if np.median(trial[True]) > THREAD_GAIN * np.median(trial[False]):
+            if per_env * max(len(chunk) for chunk in self._chunks) < MIN_THREAD_SECONDS:
                 self.close()  # serial from here on
 
     def _step_envs(self, envs: range, action: np.ndarray) -> None:
