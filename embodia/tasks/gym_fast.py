@@ -18,6 +18,8 @@ instead chose wrongly on this shared VM: its load comes in bursts longer than su
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+import os
+import weakref
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -63,8 +65,9 @@ class FastGymStep(ABC):
                                               for name in ("ctrl", "qpos", "qvel"))
         self._all = range(n)
         self._chunks = env_chunks(n, nthread)
-        self._pool = (ThreadPoolExecutor(len(self._chunks) - 1, thread_name_prefix="embodia-gym-step")
-                      if len(self._chunks) > 1 else None)  # the calling thread steps the first chunk itself
+        self._pool = self._new_pool() if len(self._chunks) > 1 else None  # the caller steps the first chunk itself
+        if self._pool is not None:
+            _THREADED.add(self)
         # seconds of each serial step of the trial (`adaptive`), until threads are kept or dropped
         self._trial: list[float] | None = [] if self._pool and adaptive else None
 
@@ -122,6 +125,14 @@ class FastGymStep(ABC):
             self._after(i)
             self.qpos[i] = qpos[i]
             self.qvel[i] = qvel[i]
+
+    def _new_pool(self) -> ThreadPoolExecutor:
+        return ThreadPoolExecutor(len(self._chunks) - 1, thread_name_prefix="embodia-gym-step")
+
+    def _renew_pool_after_fork(self) -> None:
+        """A forked child has none of its parent's threads, and the parent's pool would queue work for them forever."""
+        if self._pool is not None:
+            self._pool = self._new_pool()
 
     def close(self) -> None:
         """Stop the stepping threads (none without `nthread` > 1)."""
@@ -265,6 +276,18 @@ class InvertedDoublePendulumStep(FastGymStep):
 
 
 STEPPERS = (AntStep, HalfCheetahStep, HopperStep, Walker2dStep, InvertedDoublePendulumStep)
+
+
+_THREADED: weakref.WeakSet = weakref.WeakSet()  # steppers holding a thread pool, renewed in a forked child
+
+
+def _renew_pools_after_fork() -> None:
+    for stepper in list(_THREADED):
+        stepper._renew_pool_after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_renew_pools_after_fork)
 
 
 def fast_step_for(envs: list, nthread: int = 1, adaptive: bool = True) -> FastGymStep | None:

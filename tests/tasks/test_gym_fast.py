@@ -1,5 +1,8 @@
 """The batched Gymnasium stepper gives each env's own step to the bit, and steps aside where it cannot."""
 
+import os
+import signal
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -122,3 +125,24 @@ def test_time_limit_reads_the_wrapper_gym_make_adds():
     assert time_limit(gym.make("Ant-v5")) == 1000
     assert time_limit(gym.make("Ant-v5", max_episode_steps=7)) == 7
     assert time_limit(gym.make("Ant-v5").unwrapped) is None
+
+
+def test_a_forked_child_steps_on_threads_of_its_own():
+    """The child of a fork has no copy of the parent's stepping threads: it gets a new pool instead of a hang."""
+    envs = [gym.make("Ant-v5") for _ in range(2)]
+    for i, env in enumerate(envs):
+        env.reset(seed=i)
+    fast = fast_step_for(envs, nthread=2, adaptive=False)
+    action = np.zeros((2, 8), dtype=np.float32)
+    fast.step(action)  # the parent's worker thread is up
+    pid = os.fork()
+    if pid == 0:  # child: one threaded step, then leave without pytest's teardown
+        signal.alarm(20)
+        try:
+            obs, _, _ = fast.step(action)
+            os._exit(0 if np.isfinite(obs).all() else 1)
+        except BaseException:
+            os._exit(2)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    fast.close()
