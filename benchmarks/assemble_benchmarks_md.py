@@ -17,6 +17,8 @@ PARTS = [("Simulation: ceiling, EnvPool, Gymnasium (issues 2, 11)", "sim.md"), (
          ("SAC loop cost later in training, this tree vs a base revision (issue 11)", "rl_sac_loop_cost_late.md"),
          ("Gymnasium MuJoCo suite (issues 10, 11)", "gymnasium_suite.md"),
          ("Gymnasium MuJoCo suite, longer budget: 51,200 steps (issue 11)", "gymnasium_suite_51k.md"),
+         ("Gymnasium suite, Ant-v5 speed after the leaner step (issue 11)", "gymnasium_suite_ant_speed.md"),
+         ("Gymnasium suite, Ant-v5 with its physics on 2 threads (issue 11)", "gymnasium_suite_ant_threads.md"),
          ("Gymnasium envs stepped as one batch: Ant-v5 (issue 11)", "gym_vec_env_cost_ant.md"),
          ("Imitation learning (issue 4)", "il.md"),
          ("Evaluation (issue 5)", "eval.md"), ("Serving (issue 5)", "serve.md"),
