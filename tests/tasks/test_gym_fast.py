@@ -127,6 +127,8 @@ def test_time_limit_reads_the_wrapper_gym_make_adds():
     assert time_limit(gym.make("Ant-v5").unwrapped) is None
 
 
+# JAX (imported by the MJX tests) warns on any fork; the child here touches only MuJoCo and NumPy, then _exit()s
+@pytest.mark.filterwarnings("ignore:os.fork\\(\\) was called:RuntimeWarning")
 def test_a_forked_child_steps_on_threads_of_its_own():
     """The child of a fork has no copy of the parent's stepping threads: it gets a new pool instead of a hang."""
     envs = [gym.make("Ant-v5") for _ in range(2)]
