@@ -17,12 +17,11 @@ instead chose wrongly on this shared VM: its load comes in bursts longer than su
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
 import os
 import weakref
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-
 from time import perf_counter
 
 import mujoco
