@@ -13,7 +13,7 @@ import gymnasium as gym
 import numpy as np
 
 from embodia.core.errors import UserError
-from embodia.sim.batch import THREADS_ENV, default_nthread
+from embodia.sim.batch import physics_threads
 from embodia.tasks.env import BatchEnv
 from embodia.tasks.gym_fast import fast_step_for, time_limit
 
@@ -221,16 +221,14 @@ class GymSyncTrainEnv(TrainEnv):
                  nthread: int | None = None) -> None:
         if num_envs < 1:
             raise UserError(f"num_envs={num_envs} for {name}; it needs at least 1 env")
-        if nthread is not None and (type(nthread) is not int or nthread < 0):
-            raise UserError(f"nthread={nthread!r} for {name}: expected a whole number >= 0 of physics threads (0 or "
-                            f"unset: the CPU allocation in {THREADS_ENV}, else one per core)")
+        nthread = physics_threads(nthread, num_envs, name)  # checked before any env is made
         self.envs = [gym.make(gym_id, **env_kwargs) for _ in range(num_envs)]
         space = _bounded_box(self.envs[0].action_space)
         self._describe(num_envs, int(np.prod(self.envs[0].observation_space.shape)), space, name)
         self._action_dtype = space.dtype
         # Gymnasium's MuJoCo locomotion envs step as one batch, bit for bit their own step (tasks/gym_fast.py), their
         # physics on as many threads as BatchEnv's would use
-        self.fast_step = fast_step_for(self.envs, nthread or default_nthread(num_envs))
+        self.fast_step = fast_step_for(self.envs, nthread)
         self._elapsed = np.zeros(num_envs, dtype=np.int64)  # the TimeLimit count while stepping around it
         self._max_steps = time_limit(self.envs[0])
 

@@ -83,6 +83,15 @@ def default_nthread(num_envs: int) -> int:
     return max(1, min(cores, num_envs))
 
 
+def physics_threads(nthread: int | None, num_envs: int, owner: str = "the batch") -> int:
+    """The physics threads a batch of `num_envs` uses: `nthread` when given (>= 1), else `default_nthread`; a
+    value that is not a whole number >= 0 is a UserError naming it and the fix."""
+    if nthread is not None and (type(nthread) is not int or nthread < 0):
+        raise UserError(f"nthread={nthread!r} for {owner}: expected a whole number >= 0 of physics threads (0 or "
+                        f"unset: the CPU allocation in {THREADS_ENV}, else one per core)")
+    return max(1, nthread or default_nthread(num_envs))
+
+
 def batch_bytes(model: mujoco.MjModel, num_envs: int, frame_skip: int = 1, copies_model: bool = False,
                 max_latency: int = 0) -> int:
     """A lower bound on the memory a BatchSim of `num_envs` allocates (state, sensors, controls, model copies)."""
@@ -137,9 +146,7 @@ class BatchSim:
             raise UserError(f"num_envs={num_envs} must be >= 1")
         if frame_skip < 1:
             raise UserError(f"frame_skip={frame_skip} must be >= 1")
-        if nthread is not None and nthread < 0:
-            raise UserError(f"nthread={nthread} must be >= 0 (0 or None: the CPU allocation, {THREADS_ENV} or one "
-                            "thread per core)")
+        nthread = physics_threads(nthread, num_envs)  # checked before any work
         self.model = model
         self.num_envs = num_envs
         self.frame_skip = frame_skip
@@ -181,8 +188,8 @@ class BatchSim:
             self.models = [self.model] * self.num_envs
         self.latency = np.zeros(self.num_envs, dtype=np.int64)
 
-    def _init_backend(self, nthread: int | None, backend: str, options: dict) -> None:
-        self.nthread = max(1, nthread or default_nthread(self.num_envs))
+    def _init_backend(self, nthread: int, backend: str, options: dict) -> None:
+        self.nthread = nthread
         self.backend = make_backend(backend, self.model, self.num_envs, self.nthread, **options)
         self.models_changed()
 
