@@ -17,6 +17,7 @@ PARTS = [("Simulation: ceiling, EnvPool, Gymnasium (issues 2, 11)", "sim.md"), (
          ("SAC loop cost later in training, this tree vs a base revision (issue 11)", "rl_sac_loop_cost_late.md"),
          ("Gymnasium MuJoCo suite (issues 10, 11)", "gymnasium_suite.md"),
          ("Gymnasium MuJoCo suite, longer budget: 51,200 steps (issue 11)", "gymnasium_suite_51k.md"),
+         ("PPO automatic defaults vs variants at 51,200 steps, held-out seeds (issue 11)", "auto_config_variants.md"),
          ("Gymnasium suite, Ant-v5 speed after the leaner step (issue 11)", "gymnasium_suite_ant_speed.md"),
          ("Gymnasium suite, Ant-v5 with its physics on 2 threads (issue 11)", "gymnasium_suite_ant_threads.md"),
          ("Gymnasium envs stepped as one batch: Ant-v5 (issue 11)", "gym_vec_env_cost_ant.md"),

@@ -78,6 +78,12 @@ seeds 0-4 then, 0.03 against before: Ant 925 vs 819, HalfCheetah 886 vs 795, IDP
 Walker2d 289 vs 308; over all ten seeds better on all five (Ant 910 vs 796, HalfCheetah 1,147 vs 886, IDP 1,541
 vs 690, Hopper 648 vs 625, Walker2d 361 vs 307). Short episodes keep the annealed rate: 0.03 changed nothing
 there (held-out seeds: Reacher-v5 -9 and Pusher-v5 -51 either way).
+
+Longer runs make more minibatch steps an update (128 at 51k: 16 minibatches), so the rate spends more of each
+update at its floor, and 50k runs lost to the annealed rate (`byo_robot.md`). 4 or 8 minibatches there (a 10k
+run unchanged) were tried on held-out seeds at 51,200 steps (`benchmarks/auto_config_variants.py`, results in
+`auto_config_variants.md`): each gains on Ant, Hopper and HalfCheetah and loses Walker2d and an IDP seed, so
+NUM_MINIBATCHES stays 16.
 """
 
 from __future__ import annotations
