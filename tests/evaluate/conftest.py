@@ -65,3 +65,20 @@ def lqr_run(balance_suite, tmp_path_factory: pytest.TempPathFactory):
     """One evaluated run of the LQR on the cut suite, with report and videos on disk."""
     out = tmp_path_factory.mktemp("eval") / "lqr"
     return run_suite(balance_suite, LQR_SPEC, out, videos=True)
+
+
+
+BENCHMARKS = HERE.parents[1] / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def benchmarks_importable():
+    """benchmarks/ on sys.path for one test module (spawned children inherit it), so its scripts import as they
+    expect their siblings; removed after."""
+    import sys
+
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        yield BENCHMARKS
+    finally:
+        sys.path.remove(str(BENCHMARKS))

@@ -1,23 +1,14 @@
 """The held-out seed sweep's pieces: variants are checked before any run, and the report's differences of means
 are against the defaults' runs of the same task."""
 
-import sys
-from pathlib import Path
-
 import pytest
-
-BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
 @pytest.fixture(scope="module")
-def sweep():
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        import auto_config_variants
+def sweep(benchmarks_importable):
+    import auto_config_variants
 
-        yield auto_config_variants
-    finally:
-        sys.path.remove(str(BENCHMARKS))
+    return auto_config_variants
 
 
 def test_variant_fields_and_ranges_are_checked_before_any_run(sweep):

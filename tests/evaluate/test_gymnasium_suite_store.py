@@ -3,23 +3,16 @@ update one JSON file, and none loses what another stored."""
 
 import json
 import multiprocessing
-import sys
 from pathlib import Path
 
 import pytest
 
-BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
-
 
 @pytest.fixture(scope="module")
-def suite():
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        import gymnasium_suite
+def suite(benchmarks_importable):
+    import gymnasium_suite
 
-        yield gymnasium_suite
-    finally:
-        sys.path.remove(str(BENCHMARKS))
+    return gymnasium_suite
 
 
 def _entry(name: str, runs: int) -> dict:
@@ -74,13 +67,10 @@ def test_a_rebuilt_page_keeps_the_reading_written_under_its_plot(suite, tmp_path
     assert suite.hand_written_reading(page, suite.plot_line(png)) == ""
 
 
-def test_the_sac_page_ends_on_its_plot_line_so_a_rerun_keeps_its_reading(tmp_path: Path) -> None:
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        import sac_vs_sb3
-        from rl_baselines import hand_written_reading
-    finally:
-        sys.path.remove(str(BENCHMARKS))
+def test_the_sac_page_ends_on_its_plot_line_so_a_rerun_keeps_its_reading(benchmarks_importable, tmp_path: Path) -> None:
+    import sac_vs_sb3
+    from rl_baselines import hand_written_reading
+
     runs = [{"final_return": float(seed), "sps": 10.0 + seed, "cpu_sps": 20.0} for seed in range(2)]
     record = {"steps": 100, "learning_starts": 10, "load": ["load a", "load b"], "runs": {"ours": runs, "SB3": runs}}
     page = tmp_path / "rl_sac.md"
